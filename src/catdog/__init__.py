@@ -1,0 +1,53 @@
+"""catdog: a Keras 3 model zoo for cat-vs-dog (and any folder-of-classes) image classification.
+
+``import catdog`` is light: TensorFlow, Keras and matplotlib are imported only when a name that
+needs them is first used.
+
+Example:
+    >>> from catdog import build_transfer_model, compile_model
+    >>> model = compile_model(build_transfer_model(weights=None))
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported on first use)
+_EXPORTS = {
+    "build_baseline_model": "models",
+    "build_augmented_model": "models",
+    "build_preprocessed_model": "models",
+    "build_transfer_model": "models",
+    "build_model": "models",
+    "list_models": "models",
+    "register_model": "models",
+    "compile_model": "models",
+    "get_base": "models",
+    "augmentation_layers": "layers",
+    "build_augmentation": "layers",
+    "mobilenet_v2_preprocessing": "layers",
+    "InferenceMode": "layers",
+    "CatdogError": "errors",
+    "DatasetError": "errors",
+    "DatasetNotFoundError": "errors",
+    "DownloadError": "errors",
+    "IntegrityError": "errors",
+    "InvalidArgumentError": "errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'catdog' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"catdog.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

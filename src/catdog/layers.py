@@ -1,0 +1,114 @@
+"""Reusable preprocessing and augmentation layers.
+
+Everything here is a plain, serializable Keras layer (no ``Lambda``), so models that use them
+survive ``model.save("m.keras")`` and ``keras.saving.load_model(..., safe_mode=True)``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from catdog.errors import InvalidArgumentError
+
+FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+
+
+def _check_fraction(name: str, value: float | None, upper: float = 1.0) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= upper:
+        raise InvalidArgumentError(
+            f"{name} must be a number between 0 and {upper} (or None to leave it out), "
+            f"got {value!r}."
+        )
+
+
+def augmentation_layers(
+    flip: str | None = "horizontal_and_vertical",
+    rotation: float | None = 0.2,
+    zoom: float | None = None,
+    contrast: float | None = None,
+    seed: int | None = None,
+) -> list[keras.layers.Layer]:
+    """Return the augmentation layers, in order, for splicing into a model.
+
+    The defaults are the post's ``RandomFlip()`` + ``RandomRotation(0.2)``. ``rotation`` is a
+    fraction of a full turn (0.2 = up to +-72 degrees), ``zoom`` and ``contrast`` are Keras'
+    ``RandomZoom``/``RandomContrast`` factors. ``None`` or ``0`` leaves a layer out. All layers
+    are active only in training; at inference they pass images through unchanged.
+
+    Example:
+        >>> [type(layer).__name__ for layer in augmentation_layers()]
+        ['RandomFlip', 'RandomRotation']
+    """
+    if flip is not None and flip not in FLIP_MODES:
+        raise InvalidArgumentError(f"flip must be one of {FLIP_MODES} or None, got {flip!r}.")
+    _check_fraction("rotation", rotation)
+    _check_fraction("zoom", zoom)
+    _check_fraction("contrast", contrast)
+    result: list[keras.layers.Layer] = []
+    if flip:
+        result.append(layers.RandomFlip(flip, seed=seed, name="random_flip"))
+    if rotation:
+        result.append(layers.RandomRotation(rotation, seed=seed, name="random_rotation"))
+    if zoom:
+        result.append(layers.RandomZoom(zoom, seed=seed, name="random_zoom"))
+    if contrast:
+        result.append(layers.RandomContrast(contrast, seed=seed, name="random_contrast"))
+    return result
+
+
+def build_augmentation(
+    flip: str | None = "horizontal_and_vertical",
+    rotation: float | None = 0.2,
+    zoom: float | None = None,
+    contrast: float | None = None,
+    seed: int | None = None,
+    name: str = "augmentation",
+) -> keras.Sequential:
+    """Return the augmentation block as one ``keras.Sequential`` layer.
+
+    Takes the same arguments as :func:`augmentation_layers`. Useful on its own, e.g. to
+    preview augmentations or to put in front of a model of your own.
+
+    Example:
+        >>> augment = build_augmentation(rotation=0.1)
+        >>> augment(images, training=True).shape  # doctest: +SKIP
+        TensorShape([32, 160, 160, 3])
+    """
+    return keras.Sequential(augmentation_layers(flip, rotation, zoom, contrast, seed), name=name)
+
+
+def mobilenet_v2_preprocessing(name: str = "mobilenet_v2_preprocessing") -> layers.Rescaling:
+    """Return a layer that maps pixels from 0..255 to -1..1, as MobileNetV2 expects.
+
+    It computes the same as ``keras.applications.mobilenet_v2.preprocess_input`` but as a
+    serializable ``Rescaling`` layer inside the model, so an exported model takes raw pixels.
+
+    Example:
+        >>> float(mobilenet_v2_preprocessing()(np.array([[0.0, 255.0]]))[0, 1])  # doctest: +SKIP
+        1.0
+    """
+    return layers.Rescaling(scale=1.0 / 127.5, offset=-1.0, name=name)
+
+
+@keras.saving.register_keras_serializable(package="catdog")
+class InferenceMode(keras.layers.Wrapper):
+    """Run the wrapped layer with ``training=False``, always.
+
+    Keras 3 passes the outer ``training`` flag to nested models even when they were called
+    with ``training=False``, so a pretrained base's BatchNormalization statistics would drift
+    once the base is unfrozen for fine-tuning. Wrapping the base keeps its BatchNorm layers in
+    inference mode while its weights can still be trained.
+
+    Example:
+        >>> base = keras.applications.MobileNetV2(include_top=False, weights=None)
+        >>> frozen_stats_base = InferenceMode(base)  # doctest: +SKIP
+    """
+
+    def call(self, inputs):
+        return self.layer(inputs, training=False)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)

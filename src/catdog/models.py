@@ -1,0 +1,432 @@
+"""The catdog model zoo: the post's four architectures as configurable factories.
+
+Every model takes raw RGB pixels in 0..255 (preprocessing and augmentation are layers inside
+the model) and ends in ``Dense(num_classes)`` with a softmax (default) or no activation
+(logits). Register a new architecture with :func:`register_model`; list and build by name with
+:func:`list_models` and :func:`build_model`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable, Sequence
+
+import keras
+from keras import layers
+
+from catdog.errors import DownloadError, InvalidArgumentError
+from catdog.layers import InferenceMode, augmentation_layers, mobilenet_v2_preprocessing
+
+DEFAULT_INPUT_SHAPE = (160, 160, 3)
+_REGISTRY: dict[str, Callable[..., keras.Model]] = {}
+
+
+# ----------------------------------------------------------------------------- registry
+def register_model(name: str | None = None) -> Callable:
+    """Decorator that adds a model factory to the registry under ``name``.
+
+    Example:
+        >>> @register_model("tiny")
+        ... def build_tiny_model(input_shape=(32, 32, 3), num_classes=2, **kwargs):
+        ...     ...
+    """
+
+    def decorator(factory: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        key = name or factory.__name__.removeprefix("build_").removesuffix("_model")
+        _REGISTRY[key] = factory
+        return factory
+
+    return decorator
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Return the sorted names of registered models that match a shell-style ``pattern``.
+
+    Example:
+        >>> list_models()
+        ['augmented', 'baseline', 'preprocessed', 'transfer']
+        >>> list_models("*ed")
+        ['augmented', 'preprocessed']
+    """
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+
+
+def build_model(name: str, **kwargs) -> keras.Model:
+    """Build the registered model ``name`` with the factory's keyword arguments.
+
+    Example:
+        >>> model = build_model("baseline", input_shape=(96, 96, 3), num_classes=3)
+    """
+    if name not in _REGISTRY:
+        raise InvalidArgumentError(
+            f"Unknown model {name!r}. Known models: {', '.join(list_models())}."
+        )
+    return _REGISTRY[name](**kwargs)
+
+
+# ----------------------------------------------------------------------------- validation
+def _check_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return value
+
+
+def _check_input_shape(input_shape) -> tuple[int, int, int]:
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+    if (
+        shape is None
+        or len(shape) != 3
+        or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape)
+        or shape[2] != 3
+    ):
+        raise InvalidArgumentError(
+            "input_shape must be (height, width, 3): positive integers and 3 RGB channels, "
+            f"got {input_shape!r}."
+        )
+    return shape
+
+
+def _check_head(num_classes, dropout, dense_units, classifier_activation) -> None:
+    _check_int("num_classes", num_classes, minimum=2)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise InvalidArgumentError(f"dropout must be a number in [0, 1), got {dropout!r}.")
+    _check_int("dense_units", dense_units)
+    if classifier_activation not in ("softmax", None):
+        raise InvalidArgumentError(
+            "classifier_activation must be 'softmax' (probabilities) or None (logits), got "
+            f"{classifier_activation!r}. A sigmoid head under a sparse categorical loss, as "
+            "in the original post, does not give probabilities that sum to 1."
+        )
+
+
+def _per_block(name: str, value, blocks: int) -> list[int]:
+    values = list(value) if isinstance(value, (tuple, list)) else [value] * blocks
+    if len(values) != blocks:
+        raise InvalidArgumentError(
+            f"{name} must be one integer or one per conv block ({blocks}), got {value!r}."
+        )
+    return [_check_int(name, v) for v in values]
+
+
+def _conv_plan(input_shape, filters, kernel_size, pool_size):
+    if isinstance(filters, int) or not isinstance(filters, (tuple, list)) or not filters:
+        raise InvalidArgumentError(
+            f"filters must be a non-empty sequence of positive integers, got {filters!r}."
+        )
+    filters = [_check_int("filters", f) for f in filters]
+    kernels = _per_block("kernel_size", kernel_size, len(filters))
+    pools = _per_block("pool_size", pool_size, len(filters))
+    height, width = input_shape[:2]
+    for kernel, pool in zip(kernels, pools, strict=True):
+        height, width = (height - kernel + 1) // pool, (width - kernel + 1) // pool
+        if height < 1 or width < 1:
+            raise InvalidArgumentError(
+                f"input_shape {tuple(input_shape)} is too small for conv kernels {kernels} and "
+                f"pool sizes {pools}: the feature map shrinks to nothing. Use a larger input "
+                "or fewer/smaller blocks."
+            )
+    return list(zip(filters, kernels, pools, strict=True))
+
+
+# ----------------------------------------------------------------------------- builders
+def _head(dropout_before: float, dense_units: int, num_classes: int, activation) -> list:
+    head = [layers.Dropout(dropout_before, name="head_dropout")] if dropout_before else []
+    return head + [
+        layers.Flatten(name="flatten"),
+        layers.Dense(dense_units, activation="relu", name="dense"),
+        layers.Dense(num_classes, activation=activation, name="predictions"),
+    ]
+
+
+def _cnn(
+    *,
+    name: str,
+    input_shape,
+    num_classes: int,
+    front: list,
+    filters,
+    kernel_size,
+    pool_size,
+    dropout: float,
+    dense_units: int,
+    classifier_activation,
+) -> keras.Sequential:
+    """Conv blocks; ``dropout`` sits after the last conv, before its pooling, as in the post."""
+    input_shape = _check_input_shape(input_shape)
+    _check_head(num_classes, dropout, dense_units, classifier_activation)
+    plan = _conv_plan(input_shape, filters, kernel_size, pool_size)
+    body: list = []
+    for i, (n_filters, kernel, pool) in enumerate(plan, start=1):
+        body.append(layers.Conv2D(n_filters, kernel, activation="relu", name=f"conv_{i}"))
+        if dropout and i == len(plan):
+            body.append(layers.Dropout(dropout, name="conv_dropout"))
+        body.append(layers.MaxPooling2D(pool, name=f"pool_{i}"))
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape, name="image"),
+            *front,
+            *body,
+            *_head(0, dense_units, num_classes, classifier_activation),
+        ],
+        name=name,
+    )
+
+
+@register_model("baseline")
+def build_baseline_model(
+    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
+    num_classes: int = 2,
+    *,
+    filters: Sequence[int] = (16, 32),
+    kernel_size: int | Sequence[int] = 3,
+    pool_size: int | Sequence[int] = 2,
+    dropout: float = 0.3,
+    dense_units: int = 64,
+    classifier_activation: str | None = "softmax",
+    name: str = "baseline",
+) -> keras.Sequential:
+    """The post's model 1: two Conv2D+MaxPooling blocks and a dense head, no augmentation.
+
+    Defaults give the post's layers and 2,962,594 parameters at 160x160x3.
+
+    Example:
+        >>> model = build_baseline_model(input_shape=(96, 96, 3), num_classes=3)
+        >>> model.output_shape
+        (None, 3)
+    """
+    return _cnn(
+        name=name,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        front=[],
+        filters=filters,
+        kernel_size=kernel_size,
+        pool_size=pool_size,
+        dropout=dropout,
+        dense_units=dense_units,
+        classifier_activation=classifier_activation,
+    )
+
+
+@register_model("augmented")
+def build_augmented_model(
+    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
+    num_classes: int = 2,
+    *,
+    filters: Sequence[int] = (16,),
+    kernel_size: int | Sequence[int] = 3,
+    pool_size: int | Sequence[int] = 2,
+    dropout: float = 0.0,
+    dense_units: int = 64,
+    flip: str | None = "horizontal_and_vertical",
+    rotation: float | None = 0.2,
+    zoom: float | None = None,
+    contrast: float | None = None,
+    augmentation_seed: int | None = None,
+    classifier_activation: str | None = "softmax",
+    name: str = "augmented",
+) -> keras.Sequential:
+    """The post's model 2: RandomFlip + RandomRotation(0.2), one Conv2D block, dense head.
+
+    Defaults give the post's layers and 6,391,426 parameters at 160x160x3.
+
+    Example:
+        >>> model = build_augmented_model(rotation=0.1, zoom=0.1)
+    """
+    front = augmentation_layers(flip, rotation, zoom, contrast, augmentation_seed)
+    return _cnn(
+        name=name,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        front=front,
+        filters=filters,
+        kernel_size=kernel_size,
+        pool_size=pool_size,
+        dropout=dropout,
+        dense_units=dense_units,
+        classifier_activation=classifier_activation,
+    )
+
+
+@register_model("preprocessed")
+def build_preprocessed_model(
+    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
+    num_classes: int = 2,
+    *,
+    filters: Sequence[int] = (16, 32),
+    kernel_size: int | Sequence[int] = 3,
+    pool_size: int | Sequence[int] = 2,
+    dropout: float = 0.0,
+    dense_units: int = 64,
+    flip: str | None = "horizontal_and_vertical",
+    rotation: float | None = 0.2,
+    zoom: float | None = None,
+    contrast: float | None = None,
+    augmentation_seed: int | None = None,
+    classifier_activation: str | None = "softmax",
+    name: str = "preprocessed",
+) -> keras.Sequential:
+    """The post's model 3: pixels scaled to -1..1, augmentation, two conv blocks, dense head.
+
+    Defaults give the post's layers and 2,962,594 parameters at 160x160x3.
+
+    Example:
+        >>> model = build_preprocessed_model(filters=(32, 64), kernel_size=(5, 3))
+    """
+    front = [mobilenet_v2_preprocessing()] + augmentation_layers(
+        flip, rotation, zoom, contrast, augmentation_seed
+    )
+    return _cnn(
+        name=name,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        front=front,
+        filters=filters,
+        kernel_size=kernel_size,
+        pool_size=pool_size,
+        dropout=dropout,
+        dense_units=dense_units,
+        classifier_activation=classifier_activation,
+    )
+
+
+def _mobilenet_v2_base(input_shape, weights):
+    if weights is not None and weights != "imagenet":
+        if not isinstance(weights, (str, os.PathLike)) or not os.path.isfile(weights):
+            raise FileNotFoundError(
+                f"weights must be 'imagenet', None or the path of a weights file; {weights!r} "
+                "is not an existing file."
+            )
+        weights = os.fspath(weights)
+    try:
+        return keras.applications.MobileNetV2(
+            input_shape=input_shape, include_top=False, weights=weights
+        )
+    except ValueError as error:
+        if weights not in (None, "imagenet"):
+            raise InvalidArgumentError(
+                f"Could not load MobileNetV2 weights from {weights!r}: {error}. The file must "
+                "hold weights of MobileNetV2 without its top for this input shape."
+            ) from error
+        raise
+    except Exception as error:  # the download raises a bare Exception on network errors
+        if weights != "imagenet":
+            raise
+        raise DownloadError(
+            "Could not download the ImageNet weights of MobileNetV2 "
+            f"({type(error).__name__}: {error}). Without network access, pass "
+            "weights='path/to/mobilenet_v2_weights_no_top.h5' (a local weights file) or "
+            "weights=None (random initialisation)."
+        ) from error
+
+
+@register_model("transfer")
+def build_transfer_model(
+    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
+    num_classes: int = 2,
+    *,
+    weights: str | os.PathLike | None = "imagenet",
+    base_trainable: bool = False,
+    pooling: str = "max",
+    dropout: float = 0.3,
+    dense_units: int = 64,
+    flip: str | None = "horizontal_and_vertical",
+    rotation: float | None = 0.2,
+    zoom: float | None = None,
+    contrast: float | None = None,
+    augmentation_seed: int | None = None,
+    classifier_activation: str | None = "softmax",
+    name: str = "transfer",
+) -> keras.Sequential:
+    """The post's model 4: a MobileNetV2 base (ImageNet weights) under a small head.
+
+    ``weights`` is ``"imagenet"`` (downloaded by Keras), ``None`` (random) or the path of a
+    MobileNetV2 no-top weights file. The base is frozen unless ``base_trainable`` and always
+    runs in inference mode, so its BatchNorm statistics stay fixed during fine-tuning.
+    ``pooling`` is ``"max"`` (the post's) or ``"avg"``. Defaults give 2,340,098 parameters,
+    82,114 of them trainable, at 160x160x3.
+
+    Example:
+        >>> model = build_transfer_model(weights=None)
+        >>> model.count_params()
+        2340098
+    """
+    input_shape = _check_input_shape(input_shape)
+    _check_head(num_classes, dropout, dense_units, classifier_activation)
+    if input_shape[0] < 32 or input_shape[1] < 32:
+        raise InvalidArgumentError(
+            f"input_shape must be at least 32x32 for MobileNetV2, got {input_shape}."
+        )
+    if pooling not in ("max", "avg"):
+        raise InvalidArgumentError(f"pooling must be 'max' or 'avg', got {pooling!r}.")
+    base = _mobilenet_v2_base(input_shape, weights)
+    base.trainable = bool(base_trainable)
+    pool = (
+        layers.GlobalMaxPooling2D(name="global_pool")
+        if pooling == "max"
+        else layers.GlobalAveragePooling2D(name="global_pool")
+    )
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape, name="image"),
+            mobilenet_v2_preprocessing(),
+            *augmentation_layers(flip, rotation, zoom, contrast, augmentation_seed),
+            InferenceMode(base, name="base"),
+            pool,
+            *_head(dropout, dense_units, num_classes, classifier_activation),
+        ],
+        name=name,
+    )
+
+
+def get_base(model: keras.Model) -> keras.Model:
+    """Return the pretrained base of a transfer model (the network inside its ``base`` layer).
+
+    Example:
+        >>> get_base(build_transfer_model(weights=None)).name
+        'mobilenetv2_1.00_160'
+    """
+    try:
+        return model.get_layer("base").layer
+    except (ValueError, AttributeError):
+        raise InvalidArgumentError(
+            f"Model {model.name!r} has no pretrained base; build it with build_transfer_model."
+        ) from None
+
+
+def outputs_logits(model: keras.Model) -> bool:
+    """Return True when the model's last layer has no activation (it outputs logits)."""
+    activation = getattr(model.layers[-1], "activation", None)
+    return activation in (None, keras.activations.linear)
+
+
+def compile_model(
+    model: keras.Model,
+    learning_rate: float = 1e-3,
+    *,
+    jit_compile: bool | str = "auto",
+) -> keras.Model:
+    """Compile with Adam, the sparse categorical loss that matches the head, and accuracy.
+
+    Softmax heads get ``from_logits=False``, logit heads (``classifier_activation=None``)
+    ``from_logits=True``. Returns the model, compiled in place.
+
+    Example:
+        >>> model = compile_model(build_baseline_model(), learning_rate=1e-3)
+    """
+    if (
+        isinstance(learning_rate, bool)
+        or not isinstance(learning_rate, (int, float))
+        or not (learning_rate > 0)
+    ):
+        raise InvalidArgumentError(
+            f"learning_rate must be a positive number, got {learning_rate!r}."
+        )
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=outputs_logits(model)),
+        metrics=["accuracy"],
+        jit_compile=jit_compile,
+    )
+    return model

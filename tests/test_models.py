@@ -1,0 +1,314 @@
+import keras
+import numpy as np
+import pytest
+
+import catdog
+from catdog import (
+    build_augmented_model,
+    build_baseline_model,
+    build_model,
+    build_preprocessed_model,
+    build_transfer_model,
+    compile_model,
+    list_models,
+)
+from catdog.errors import DownloadError, InvalidArgumentError
+
+from .conftest import random_images
+
+FACTORIES = {
+    "baseline": build_baseline_model,
+    "augmented": build_augmented_model,
+    "preprocessed": build_preprocessed_model,
+    "transfer": lambda **kw: build_transfer_model(weights=None, **kw),
+}
+
+
+def trainable_count(model: keras.Model) -> int:
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+@pytest.mark.parametrize("num_classes,size", [(2, 160), (3, 160), (2, 96), (3, 96)])
+def test_output_shape_and_softmax(name, num_classes, size, rng):
+    model = FACTORIES[name](input_shape=(size, size, 3), num_classes=num_classes)
+    out = model(random_images(rng, 4, size), training=False).numpy()
+    assert out.shape == (4, num_classes)
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_inference_is_deterministic(name, rng):
+    model = FACTORIES[name](input_shape=(64, 64, 3))
+    images = random_images(rng, 3, 64)
+    np.testing.assert_array_equal(model(images, training=False), model(images, training=False))
+    np.testing.assert_allclose(
+        model.predict(images, verbose=0), model(images, training=False), atol=1e-6
+    )
+
+
+def test_augmentation_and_dropout_are_active_in_training(rng):
+    for model in (
+        build_augmented_model(input_shape=(64, 64, 3), classifier_activation=None),
+        build_baseline_model(input_shape=(64, 64, 3), classifier_activation=None),
+    ):
+        images = random_images(rng, 3, 64)
+        assert not np.allclose(model(images, training=True), model(images, training=True))
+
+
+def test_logits_head(rng):
+    model = build_baseline_model(input_shape=(64, 64, 3), classifier_activation=None)
+    out = model(random_images(rng, 5, 64)).numpy()
+    assert not np.allclose(out.sum(axis=1), 1.0)
+    compile_model(model)
+    assert model.loss.get_config()["from_logits"] is True
+    assert compile_model(build_baseline_model()).loss.get_config()["from_logits"] is False
+
+
+# The post's models, parameter counts as its summaries print them (160x160x3).
+POST_COUNTS = {
+    "baseline": (2_962_594, 2_962_594),
+    "augmented": (6_391_426, 6_391_426),
+    "preprocessed": (2_962_594, 2_962_594),
+    "transfer": (2_340_098, 82_114),
+}
+POST_LAYERS = {
+    "baseline": [
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "Dropout",
+        "MaxPooling2D",
+        "Flatten",
+        "Dense",
+        "Dense",
+    ],
+    "augmented": [
+        "RandomFlip",
+        "RandomRotation",
+        "Conv2D",
+        "MaxPooling2D",
+        "Flatten",
+        "Dense",
+        "Dense",
+    ],
+    "preprocessed": [
+        "Rescaling",
+        "RandomFlip",
+        "RandomRotation",
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Flatten",
+        "Dense",
+        "Dense",
+    ],
+    "transfer": [
+        "Rescaling",
+        "RandomFlip",
+        "RandomRotation",
+        "InferenceMode",
+        "GlobalMaxPooling2D",
+        "Dropout",
+        "Flatten",
+        "Dense",
+        "Dense",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_default_architecture_matches_the_post(name):
+    model = FACTORIES[name]()
+    assert (model.count_params(), trainable_count(model)) == POST_COUNTS[name]
+    assert [type(layer).__name__ for layer in model.layers] == POST_LAYERS[name]
+
+
+def post_model_1() -> keras.Model:
+    """The post's model 1 rebuilt in plain Keras (with its sigmoid head)."""
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            keras.Input((160, 160, 3)),
+            layers.Conv2D(16, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.Dropout(0.3),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(64, activation="relu"),
+            layers.Dense(2, activation="sigmoid"),
+        ]
+    )
+
+
+def test_baseline_equals_post_model_1_up_to_the_head(rng):
+    ours, post = build_baseline_model(), post_model_1()
+    assert [w.shape for w in ours.weights] == [w.shape for w in post.weights]
+    ours.set_weights(post.get_weights())
+    images = random_images(rng, 2, 160)
+    hidden = keras.Model(ours.inputs, ours.get_layer("dense").output)(images)
+    logits = hidden @ post.layers[-1].kernel + post.layers[-1].bias
+    np.testing.assert_allclose(ours(images), keras.ops.softmax(logits), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_save_load_round_trip_safe_mode(name, tmp_path, rng):
+    model = FACTORIES[name](input_shape=(64, 64, 3), num_classes=3)
+    images = random_images(rng, 4, 64)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(
+        loaded.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-6, atol=1e-7
+    )
+    assert [type(layer).__name__ for layer in loaded.layers] == [
+        type(layer).__name__ for layer in model.layers
+    ]
+
+
+def test_configurable_cnn():
+    model = build_baseline_model(
+        input_shape=(96, 96, 3),
+        filters=(8, 16, 32),
+        kernel_size=(5, 3, 3),
+        pool_size=2,
+        dense_units=10,
+        dropout=0.0,
+    )
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [8, 16, 32]
+    assert [c.kernel_size for c in convs] == [(5, 5), (3, 3), (3, 3)]
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in model.layers)
+    assert model.get_layer("dense").units == 10
+
+
+def test_augmentation_settings_are_passed_through():
+    model = build_augmented_model(flip="horizontal", rotation=0.1, zoom=0.2, contrast=None)
+    names = [type(layer).__name__ for layer in model.layers[:3]]
+    assert names == ["RandomFlip", "RandomRotation", "RandomZoom"]
+    assert model.layers[0].mode == "horizontal"
+    no_aug = build_augmented_model(flip=None, rotation=None)
+    assert type(no_aug.layers[0]).__name__ == "Conv2D"
+
+
+def test_transfer_options():
+    model = build_transfer_model(
+        input_shape=(96, 96, 3), weights=None, pooling="avg", base_trainable=True
+    )
+    assert isinstance(model.get_layer("global_pool"), keras.layers.GlobalAveragePooling2D)
+    assert trainable_count(model) > 2_000_000
+    assert catdog.get_base(model).trainable
+
+
+def test_transfer_base_batchnorm_stays_frozen_when_unfrozen(rng):
+    model = build_transfer_model(input_shape=(64, 64, 3), weights=None)
+    base = catdog.get_base(model)
+    base.trainable = True
+    bn = next(layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization))
+    before_mean = bn.moving_mean.numpy().copy()
+    before = [w.numpy().copy() for w in base.trainable_weights]
+    model.compile("adam", "sparse_categorical_crossentropy", run_eagerly=True)  # fast to start
+    model.fit(random_images(rng, 8, 64), np.array([0, 1] * 4), epochs=1, verbose=0)
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), before_mean)
+    changed = [
+        not np.allclose(a, w.numpy()) for a, w in zip(before, base.trainable_weights, strict=True)
+    ]
+    assert sum(changed) > len(changed) // 4, "the unfrozen base weights should train"
+
+
+def test_transfer_local_weights_file(tmp_path, rng):
+    source = build_transfer_model(input_shape=(96, 96, 3), weights=None)
+    path = tmp_path / "mobilenet_v2_no_top.weights.h5"
+    catdog.get_base(source).save_weights(path)
+    model = build_transfer_model(input_shape=(96, 96, 3), weights=path)
+    for a, b in zip(catdog.get_base(source).weights, catdog.get_base(model).weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_transfer_missing_weights_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not an existing file"):
+        build_transfer_model(weights=tmp_path / "nope.h5")
+
+
+def test_imagenet_download_failure_says_what_to_do(tmp_path, monkeypatch):
+    from keras.src.utils import file_utils
+
+    real_get_file = file_utils.get_file
+
+    def offline_get_file(fname, origin, **kwargs):
+        kwargs["cache_dir"] = str(tmp_path)  # no cached copy can satisfy the request
+        return real_get_file(fname, "http://127.0.0.1:9/" + fname, **kwargs)  # port 9: refused
+
+    monkeypatch.setattr(file_utils, "get_file", offline_get_file)
+    with pytest.raises(DownloadError, match="weights=None") as info:
+        build_transfer_model(input_shape=(96, 96, 3))
+    assert isinstance(info.value, ConnectionError)
+
+
+def test_registry():
+    assert list_models() == ["augmented", "baseline", "preprocessed", "transfer"]
+    assert list_models("*ed") == ["augmented", "preprocessed"]
+    assert list_models("nothing*") == []
+    model = build_model("baseline", input_shape=(96, 96, 3), num_classes=3)
+    assert model.output_shape == (None, 3)
+    with pytest.raises(ValueError, match="Known models: augmented, baseline, preprocessed"):
+        build_model("resnet")
+
+
+def test_register_model_decorator():
+    from catdog.models import _REGISTRY, register_model
+
+    @register_model("tiny_test")
+    def build_tiny(input_shape=(32, 32, 3), num_classes=2):
+        return build_baseline_model(input_shape, num_classes, filters=(4,), dense_units=4)
+
+    try:
+        assert "tiny_test" in list_models("tiny*")
+        assert build_model("tiny_test", num_classes=4).output_shape == (None, 4)
+    finally:
+        _REGISTRY.pop("tiny_test")
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"dropout": -0.1}, "dropout"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"input_shape": (160, 160, 1)}, "3 RGB channels"),
+        ({"input_shape": (160, 160)}, "input_shape"),
+        ({"num_classes": 1}, "num_classes"),
+        ({"num_classes": 2.5}, "num_classes"),
+        ({"dense_units": 0}, "dense_units"),
+        ({"classifier_activation": "sigmoid"}, "softmax"),
+        ({"filters": ()}, "filters"),
+        ({"filters": (16, 0)}, "filters"),
+        ({"kernel_size": (3,)}, "one per conv block"),
+        ({"input_shape": (8, 8, 3), "filters": (16, 32, 64)}, "too small"),
+    ],
+)
+def test_bad_cnn_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build_baseline_model(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"pooling": "sum"}, "pooling"),
+        ({"input_shape": (16, 16, 3)}, "at least 32x32"),
+        ({"rotation": 2.0}, "rotation"),
+        ({"flip": "diagonal"}, "flip"),
+    ],
+)
+def test_bad_transfer_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build_transfer_model(weights=None, **kwargs)
+
+
+def test_bad_learning_rate():
+    with pytest.raises(InvalidArgumentError, match="learning_rate"):
+        compile_model(build_baseline_model(input_shape=(32, 32, 3)), learning_rate=0)
