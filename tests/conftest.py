@@ -19,3 +19,20 @@ def rng() -> np.random.Generator:
 def random_images(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     """Random float32 pixels in 0..255, as catdog models take them."""
     return rng.uniform(0, 255, size=(n, size, size, 3)).astype("float32")
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    """A small generated cats/dogs dataset (train 40+40, validation 20+20) at 64x64."""
+    from catdog.synthetic import make_synthetic_dataset
+
+    return make_synthetic_dataset(
+        tmp_path_factory.mktemp("synthetic"), images_per_class=40, image_size=(64, 64), seed=3
+    )
+
+
+@pytest.fixture(scope="session")
+def synthetic_splits(synthetic_root):
+    from catdog.data import from_directory
+
+    return from_directory(synthetic_root, image_size=(64, 64), batch_size=16, seed=5)

@@ -1,0 +1,445 @@
+"""Dataset builders: a leak-free per-file split, then fast tf.data pipelines.
+
+The split is a list of files per split, decided before any tensor exists (so it can be
+audited: ``splits.files["test"]``). Each split's pipeline decodes every image once, in
+parallel, caches the decoded pixels (memory by default), and prefetches. Files that do not
+decode are found in that first pass, before training, and skipped with one warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from catdog.download import (
+    CATS_AND_DOGS_FOLDER,
+    CATS_AND_DOGS_SIZE,
+    CATS_AND_DOGS_URL,
+    default_cache_dir,
+    extract_once,
+    fetch_archive,
+)
+from catdog.errors import DatasetError, DatasetNotFoundError, InvalidArgumentError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+logger = logging.getLogger("catdog")
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+SPLIT_NAMES = ("train", "validation", "test")
+DEFAULT_SEED = 1337
+
+
+@dataclass
+class Splits:
+    """Train, validation and test datasets of one image collection, and how they were made.
+
+    ``train``/``validation``/``test`` are batched ``tf.data.Dataset`` of ``(images, labels)``:
+    float32 pixels in 0..255 of shape ``(batch, height, width, 3)`` and int32 class indices.
+    ``files[split]`` and ``labels[split]`` list each split's files and labels in dataset order
+    (evaluation splits are not shuffled); ``skipped`` names the files left out and why.
+    """
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    class_names: list[str]
+    files: dict[str, list[str]]
+    labels: dict[str, list[int]]
+    image_size: tuple[int, int]
+    batch_size: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{s}={len(self.files[s])}" for s in SPLIT_NAMES)
+        return f"Splits(classes={self.class_names}, {sizes}, image_size={self.image_size})"
+
+
+# ----------------------------------------------------------------------------- scanning
+def _is_image_file(path: Path) -> bool:
+    return (
+        path.is_file()
+        and not path.name.startswith(".")  # .DS_Store, macOS "._name.jpg" resource forks
+        and path.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def scan_class_folders(path: str | os.PathLike) -> tuple[list[str], dict[str, list[str]]]:
+    """Return ``(class_names, {class_name: sorted image paths})`` for ``path/<class>/*``.
+
+    Non-image files are ignored. Raises a clear error for a missing folder, fewer than two
+    classes, or a class folder without images.
+
+    Example:
+        >>> class_names, files = scan_class_folders("data/train")  # doctest: +SKIP
+        >>> class_names
+        ['cats', 'dogs']
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise DatasetNotFoundError(f"Data folder {str(root)!r} does not exist or is not a folder.")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(class_dirs) < 2:
+        raise DatasetError(
+            f"{str(root)!r} has {len(class_dirs)} class folder(s) "
+            f"({', '.join(p.name for p in class_dirs) or 'none'}); a classifier needs at least "
+            "two: put the images of each class in a sub-folder named after the class, e.g. "
+            f"{root}/cats/ and {root}/dogs/."
+        )
+    files = {}
+    for class_dir in class_dirs:
+        images = sorted(str(p) for p in class_dir.rglob("*") if _is_image_file(p))
+        if not images:
+            raise DatasetError(
+                f"Class folder {str(class_dir)!r} contains no images "
+                f"({', '.join(IMAGE_EXTENSIONS)}). Add images or remove the folder."
+            )
+        files[class_dir.name] = images
+    return [p.name for p in class_dirs], files
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise InvalidArgumentError(f"{name} must be a number in [0, 1), got {value!r}.")
+
+
+def _carve(
+    files: dict[str, list[str]], fraction: float, seed: int
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Split each class's files into (rest, carved) with ``fraction`` carved, reproducibly."""
+    rest, carved = {}, {}
+    for index, (name, paths) in enumerate(sorted(files.items())):
+        order = np.random.default_rng([seed, index]).permutation(len(paths))
+        n = int(round(len(paths) * fraction))
+        carved[name] = sorted(paths[i] for i in order[:n])
+        rest[name] = sorted(paths[i] for i in order[n:])
+    return rest, carved
+
+
+def split_files(
+    path: str | os.PathLike,
+    *,
+    validation_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    seed: int = DEFAULT_SEED,
+) -> tuple[list[str], dict[str, dict[str, list[str]]]]:
+    """Decide, per file, which split each image belongs to; no image is read.
+
+    Layouts: ``path/train/<class>`` + ``path/validation/<class>`` (+ optional
+    ``path/test/<class>``; without it the test split is ``test_fraction`` of validation), or
+    ``path/<class>`` split three ways (``validation_fraction`` and ``test_fraction`` of each
+    class). The split is stratified by class and depends only on the file names and ``seed``.
+
+    Returns ``(class_names, {split: {class_name: [paths]}})``.
+
+    Example:
+        >>> class_names, split = split_files("cats_and_dogs_filtered", seed=1)  # doctest: +SKIP
+    """
+    _check_fraction("test_fraction", test_fraction)
+    _check_fraction("validation_fraction", validation_fraction)
+    root = Path(path)
+    if not root.is_dir():
+        raise DatasetNotFoundError(
+            f"Data folder {str(root)!r} does not exist. Pass a folder with train/ and "
+            "validation/ sub-folders, or one sub-folder per class."
+        )
+    if (root / "train").is_dir():
+        if not (root / "validation").is_dir():
+            raise DatasetError(
+                f"{str(root)!r} has train/ but no validation/ folder. Add validation/<class>/ "
+                "folders, or pass the train/ folder itself to split it three ways."
+            )
+        class_names, train = scan_class_folders(root / "train")
+        sets = {"train": train}
+        for name in ("validation", "test"):
+            if name == "test" and not (root / "test").is_dir():
+                continue
+            names, sets[name] = scan_class_folders(root / name)
+            if names != class_names:
+                raise DatasetError(
+                    f"train/ and {name}/ in {str(root)!r} have different class folders: "
+                    f"{class_names} vs {names}. Use the same class names in both."
+                )
+        if "test" not in sets:
+            sets["validation"], sets["test"] = _carve(sets["validation"], test_fraction, seed)
+    else:
+        class_names, everything = scan_class_folders(root)
+        holdout = validation_fraction + test_fraction
+        if holdout >= 1:
+            raise InvalidArgumentError(
+                "validation_fraction + test_fraction must be below 1 to leave training data, "
+                f"got {validation_fraction} + {test_fraction}."
+            )
+        train, held = _carve(everything, holdout, seed)
+        validation, test = _carve(held, test_fraction / holdout if holdout else 0, seed + 1)
+        sets = {"train": train, "validation": validation, "test": test}
+    return class_names, sets
+
+
+# ----------------------------------------------------------------------------- pipelines
+def _decode_fn(image_size: tuple[int, int]):
+    import tensorflow as tf
+
+    height, width = image_size
+
+    def decode_jpeg(data):
+        # Large JPEGs are decoded straight at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling)
+        # when that still leaves at least image_size pixels: much faster, and less aliasing.
+        shape = tf.image.extract_jpeg_shape(data)
+        scale = tf.minimum(shape[0] // height, shape[1] // width)
+        branch = tf.where(scale >= 8, 3, tf.where(scale >= 4, 2, tf.where(scale >= 2, 1, 0)))
+        return tf.switch_case(
+            branch,
+            [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r) for r in (1, 2, 4, 8)],
+        )
+
+    def decode(path, label, index):
+        data = tf.io.read_file(path)
+        image = tf.cond(
+            tf.io.is_jpeg(data),
+            lambda: decode_jpeg(data),
+            lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
+        )
+        image = tf.image.resize(image, image_size)  # bilinear, as Keras' loader
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        image.set_shape((height, width, 3))
+        return image, label, index
+
+    return decode
+
+
+def _cache_target(cache: str | os.PathLike | None, split: str, paths: list[str], size) -> str:
+    if cache in (None, "memory"):
+        return ""
+    folder = Path(cache)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(repr((paths, tuple(size))).encode()).hexdigest()[:16]
+    return str(folder / f"{split}-{key}.tfcache")
+
+
+def _decoded(paths, labels, image_size, cache, split):
+    """Decode once (parallel), drop undecodable files, cache; return (dataset, kept indices)."""
+    import tensorflow as tf
+
+    if not paths:  # an empty split needs no decoder
+        empty = np.zeros((0, *image_size, 3), np.uint8)
+        ds = tf.data.Dataset.from_tensor_slices(
+            (empty, np.zeros(0, np.int32), np.zeros(0, np.int32))
+        )
+        return ds, np.zeros(0, np.int32)
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(paths, tf.string), tf.constant(labels, tf.int32), tf.range(len(paths)))
+    )
+    ds = ds.map(_decode_fn(image_size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.ignore_errors().cache(_cache_target(cache, split, paths, image_size))
+    # This first pass decodes every image (filling the cache) and tells which files failed.
+    kept = np.concatenate(
+        [idx for idx in ds.map(lambda _i, _l, idx: idx).batch(4096).as_numpy_iterator()]
+        or [np.zeros(0, np.int32)]
+    )
+    return ds, kept
+
+
+def _batched(ds, *, batch_size, shuffle, seed, size):
+    import tensorflow as tf
+
+    ds = ds.apply(tf.data.experimental.assert_cardinality(size))  # known length for Keras
+    ds = ds.map(lambda image, label, _idx: (image, label))
+    if shuffle:  # shuffle the compact uint8 images, then cast whole batches
+        ds = ds.shuffle(max(size, 1), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(
+        lambda images, labels: (tf.cast(images, tf.float32), labels),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def build_splits(
+    class_names: Sequence[str],
+    split_paths: dict[str, dict[str, list[str]]],
+    *,
+    image_size: tuple[int, int] = (160, 160),
+    batch_size: int = 32,
+    seed: int = DEFAULT_SEED,
+    cache: str | os.PathLike | None = "memory",
+) -> Splits:
+    """Turn a file-level split (from :func:`split_files`) into batched tf.data pipelines.
+
+    Example:
+        >>> names, split = split_files("data")  # doctest: +SKIP
+        >>> splits = build_splits(names, split, image_size=(96, 96))  # doctest: +SKIP
+    """
+    image_size = _check_image_size(image_size)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    index = {name: i for i, name in enumerate(class_names)}
+    datasets, files, labels, skipped = {}, {}, {}, []
+    for split in SPLIT_NAMES:
+        pairs = [(p, index[c]) for c in class_names for p in split_paths[split].get(c, [])]
+        paths = [p for p, _ in pairs]
+        split_labels = [label for _, label in pairs]
+        ds, kept = _decoded(paths, split_labels, image_size, cache, split)
+        kept_set = set(kept.tolist())
+        skipped += [(paths[i], split) for i in range(len(paths)) if i not in kept_set]
+        files[split] = [paths[i] for i in sorted(kept_set)]
+        labels[split] = [split_labels[i] for i in sorted(kept_set)]
+        datasets[split] = _batched(
+            ds, batch_size=batch_size, shuffle=split == "train", seed=seed, size=len(kept)
+        )
+    if skipped:
+        logger.warning(
+            "Skipped %d file(s) that could not be decoded as images: %s",
+            len(skipped),
+            ", ".join(p for p, _ in skipped),
+        )
+    if not files["train"]:
+        raise DatasetError("No training image could be decoded; check the data folder.")
+    return Splits(
+        train=datasets["train"],
+        validation=datasets["validation"],
+        test=datasets["test"],
+        class_names=list(class_names),
+        files=files,
+        labels=labels,
+        image_size=image_size,
+        batch_size=batch_size,
+        skipped=[(p, "not a decodable image") for p, _ in skipped],
+    )
+
+
+def _check_image_size(image_size) -> tuple[int, int]:
+    size = tuple(image_size) if isinstance(image_size, (tuple, list)) else None
+    if (
+        size is None
+        or len(size) != 2
+        or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in size)
+    ):
+        raise InvalidArgumentError(
+            f"image_size must be (height, width) of positive integers, got {image_size!r}."
+        )
+    return size
+
+
+def from_directory(
+    path: str | os.PathLike,
+    image_size: tuple[int, int] = (160, 160),
+    batch_size: int = 32,
+    seed: int = DEFAULT_SEED,
+    test_fraction: float = 0.2,
+    validation_fraction: float = 0.2,
+    cache: str | os.PathLike | None = "memory",
+) -> Splits:
+    """Build leak-free train/validation/test datasets from an image folder.
+
+    ``path`` holds ``train/<class>/`` and ``validation/<class>/`` (the test split is then
+    ``test_fraction`` of validation, or ``test/<class>/`` when present), or one sub-folder per
+    class (split by ``validation_fraction`` and ``test_fraction``). Images of any size and of
+    the formats BMP, GIF, JPEG, PNG (grayscale, RGBA and CMYK too) become RGB
+    ``image_size`` arrays; files that do not decode are skipped with a warning. ``cache`` is
+    ``"memory"`` or a folder for tf.data cache files.
+
+    Example:
+        >>> splits = from_directory("cats_and_dogs_filtered", image_size=(160, 160))
+        >>> splits.class_names
+        ['cats', 'dogs']
+        >>> len(set(splits.files["validation"]) & set(splits.files["test"]))
+        0
+    """
+    class_names, split_paths = split_files(
+        path, validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed
+    )
+    return build_splits(
+        class_names,
+        split_paths,
+        image_size=image_size,
+        batch_size=batch_size,
+        seed=seed,
+        cache=cache,
+    )
+
+
+def load_cats_and_dogs(
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    origin: str = CATS_AND_DOGS_URL,
+    file_hash: str | None = None,
+    image_size: tuple[int, int] = (160, 160),
+    batch_size: int = 32,
+    seed: int = DEFAULT_SEED,
+    test_fraction: float = 0.2,
+    cache: str | os.PathLike | None = "memory",
+) -> Splits:
+    """Download ``cats_and_dogs_filtered.zip`` once, extract it once, and return its splits.
+
+    The archive lands in ``cache_dir/datasets`` (default: the Keras cache, ``~/.keras``).
+    It is checked against its known size (68,606,236 bytes), or against ``file_hash``
+    (SHA-256) when given, which a custom ``origin`` (mirror, ``file://`` URL) should pass.
+    The test split is ``test_fraction`` of the validation images, disjoint from validation.
+
+    Example:
+        >>> splits = load_cats_and_dogs()
+        >>> [len(splits.files[s]) for s in ("train", "validation", "test")]
+        [2000, 800, 200]
+    """
+    datasets_dir = Path(cache_dir or default_cache_dir()) / "datasets"
+    archive = fetch_archive(
+        origin,
+        CATS_AND_DOGS_FOLDER + ".zip",
+        datasets_dir,
+        expected_size=None if file_hash else CATS_AND_DOGS_SIZE,
+        file_hash=file_hash,
+    )
+    folder = extract_once(archive, datasets_dir, CATS_AND_DOGS_FOLDER)
+    return from_directory(
+        folder,
+        image_size=image_size,
+        batch_size=batch_size,
+        seed=seed,
+        test_fraction=test_fraction,
+        cache=cache,
+    )
+
+
+# ----------------------------------------------------------------------------- statistics
+def label_counts(data, split: str = "train") -> dict:
+    """Count the labels of a split (``Splits``) or of any ``(images, labels)`` dataset.
+
+    With ``Splits`` the keys are class names, read from the file lists without decoding;
+    with a dataset they are the label integers.
+
+    Example:
+        >>> label_counts(splits)  # doctest: +SKIP
+        {'cats': 1000, 'dogs': 1000}
+    """
+    if isinstance(data, Splits):
+        if split not in data.labels:
+            raise InvalidArgumentError(f"split must be one of {SPLIT_NAMES}, got {split!r}.")
+        counts = Counter(data.labels[split])
+        return {name: counts.get(i, 0) for i, name in enumerate(data.class_names)}
+    counts = Counter()
+    for _, labels in data:
+        counts.update(np.asarray(labels).reshape(-1).tolist())
+    return dict(sorted(counts.items()))
+
+
+def majority_baseline(data, split: str = "train") -> float:
+    """Accuracy of always guessing the most frequent label, as a fraction (the post's 50%).
+
+    Example:
+        >>> majority_baseline(splits)  # doctest: +SKIP
+        0.5
+    """
+    counts = label_counts(data, split) if not isinstance(data, dict) else data
+    total = sum(counts.values())
+    if total == 0:
+        raise InvalidArgumentError("majority_baseline needs at least one labelled example.")
+    return max(counts.values()) / total

@@ -1,0 +1,131 @@
+"""Download and extract the cats_and_dogs_filtered archive, safely and only once."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from catdog.errors import DatasetError, DownloadError, IntegrityError
+
+logger = logging.getLogger("catdog")
+
+CATS_AND_DOGS_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
+CATS_AND_DOGS_SIZE = 68_606_236
+CATS_AND_DOGS_FOLDER = "cats_and_dogs_filtered"
+
+
+def default_cache_dir() -> Path:
+    """The Keras cache folder: ``$KERAS_HOME`` or ``~/.keras`` (as ``keras.utils.get_file``)."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+
+
+def sha256sum(path: str | os.PathLike) -> str:
+    """Return the hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_archive(path: Path, expected_size: int | None, file_hash: str | None) -> None:
+    """Raise IntegrityError unless the file has the expected hash (or, without one, size)."""
+    if file_hash:
+        actual = sha256sum(path)
+        if actual != file_hash.lower():
+            raise IntegrityError(
+                f"{path.name}: SHA-256 mismatch, expected {file_hash.lower()}, got {actual}."
+            )
+    elif expected_size is not None:
+        actual_size = path.stat().st_size
+        if actual_size != expected_size:
+            raise IntegrityError(
+                f"{path.name}: size mismatch, expected {expected_size:,} bytes, got "
+                f"{actual_size:,} bytes (an interrupted or wrong download)."
+            )
+
+
+def fetch_archive(
+    origin: str,
+    fname: str,
+    datasets_dir: Path,
+    *,
+    expected_size: int | None,
+    file_hash: str | None,
+) -> Path:
+    """Return the verified archive ``datasets_dir/fname``, downloading it when needed.
+
+    The download goes to ``fname + ".part"`` and is renamed only after the size or hash
+    check passed, so an interrupted or corrupt download is never taken for a good one.
+    """
+    import keras  # imported here so that `import catdog` stays light
+
+    datasets_dir.mkdir(parents=True, exist_ok=True)
+    final = datasets_dir / fname
+    if final.exists():
+        try:
+            _check_archive(final, expected_size, file_hash)
+            return final
+        except IntegrityError as error:
+            logger.warning("Cached archive is not valid (%s); downloading it again.", error)
+            final.unlink()
+    part = datasets_dir / (fname + ".part")
+    part.unlink(missing_ok=True)
+    try:
+        keras.utils.get_file(part.name, origin, cache_dir=str(datasets_dir), cache_subdir=".")
+    except Exception as error:
+        part.unlink(missing_ok=True)
+        raise DownloadError(
+            f"Could not download {origin}: {error}. Check the network connection, or pass "
+            "origin= a reachable mirror (with file_hash=), or use catdog.from_directory() on a "
+            "copy you already have."
+        ) from error
+    try:
+        _check_archive(part, expected_size, file_hash)
+    except IntegrityError:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, final)
+    return final
+
+
+def _unsafe_member(name: str) -> bool:
+    path = PurePosixPath(name.replace("\\", "/"))
+    return path.is_absolute() or ".." in path.parts or (len(name) > 1 and name[1] == ":")
+
+
+def extract_once(archive: Path, target_dir: Path, folder: str) -> Path:
+    """Extract ``archive`` into ``target_dir`` unless ``target_dir/folder`` already exists.
+
+    Members with absolute paths or ``..`` are refused before anything is written. The archive
+    is unpacked in a temporary folder and ``folder`` moved into place in one rename, so an
+    interrupted extraction never looks finished.
+    """
+    final = target_dir / folder
+    if final.is_dir():
+        return final
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            names = zf.namelist()
+            bad = [n for n in names if _unsafe_member(n)]
+            if bad:
+                raise DatasetError(
+                    f"Refusing to extract {archive.name}: members would land outside the "
+                    f"target folder: {', '.join(bad[:5])}."
+                )
+            if not any(n.startswith(folder + "/") for n in names):
+                raise DatasetError(f"{archive.name} has no top folder {folder}/ inside.")
+            tmp = Path(tempfile.mkdtemp(prefix=f".{folder}-", dir=target_dir))
+            try:
+                zf.extractall(tmp)
+                os.replace(tmp / folder, final)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    except zipfile.BadZipFile as error:
+        raise DatasetError(f"{archive} is not a valid zip archive: {error}.") from error
+    return final
