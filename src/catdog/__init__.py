@@ -37,6 +37,21 @@ _EXPORTS = {
     "label_counts": "data",
     "majority_baseline": "data",
     "make_synthetic_dataset": "synthetic",
+    "train": "training",
+    "fine_tune": "training",
+    "unfreeze_base": "training",
+    "merge_histories": "training",
+    "evaluate": "evaluation",
+    "predict": "evaluation",
+    "Report": "evaluation",
+    "export": "export",
+    "load_model": "export",
+    "inference_model": "models",
+    "plot_samples": "plotting",
+    "plot_augmentation": "plotting",
+    "plot_history": "plotting",
+    "plot_confusion_matrix": "plotting",
+    "plot_misclassified": "plotting",
     "CatdogError": "errors",
     "DatasetError": "errors",
     "DatasetNotFoundError": "errors",
@@ -45,10 +60,29 @@ _EXPORTS = {
     "InvalidArgumentError": "errors",
 }
 
+_SUBMODULES = {
+    "cli",
+    "data",
+    "download",
+    "errors",
+    "evaluation",
+    "export",
+    "io",
+    "layers",
+    "models",
+    "plotting",
+    "synthetic",
+    "training",
+    "tuning",
+    "workflow",
+}
+
 __all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"catdog.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'catdog' has no attribute {name!r}")

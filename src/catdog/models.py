@@ -58,11 +58,16 @@ def build_model(name: str, **kwargs) -> keras.Model:
     Example:
         >>> model = build_model("baseline", input_shape=(96, 96, 3), num_classes=3)
     """
+    return _REGISTRY[check_model_name(name)](**kwargs)
+
+
+def check_model_name(name: str) -> str:
+    """Return ``name`` if it is registered, else raise an error listing the known names."""
     if name not in _REGISTRY:
         raise InvalidArgumentError(
             f"Unknown model {name!r}. Known models: {', '.join(list_models())}."
         )
-    return _REGISTRY[name](**kwargs)
+    return name
 
 
 # ----------------------------------------------------------------------------- validation
@@ -430,3 +435,34 @@ def compile_model(
         jit_compile=jit_compile,
     )
     return model
+
+
+def _augmentation_types() -> tuple[type, ...]:
+    return tuple(
+        getattr(keras.layers, n)
+        for n in dir(keras.layers)
+        if n.startswith("Random") and isinstance(getattr(keras.layers, n), type)
+    )
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """Return a model that shares ``model``'s layers and weights but has no augmentation.
+
+    Augmentation layers pass images through unchanged at inference, yet their random ops stay
+    in traced graphs; dropping them makes exports portable (TFLite has no such ops) and
+    inference faster. Models other than ``keras.Sequential`` are returned unchanged.
+
+    Example:
+        >>> [type(l).__name__ for l in inference_model(build_augmented_model()).layers][:2]
+        ['Conv2D', 'MaxPooling2D']
+    """
+    if not isinstance(model, keras.Sequential):
+        return model
+    augmentation = _augmentation_types()
+    kept = [layer for layer in model.layers if not isinstance(layer, augmentation)]
+    if len(kept) == len(model.layers):
+        return model
+    return keras.Sequential(
+        [keras.Input(shape=model.input_shape[1:], name="image"), *kept],
+        name=f"{model.name}_inference",
+    )

@@ -1,0 +1,224 @@
+"""The ``catdog`` command line: train, evaluate, predict, export, models.
+
+Each command parses its arguments and calls the library; errors a user can fix are printed as
+one line on stderr with exit status 2 (set ``CATDOG_DEBUG=1`` for the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from catdog import __version__
+from catdog.errors import CatdogError
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _weights(text: str) -> str | None:
+    return None if text.lower() == "none" else text
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from catdog.workflow import DEMO_DEFAULTS, RunConfig, demo_data, run_training
+
+    if args.demo:
+        for key in ("model", "image_size", "epochs"):
+            if getattr(args, key) is None:
+                setattr(args, key, DEMO_DEFAULTS[key])
+        args.data = str(demo_data(DEMO_DEFAULTS["images_per_class"], args.image_size))
+        args.out = args.out or "runs/demo"
+    config = RunConfig(
+        out=Path(args.out or f"runs/{args.model or 'transfer'}"),
+        model=args.model or "transfer",
+        data=args.data,
+        epochs=args.epochs or 20,
+        fine_tune_epochs=args.fine_tune_epochs,
+        unfreeze_from=args.unfreeze_from,
+        image_size=args.image_size or 160,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        fine_tune_learning_rate=args.fine_tune_learning_rate,
+        weights=args.weights,
+        early_stopping=args.early_stopping,
+        seed=args.seed,
+    )
+    result = run_training(config)
+    print(result["report"])
+    print(f"\nrun folder: {result['out']}")
+    return 0
+
+
+def _class_names_for(model_path: str, given: str | None, count: int) -> list[str]:
+    if given:
+        return [name.strip() for name in given.split(",")]
+    beside = Path(model_path).with_name("class_names.json")
+    if beside.is_file():
+        return json.loads(beside.read_text())
+    return [f"class_{i}" for i in range(count)]
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from catdog.data import from_directory
+    from catdog.evaluation import evaluate
+    from catdog.export import load_model
+
+    model = load_model(args.model)
+    size = tuple(model.input_shape[1:3])
+    splits = from_directory(args.data, image_size=size, batch_size=args.batch_size, seed=args.seed)
+    report = evaluate(model, splits, split=args.split)
+    print(report)
+    if args.out:
+        report.save(args.out)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from catdog.evaluation import predict
+    from catdog.export import load_model
+
+    model = load_model(args.model)
+    names = _class_names_for(args.model, args.class_names, model.output_shape[-1])
+    for p in predict(model, args.images, names):
+        print(f"{p.path}\t{p.class_name}\t{p.probability:.4f}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from catdog.export import export, load_model
+
+    path = export(load_model(args.model), args.out, format=args.format)
+    print(path)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from catdog.models import _REGISTRY, build_model, list_models
+
+    print(f"{'name':<14}{'parameters':>12}{'trainable':>12}  description")
+    for name in list_models(args.pattern):
+        kwargs = {"weights": None} if name == "transfer" else {}
+        model = build_model(name, **kwargs)
+        trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+        doc = (_REGISTRY[name].__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<14}{model.count_params():>12,}{trainable:>12,}  {doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="catdog", description="Train, evaluate and use cat-vs-dog image classifiers."
+    )
+    parser.add_argument("--version", action="version", version=f"catdog {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="train a model and write a run folder",
+        description="Train a model, then write the best model, history, "
+        "report and plots into --out. Rerun the same command to resume.",
+    )
+    train.add_argument(
+        "--demo",
+        action="store_true",
+        help="offline demo: generated data, small model, about a minute",
+    )
+    train.add_argument(
+        "--model",
+        help="registered model name (see `catdog models`); "
+        "default transfer, or preprocessed with --demo",
+    )
+    train.add_argument(
+        "--data",
+        default="cats_and_dogs",
+        help="image folder, or cats_and_dogs to download the post's dataset",
+    )
+    train.add_argument("--epochs", type=_positive_int, help="default 20 (8 with --demo)")
+    train.add_argument(
+        "--fine-tune-epochs",
+        type=int,
+        default=0,
+        help="epochs of fine-tuning the top of the base (transfer only)",
+    )
+    train.add_argument(
+        "--unfreeze-from",
+        type=int,
+        default=100,
+        help="first base layer to unfreeze when fine-tuning",
+    )
+    train.add_argument("--out", help="run folder (default runs/MODEL, runs/demo with --demo)")
+    train.add_argument("--image-size", type=_positive_int, help="square side, default 160")
+    train.add_argument("--batch-size", type=_positive_int, default=32)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--fine-tune-learning-rate", type=float, default=1e-5)
+    train.add_argument(
+        "--weights",
+        type=_weights,
+        default="imagenet",
+        help="transfer base weights: imagenet, none, or a weights file",
+    )
+    train.add_argument(
+        "--early-stopping",
+        type=_positive_int,
+        help="stop after this many epochs without improvement",
+    )
+    train.add_argument("--seed", type=int, default=1337)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="score a saved model on an image folder")
+    evaluate.add_argument("model", help="a .keras model file")
+    evaluate.add_argument("--data", required=True, help="image folder (as for train)")
+    evaluate.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    evaluate.add_argument("--batch-size", type=_positive_int, default=32)
+    evaluate.add_argument("--seed", type=int, default=1337, help="the seed used for training")
+    evaluate.add_argument("--out", help="folder for report.txt and report.json")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="classify image files")
+    predict.add_argument("model", help="a .keras model file")
+    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument(
+        "--class-names", help="comma-separated; default: class_names.json beside the model"
+    )
+    predict.set_defaults(func=cmd_predict)
+
+    export = sub.add_parser("export", help="export a saved model")
+    export.add_argument("model", help="a .keras model file")
+    export.add_argument("--format", default="tflite", choices=("keras", "saved_model", "tflite"))
+    export.add_argument("--out", required=True, help="output file or folder")
+    export.set_defaults(func=cmd_export)
+
+    models = sub.add_parser("models", help="list the registered models")
+    models.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*ed'")
+    models.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``catdog`` console script."""
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.WARNING, format="catdog: warning: %(message)s")
+    try:
+        return args.func(args)
+    except (CatdogError, FileNotFoundError, ValueError) as error:
+        if os.environ.get("CATDOG_DEBUG"):
+            raise
+        print(f"catdog: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("catdog: interrupted; rerun the same command to resume.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Export a trained model as a ``.keras`` file, a TensorFlow SavedModel, or TFLite."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import keras
+
+from catdog.errors import DatasetNotFoundError, InvalidArgumentError
+from catdog.io import atomic_path, save_model, write_atomic
+from catdog.models import inference_model
+
+FORMATS = ("keras", "saved_model", "tflite")
+
+
+def export(model: keras.Model, path: str | os.PathLike, format: str = "keras") -> Path:  # noqa: A002
+    """Write ``model`` to ``path`` in ``format``, atomically, and return the path.
+
+    - ``"keras"``: a ``.keras`` file for ``keras.saving.load_model``;
+    - ``"saved_model"``: a SavedModel folder (TF Serving), with a ``serve`` endpoint taking
+      float32 pixels 0..255;
+    - ``"tflite"``: a ``.tflite`` flatbuffer for ``tf.lite.Interpreter`` / LiteRT.
+
+    Augmentation layers are inactive in all of them.
+
+    Example:
+        >>> export(model, "model.tflite", format="tflite")  # doctest: +SKIP
+    """
+    if format not in FORMATS:
+        raise InvalidArgumentError(f"format must be one of {FORMATS}, got {format!r}.")
+    path = Path(path)
+    if format == "keras":
+        return save_model(model, path)
+    model = inference_model(model)  # no random ops in the exported graph
+    if format == "saved_model":
+        with atomic_path(path, directory=True) as tmp:
+            model.export(str(tmp), format="tf_saved_model", verbose=False)
+        return path
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        flatbuffer = converter.convert()
+    return write_atomic(path, lambda out: out.write_bytes(flatbuffer))
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Load a ``.keras`` model (catdog's layers registered, ``safe_mode=True``).
+
+    Raises a clear error when the file is missing or is not a Keras model.
+
+    Example:
+        >>> model = load_model("runs/demo/model.keras")  # doctest: +SKIP
+    """
+    import catdog.layers  # noqa: F401  (registers catdog's serializable layers)
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetNotFoundError(f"Model file {str(path)!r} does not exist.")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:
+        raise InvalidArgumentError(
+            f"Could not load {str(path)!r} as a Keras model ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}). Pass a .keras file saved "
+            "by catdog or keras."
+        ) from error

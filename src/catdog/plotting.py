@@ -1,0 +1,216 @@
+"""Figures of the post, headless-safe: each function returns a matplotlib Figure and, given
+``path``, saves it as PNG (atomically). matplotlib is imported only when a plot is made."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from catdog.errors import InvalidArgumentError
+from catdog.io import write_atomic
+
+DPI = 100
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, safe without a display
+
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _finish(fig, path):
+    if path is not None:
+        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+    return fig
+
+
+def _show(ax, image, title: str | None = None) -> None:
+    ax.imshow(np.clip(np.asarray(image), 0, 255).astype("uint8"))
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def plot_samples(
+    data,
+    class_names: Sequence[str] | None = None,
+    per_class: int = 3,
+    *,
+    split: str = "train",
+    seed: int | None = 0,
+    path: str | os.PathLike | None = None,
+):
+    """The post's sample grid: one row per class, ``per_class`` images each, titled by class.
+
+    ``data`` is a :class:`catdog.Splits` (images are read from its file lists) or a batched
+    ``(images, labels)`` dataset (then pass ``class_names``).
+
+    Example:
+        >>> plot_samples(splits, path="samples.png")  # doctest: +SKIP
+    """
+    from catdog.data import Splits
+
+    if per_class < 1:
+        raise InvalidArgumentError(f"per_class must be >= 1, got {per_class!r}.")
+    rng = np.random.default_rng(seed)
+    rows: list[list[np.ndarray]]
+    if isinstance(data, Splits):
+        from catdog.evaluation import load_images
+
+        class_names = data.class_names
+        rows = []
+        for label in range(len(class_names)):
+            paths = [
+                p for p, y in zip(data.files[split], data.labels[split], strict=True) if y == label
+            ]
+            chosen = rng.choice(len(paths), size=min(per_class, len(paths)), replace=False)
+            rows.append(list(load_images([paths[i] for i in sorted(chosen)], data.image_size)))
+    else:
+        if not class_names:
+            raise InvalidArgumentError("plot_samples needs class_names with a dataset.")
+        rows = [[] for _ in class_names]
+        for images, labels in data:
+            for image, label in zip(np.asarray(images), np.asarray(labels), strict=True):
+                if len(rows[int(label)]) < per_class:
+                    rows[int(label)].append(image)
+            if all(len(r) >= per_class for r in rows):
+                break
+    fig = _figure(2.2 * per_class, 2.3 * len(class_names))
+    axes = fig.subplots(len(class_names), per_class, squeeze=False)
+    for row, name, images in zip(axes, class_names, rows, strict=True):
+        for i, ax in enumerate(row):
+            if i < len(images):
+                _show(ax, images[i], name)
+            else:
+                ax.axis("off")
+    return _finish(fig, path)
+
+
+def plot_augmentation(
+    image,
+    augmentation=None,
+    n: int = 8,
+    *,
+    seed: int | None = 0,
+    path: str | os.PathLike | None = None,
+):
+    """One image and ``n`` augmented versions of it (default: the post's flip + rotation).
+
+    Example:
+        >>> plot_augmentation(images[0], path="augmentation.png")  # doctest: +SKIP
+    """
+    import keras
+
+    from catdog.layers import build_augmentation
+
+    augmentation = augmentation or build_augmentation(seed=seed)
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise InvalidArgumentError(f"image must have shape (h, w, 3), got {image.shape}.")
+    batch = np.repeat(image[None], n, axis=0)
+    augmented = keras.ops.convert_to_numpy(augmentation(batch, training=True))
+    cols = min(n + 1, 5)
+    rows = -(-(n + 1) // cols)
+    fig = _figure(2.2 * cols, 2.3 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    _show(axes[0], image, "original")
+    for i in range(n):
+        _show(axes[i + 1], augmented[i], f"augmented {i + 1}")
+    for ax in axes[n + 1 :]:
+        ax.axis("off")
+    return _finish(fig, path)
+
+
+def plot_history(
+    history,
+    *,
+    fine_tune_start: int | None = None,
+    baseline: float | None = None,
+    path: str | os.PathLike | None = None,
+):
+    """Accuracy and loss curves, training vs validation, as in the post.
+
+    ``history`` is a Keras ``History`` or its ``.history`` dict; ``fine_tune_start`` (an
+    epoch index) draws a line where fine-tuning began, ``baseline`` a majority-baseline line.
+
+    Example:
+        >>> plot_history(history, fine_tune_start=10, path="history.png")  # doctest: +SKIP
+    """
+    data = history.history if hasattr(history, "history") else dict(history)
+    if "accuracy" not in data:
+        raise InvalidArgumentError("history has no 'accuracy' values to plot.")
+    fig = _figure(10, 4)
+    axes = fig.subplots(1, 2)
+    epochs = np.arange(1, len(data["accuracy"]) + 1)
+    for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
+        if metric in data:
+            ax.plot(epochs, data[metric], marker="o", label="training")
+        if f"val_{metric}" in data:
+            ax.plot(epochs, data[f"val_{metric}"], marker="o", label="validation")
+        if fine_tune_start is not None:
+            ax.axvline(fine_tune_start + 0.5, color="gray", linestyle="--", label="fine-tuning")
+        if baseline is not None and metric == "accuracy":
+            ax.axhline(baseline, color="red", linestyle=":", label="majority baseline")
+        ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} comparison")
+        ax.legend()
+    return _finish(fig, path)
+
+
+def plot_confusion_matrix(report, *, path: str | os.PathLike | None = None):
+    """The confusion matrix of a :class:`catdog.evaluation.Report`, with counts in cells.
+
+    Example:
+        >>> plot_confusion_matrix(evaluate(model, splits), path="confusion.png")  # doctest: +SKIP
+    """
+    matrix = np.asarray(report.confusion)
+    names = report.class_names
+    size = 1.2 + 0.9 * len(names)
+    fig = _figure(size + 1, size)
+    ax = fig.subplots()
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set(xlabel="predicted", ylabel="true", title=f"accuracy {report.accuracy:.1%}")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(
+            j,
+            i,
+            str(value),
+            ha="center",
+            va="center",
+            color="white" if value > threshold else "black",
+        )
+    return _finish(fig, path)
+
+
+def plot_misclassified(
+    report,
+    n: int = 9,
+    *,
+    image_size: tuple[int, int] = (160, 160),
+    path: str | os.PathLike | None = None,
+):
+    """A grid of the most confidently wrong images of a report (needs known file paths).
+
+    Example:
+        >>> plot_misclassified(report, path="misclassified.png")  # doctest: +SKIP
+    """
+    from catdog.evaluation import load_images
+
+    wrong = [m for m in report.misclassified if m.path][:n]
+    cols = max(1, min(3, len(wrong)))
+    rows = max(1, -(-len(wrong) // cols))
+    fig = _figure(2.6 * cols, 2.6 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    images = load_images([m.path for m in wrong], image_size) if wrong else []
+    for ax, m, image in zip(axes, wrong, images, strict=False):
+        _show(ax, image, f"{m.true} -> {m.predicted} ({m.confidence:.2f})")
+    for ax in axes[len(wrong) :]:
+        ax.axis("off")
+    if not wrong:
+        axes[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+    return _finish(fig, path)

@@ -1,0 +1,183 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from catdog.workflow import RunConfig, run_training
+
+
+def run_cli(*args, env=None, timeout=600):
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "catdog", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+    )
+
+
+def assert_clean_error(result, message):
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("catdog: error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("command", ["", "train", "evaluate", "predict", "export", "models"])
+def test_help(command):
+    result = run_cli(*([command] if command else []), "--help")
+    assert result.returncode == 0 and "usage: catdog" in result.stdout
+
+
+def test_models_lists_the_registry():
+    result = run_cli("models")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == [
+        "augmented",
+        "baseline",
+        "preprocessed",
+        "transfer",
+    ]
+    assert "2,962,594" in lines[2] and "2,340,098" in lines[4] and "82,114" in lines[4]
+
+
+@pytest.fixture(scope="module")
+def trained_run(synthetic_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "baseline"
+    result = run_cli(
+        "train",
+        "--data",
+        synthetic_root,
+        "--model",
+        "baseline",
+        "--epochs",
+        2,
+        "--image-size",
+        32,
+        "--batch-size",
+        16,
+        "--out",
+        out,
+    )
+    return out, result
+
+
+def test_train_writes_the_run_folder(trained_run):
+    out, result = trained_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Epoch 2/2" in result.stdout  # Keras' progress output
+    assert "accuracy" in result.stdout and f"run folder: {out}" in result.stdout
+    expected = {
+        "model.keras",
+        "class_names.json",
+        "history.json",
+        "history.png",
+        "report.txt",
+        "report.json",
+        "confusion_matrix.png",
+        "misclassified.png",
+        "samples.png",
+    }
+    assert {p.name for p in out.iterdir()} == expected  # nothing else (.resume is removed)
+    assert json.loads((out / "class_names.json").read_text()) == ["cats", "dogs"]
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["history"]["val_accuracy"]) == 2
+    report = json.loads((out / "report.json").read_text())
+    assert report["count"] == 8 and report["class_names"] == ["cats", "dogs"]
+
+
+def test_evaluate_predict_export(trained_run, synthetic_root, tmp_path):
+    out, _ = trained_run
+    model = out / "model.keras"
+    result = run_cli("evaluate", model, "--data", synthetic_root, "--out", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "accuracy" in result.stdout and (tmp_path / "report.json").exists()
+
+    images = sorted((Path(synthetic_root) / "validation" / "dogs").glob("*.jpg"))[:2]
+    result = run_cli("predict", model, *images)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line.split("\t") for line in result.stdout.strip().splitlines()]
+    assert [line[0] for line in lines] == [str(p) for p in images]
+    assert all(line[1] in ("cats", "dogs") and 0.5 <= float(line[2]) <= 1 for line in lines)
+
+    result = run_cli("export", model, "--format", "tflite", "--out", tmp_path / "m.tflite")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "m.tflite").stat().st_size > 1000
+
+
+def test_cli_errors(trained_run, tmp_path):
+    out, _ = trained_run
+    assert_clean_error(
+        run_cli("train", "--model", "resnet", "--data", tmp_path, "--out", tmp_path / "r"),
+        "Unknown model 'resnet'",
+    )
+    assert_clean_error(
+        run_cli(
+            "train", "--model", "baseline", "--data", tmp_path / "nope", "--out", tmp_path / "r"
+        ),
+        "does not exist",
+    )
+    (tmp_path / "bad.keras").write_text("not a model")
+    assert_clean_error(run_cli("predict", tmp_path / "bad.keras", "x.jpg"), "Could not load")
+    (tmp_path / "note.jpg").write_text("not an image")
+    assert_clean_error(
+        run_cli("predict", out / "model.keras", tmp_path / "note.jpg"), "not a readable image"
+    )
+    bad_arg = run_cli("train", "--epochs", "0")
+    assert bad_arg.returncode == 2 and "positive integer" in bad_arg.stderr
+
+
+def test_demo_is_the_main_job(tmp_path):
+    out = tmp_path / "demo"
+    result = run_cli(
+        "train", "--demo", "--epochs", 3, "--out", out, env={"KERAS_HOME": str(tmp_path / "keras")}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["accuracy"] >= report["baseline"] + 0.2
+    assert (tmp_path / "keras" / "datasets").is_dir()  # generated data, offline
+
+
+def test_workflow_resumes_into_fine_tuning(synthetic_root, tmp_path, monkeypatch):
+    config = RunConfig(
+        out=tmp_path / "run",
+        model="transfer",
+        data=str(synthetic_root),
+        epochs=1,
+        fine_tune_epochs=1,
+        unfreeze_from=150,
+        image_size=32,
+        batch_size=16,
+        weights=None,
+        verbose=0,
+    )
+    from catdog import training
+
+    calls = []  # the first epoch of each training stage run
+    real_train, real_fine_tune = training.train, training.fine_tune
+
+    def counting_train(*args, **kwargs):
+        calls.append(kwargs.get("initial_epoch", 0))
+        return real_train(*args, **kwargs)
+
+    def crashing_fine_tune(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies during fine-tuning
+
+    monkeypatch.setattr(training, "train", counting_train)
+    monkeypatch.setattr(training, "fine_tune", crashing_fine_tune)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config)
+    assert calls == [0] and (config.out / ".resume" / "stage1.json").exists()
+
+    monkeypatch.setattr(training, "fine_tune", real_fine_tune)
+    result = run_training(config)
+    assert calls == [0, 1], "the finished first stage must not run again"
+    history = json.loads((config.out / "history.json").read_text())
+    assert history["fine_tune_start"] == 1 and len(history["history"]["accuracy"]) == 2
+    assert not (config.out / ".resume").exists()
+    assert result["report"].count == 8

@@ -1,0 +1,181 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+import catdog
+from catdog.errors import InvalidArgumentError
+from catdog.io import save_model
+from catdog.training import fine_tune, merge_histories, train, unfreeze_base
+
+
+def small_cnn(size=64):
+    return catdog.build_baseline_model(input_shape=(size, size, 3), filters=(8, 16), dense_units=16)
+
+
+def test_train_compiles_fits_and_keeps_best_checkpoint(synthetic_splits, tmp_path):
+    model = small_cnn()
+    best = tmp_path / "best.keras"
+    history = train(model, synthetic_splits, epochs=3, checkpoint=best, verbose=0)
+    assert model.compiled
+    assert len(history.history["val_accuracy"]) == 3 and history.epoch == [0, 1, 2]
+    loaded = keras.saving.load_model(best)
+    _, accuracy = loaded.evaluate(synthetic_splits.validation, verbose=0)
+    assert accuracy == pytest.approx(max(history.history["val_accuracy"]), abs=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == ["best.keras"]  # no temporary left over
+
+
+def test_early_stopping_stops(synthetic_splits):
+    model = small_cnn()
+    history = train(
+        model, synthetic_splits, epochs=30, early_stopping=1, learning_rate=1e-12, verbose=0
+    )  # validation accuracy cannot change: stops after 2 epochs
+    assert len(history.epoch) == 2
+
+
+def test_atomic_save_never_leaves_a_partial_file(tmp_path):
+    model = small_cnn(32)
+    path = tmp_path / "model.keras"
+    save_model(model, path)
+    good = path.read_bytes()
+
+    class Crash(RuntimeError):
+        pass
+
+    def broken_save(target, *args, **kwargs):
+        with open(target, "wb") as handle:
+            handle.write(b"PK\x03\x04 half a zip")
+        raise Crash
+
+    model.save = broken_save
+    with pytest.raises(Crash):
+        save_model(model, path)
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+
+
+RESUME_SCRIPT = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    import keras
+    import catdog
+    from catdog.training import train
+
+    root, backup, log, kill_after = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    splits = catdog.from_directory(root, image_size=(32, 32), batch_size=16, seed=1)
+    keras.utils.set_random_seed(0)
+    model = catdog.build_baseline_model(input_shape=(32, 32, 3), filters=(4,), dense_units=8)
+
+    class Log(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            with open(log, "a") as f:
+                f.write(f"{epoch}\\n")
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    history = train(model, splits, epochs=5, backup_dir=backup, callbacks=[Log()], verbose=0)
+    print(json.dumps(history.history))
+    """
+)
+
+
+def test_resume_after_sigkill(synthetic_root, tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(RESUME_SCRIPT)
+    backup, log = tmp_path / "backup", tmp_path / "epochs.log"
+    args = [sys.executable, str(script), str(synthetic_root), str(backup), str(log)]
+    killed = subprocess.run([*args, "3"], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert log.read_text().split() == ["0", "1", "2"]
+    resumed = subprocess.run([*args, "0"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert log.read_text().split() == ["0", "1", "2", "3", "4"]  # epochs 0-2 not rerun
+    history = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert len(history["val_accuracy"]) == 5  # the whole run, both processes
+    assert not (backup / "state").exists()  # the backup is removed when training finished
+
+
+@pytest.mark.slow
+def test_fine_tune_unfreezes_top_and_continues_epochs(synthetic_splits):
+    model = catdog.build_transfer_model(input_shape=(64, 64, 3), weights=None)
+    first = train(model, synthetic_splits, epochs=1, verbose=0)
+    base = catdog.get_base(model)
+    second = fine_tune(
+        model, synthetic_splits, unfreeze_from=140, epochs=1, history=first, verbose=0
+    )
+    assert second.epoch == [1]
+    assert [layer.trainable for layer in base.layers[:140]] == [False] * 140
+    assert all(layer.trainable for layer in base.layers[140:])
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-5)
+    merged = merge_histories(first, second)
+    assert len(merged["accuracy"]) == 2
+
+
+def test_unfreeze_errors():
+    model = catdog.build_transfer_model(input_shape=(64, 64, 3), weights=None)
+    with pytest.raises(InvalidArgumentError, match="layer index"):
+        unfreeze_base(model, 10_000)
+    with pytest.raises(InvalidArgumentError, match="no layer named"):
+        unfreeze_base(model, "nope")
+    assert unfreeze_base(model, "block_16_expand") == len(catdog.get_base(model).layers) - [
+        layer.name for layer in catdog.get_base(model).layers
+    ].index("block_16_expand")
+    with pytest.raises(InvalidArgumentError, match="no pretrained base"):
+        unfreeze_base(small_cnn(32))
+
+
+def test_bad_train_arguments(synthetic_splits):
+    with pytest.raises(InvalidArgumentError, match="epochs"):
+        train(small_cnn(), synthetic_splits, epochs=0)
+    with pytest.raises(InvalidArgumentError, match="early_stopping"):
+        train(small_cnn(), synthetic_splits, epochs=1, early_stopping=0)
+
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import catdog
+    from catdog.training import train
+
+    strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
+    splits = catdog.from_directory(sys.argv[1], image_size=(32, 32), batch_size=16)
+    with strategy.scope():
+        model = catdog.build_baseline_model(input_shape=(32, 32, 3), filters=(4,), dense_units=8)
+    history = train(model, splits, epochs=2, strategy=strategy, verbose=0)
+    print("replicas", strategy.num_replicas_in_sync, "epochs", len(history.epoch))
+    try:
+        train(catdog.build_baseline_model(input_shape=(32, 32, 3)), splits, strategy=strategy)
+    except ValueError as error:
+        print("error:", error)
+    """
+)
+
+
+def test_mirrored_strategy_on_two_logical_cpus(synthetic_root, tmp_path):
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(synthetic_root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "replicas 2 epochs 2" in done.stdout
+    assert "error: The model was not built under this strategy" in done.stdout
+
+
+def test_trained_model_beats_the_baseline(synthetic_splits):
+    model = catdog.build_preprocessed_model(input_shape=(64, 64, 3), rotation=None)
+    train(model, synthetic_splits, epochs=6, verbose=0)
+    report = catdog.evaluation.evaluate(model, synthetic_splits, split="validation")
+    assert report.accuracy >= report.baseline + 0.25
+    assert np.isfinite(report.loss)
