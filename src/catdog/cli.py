@@ -1,4 +1,4 @@
-"""The ``catdog`` command line: train, evaluate, predict, export, models.
+"""The ``catdog`` command line: train, evaluate, predict, export, tune, models.
 
 Each command parses its arguments and calls the library; errors a user can fix are printed as
 one line on stderr with exit status 2 (set ``CATDOG_DEBUG=1`` for the traceback).
@@ -101,6 +101,48 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from catdog.tuning import FAMILIES
+
+    families = [f.strip() for f in args.families.split(",")] if args.families else list(FAMILIES)
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"Unknown families {unknown}; choose from {', '.join(FAMILIES)}.")
+    from catdog.data import from_directory
+    from catdog.tuning import tune
+    from catdog.workflow import DEMO_DEFAULTS, demo_data
+
+    if args.demo:
+        args.image_size = args.image_size or DEMO_DEFAULTS["image_size"]
+        args.data = str(demo_data(DEMO_DEFAULTS["images_per_class"], args.image_size))
+        args.weights = None if args.weights == "imagenet" else args.weights
+    if not args.data:
+        raise ValueError("Pass --data PATH (an image folder) or --demo.")
+    size = args.image_size or 160
+    splits = from_directory(
+        args.data, image_size=(size, size), batch_size=args.batch_size, seed=args.seed
+    )
+    out = Path(args.out)
+    search = tune(
+        splits,
+        args.tuner,
+        args.max_trials,
+        epochs=args.epochs,
+        directory=out.parent,
+        project_name=out.name,
+        overwrite=args.overwrite,
+        families=families,
+        weights=args.weights,
+        seed=args.seed,
+    )
+    best = search.oracle.get_best_trials(1)
+    if best:
+        print(f"best {search.oracle.objective.name}: {best[0].score:.4f}")
+        print(json.dumps(best[0].hyperparameters.values, indent=2))
+    print(f"\nsummary: {out / 'summary.json'}\nbest model: {out / 'best_model.keras'}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from catdog.models import _REGISTRY, build_model, list_models
 
@@ -196,6 +238,40 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default="tflite", choices=("keras", "saved_model", "tflite"))
     export.add_argument("--out", required=True, help="output file or folder")
     export.set_defaults(func=cmd_export)
+
+    tune = sub.add_parser(
+        "tune",
+        help="search hyperparameters with KerasTuner",
+        description="Run a KerasTuner search over the catdog zoo. Rerun the "
+        'same command to resume it. Needs pip install "catdog[tuner]".',
+    )
+    tune.add_argument("--data", help="image folder (as for train)")
+    tune.add_argument("--demo", action="store_true", help="generated data, offline")
+    tune.add_argument("--tuner", default="hyperband", choices=("random", "hyperband", "bayesian"))
+    tune.add_argument(
+        "--max-trials", type=_positive_int, default=10, help="trials for random and bayesian search"
+    )
+    tune.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=5,
+        help="epochs per trial (hyperband: the most epochs of a trial)",
+    )
+    tune.add_argument(
+        "--families", help="comma-separated subset of baseline,augmented,preprocessed,transfer"
+    )
+    tune.add_argument("--out", default="runs/tuning", help="search folder")
+    tune.add_argument("--image-size", type=_positive_int, help="square side, default 160")
+    tune.add_argument("--batch-size", type=_positive_int, default=32)
+    tune.add_argument(
+        "--weights",
+        type=_weights,
+        default="imagenet",
+        help="transfer base weights: imagenet, none, or a weights file",
+    )
+    tune.add_argument("--overwrite", action="store_true", help="start the search afresh")
+    tune.add_argument("--seed", type=int, default=1337)
+    tune.set_defaults(func=cmd_tune)
 
     models = sub.add_parser("models", help="list the registered models")
     models.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*ed'")

@@ -30,3 +30,7 @@ class IntegrityError(CatdogError, ValueError):
 
 class DownloadError(CatdogError, ConnectionError):
     """A download failed (no network, server error, interrupted transfer)."""
+
+
+class MissingExtraError(CatdogError, ImportError):
+    """An optional dependency is not installed; the message names the pip extra to install."""

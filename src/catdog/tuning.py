@@ -1,0 +1,374 @@
+"""A KerasTuner search space over the catdog zoo (needs ``pip install "catdog[tuner]"``).
+
+``CatDogHyperModel`` builds compiled catdog models from hyperparameters; ``tune`` runs a
+search on catdog splits and writes a summary and the best model. Restrict the space the usual
+KerasTuner way: pass ``families=`` or a ``keras_tuner.HyperParameters`` with ``hp.Fixed`` /
+``hp.Choice`` entries (and ``tune_new_entries=False`` to fix everything else at defaults);
+``tune`` attaches the space's conditions to them (``CatDogHyperModel.condition`` does it for
+tuners you create yourself).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from catdog.errors import InvalidArgumentError, MissingExtraError
+
+try:
+    import keras_tuner as kt
+except ImportError as error:  # pragma: no cover - exercised by a test in a subprocess
+    raise MissingExtraError(
+        'catdog.tuning needs KerasTuner, an optional dependency: pip install "catdog[tuner]"'
+    ) from error
+
+from catdog.data import Splits
+from catdog.io import save_model, write_json
+from catdog.models import build_model, compile_model
+
+FAMILIES = ("baseline", "augmented", "preprocessed", "transfer")
+CNN_FAMILIES = FAMILIES[:3]
+AUGMENTED_FAMILIES = FAMILIES[1:]
+TUNERS = ("random", "hyperband", "bayesian")
+
+
+class CatDogHyperModel(kt.HyperModel):
+    """The catdog search space, as a ``keras_tuner.HyperModel`` returning compiled models.
+
+    Hyperparameters (conditional ones only exist where they apply):
+
+    - ``family``: which zoo architecture (``families`` restricts it);
+    - CNN families: ``conv_blocks`` 1-4, ``filters_{i}`` per block, ``kernel_size``
+      (3, 5, 7, 9), ``pool_size`` (2, 3, 4); blocks that would shrink the feature map of a
+      small input to nothing are left out of that trial's model;
+    - ``transfer``: ``pooling`` (max/avg), ``fine_tune_base`` and then ``unfreeze_from``;
+    - head: ``dense_units``, ``dropout``;
+    - augmenting families: ``augment``, then ``flip``, ``rotation``, ``zoom``, ``contrast``;
+    - ``learning_rate`` (log scale).
+
+    Example:
+        >>> hypermodel = CatDogHyperModel(input_shape=(96, 96, 3), families=["baseline"])
+        >>> tuner = kt.RandomSearch(hypermodel, objective="val_accuracy", max_trials=5)
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (160, 160, 3),
+        num_classes: int = 2,
+        *,
+        families: Sequence[str] = FAMILIES,
+        weights: str | os.PathLike | None = "imagenet",
+        name: str | None = None,
+        tunable: bool = True,
+    ):
+        super().__init__(name=name, tunable=tunable)
+        families = list(families)
+        unknown = [f for f in families if f not in FAMILIES]
+        if not families or unknown:
+            raise InvalidArgumentError(
+                f"families must be a non-empty subset of {FAMILIES}, got {families!r}."
+            )
+        self.input_shape, self.num_classes = tuple(input_shape), num_classes
+        self.families, self.weights = families, weights
+
+    def conditions(self, name: str) -> list[tuple[str, list]]:
+        """The ``(parent, values)`` conditions under which hyperparameter ``name`` exists."""
+        cnn = [f for f in CNN_FAMILIES if f in self.families]
+        transfer = [f for f in ("transfer",) if f in self.families]
+        augmenting = [f for f in AUGMENTED_FAMILIES if f in self.families]
+        if name in ("conv_blocks", "kernel_size", "pool_size"):
+            return [("family", cnn)]
+        if name.startswith("filters_") and name[8:].isdigit():
+            return [("family", cnn), ("conv_blocks", list(range(int(name[8:]) + 1, 5)))]
+        if name in ("pooling", "fine_tune_base"):
+            return [("family", transfer)]
+        if name == "unfreeze_from":
+            return [("family", transfer), ("fine_tune_base", [True])]
+        if name == "augment":
+            return [("family", augmenting)]
+        if name in ("flip", "rotation", "zoom", "contrast"):
+            return [("family", augmenting), ("augment", [True])]
+        return []
+
+    def scope(self, hp: kt.HyperParameters, name: str) -> contextlib.ExitStack:
+        """Enter the conditional scopes of hyperparameter ``name``."""
+        stack = contextlib.ExitStack()
+        for parent, values in self.conditions(name):
+            stack.enter_context(hp.conditional_scope(parent, values))
+        return stack
+
+    def build(self, hp: kt.HyperParameters):
+        def get(kind: str, name: str, *args, **kwargs):
+            with self.scope(hp, name):
+                return getattr(hp, kind)(name, *args, **kwargs)
+
+        family = hp.Choice("family", self.families)
+        kwargs: dict = {}
+        if family in CNN_FAMILIES:
+            blocks = get("Int", "conv_blocks", 1, 4, default=2)
+            kwargs["filters"] = [
+                get("Int", f"filters_{i}", 8, 128, step=8, default=16 * 2 ** min(i, 2))
+                for i in range(blocks)
+            ]
+            kernel = kwargs["kernel_size"] = get("Choice", "kernel_size", [3, 5, 7, 9], default=3)
+            pool = kwargs["pool_size"] = get("Choice", "pool_size", [2, 3, 4], default=2)
+            # leave out blocks that would shrink the feature map to nothing
+            kwargs["filters"] = kwargs["filters"][
+                : _blocks_that_fit(self.input_shape, kernel, pool, blocks)
+            ]
+        unfreeze_from = None
+        if family == "transfer":
+            kwargs["pooling"] = get("Choice", "pooling", ["max", "avg"])
+            kwargs["weights"] = self.weights
+            if get("Boolean", "fine_tune_base", default=False):
+                unfreeze_from = get("Int", "unfreeze_from", 100, 150, step=25)
+        kwargs["dense_units"] = get("Int", "dense_units", 16, 256, sampling="log", default=64)
+        kwargs["dropout"] = get("Float", "dropout", 0.0, 0.5, step=0.1, default=0.0)
+        if family in AUGMENTED_FAMILIES:
+            if get("Boolean", "augment", default=True):
+                flip = get(
+                    "Choice",
+                    "flip",
+                    ["horizontal", "vertical", "horizontal_and_vertical", "none"],
+                    default="horizontal_and_vertical",
+                )
+                kwargs["flip"] = None if flip == "none" else flip
+                kwargs["rotation"] = get("Float", "rotation", 0.0, 0.3, step=0.05, default=0.2)
+                kwargs["zoom"] = get("Float", "zoom", 0.0, 0.3, step=0.1, default=0.0)
+                kwargs["contrast"] = get("Float", "contrast", 0.0, 0.3, step=0.1, default=0.0)
+            else:
+                kwargs.update(flip=None, rotation=None)
+        learning_rate = get("Float", "learning_rate", 1e-5, 1e-2, sampling="log", default=1e-3)
+        model = build_model(
+            family, input_shape=self.input_shape, num_classes=self.num_classes, **kwargs
+        )
+        if unfreeze_from is not None:
+            from catdog.training import unfreeze_base
+
+            unfreeze_base(model, unfreeze_from)
+        return compile_model(model, learning_rate)
+
+    def condition(self, hyperparameters: kt.HyperParameters) -> kt.HyperParameters:
+        """Return a copy of ``hyperparameters`` with this space's conditions attached.
+
+        Lets callers write ``hp.Fixed("kernel_size", 5)`` without repeating the conditional
+        scopes that ``kernel_size`` lives in; entries that already have conditions are kept.
+        """
+        result = kt.HyperParameters()
+        for entry in hyperparameters.space:
+            config = entry.get_config()
+            conditions = config.pop("conditions")
+            with contextlib.ExitStack() as stack:
+                if not conditions:
+                    stack.enter_context(self.scope(result, entry.name))
+                else:  # keep the caller's own conditions
+                    for condition in entry.conditions:
+                        stack.enter_context(
+                            result.conditional_scope(condition.name, condition.values)
+                        )
+                getattr(result, type(entry).__name__)(**config)
+            if entry.name in hyperparameters.values:
+                result.values[entry.name] = hyperparameters.values[entry.name]
+        return result
+
+
+def _blocks_that_fit(input_shape, kernel: int, pool: int, blocks: int) -> int:
+    """How many of ``blocks`` conv blocks (valid conv + pooling) fit the input, at least 1."""
+    size, fitting = min(input_shape[:2]), 0
+    while fitting < blocks:
+        size = (size - kernel + 1) // pool
+        if size < 1:
+            break
+        fitting += 1
+    return max(fitting, 1)
+
+
+# name pattern -> (check, what is expected); applied to every value a hyperparameter can take
+_RULES = {
+    "filters_": (lambda v: isinstance(v, int) and v >= 1, "a positive integer"),
+    "conv_blocks": (lambda v: isinstance(v, int) and 1 <= v <= 4, "an integer from 1 to 4"),
+    "kernel_size": (lambda v: isinstance(v, int) and v >= 1, "a positive integer"),
+    "pool_size": (lambda v: isinstance(v, int) and v >= 1, "a positive integer"),
+    "dense_units": (lambda v: isinstance(v, int) and v >= 1, "a positive integer"),
+    "dropout": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "rotation": (lambda v: 0 <= v <= 1, "a fraction of a full turn in [0, 1]"),
+    "zoom": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "contrast": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "learning_rate": (lambda v: v > 0, "a positive number"),
+    "family": (lambda v: v in FAMILIES, f"one of {FAMILIES}"),
+    "pooling": (lambda v: v in ("max", "avg"), "'max' or 'avg'"),
+    "flip": (
+        lambda v: v in ("horizontal", "vertical", "horizontal_and_vertical", "none"),
+        "'horizontal', 'vertical', 'horizontal_and_vertical' or 'none'",
+    ),
+}
+
+
+def _possible_values(hp_entry) -> list:
+    config = hp_entry.get_config()
+    if "values" in config:
+        return list(config["values"])
+    if "value" in config:
+        return [config["value"]]
+    return [v for v in (config.get("min_value"), config.get("max_value")) if v is not None]
+
+
+def validate_hyperparameters(hyperparameters: kt.HyperParameters) -> None:
+    """Raise ``InvalidArgumentError`` for a value catdog cannot build, before any trial runs.
+
+    Example:
+        >>> hp = kt.HyperParameters(); hp.Fixed("filters_0", 0)
+        >>> validate_hyperparameters(hp)  # doctest: +SKIP
+        InvalidArgumentError: hyperparameter 'filters_0' = 0: expected a positive integer.
+    """
+    for entry in hyperparameters.space:
+        rule = next((r for prefix, r in _RULES.items() if entry.name.startswith(prefix)), None)
+        if rule is None:
+            continue
+        check, expected = rule
+        for value in _possible_values(entry):
+            ok = False
+            try:
+                ok = bool(check(value))
+            except TypeError:
+                pass
+            if not ok:
+                raise InvalidArgumentError(
+                    f"hyperparameter {entry.name!r} = {value!r}: expected {expected}."
+                )
+
+
+def _make_tuner(
+    kind,
+    hypermodel,
+    *,
+    objective,
+    max_trials,
+    max_epochs,
+    directory,
+    project_name,
+    overwrite,
+    seed,
+    hyperparameters,
+    tune_new_entries,
+):
+    common = dict(
+        objective=objective,
+        directory=str(directory),
+        project_name=project_name,
+        overwrite=overwrite,
+        seed=seed,
+        hyperparameters=hyperparameters,
+        tune_new_entries=tune_new_entries,
+        max_consecutive_failed_trials=10,
+    )
+    if kind == "random":
+        return kt.RandomSearch(hypermodel, max_trials=max_trials, **common)
+    if kind == "bayesian":
+        return kt.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
+    return kt.Hyperband(hypermodel, max_epochs=max_epochs, factor=3, **common)
+
+
+def tune(
+    splits: Splits,
+    tuner: str = "random",
+    max_trials: int = 10,
+    *,
+    epochs: int = 5,
+    directory: str | os.PathLike = "tuning",
+    project_name: str = "catdog",
+    overwrite: bool = False,
+    families: Sequence[str] = FAMILIES,
+    weights: str | os.PathLike | None = "imagenet",
+    hypermodel: kt.HyperModel | None = None,
+    hyperparameters: kt.HyperParameters | None = None,
+    tune_new_entries: bool = True,
+    objective: str = "val_accuracy",
+    seed: int | None = 1337,
+    verbose: int = 1,
+):
+    """Run a KerasTuner search over the catdog space on ``splits``; return the tuner.
+
+    ``tuner`` is ``"random"``, ``"hyperband"`` (``epochs`` is its ``max_epochs``) or
+    ``"bayesian"``. Results go to ``directory/project_name``: KerasTuner's trial files,
+    ``summary.json`` (best hyperparameters and every trial's score) and ``best_model.keras``.
+    Running the same call again resumes the search there (finished trials are not repeated)
+    unless ``overwrite=True``.
+
+    Example:
+        >>> hp = kt.HyperParameters(); hp.Fixed("family", "baseline")
+        >>> tuner = tune(splits, "random", max_trials=5, hyperparameters=hp)  # doctest: +SKIP
+        >>> tuner.get_best_hyperparameters()[0].values  # doctest: +SKIP
+    """
+    if tuner not in TUNERS:
+        raise InvalidArgumentError(f"tuner must be one of {TUNERS}, got {tuner!r}.")
+    for name, value in (("max_trials", max_trials), ("epochs", epochs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}.")
+    if hyperparameters is not None:
+        validate_hyperparameters(hyperparameters)
+        if "family" in hyperparameters:  # build (and download) only the families searched
+            entry = next(e for e in hyperparameters.space if e.name == "family")
+            families = [f for f in FAMILIES if f in _possible_values(entry)]
+    hypermodel = hypermodel or CatDogHyperModel(
+        input_shape=(*splits.image_size, 3),
+        num_classes=len(splits.class_names),
+        families=families,
+        weights=weights,
+    )
+    if hyperparameters is not None and isinstance(hypermodel, CatDogHyperModel):
+        hyperparameters = hypermodel.condition(hyperparameters)
+    search = _make_tuner(
+        tuner,
+        hypermodel,
+        objective=objective,
+        max_trials=max_trials,
+        max_epochs=epochs,
+        directory=directory,
+        project_name=project_name,
+        overwrite=overwrite,
+        seed=seed,
+        hyperparameters=hyperparameters,
+        tune_new_entries=tune_new_entries,
+    )
+    fit_kwargs = {} if tuner == "hyperband" else {"epochs": epochs}
+    search.search(
+        splits.train,
+        validation_data=splits.validation,
+        verbose=verbose,
+        shuffle=False,
+        **fit_kwargs,
+    )
+    write_summary(search, Path(directory) / project_name)
+    return search
+
+
+def write_summary(search, folder: str | os.PathLike) -> dict:
+    """Write ``summary.json`` and ``best_model.keras`` of a finished search into ``folder``."""
+    folder = Path(folder)
+    trials = search.oracle.get_best_trials(num_trials=len(search.oracle.trials))
+    summary = {
+        "tuner": type(search).__name__,
+        "objective": search.oracle.objective.name,
+        "best_hyperparameters": trials[0].hyperparameters.values if trials else None,
+        "best_score": trials[0].score if trials else None,
+        "trials": [
+            {
+                "trial_id": t.trial_id,
+                "status": t.status,
+                "score": t.score,
+                "hyperparameters": t.hyperparameters.values,
+            }
+            for t in sorted(search.oracle.trials.values(), key=lambda t: t.trial_id)
+        ],
+    }
+    write_json(folder / "summary.json", summary)
+    if trials:
+        with warnings.catch_warnings():  # the rebuilt model's optimizer has no state yet
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            best = search.get_best_models(1)[0]
+        save_model(best, folder / "best_model.keras")
+    return summary
