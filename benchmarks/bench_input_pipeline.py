@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 def _epochs(make_dataset, epochs: int) -> list[float]:
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size", type=int, default=400, help="typical source image side")
+    parser.add_argument("--no-append", action="store_true", help="do not write README.md")
     args = parser.parse_args()
 
     import keras
@@ -100,10 +102,9 @@ def main() -> None:
         medians(runs["post"]),
         medians(runs["catdog"]),
     )
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"TensorFlow {tf.__version__}; medians of {args.rounds} rounds"
-    )
+    from _common import append_results, machine
+
+    print(f"machine: {machine()}; medians of {args.rounds} rounds")
     print(f"{'pipeline':<10}{'first epoch img/s':>20}{'later epochs img/s':>20}")
     print(f"{'post':<10}{post_first:>20.0f}{post_later:>20.0f}")
     print(f"{'catdog':<10}{our_first:>20.0f}{our_later:>20.0f}")
@@ -111,6 +112,18 @@ def main() -> None:
         f"ratio catdog/post: first epoch {our_first / post_first:.2f}x, "
         f"later epochs {our_later / post_later:.2f}x"
     )
+    if not args.no_append:
+        append_results(
+            f"Input pipeline, {args.images} JPEGs of {int(args.size * 0.6)}-"
+            f"{int(args.size * 1.6)}px, 160x160 batches of 32",
+            ["pipeline", "first epoch images/s", "later epochs images/s"],
+            [
+                ["post (image_dataset_from_directory)", f"{post_first:.0f}", f"{post_later:.0f}"],
+                ["catdog.from_directory", f"{our_first:.0f}", f"{our_later:.0f}"],
+                ["ratio", f"{our_first / post_first:.2f}x", f"{our_later / post_later:.2f}x"],
+            ],
+            f"Medians of {args.rounds} rounds; catdog's first epoch includes its decoding pass.",
+        )
 
 
 if __name__ == "__main__":

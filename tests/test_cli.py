@@ -111,25 +111,36 @@ def test_evaluate_predict_export(trained_run, synthetic_root, tmp_path):
 
 
 def test_cli_errors(trained_run, tmp_path):
-    out, _ = trained_run
+    # one error through a real subprocess: exit status 2, one line, no traceback
     assert_clean_error(
         run_cli("train", "--model", "resnet", "--data", tmp_path, "--out", tmp_path / "r"),
         "Unknown model 'resnet'",
     )
-    assert_clean_error(
-        run_cli(
-            "train", "--model", "baseline", "--data", tmp_path / "nope", "--out", tmp_path / "r"
-        ),
-        "does not exist",
-    )
-    (tmp_path / "bad.keras").write_text("not a model")
-    assert_clean_error(run_cli("predict", tmp_path / "bad.keras", "x.jpg"), "Could not load")
-    (tmp_path / "note.jpg").write_text("not an image")
-    assert_clean_error(
-        run_cli("predict", out / "model.keras", tmp_path / "note.jpg"), "not a readable image"
-    )
     bad_arg = run_cli("train", "--epochs", "0")
     assert bad_arg.returncode == 2 and "positive integer" in bad_arg.stderr
+
+
+def test_cli_error_lines_in_process(trained_run, tmp_path, capsys):
+    from catdog.cli import main
+
+    out, _ = trained_run
+    (tmp_path / "bad.keras").write_text("not a model")
+    (tmp_path / "note.jpg").write_text("not an image")
+    cases = [
+        (
+            ["train", "--model", "baseline", "--data", tmp_path / "nope", "--out", tmp_path / "r"],
+            "does not exist",
+        ),
+        (["predict", tmp_path / "bad.keras", "x.jpg"], "Could not load"),
+        (["predict", out / "model.keras", tmp_path / "note.jpg"], "not a readable image"),
+        (["evaluate", tmp_path / "missing.keras", "--data", tmp_path], "does not exist"),
+        (["export", tmp_path / "bad.keras", "--out", tmp_path / "m.tflite"], "Could not load"),
+    ]
+    for argv, message in cases:
+        assert main([str(a) for a in argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("catdog: error:") and message in err[0], err
+    assert not (tmp_path / "r").exists()  # nothing written for a failed run
 
 
 def test_demo_is_the_main_job(tmp_path):
@@ -181,3 +192,46 @@ def test_workflow_resumes_into_fine_tuning(synthetic_root, tmp_path, monkeypatch
     assert history["fine_tune_start"] == 1 and len(history["history"]["accuracy"]) == 2
     assert not (config.out / ".resume").exists()
     assert result["report"].count == 8
+
+
+@pytest.mark.slow
+def test_fast_mixed_precision_cli_run(synthetic_root, tmp_path):
+    out = tmp_path / "fast"
+    result = run_cli(
+        "train",
+        "--data",
+        synthetic_root,
+        "--model",
+        "transfer",
+        "--weights",
+        "none",
+        "--fast",
+        "--augment-copies",
+        1,
+        "--precision",
+        "mixed_bfloat16",
+        "--jit-compile",
+        "false",
+        "--epochs",
+        2,
+        "--image-size",
+        32,
+        "--out",
+        out,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = json.loads((out / "history.json").read_text())["history"]
+    assert len(model["val_accuracy"]) == 2
+    assert_clean_error(
+        run_cli(
+            "train",
+            "--data",
+            synthetic_root,
+            "--model",
+            "baseline",
+            "--fast",
+            "--out",
+            tmp_path / "x",
+        ),
+        "need --model transfer",
+    )

@@ -314,3 +314,15 @@ def test_bad_transfer_arguments(kwargs, message):
 def test_bad_learning_rate():
     with pytest.raises(InvalidArgumentError, match="learning_rate"):
         compile_model(build_baseline_model(input_shape=(32, 32, 3)), learning_rate=0)
+
+
+def test_contrast_works_in_the_preprocessed_value_range(rng):
+    model = build_preprocessed_model(input_shape=(32, 32, 3), contrast=0.3, filters=(4,))
+    assert tuple(model.get_layer("random_contrast").value_range) == (-1, 1)
+    assert tuple(build_augmented_model(contrast=0.3).get_layer("random_contrast").value_range) == (
+        0,
+        255,
+    )
+    front = keras.Sequential(model.layers[:4])  # preprocessing and augmentation
+    out = front(random_images(rng, 2, 32), training=True).numpy()
+    assert out.min() < -0.5, "negative pixels must survive RandomContrast"

@@ -9,7 +9,7 @@ import keras_tuner as kt
 import pytest
 
 from catdog.errors import InvalidArgumentError
-from catdog.export import load_model
+from catdog.saving import load_model
 from catdog.tuning import CatDogHyperModel, tune, validate_hyperparameters
 
 CNNS = ["baseline", "augmented", "preprocessed"]

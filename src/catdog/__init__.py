@@ -44,9 +44,11 @@ _EXPORTS = {
     "evaluate": "evaluation",
     "predict": "evaluation",
     "Report": "evaluation",
-    "export": "export",
-    "load_model": "export",
+    "export": "saving",
+    "load_model": "saving",
     "inference_model": "models",
+    "precision_scope": "models",
+    "Predictor": "inference",
     "plot_samples": "plotting",
     "plot_augmentation": "plotting",
     "plot_history": "plotting",
@@ -61,21 +63,9 @@ _EXPORTS = {
 }
 
 _SUBMODULES = {
-    "cli",
-    "data",
-    "download",
-    "errors",
-    "evaluation",
-    "export",
-    "io",
-    "layers",
-    "models",
-    "plotting",
-    "synthetic",
-    "training",
-    "tuning",
-    "workflow",
-}
+    "cli", "data", "download", "errors", "evaluation", "features", "inference", "io", "layers",
+    "models", "plotting", "saving", "synthetic", "training", "tuning", "workflow",
+}  # fmt: skip
 
 __all__ = ["__version__", *_EXPORTS]
 

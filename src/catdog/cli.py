@@ -50,6 +50,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         fine_tune_learning_rate=args.fine_tune_learning_rate,
         weights=args.weights,
         early_stopping=args.early_stopping,
+        cache_features=args.fast,
+        augment_copies=args.augment_copies,
+        precision=args.precision,
+        jit_compile={"auto": "auto", "true": True, "false": False}[args.jit_compile],
         seed=args.seed,
     )
     result = run_training(config)
@@ -70,7 +74,7 @@ def _class_names_for(model_path: str, given: str | None, count: int) -> list[str
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from catdog.data import from_directory
     from catdog.evaluation import evaluate
-    from catdog.export import load_model
+    from catdog.saving import load_model
 
     model = load_model(args.model)
     size = tuple(model.input_shape[1:3])
@@ -84,7 +88,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from catdog.evaluation import predict
-    from catdog.export import load_model
+    from catdog.saving import load_model
 
     model = load_model(args.model)
     names = _class_names_for(args.model, args.class_names, model.output_shape[-1])
@@ -94,7 +98,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from catdog.export import export, load_model
+    from catdog.saving import export, load_model
 
     path = export(load_model(args.model), args.out, format=args.format)
     print(path)
@@ -212,6 +216,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--early-stopping",
         type=_positive_int,
         help="stop after this many epochs without improvement",
+    )
+    train.add_argument(
+        "--fast",
+        action="store_true",
+        help="transfer: compute the frozen base's features once and train the "
+        "head on them (much faster; see --augment-copies)",
+    )
+    train.add_argument(
+        "--augment-copies",
+        type=int,
+        default=0,
+        help="with --fast: augmented copies of each training image to cache",
+    )
+    train.add_argument(
+        "--precision",
+        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        help="layer precision (mixed helps on GPUs; measure on CPUs)",
+    )
+    train.add_argument(
+        "--jit-compile",
+        choices=("auto", "true", "false"),
+        default="auto",
+        help="XLA compilation of the training step",
     )
     train.add_argument("--seed", type=int, default=1337)
     train.set_defaults(func=cmd_train)

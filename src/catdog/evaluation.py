@@ -13,7 +13,6 @@ import numpy as np
 from catdog.data import Splits
 from catdog.errors import DatasetNotFoundError, InvalidArgumentError
 from catdog.io import write_json, write_text
-from catdog.models import outputs_logits
 
 
 @dataclass
@@ -85,21 +84,17 @@ class Report:
 
 
 def predict_probabilities(model: keras.Model, images) -> np.ndarray:
-    """Class probabilities for a batch (array) or a dataset of batches, in inference mode.
+    """Class probabilities for an image array ``(n, h, w, 3)``, in inference mode.
 
-    Logit models get a softmax. Example:
+    Uses the model's compiled :class:`catdog.inference.Predictor`; logit models get a softmax.
+
+    Example:
         >>> predict_probabilities(model, images).shape  # doctest: +SKIP
         (32, 2)
     """
-    if hasattr(images, "element_spec"):
-        out = model.predict(images, verbose=0)
-    else:
-        out = keras.ops.convert_to_numpy(model(np.asarray(images, np.float32), training=False))
-    out = np.asarray(out, dtype=np.float64)
-    if outputs_logits(model):
-        out = np.exp(out - out.max(axis=1, keepdims=True))
-        out /= out.sum(axis=1, keepdims=True)
-    return out
+    from catdog.inference import predictor_for
+
+    return predictor_for(model)(images).astype(np.float64)
 
 
 def evaluate(
@@ -126,11 +121,11 @@ def evaluate(
         data = getattr(data, split)
     if not class_names:
         raise InvalidArgumentError("evaluate needs class_names (or a Splits object).")
-    labels = np.concatenate([np.asarray(y).reshape(-1) for _, y in data] or [np.zeros(0)])
-    labels = labels.astype(int)
-    if labels.size == 0:
+    batches = [(predict_probabilities(model, x), np.asarray(y).reshape(-1)) for x, y in data]
+    if not batches:  # one pass: images and labels stay aligned even if the data reshuffles
         raise InvalidArgumentError("Cannot evaluate on an empty dataset.")
-    probs = predict_probabilities(model, data.map(lambda x, _y: x))
+    probs = np.concatenate([p for p, _ in batches])
+    labels = np.concatenate([y for _, y in batches]).astype(int)
     n_classes = len(class_names)
     if probs.shape[1] != n_classes:
         raise InvalidArgumentError(

@@ -30,6 +30,7 @@ def augmentation_layers(
     zoom: float | None = None,
     contrast: float | None = None,
     seed: int | None = None,
+    value_range: tuple[float, float] = (0, 255),
 ) -> list[keras.layers.Layer]:
     """Return the augmentation layers, in order, for splicing into a model.
 
@@ -37,6 +38,8 @@ def augmentation_layers(
     fraction of a full turn (0.2 = up to +-72 degrees), ``zoom`` and ``contrast`` are Keras'
     ``RandomZoom``/``RandomContrast`` factors. ``None`` or ``0`` leaves a layer out. All layers
     are active only in training; at inference they pass images through unchanged.
+    ``value_range`` is the pixel range the layers see (``(-1, 1)`` after MobileNetV2
+    preprocessing), which ``RandomContrast`` clips to.
 
     Example:
         >>> [type(layer).__name__ for layer in augmentation_layers()]
@@ -55,7 +58,11 @@ def augmentation_layers(
     if zoom:
         result.append(layers.RandomZoom(zoom, seed=seed, name="random_zoom"))
     if contrast:
-        result.append(layers.RandomContrast(contrast, seed=seed, name="random_contrast"))
+        result.append(
+            layers.RandomContrast(
+                contrast, value_range=value_range, seed=seed, name="random_contrast"
+            )
+        )
     return result
 
 

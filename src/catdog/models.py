@@ -8,6 +8,7 @@ the model) and ends in ``Dense(num_classes)`` with a softmax (default) or no act
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 from collections.abc import Callable, Sequence
@@ -52,13 +53,45 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
 
 
-def build_model(name: str, **kwargs) -> keras.Model:
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+@contextlib.contextmanager
+def precision_scope(precision: str | None):
+    """Build layers under a Keras dtype policy, restoring the previous one afterwards.
+
+    ``"mixed_bfloat16"``/``"mixed_float16"`` compute in 16 bits with float32 weights; catdog's
+    output layer stays float32. Keras adds loss scaling for ``mixed_float16`` at compile time.
+
+    Example:
+        >>> with precision_scope("mixed_bfloat16"):
+        ...     model = build_baseline_model()
+    """
+    if precision is None:
+        yield
+        return
+    if precision not in PRECISIONS:
+        raise InvalidArgumentError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def build_model(name: str, *, precision: str | None = None, **kwargs) -> keras.Model:
     """Build the registered model ``name`` with the factory's keyword arguments.
+
+    ``precision`` (``"float32"``, ``"mixed_bfloat16"``, ``"mixed_float16"``) sets the dtype
+    policy of the model's layers; see :func:`precision_scope`.
 
     Example:
         >>> model = build_model("baseline", input_shape=(96, 96, 3), num_classes=3)
     """
-    return _REGISTRY[check_model_name(name)](**kwargs)
+    factory = _REGISTRY[check_model_name(name)]
+    with precision_scope(precision):
+        return factory(**kwargs)
 
 
 def check_model_name(name: str) -> str:
@@ -140,7 +173,8 @@ def _head(dropout_before: float, dense_units: int, num_classes: int, activation)
     return head + [
         layers.Flatten(name="flatten"),
         layers.Dense(dense_units, activation="relu", name="dense"),
-        layers.Dense(num_classes, activation=activation, name="predictions"),
+        # float32 even under a mixed precision policy: stable softmax and loss
+        layers.Dense(num_classes, activation=activation, name="predictions", dtype="float32"),
     ]
 
 
@@ -280,7 +314,7 @@ def build_preprocessed_model(
         >>> model = build_preprocessed_model(filters=(32, 64), kernel_size=(5, 3))
     """
     front = [mobilenet_v2_preprocessing()] + augmentation_layers(
-        flip, rotation, zoom, contrast, augmentation_seed
+        flip, rotation, zoom, contrast, augmentation_seed, value_range=(-1, 1)
     )
     return _cnn(
         name=name,
@@ -376,7 +410,9 @@ def build_transfer_model(
         [
             keras.Input(shape=input_shape, name="image"),
             mobilenet_v2_preprocessing(),
-            *augmentation_layers(flip, rotation, zoom, contrast, augmentation_seed),
+            *augmentation_layers(
+                flip, rotation, zoom, contrast, augmentation_seed, value_range=(-1, 1)
+            ),
             InferenceMode(base, name="base"),
             pool,
             *_head(dropout, dense_units, num_classes, classifier_activation),

@@ -30,9 +30,11 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         >>> model.fit(ds, callbacks=[BestModelCheckpoint("best.keras")])  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | os.PathLike, monitor: str = "val_accuracy", best=None):
+    def __init__(
+        self, path: str | os.PathLike, monitor: str = "val_accuracy", best=None, model_to_save=None
+    ):
         super().__init__()
-        self.path, self.monitor = Path(path), monitor
+        self.path, self.monitor, self.model_to_save = Path(path), monitor, model_to_save
         self.mode = "min" if "loss" in monitor else "max"
         self.best = best
 
@@ -47,7 +49,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             return
         if self._improved(float(value)):
             self.best = float(value)
-            save_model(self.model, self.path)
+            save_model(self.model_to_save or self.model, self.path)
 
 
 def _read_history_csv(path: Path) -> dict[str, list[float]]:
@@ -91,6 +93,9 @@ def train(
     backup_dir: str | os.PathLike | None = None,
     initial_epoch: int = 0,
     strategy=None,
+    cache_features: bool = False,
+    augment_copies: int = 0,
+    jit_compile: bool | str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: str | int = "auto",
 ) -> keras.callbacks.History:
@@ -102,6 +107,10 @@ def train(
     best weights. ``backup_dir`` makes the run resumable: run the same call again after a crash
     and it continues from the last finished epoch; the returned history then covers all epochs.
     ``strategy`` is a ``tf.distribute`` strategy whose ``scope()`` the model was built in.
+    ``cache_features=True`` (transfer models with a frozen base) computes the base's
+    features once per image, plus ``augment_copies`` augmented versions of each training
+    image, and trains only the head on them: same model, far less compute (see
+    :mod:`catdog.features`). ``jit_compile`` is passed to ``compile``.
 
     Example:
         >>> model = build_model("baseline", input_shape=(160, 160, 3))
@@ -124,7 +133,12 @@ def train(
         )
     with scope:
         if not model.compiled:
-            compile_model(model, learning_rate)
+            compile_model(model, learning_rate, jit_compile=jit_compile)
+    fit_model, train_data, validation_data = model, splits.train, splits.validation
+    if cache_features:
+        fit_model, train_data, validation_data = _cached_feature_data(
+            model, splits, augment_copies, learning_rate, jit_compile, scope
+        )
     history_csv = None
     previous: dict[str, list[float]] = {}
     all_callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
@@ -139,7 +153,9 @@ def train(
         ]
     if checkpoint is not None:
         all_callbacks.append(
-            BestModelCheckpoint(checkpoint, monitor, best=_best_so_far(previous, monitor))
+            BestModelCheckpoint(
+                checkpoint, monitor, best=_best_so_far(previous, monitor), model_to_save=model
+            )
         )
     if early_stopping:
         all_callbacks.append(
@@ -150,9 +166,9 @@ def train(
                 mode="min" if "loss" in monitor else "max",
             )
         )
-    history = model.fit(
-        splits.train,
-        validation_data=splits.validation,
+    history = fit_model.fit(
+        train_data,
+        validation_data=validation_data,
         epochs=initial_epoch + epochs,
         initial_epoch=initial_epoch,
         callbacks=[*all_callbacks, *callbacks],
@@ -168,6 +184,29 @@ def train(
             )
         history_csv.unlink(missing_ok=True)
     return history
+
+
+def _cached_feature_data(model, splits, copies, learning_rate, jit_compile, scope):
+    """The head model and tf.data pipelines of cached features (see catdog.features)."""
+    import tensorflow as tf
+
+    from catdog.features import extract_features, split_transfer_model
+
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 0:
+        raise InvalidArgumentError(f"augment_copies must be an integer >= 0, got {copies!r}.")
+    extractor, head = split_transfer_model(model)
+    with scope:
+        compile_model(head, learning_rate, jit_compile=jit_compile)
+    x_train, y_train = extract_features(extractor, splits.train, copies)
+    x_val, y_val = extract_features(extractor, splits.validation)
+    train_data = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        .shuffle(len(y_train), reshuffle_each_iteration=True)
+        .batch(splits.batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    validation_data = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(splits.batch_size)
+    return head, train_data, validation_data
 
 
 def unfreeze_base(model: keras.Model, unfreeze_from: int | str = 100) -> int:
@@ -233,7 +272,7 @@ def fine_tune(
     unfreeze_base(model, unfreeze_from)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
-        compile_model(model, learning_rate)
+        compile_model(model, learning_rate, jit_compile=train_kwargs.get("jit_compile", "auto"))
     if initial_epoch is None:
         initial_epoch = len(history.epoch) if history is not None else 0
     return train(

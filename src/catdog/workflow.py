@@ -38,6 +38,10 @@ class RunConfig:
     fine_tune_learning_rate: float = 1e-5
     weights: str | None = "imagenet"
     early_stopping: int | None = None
+    cache_features: bool = False
+    augment_copies: int = 0
+    precision: str | None = None
+    jit_compile: bool | str = "auto"
     seed: int = 1337
     verbose: str | int = "auto"
     model_kwargs: dict = field(default_factory=dict)
@@ -98,13 +102,15 @@ def run_training(config: RunConfig) -> dict:
     """
     from catdog import plotting
     from catdog.evaluation import evaluate
-    from catdog.export import load_model
     from catdog.models import check_model_name
+    from catdog.saving import load_model
     from catdog.training import fine_tune, merge_histories, train
 
     check_model_name(config.model)
-    if config.fine_tune_epochs and config.model != "transfer":
-        raise InvalidArgumentError("--fine-tune-epochs needs --model transfer.")
+    if (config.fine_tune_epochs or config.cache_features) and config.model != "transfer":
+        raise InvalidArgumentError(
+            "--fine-tune-epochs and --fast (feature caching) need --model transfer."
+        )
     splits = load_data(config)  # bad data fails here, before anything is written
     out = Path(config.out)
     resume = out / ".resume"

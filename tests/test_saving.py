@@ -4,7 +4,7 @@ import tensorflow as tf
 
 import catdog
 from catdog.errors import DatasetNotFoundError, InvalidArgumentError
-from catdog.export import export, load_model
+from catdog.saving import export, load_model
 
 from .conftest import random_images
 

@@ -1,0 +1,226 @@
+"""Training the transfer model: the post's plain-Keras recipe vs catdog's paths.
+
+On one generated dataset (default 2,000 train + 1,000 validation images at 160x160), in one
+run, measures wall time (data pipeline included) and accuracy of:
+
+(a) the post's recipe for model 4 as plain Keras code: `image_dataset_from_directory`, its
+    test split carved from validation with take/skip, its Sequential model (functional
+    preprocessor, RandomFlip, RandomRotation(0.2), frozen MobileNetV2, sigmoid head);
+(b) catdog's default path: `from_directory` + `build_transfer_model` + `train`;
+(c) catdog with frozen-feature caching (`cache_features=True`), also with 2 augmented copies;
+(d) catdog's default path with `mixed_bfloat16` layers.
+
+All use the same MobileNetV2 weights: random convolutions with BatchNorm statistics set from
+the data (no network here for ImageNet weights; see `_common.calibrated_base_weights`).
+Accuracy is the last epoch's validation accuracy and, for every model, the accuracy on the
+same held-out files (catdog's test split). `--scaling 1000,2000,4000` times (b) and (c) at
+several dataset sizes. Results are printed and appended to benchmarks/README.md.
+
+    python benchmarks/bench_training.py --images 2000 --epochs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def post_recipe(root: Path, weights: Path, epochs: int, size: int):
+    """The post's code for model 4 with the minimal Keras 3 port (`keras.layers` names, single
+    tensors instead of one-element lists for the wrapper models); returns (model, history)."""
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    train_dataset = keras.utils.image_dataset_from_directory(
+        root / "train", shuffle=True, batch_size=32, image_size=(size, size), verbose=False
+    )
+    validation_dataset = keras.utils.image_dataset_from_directory(
+        root / "validation", shuffle=True, batch_size=32, image_size=(size, size), verbose=False
+    )
+    val_batches = tf.data.experimental.cardinality(validation_dataset)
+    validation_dataset = validation_dataset.skip(val_batches // 5)  # the rest is its test set
+    train_dataset = train_dataset.prefetch(buffer_size=tf.data.AUTOTUNE)
+    validation_dataset = validation_dataset.prefetch(buffer_size=tf.data.AUTOTUNE)
+
+    i = keras.Input(shape=(size, size, 3))
+    x = keras.applications.mobilenet_v2.preprocess_input(i)
+    preprocessor = keras.Model(inputs=i, outputs=x)  # post: [i], [x] (lists break Keras 3)
+    base_model = keras.applications.MobileNetV2(
+        input_shape=(size, size, 3), include_top=False, weights=str(weights)
+    )
+    base_model.trainable = False
+    i = keras.Input(shape=(size, size, 3))
+    x = base_model(i, training=False)
+    base_model_layer = keras.Model(inputs=i, outputs=x)
+    model4 = keras.Sequential(
+        [
+            preprocessor,
+            layers.RandomFlip(),
+            layers.RandomRotation(0.2),
+            base_model_layer,
+            layers.GlobalMaxPooling2D(),
+            layers.Dropout(0.3),
+            layers.Flatten(),
+            layers.Dense(64, activation="relu"),
+            layers.Dense(2, activation="sigmoid"),
+        ]
+    )
+    model4.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model4.fit(
+        train_dataset, epochs=epochs, validation_data=validation_dataset, verbose=0
+    )
+    return model4, history
+
+
+def catdog_run(root: Path, weights: Path, epochs: int, size: int, **options):
+    import catdog
+
+    precision = options.pop("precision", None)
+    splits = catdog.from_directory(root, image_size=(size, size), batch_size=32)
+    model = catdog.build_model(
+        "transfer", input_shape=(size, size, 3), weights=str(weights), precision=precision
+    )
+    history = catdog.train(model, splits, epochs, verbose=0, **options)
+    return model, history
+
+
+def test_accuracy(model, test_split) -> float:
+    import numpy as np
+
+    correct = total = 0
+    for images, labels in test_split:
+        predicted = model.predict(images, verbose=0).argmax(axis=1)
+        correct += int(np.sum(predicted == labels.numpy()))
+        total += len(labels)
+    return correct / total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000, help="training images")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--size", type=int, default=160)
+    parser.add_argument("--scaling", default="", help="e.g. 1000,2000,4000")
+    parser.add_argument("--scaling-epochs", type=int, help="epochs of the scaling runs")
+    parser.add_argument("--skip", default="", help="comma-separated paths to skip: a,b,c,c2,d")
+    parser.add_argument("--no-append", action="store_true", help="do not write README.md")
+    args = parser.parse_args()
+
+    import keras
+    import numpy as np
+    from _common import append_results, calibrated_base_weights, machine
+
+    import catdog
+
+    skip = set(filter(None, args.skip.split(",")))
+    size = args.size
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+
+        def dataset(images: int) -> Path:
+            return catdog.make_synthetic_dataset(
+                tmp / f"data{images}",
+                images_per_class=images // 2,
+                validation_per_class=images // 4,
+                image_size=(size, size),
+                mixed_sizes=True,
+            )
+
+        root = dataset(args.images)
+        held_out = catdog.from_directory(root, image_size=(size, size), batch_size=32)
+        sample = np.concatenate([x.numpy() for x, _ in held_out.train.take(2)])
+        weights = calibrated_base_weights(tmp / "base.weights.h5", size, sample)
+
+        runs = {
+            "a": (
+                "post recipe (plain Keras)",
+                lambda: post_recipe(root, weights, args.epochs, size),
+            ),
+            "b": ("catdog default", lambda: catdog_run(root, weights, args.epochs, size)),
+            "c": (
+                "catdog cache_features",
+                lambda: catdog_run(root, weights, args.epochs, size, cache_features=True),
+            ),
+            "c2": (
+                "catdog cache_features, 2 aug. copies",
+                lambda: catdog_run(
+                    root, weights, args.epochs, size, cache_features=True, augment_copies=2
+                ),
+            ),
+            "d": (
+                "catdog mixed_bfloat16",
+                lambda: catdog_run(root, weights, args.epochs, size, precision="mixed_bfloat16"),
+            ),
+        }
+        results = {}
+        for key, (name, run) in runs.items():
+            if key in skip:
+                continue
+            keras.utils.set_random_seed(0)
+            start = time.perf_counter()
+            model, history = run()
+            seconds = time.perf_counter() - start
+            results[key] = (
+                name,
+                seconds,
+                history.history["val_accuracy"][-1],
+                test_accuracy(model, held_out.test),
+            )
+            print(
+                f"{name}: {seconds:.0f}s, validation {results[key][2]:.3f}, "
+                f"test {results[key][3]:.3f}",
+                flush=True,
+            )
+
+        scaling = []
+        scaling_epochs = args.scaling_epochs or args.epochs
+        for images in [int(n) for n in args.scaling.split(",") if n]:
+            data = dataset(images)
+            for key, options in (("b", {}), ("c", {"cache_features": True})):
+                start = time.perf_counter()
+                catdog_run(data, weights, scaling_epochs, size, **options)
+                scaling.append((images, runs[key][0], time.perf_counter() - start))
+                print(f"{images} images, {runs[key][0]}: {scaling[-1][2]:.0f}s", flush=True)
+
+    reference = results.get("a")
+    print(
+        f"\nmachine: {machine()}; {args.images} train + {args.images // 2} validation "
+        f"images at {size}x{size}, {args.epochs} epochs"
+    )
+    rows = []
+    for name, seconds, validation, test in results.values():
+        ratio = f"{reference[1] / seconds:.2f}x" if reference else "-"
+        print(f"{name:<40}{seconds:>8.0f}s{ratio:>9}  validation {validation:.3f}  test {test:.3f}")
+        rows.append([name, f"{seconds:.0f}", ratio, f"{validation:.3f}", f"{test:.3f}"])
+    for images, name, seconds in scaling:
+        print(f"scaling: {images} images, {name}: {seconds:.0f}s")
+    if not args.no_append:
+        notes = "; ".join(
+            f"{name} with {images} train images: {seconds:.0f}s"
+            for images, name, seconds in scaling
+        )
+        append_results(
+            f"Training, transfer model, {args.images} train + {args.images // 2} validation "
+            f"images, {size}x{size}, {args.epochs} epochs",
+            [
+                "path",
+                "wall time (s)",
+                "speed-up vs post",
+                "validation accuracy",
+                "held-out test accuracy",
+            ],
+            rows,
+            f"Scaling ({args.scaling_epochs or args.epochs} epochs): {notes}." if notes else "",
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import catdog
+
+
+def test_import_is_light_and_offline():
+    code = (
+        "import sys, socket\n"
+        "def no_network(*a, **k):\n"
+        "    raise AssertionError('import catdog touched the network')\n"
+        "socket.socket.connect = no_network\n"
+        "import catdog\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'keras_tuner', 'matplotlib') "
+        "if m in sys.modules]\n"
+        "print(heavy, catdog.__version__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == "[]"
+
+
+def test_version_matches_the_project():
+    root = Path(__file__).parents[1]
+    assert catdog.__version__ == "0.1.0"
+    assert "0.1.0" in (root / "CHANGELOG.md").read_text()
+    assert 'dynamic = ["version"]' in (root / "pyproject.toml").read_text()
+
+
+def test_every_public_name_resolves():
+    for name in catdog.__all__:
+        assert getattr(catdog, name) is not None, name
+    assert set(catdog.__all__) <= set(dir(catdog))
+    assert callable(catdog.export) and callable(catdog.build_transfer_model)
+    assert catdog.tuning.CatDogHyperModel is not None  # submodules load on first use
