@@ -220,8 +220,15 @@ def test_fast_mixed_precision_cli_run(synthetic_root, tmp_path):
         out,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    model = json.loads((out / "history.json").read_text())["history"]
-    assert len(model["val_accuracy"]) == 2
+    history = json.loads((out / "history.json").read_text())["history"]
+    assert len(history["val_accuracy"]) == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["cache_features"] is True and config["augment_copies"] == 1
+    assert config["precision"] == "mixed_bfloat16" and config["jit_compile"] is False
+    from catdog.saving import load_model
+
+    base = load_model(out / "model.keras").get_layer("base").layer
+    assert base.get_layer("Conv1").compute_dtype == "bfloat16"
     assert_clean_error(
         run_cli(
             "train",
@@ -235,3 +242,37 @@ def test_fast_mixed_precision_cli_run(synthetic_root, tmp_path):
         ),
         "need --model transfer",
     )
+
+
+def test_workflow_passes_speed_options_to_training(synthetic_root, tmp_path, monkeypatch):
+    from catdog import training
+
+    seen = {}
+    real_train = training.train
+
+    def recording_train(*args, **kwargs):
+        seen.update(kwargs)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train", recording_train)
+    config = RunConfig(
+        out=tmp_path / "run",
+        model="transfer",
+        data=str(synthetic_root),
+        epochs=1,
+        image_size=32,
+        weights=None,
+        cache_features=True,
+        augment_copies=1,
+        precision="mixed_bfloat16",
+        jit_compile=False,
+        verbose=0,
+    )
+    run_training(config)
+    assert seen["cache_features"] is True and seen["augment_copies"] == 1
+    assert seen["jit_compile"] is False
+    from catdog.saving import load_model
+
+    model = load_model(config.out / "model.keras")
+    assert model.get_layer("base").layer.get_layer("Conv1").compute_dtype == "bfloat16"
+    assert model.get_layer("predictions").compute_dtype == "float32"

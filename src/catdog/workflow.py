@@ -10,7 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from catdog.download import default_cache_dir
@@ -85,6 +85,7 @@ def _build(config: RunConfig, num_classes: int):
         config.model,
         input_shape=(config.image_size, config.image_size, 3),
         num_classes=num_classes,
+        precision=config.precision,
         **kwargs,
     )
 
@@ -93,6 +94,7 @@ def run_training(config: RunConfig) -> dict:
     """Train (and fine-tune) as configured; write the run folder; return a summary dict.
 
     The run folder gets ``model.keras`` (best by validation accuracy), ``class_names.json``,
+    ``config.json`` (this configuration),
     ``history.json``/``history.png``, ``report.txt``/``report.json`` (test split),
     ``confusion_matrix.png``, ``misclassified.png`` and ``samples.png``. Its ``.resume/``
     sub-folder makes a rerun after a crash continue where the crash stopped.
@@ -116,6 +118,7 @@ def run_training(config: RunConfig) -> dict:
     resume = out / ".resume"
     resume.mkdir(parents=True, exist_ok=True)
     write_json(out / "class_names.json", splits.class_names)
+    write_json(out / "config.json", {**asdict(config), "out": str(config.out)})
     plotting.plot_samples(splits, path=out / "samples.png")
     best = out / "model.keras"
 
@@ -134,6 +137,9 @@ def run_training(config: RunConfig) -> dict:
             checkpoint=best,
             early_stopping=config.early_stopping,
             backup_dir=resume / "stage1",
+            cache_features=config.cache_features,
+            augment_copies=config.augment_copies,
+            jit_compile=config.jit_compile,
             verbose=config.verbose,
         ).history
         if config.fine_tune_epochs:
@@ -155,6 +161,7 @@ def run_training(config: RunConfig) -> dict:
             checkpoint=best,
             early_stopping=config.early_stopping,
             backup_dir=resume / "stage2",
+            jit_compile=config.jit_compile,
             verbose=config.verbose,
         )
         histories.append(second.history)
