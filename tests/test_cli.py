@@ -75,6 +75,7 @@ def test_train_writes_the_run_folder(trained_run):
     expected = {
         "model.keras",
         "class_names.json",
+        "config.json",
         "history.json",
         "history.png",
         "report.txt",
