@@ -41,23 +41,3 @@ def append_results(title: str, header: list[str], rows: list[list[str]], notes: 
         lines += ["", notes]
     with open(RESULTS, "a", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
-
-
-def calibrated_base_weights(path: Path, image_size: int, images) -> Path:
-    """MobileNetV2 weights for offline benchmarks: random convolutions whose BatchNorm
-    statistics are set from ``images`` (0..255), so that frozen features are informative.
-    (A randomly initialised base in inference mode outputs near-zero features, and the
-    ImageNet weights need a network.) Both recipes load this same file."""
-    import keras
-    import numpy as np
-
-    keras.utils.set_random_seed(0)
-    base = keras.applications.MobileNetV2(
-        input_shape=(image_size, image_size, 3), include_top=False, weights=None
-    )
-    norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    for layer in norms:
-        layer.momentum = 0.0  # the moving statistics become this batch's statistics
-    base(np.asarray(images, np.float32) / 127.5 - 1.0, training=True)
-    base.save_weights(path)
-    return path

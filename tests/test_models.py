@@ -231,6 +231,28 @@ def test_transfer_local_weights_file(tmp_path, rng):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+def test_stand_in_weights_give_features_a_head_learns_from(synthetic_splits, tmp_path):
+    from catdog.synthetic import make_stand_in_weights
+
+    images = np.concatenate([x.numpy() for x, _ in synthetic_splits.train.take(2)])
+    path = make_stand_in_weights(tmp_path / "stand_in.weights.h5", images)
+    random_base = build_transfer_model(input_shape=(64, 64, 3), weights=None)
+    model = build_transfer_model(input_shape=(64, 64, 3), weights=path)
+    for candidate, informative in ((random_base, False), (model, True)):
+        features = catdog.get_base(candidate)(images / 127.5 - 1.0, training=False)
+        spread = float(np.std(keras.ops.convert_to_numpy(features), axis=0).mean())
+        assert (spread > 0.05) is informative, spread
+    first_norm = catdog.get_base(model).get_layer("bn_Conv1")
+    conv = catdog.get_base(model).get_layer("Conv1")(images / 127.5 - 1.0)
+    np.testing.assert_allclose(  # the moving mean is the mean over these images
+        first_norm.moving_mean.numpy(), np.mean(conv, axis=(0, 1, 2)), rtol=1e-3, atol=1e-4
+    )
+    with pytest.raises(InvalidArgumentError, match=".weights.h5"):
+        make_stand_in_weights(tmp_path / "w.h5", images)
+    with pytest.raises(InvalidArgumentError, match="sides >= 32"):
+        make_stand_in_weights(tmp_path / "w.weights.h5", images[:, :16, :16])
+
+
 def test_transfer_missing_weights_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="not an existing file"):
         build_transfer_model(weights=tmp_path / "nope.h5")

@@ -22,6 +22,21 @@ def test_sample_grid_from_splits_and_dataset(synthetic_splits, tmp_path):
     assert [ax.get_title() for ax in fig.axes] == ["cats", "cats", "dogs", "dogs"]
 
 
+def test_label_counts_bars_per_split(synthetic_splits, tmp_path):
+    fig = plotting.plot_label_counts(synthetic_splits, path=tmp_path / "counts.png")
+    assert _png_size(tmp_path / "counts.png") == (500, 360)
+    (ax,) = fig.axes
+    heights = [[int(bar.get_height()) for bar in bars] for bars in ax.containers]
+    expected = [
+        [catdog.label_counts(synthetic_splits, split)[name] for name in ("cats", "dogs")]
+        for split in ("train", "validation", "test")
+    ]
+    assert heights == expected and heights[0] == [40, 40]
+    assert ax.get_title() == "label counts (majority baseline 50%)"
+    with pytest.raises(ValueError, match="catdog.label_counts"):
+        plotting.plot_label_counts(synthetic_splits.train)
+
+
 def test_augmentation_preview(tmp_path, rng):
     image = rng.uniform(0, 255, (40, 40, 3))
     fig = plotting.plot_augmentation(image, n=4, path=tmp_path / "a.png")

@@ -116,6 +116,26 @@ def test_fine_tune_unfreezes_top_and_continues_epochs(synthetic_splits):
     assert len(merged["accuracy"]) == 2
 
 
+def test_checkpoint_is_only_replaced_by_a_better_epoch_than_an_earlier_stage(
+    synthetic_splits, tmp_path, monkeypatch
+):
+    path = tmp_path / "best.keras"
+    train(small_cnn(), synthetic_splits, epochs=1, checkpoint=path, best_so_far=1.0, verbose=0)
+    assert not path.exists(), "no epoch can beat a perfect earlier stage"
+    train(small_cnn(), synthetic_splits, epochs=1, checkpoint=path, best_so_far=0.0, verbose=0)
+    assert path.exists()
+
+    # fine_tune hands the first stage's best (from a History or a dict) on to train
+    from catdog import training
+
+    calls = []
+    monkeypatch.setattr(training, "train", lambda *args, **kwargs: calls.append(kwargs))
+    model = catdog.build_transfer_model(input_shape=(64, 64, 3), weights=None)
+    first = {"val_accuracy": [0.5, 1.0], "accuracy": [0.5, 0.9]}
+    fine_tune(model, synthetic_splits, epochs=1, history=first, checkpoint=path)
+    assert calls[0]["best_so_far"] == 1.0 and calls[0]["initial_epoch"] == 2
+
+
 def test_unfreeze_errors():
     model = catdog.build_transfer_model(input_shape=(64, 64, 3), weights=None)
     with pytest.raises(InvalidArgumentError, match="layer index"):

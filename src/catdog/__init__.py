@@ -50,6 +50,7 @@ _EXPORTS = {
     "precision_scope": "models",
     "Predictor": "inference",
     "plot_samples": "plotting",
+    "plot_label_counts": "plotting",
     "plot_augmentation": "plotting",
     "plot_history": "plotting",
     "plot_confusion_matrix": "plotting",

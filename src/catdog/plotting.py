@@ -88,6 +88,41 @@ def plot_samples(
     return _finish(fig, path)
 
 
+def plot_label_counts(data, *, path: str | os.PathLike | None = None):
+    """Images per class in each split, as grouped bars, with the majority baseline in the title.
+
+    ``data`` is a :class:`catdog.Splits` (counted from its file lists, nothing is decoded).
+    The majority baseline is the accuracy of always guessing the most frequent training label.
+
+    Example:
+        >>> plot_label_counts(splits, path="label_counts.png")  # doctest: +SKIP
+    """
+    from catdog.data import SPLIT_NAMES, Splits, label_counts, majority_baseline
+
+    if not isinstance(data, Splits):
+        raise InvalidArgumentError(
+            f"plot_label_counts needs a catdog.Splits, got {type(data).__name__}; "
+            "use catdog.label_counts(dataset) for a plain dataset."
+        )
+    names = data.class_names
+    fig = _figure(max(5.0, 1.6 + 1.2 * len(names)), 3.6)
+    ax = fig.subplots()
+    width = 0.8 / len(SPLIT_NAMES)
+    positions = np.arange(len(names))
+    tallest = 1
+    for i, split in enumerate(SPLIT_NAMES):
+        counts = [label_counts(data, split)[n] for n in names]
+        bars = ax.bar(positions + (i - 1) * width, counts, width, label=split)
+        ax.bar_label(bars, fontsize=8)
+        tallest = max(tallest, *counts)
+    ax.set_xticks(positions, names, rotation=45 if len(names) > 4 else 0)
+    ax.set_ylim(0, tallest * 1.3)  # room for the legend above the bars
+    baseline = majority_baseline(data) if data.labels["train"] else float("nan")
+    ax.set(ylabel="images", title=f"label counts (majority baseline {baseline:.0%})")
+    ax.legend(loc="upper center", ncols=len(SPLIT_NAMES))
+    return _finish(fig, path)
+
+
 def plot_augmentation(
     image,
     augmentation=None,

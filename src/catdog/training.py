@@ -70,7 +70,7 @@ def _read_history_csv(path: Path) -> dict[str, list[float]]:
 
 
 def _best_so_far(history: dict[str, list[float]], monitor: str):
-    values = history.get(monitor)
+    values = [v for v in history.get(monitor, []) if v is not None and not math.isnan(v)]
     if not values:
         return None
     return min(values) if "loss" in monitor else max(values)
@@ -92,6 +92,7 @@ def train(
     early_stopping: int | None = None,
     backup_dir: str | os.PathLike | None = None,
     initial_epoch: int = 0,
+    best_so_far: float | None = None,
     strategy=None,
     cache_features: bool = False,
     augment_copies: int = 0,
@@ -106,6 +107,8 @@ def train(
     atomically. ``early_stopping=N`` stops after N epochs without improvement and restores the
     best weights. ``backup_dir`` makes the run resumable: run the same call again after a crash
     and it continues from the last finished epoch; the returned history then covers all epochs.
+    ``best_so_far`` is the best ``monitor`` value of an earlier stage (``fine_tune`` passes
+    it): the checkpoint is then only replaced by an epoch that beats it.
     ``strategy`` is a ``tf.distribute`` strategy whose ``scope()`` the model was built in.
     ``cache_features=True`` (transfer models with a frozen base) computes the base's
     features once per image, plus ``augment_copies`` augmented versions of each training
@@ -154,7 +157,10 @@ def train(
     if checkpoint is not None:
         all_callbacks.append(
             BestModelCheckpoint(
-                checkpoint, monitor, best=_best_so_far(previous, monitor), model_to_save=model
+                checkpoint,
+                monitor,
+                best=_best_so_far({monitor: [best_so_far, *previous.get(monitor, [])]}, monitor),
+                model_to_save=model,
             )
         )
     if early_stopping:
@@ -252,7 +258,7 @@ def fine_tune(
     unfreeze_from: int | str = 100,
     learning_rate: float = 1e-5,
     epochs: int = 10,
-    history: keras.callbacks.History | None = None,
+    history: keras.callbacks.History | dict | None = None,
     initial_epoch: int | None = None,
     strategy=None,
     **train_kwargs,
@@ -261,8 +267,9 @@ def fine_tune(
 
     Unfreezes the base from ``unfreeze_from`` (see :func:`unfreeze_base`), recompiles with
     ``learning_rate`` and trains for ``epochs`` more epochs, numbered after those of
-    ``history`` (the first stage's) or from ``initial_epoch``. Other keyword arguments go to
-    :func:`train`.
+    ``history`` (the first stage's ``History`` or its dict) or from ``initial_epoch``. With
+    ``history``, a ``checkpoint`` is only replaced by an epoch that beats the first stage's
+    best. Other keyword arguments go to :func:`train`.
 
     Example:
         >>> first = train(model, splits, epochs=10)  # doctest: +SKIP
@@ -273,8 +280,12 @@ def fine_tune(
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         compile_model(model, learning_rate, jit_compile=train_kwargs.get("jit_compile", "auto"))
+    previous = history.history if hasattr(history, "history") else dict(history or {})
     if initial_epoch is None:
-        initial_epoch = len(history.epoch) if history is not None else 0
+        initial_epoch = len(next(iter(previous.values()), []))
+    train_kwargs.setdefault(
+        "best_so_far", _best_so_far(previous, train_kwargs.get("monitor", "val_accuracy"))
+    )
     return train(
         model, splits, epochs, initial_epoch=initial_epoch, strategy=strategy, **train_kwargs
     )

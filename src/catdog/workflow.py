@@ -157,7 +157,7 @@ def run_training(config: RunConfig) -> dict:
             unfreeze_from=config.unfreeze_from,
             learning_rate=config.fine_tune_learning_rate,
             epochs=config.fine_tune_epochs,
-            initial_epoch=fine_tune_start,
+            history=first,  # numbers the epochs on; the checkpoint must beat stage 1's best
             checkpoint=best,
             early_stopping=config.early_stopping,
             backup_dir=resume / "stage2",
