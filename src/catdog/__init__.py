@@ -3,7 +3,7 @@
 ``import catdog`` is light: TensorFlow, Keras and matplotlib are imported only when a name that
 needs them is first used.
 
-Example:
+Examples:
     >>> from catdog import build_transfer_model, compile_model
     >>> model = compile_model(build_transfer_model(weights=None))
 """

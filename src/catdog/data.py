@@ -79,7 +79,7 @@ def scan_class_folders(path: str | os.PathLike) -> tuple[list[str], dict[str, li
     Non-image files are ignored. Raises a clear error for a missing folder, fewer than two
     classes, or a class folder without images.
 
-    Example:
+    Examples:
         >>> class_names, files = scan_class_folders("data/train")  # doctest: +SKIP
         >>> class_names
         ['cats', 'dogs']
@@ -141,7 +141,7 @@ def split_files(
 
     Returns ``(class_names, {split: {class_name: [paths]}})``.
 
-    Example:
+    Examples:
         >>> class_names, split = split_files("cats_and_dogs_filtered", seed=1)  # doctest: +SKIP
     """
     _check_fraction("test_fraction", test_fraction)
@@ -272,9 +272,9 @@ def build_splits(
     seed: int = DEFAULT_SEED,
     cache: str | os.PathLike | None = "memory",
 ) -> Splits:
-    """Turn a file-level split (from :func:`split_files`) into batched tf.data pipelines.
+    """Turn a file-level split (see [`split_files`][catdog.data.split_files]) into datasets.
 
-    Example:
+    Examples:
         >>> names, split = split_files("data")  # doctest: +SKIP
         >>> splits = build_splits(names, split, image_size=(96, 96))  # doctest: +SKIP
     """
@@ -347,7 +347,7 @@ def from_directory(
     ``image_size`` arrays; files that do not decode are skipped with a warning. ``cache`` is
     ``"memory"`` or a folder for tf.data cache files.
 
-    Example:
+    Examples:
         >>> splits = from_directory("cats_and_dogs_filtered", image_size=(160, 160))
         >>> splits.class_names
         ['cats', 'dogs']
@@ -385,7 +385,7 @@ def load_cats_and_dogs(
     (SHA-256) when given, which a custom ``origin`` (mirror, ``file://`` URL) should pass.
     The test split is ``test_fraction`` of the validation images, disjoint from validation.
 
-    Example:
+    Examples:
         >>> splits = load_cats_and_dogs()
         >>> [len(splits.files[s]) for s in ("train", "validation", "test")]
         [2000, 800, 200]
@@ -416,7 +416,7 @@ def label_counts(data, split: str = "train") -> dict:
     With ``Splits`` the keys are class names, read from the file lists without decoding;
     with a dataset they are the label integers.
 
-    Example:
+    Examples:
         >>> label_counts(splits)  # doctest: +SKIP
         {'cats': 1000, 'dogs': 1000}
     """
@@ -434,7 +434,7 @@ def label_counts(data, split: str = "train") -> dict:
 def majority_baseline(data, split: str = "train") -> float:
     """Accuracy of always guessing the most frequent label, as a fraction (the post's 50%).
 
-    Example:
+    Examples:
         >>> majority_baseline(splits)  # doctest: +SKIP
         0.5
     """

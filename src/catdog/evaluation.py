@@ -17,6 +17,8 @@ from catdog.io import write_json, write_text
 
 @dataclass
 class ClassMetrics:
+    """Precision, recall and F1 of one class, and its number of examples (``support``)."""
+
     precision: float
     recall: float
     f1: float
@@ -25,6 +27,8 @@ class ClassMetrics:
 
 @dataclass
 class Misclassified:
+    """One wrong prediction: the file (when known), true and predicted class, confidence."""
+
     path: str | None
     true: str
     predicted: str
@@ -86,9 +90,10 @@ class Report:
 def predict_probabilities(model: keras.Model, images) -> np.ndarray:
     """Class probabilities for an image array ``(n, h, w, 3)``, in inference mode.
 
-    Uses the model's compiled :class:`catdog.inference.Predictor`; logit models get a softmax.
+    Uses the model's compiled [`catdog.inference.Predictor`][catdog.inference.Predictor]; logit
+    models get a softmax.
 
-    Example:
+    Examples:
         >>> predict_probabilities(model, images).shape  # doctest: +SKIP
         (32, 2)
     """
@@ -105,13 +110,14 @@ def evaluate(
     files: Sequence[str] | None = None,
     split: str = "test",
 ) -> Report:
-    """Score ``model`` on a labelled dataset and return a :class:`Report`.
+    """Score ``model`` on a labelled dataset and return a [`Report`][catdog.evaluation.Report].
 
     ``data`` is a batched ``(images, labels)`` dataset (then pass ``class_names``, and
-    ``files`` in dataset order to name misclassified files) or a :class:`catdog.Splits`, whose
-    ``split`` (default ``"test"``) is used with its class names and files.
+    ``files`` in dataset order to name misclassified files) or a
+    [`catdog.Splits`][catdog.data.Splits], whose ``split`` (default ``"test"``) is used with its
+    class names and files.
 
-    Example:
+    Examples:
         >>> report = evaluate(model, splits)  # doctest: +SKIP
         >>> print(report)  # doctest: +SKIP
     """
@@ -173,6 +179,8 @@ def evaluate(
 
 @dataclass
 class Prediction:
+    """The most likely class of one image, its probability, and every class's probability."""
+
     path: str
     class_name: str
     probability: float
@@ -185,7 +193,7 @@ def load_images(paths: Sequence[str | os.PathLike], image_size: tuple[int, int])
     Uses the same decoder and resizing as the training pipeline. Raises a clear error naming
     a missing file or one that is not an image.
 
-    Example:
+    Examples:
         >>> load_images(["cat.jpg"], (160, 160)).shape  # doctest: +SKIP
         (1, 160, 160, 3)
     """
@@ -215,10 +223,10 @@ def predict(
 ) -> list[Prediction]:
     """Predict the class of image files (any size/format) or of an image array.
 
-    Returns one :class:`Prediction` per image, with the most likely class name and its
-    probability. Without ``class_names`` classes are named ``class_0``, ``class_1``, ...
+    Returns one [`Prediction`][catdog.evaluation.Prediction] per image, with the most likely class
+    name and its probability. Without ``class_names`` classes are named ``class_0``, ``class_1``...
 
-    Example:
+    Examples:
         >>> for p in predict(model, ["cat.jpg", "dog.png"], ["cats", "dogs"]):  # doctest: +SKIP
         ...     print(p.path, p.class_name, round(p.probability, 3))
     """

@@ -26,7 +26,7 @@ def split_transfer_model(model: keras.Model):
     base, global pooling; augmentation acts only when called with ``training=True``) and
     ``head`` maps features to class scores. Both share the model's layers and weights.
 
-    Example:
+    Examples:
         >>> extractor, head = split_transfer_model(model)  # doctest: +SKIP
     """
     base = get_base(model)
@@ -61,7 +61,7 @@ def extract_features(extractor, dataset, copies: int = 0):
     Returns ``(features, labels)`` as NumPy arrays: the plain pass first, then each augmented
     pass (the extractor's augmentation layers drawn anew for every pass).
 
-    Example:
+    Examples:
         >>> x, y = extract_features(extractor, splits.validation)  # doctest: +SKIP
     """
     import tensorflow as tf

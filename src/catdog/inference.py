@@ -1,8 +1,8 @@
 """Fast inference: one compiled function per model, without ``model.predict``'s overhead.
 
 ``model.predict`` builds a data pipeline and a progress bar on every call, which dominates
-for a handful of images. :class:`Predictor` traces the model once (without its augmentation
-layers, which do nothing at inference) and then runs batches of any size directly.
+for a handful of images. [`Predictor`][catdog.inference.Predictor] traces the model once (without
+its augmentation layers, which do nothing at inference) and then runs batches of any size directly.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ _PREDICTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 class Predictor:
     """Class probabilities from a model, fast for small batches.
 
-    Example:
+    Examples:
         >>> predictor = Predictor(model)
         >>> predictor(images).shape  # doctest: +SKIP
         (1, 2)
@@ -55,7 +55,7 @@ class Predictor:
 
 
 def predictor_for(model: keras.Model) -> Predictor:
-    """The model's cached :class:`Predictor` (made on first use, freed with the model)."""
+    """The cached [`Predictor`][catdog.inference.Predictor] of ``model``, made on first use."""
     predictor = _PREDICTORS.get(model)
     if predictor is None:
         predictor = _PREDICTORS[model] = Predictor(model)

@@ -18,7 +18,7 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False):
     The temporary name keeps the suffix (Keras checks ``.keras``) and lives in the same
     folder, so the final ``os.replace`` is atomic.
 
-    Example:
+    Examples:
         >>> with atomic_path("model.keras") as tmp:  # doctest: +SKIP
         ...     model.save(tmp)
     """
@@ -55,7 +55,7 @@ def write_json(path: str | os.PathLike, data) -> Path:
 def save_model(model, path: str | os.PathLike) -> Path:
     """``model.save(path)`` atomically (``.keras`` format).
 
-    Example:
+    Examples:
         >>> save_model(model, "runs/demo/model.keras")  # doctest: +SKIP
     """
     if Path(path).suffix != ".keras":

@@ -41,7 +41,7 @@ def augmentation_layers(
     ``value_range`` is the pixel range the layers see (``(-1, 1)`` after MobileNetV2
     preprocessing), which ``RandomContrast`` clips to.
 
-    Example:
+    Examples:
         >>> [type(layer).__name__ for layer in augmentation_layers()]
         ['RandomFlip', 'RandomRotation']
     """
@@ -76,10 +76,10 @@ def build_augmentation(
 ) -> keras.Sequential:
     """Return the augmentation block as one ``keras.Sequential`` layer.
 
-    Takes the same arguments as :func:`augmentation_layers`. Useful on its own, e.g. to
-    preview augmentations or to put in front of a model of your own.
+    Takes the same arguments as [`augmentation_layers`][catdog.layers.augmentation_layers]. Useful
+    on its own, e.g. to preview augmentations or to put in front of a model of your own.
 
-    Example:
+    Examples:
         >>> augment = build_augmentation(rotation=0.1)
         >>> augment(images, training=True).shape  # doctest: +SKIP
         TensorShape([32, 160, 160, 3])
@@ -93,7 +93,7 @@ def mobilenet_v2_preprocessing(name: str = "mobilenet_v2_preprocessing") -> laye
     It computes the same as ``keras.applications.mobilenet_v2.preprocess_input`` but as a
     serializable ``Rescaling`` layer inside the model, so an exported model takes raw pixels.
 
-    Example:
+    Examples:
         >>> float(mobilenet_v2_preprocessing()(np.array([[0.0, 255.0]]))[0, 1])  # doctest: +SKIP
         1.0
     """
@@ -109,7 +109,7 @@ class InferenceMode(keras.layers.Wrapper):
     once the base is unfrozen for fine-tuning. Wrapping the base keeps its BatchNorm layers in
     inference mode while its weights can still be trained.
 
-    Example:
+    Examples:
         >>> base = keras.applications.MobileNetV2(include_top=False, weights=None)
         >>> frozen_stats_base = InferenceMode(base)  # doctest: +SKIP
     """

@@ -2,8 +2,9 @@
 
 Every model takes raw RGB pixels in 0..255 (preprocessing and augmentation are layers inside
 the model) and ends in ``Dense(num_classes)`` with a softmax (default) or no activation
-(logits). Register a new architecture with :func:`register_model`; list and build by name with
-:func:`list_models` and :func:`build_model`.
+(logits). Register a new architecture with [`register_model`][catdog.models.register_model]; list
+and build by name with [`list_models`][catdog.models.list_models] and
+[`build_model`][catdog.models.build_model].
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ _REGISTRY: dict[str, Callable[..., keras.Model]] = {}
 def register_model(name: str | None = None) -> Callable:
     """Decorator that adds a model factory to the registry under ``name``.
 
-    Example:
+    Examples:
         >>> @register_model("tiny")
         ... def build_tiny_model(input_shape=(32, 32, 3), num_classes=2, **kwargs):
         ...     ...
@@ -44,7 +45,7 @@ def register_model(name: str | None = None) -> Callable:
 def list_models(pattern: str = "*") -> list[str]:
     """Return the sorted names of registered models that match a shell-style ``pattern``.
 
-    Example:
+    Examples:
         >>> list_models()
         ['augmented', 'baseline', 'preprocessed', 'transfer']
         >>> list_models("*ed")
@@ -63,7 +64,7 @@ def precision_scope(precision: str | None):
     ``"mixed_bfloat16"``/``"mixed_float16"`` compute in 16 bits with float32 weights; catdog's
     output layer stays float32. Keras adds loss scaling for ``mixed_float16`` at compile time.
 
-    Example:
+    Examples:
         >>> with precision_scope("mixed_bfloat16"):
         ...     model = build_baseline_model()
     """
@@ -84,9 +85,9 @@ def build_model(name: str, *, precision: str | None = None, **kwargs) -> keras.M
     """Build the registered model ``name`` with the factory's keyword arguments.
 
     ``precision`` (``"float32"``, ``"mixed_bfloat16"``, ``"mixed_float16"``) sets the dtype
-    policy of the model's layers; see :func:`precision_scope`.
+    policy of the model's layers; see [`precision_scope`][catdog.models.precision_scope].
 
-    Example:
+    Examples:
         >>> model = build_model("baseline", input_shape=(96, 96, 3), num_classes=3)
     """
     factory = _REGISTRY[check_model_name(name)]
@@ -229,7 +230,7 @@ def build_baseline_model(
 
     Defaults give the post's layers and 2,962,594 parameters at 160x160x3.
 
-    Example:
+    Examples:
         >>> model = build_baseline_model(input_shape=(96, 96, 3), num_classes=3)
         >>> model.output_shape
         (None, 3)
@@ -270,7 +271,7 @@ def build_augmented_model(
 
     Defaults give the post's layers and 6,391,426 parameters at 160x160x3.
 
-    Example:
+    Examples:
         >>> model = build_augmented_model(rotation=0.1, zoom=0.1)
     """
     front = augmentation_layers(flip, rotation, zoom, contrast, augmentation_seed)
@@ -310,7 +311,7 @@ def build_preprocessed_model(
 
     Defaults give the post's layers and 2,962,594 parameters at 160x160x3.
 
-    Example:
+    Examples:
         >>> model = build_preprocessed_model(filters=(32, 64), kernel_size=(5, 3))
     """
     front = [mobilenet_v2_preprocessing()] + augmentation_layers(
@@ -386,7 +387,7 @@ def build_transfer_model(
     ``pooling`` is ``"max"`` (the post's) or ``"avg"``. Defaults give 2,340,098 parameters,
     82,114 of them trainable, at 160x160x3.
 
-    Example:
+    Examples:
         >>> model = build_transfer_model(weights=None)
         >>> model.count_params()
         2340098
@@ -424,7 +425,7 @@ def build_transfer_model(
 def get_base(model: keras.Model) -> keras.Model:
     """Return the pretrained base of a transfer model (the network inside its ``base`` layer).
 
-    Example:
+    Examples:
         >>> get_base(build_transfer_model(weights=None)).name
         'mobilenetv2_1.00_160'
     """
@@ -453,7 +454,7 @@ def compile_model(
     Softmax heads get ``from_logits=False``, logit heads (``classifier_activation=None``)
     ``from_logits=True``. Returns the model, compiled in place.
 
-    Example:
+    Examples:
         >>> model = compile_model(build_baseline_model(), learning_rate=1e-3)
     """
     if (
@@ -488,7 +489,7 @@ def inference_model(model: keras.Model) -> keras.Model:
     in traced graphs; dropping them makes exports portable (TFLite has no such ops) and
     inference faster. Models other than ``keras.Sequential`` are returned unchanged.
 
-    Example:
+    Examples:
         >>> [type(l).__name__ for l in inference_model(build_augmented_model()).layers][:2]
         ['Conv2D', 'MaxPooling2D']
     """

@@ -44,10 +44,10 @@ def plot_samples(
 ):
     """The post's sample grid: one row per class, ``per_class`` images each, titled by class.
 
-    ``data`` is a :class:`catdog.Splits` (images are read from its file lists) or a batched
-    ``(images, labels)`` dataset (then pass ``class_names``).
+    ``data`` is a [`catdog.Splits`][catdog.data.Splits] (images are read from its file lists) or a
+    batched ``(images, labels)`` dataset (then pass ``class_names``).
 
-    Example:
+    Examples:
         >>> plot_samples(splits, path="samples.png")  # doctest: +SKIP
     """
     from catdog.data import Splits
@@ -91,10 +91,11 @@ def plot_samples(
 def plot_label_counts(data, *, path: str | os.PathLike | None = None):
     """Images per class in each split, as grouped bars, with the majority baseline in the title.
 
-    ``data`` is a :class:`catdog.Splits` (counted from its file lists, nothing is decoded).
-    The majority baseline is the accuracy of always guessing the most frequent training label.
+    ``data`` is a [`catdog.Splits`][catdog.data.Splits] (counted from its file lists, nothing is
+    decoded). The majority baseline is the accuracy of always guessing the most frequent training
+    label.
 
-    Example:
+    Examples:
         >>> plot_label_counts(splits, path="label_counts.png")  # doctest: +SKIP
     """
     from catdog.data import SPLIT_NAMES, Splits, label_counts, majority_baseline
@@ -133,7 +134,7 @@ def plot_augmentation(
 ):
     """One image and ``n`` augmented versions of it (default: the post's flip + rotation).
 
-    Example:
+    Examples:
         >>> plot_augmentation(images[0], path="augmentation.png")  # doctest: +SKIP
     """
     import keras
@@ -170,7 +171,7 @@ def plot_history(
     ``history`` is a Keras ``History`` or its ``.history`` dict; ``fine_tune_start`` (an
     epoch index) draws a line where fine-tuning began, ``baseline`` a majority-baseline line.
 
-    Example:
+    Examples:
         >>> plot_history(history, fine_tune_start=10, path="history.png")  # doctest: +SKIP
     """
     data = history.history if hasattr(history, "history") else dict(history)
@@ -194,9 +195,9 @@ def plot_history(
 
 
 def plot_confusion_matrix(report, *, path: str | os.PathLike | None = None):
-    """The confusion matrix of a :class:`catdog.evaluation.Report`, with counts in cells.
+    """The confusion matrix of a [`Report`][catdog.evaluation.Report], with counts in cells.
 
-    Example:
+    Examples:
         >>> plot_confusion_matrix(evaluate(model, splits), path="confusion.png")  # doctest: +SKIP
     """
     matrix = np.asarray(report.confusion)
@@ -231,7 +232,7 @@ def plot_misclassified(
 ):
     """A grid of the most confidently wrong images of a report (needs known file paths).
 
-    Example:
+    Examples:
         >>> plot_misclassified(report, path="misclassified.png")  # doctest: +SKIP
     """
     from catdog.evaluation import load_images

@@ -25,7 +25,7 @@ def export(model: keras.Model, path: str | os.PathLike, format: str = "keras") -
 
     Augmentation layers are inactive in all of them.
 
-    Example:
+    Examples:
         >>> export(model, "model.tflite", format="tflite")  # doctest: +SKIP
     """
     if format not in FORMATS:
@@ -52,7 +52,7 @@ def load_model(path: str | os.PathLike) -> keras.Model:
 
     Raises a clear error when the file is missing or is not a Keras model.
 
-    Example:
+    Examples:
         >>> model = load_model("runs/demo/model.keras")  # doctest: +SKIP
     """
     import catdog.layers  # noqa: F401  (registers catdog's serializable layers)

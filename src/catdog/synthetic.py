@@ -60,7 +60,7 @@ def make_synthetic_dataset(
     size between 0.6x and 1.6x ``image_size``. Existing files of the same names are replaced.
     Returns ``Path(path)``.
 
-    Example:
+    Examples:
         >>> root = make_synthetic_dataset("/tmp/catdog-demo", images_per_class=50)
         >>> sorted(p.name for p in (root / "train").iterdir())
         ['cats', 'dogs']
@@ -104,7 +104,7 @@ def make_stand_in_weights(path: str | os.PathLike, images, *, seed: int = 0) -> 
     generated data. For demos, tests and benchmarks: real photos need the ImageNet weights.
     ``path`` must end in ``.weights.h5``; the model's input size is the images' size.
 
-    Example:
+    Examples:
         >>> images, _ = next(iter(splits.train))  # doctest: +SKIP
         >>> path = make_stand_in_weights("stand_in.weights.h5", images)  # doctest: +SKIP
         >>> model = build_transfer_model(input_shape=(64, 64, 3), weights=path)  # doctest: +SKIP

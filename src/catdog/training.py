@@ -26,7 +26,7 @@ from catdog.models import compile_model, get_base
 class BestModelCheckpoint(keras.callbacks.Callback):
     """Save the whole model atomically whenever ``monitor`` improves.
 
-    Example:
+    Examples:
         >>> model.fit(ds, callbacks=[BestModelCheckpoint("best.keras")])  # doctest: +SKIP
     """
 
@@ -102,20 +102,19 @@ def train(
 ) -> keras.callbacks.History:
     """Fit ``model`` on ``splits.train``, validating on ``splits.validation``.
 
-    Compiles with :func:`catdog.compile_model` when the model is not compiled yet.
-    ``checkpoint`` keeps the best model (by ``monitor``) in a ``.keras`` file, written
-    atomically. ``early_stopping=N`` stops after N epochs without improvement and restores the
-    best weights. ``backup_dir`` makes the run resumable: run the same call again after a crash
-    and it continues from the last finished epoch; the returned history then covers all epochs.
-    ``best_so_far`` is the best ``monitor`` value of an earlier stage (``fine_tune`` passes
-    it): the checkpoint is then only replaced by an epoch that beats it.
-    ``strategy`` is a ``tf.distribute`` strategy whose ``scope()`` the model was built in.
-    ``cache_features=True`` (transfer models with a frozen base) computes the base's
-    features once per image, plus ``augment_copies`` augmented versions of each training
-    image, and trains only the head on them: same model, far less compute (see
-    :mod:`catdog.features`). ``jit_compile`` is passed to ``compile``.
+    Compiles with [`catdog.compile_model`][catdog.models.compile_model] when the model is not
+    compiled yet. ``checkpoint`` keeps the best model (by ``monitor``) in a ``.keras`` file, written
+    atomically. ``early_stopping=N`` stops after N epochs without improvement and restores the best
+    weights. ``backup_dir`` makes the run resumable: run the same call again after a crash and it
+    continues from the last finished epoch; the returned history then covers all epochs.
+    ``best_so_far`` is the best ``monitor`` value of an earlier stage (``fine_tune`` passes it): the
+    checkpoint is then only replaced by an epoch that beats it. ``strategy`` is a ``tf.distribute``
+    strategy whose ``scope()`` the model was built in. ``cache_features=True`` (transfer models with
+    a frozen base) computes the base's features once per image, plus ``augment_copies`` augmented
+    versions of each training image, and trains only the head on them: same model, far less compute
+    (see [`catdog.features`][catdog.features]). ``jit_compile`` is passed to ``compile``.
 
-    Example:
+    Examples:
         >>> model = build_model("baseline", input_shape=(160, 160, 3))
         >>> history = train(model, splits, epochs=5, checkpoint="best.keras")  # doctest: +SKIP
     """
@@ -219,9 +218,10 @@ def unfreeze_base(model: keras.Model, unfreeze_from: int | str = 100) -> int:
     """Make the base's layers from ``unfreeze_from`` (index or layer name) on trainable.
 
     BatchNormalization layers keep running in inference mode (the base is wrapped in
-    :class:`catdog.InferenceMode`). Returns the number of trainable base layers.
+    [`catdog.InferenceMode`][catdog.layers.InferenceMode]). Returns the number of trainable base
+    layers.
 
-    Example:
+    Examples:
         >>> unfreeze_base(model, unfreeze_from=100)  # doctest: +SKIP
         54
     """
@@ -265,13 +265,14 @@ def fine_tune(
 ) -> keras.callbacks.History:
     """Second stage of transfer learning: unfreeze the top of the base and train on, slowly.
 
-    Unfreezes the base from ``unfreeze_from`` (see :func:`unfreeze_base`), recompiles with
-    ``learning_rate`` and trains for ``epochs`` more epochs, numbered after those of
-    ``history`` (the first stage's ``History`` or its dict) or from ``initial_epoch``. With
-    ``history``, a ``checkpoint`` is only replaced by an epoch that beats the first stage's
-    best. Other keyword arguments go to :func:`train`.
+    Unfreezes the base from ``unfreeze_from`` (see
+    [`unfreeze_base`][catdog.training.unfreeze_base]), recompiles with ``learning_rate`` and trains
+    for ``epochs`` more epochs, numbered after those of ``history`` (the first stage's ``History``
+    or its dict) or from ``initial_epoch``. With ``history``, a ``checkpoint`` is only replaced by
+    an epoch that beats the first stage's best. Other keyword arguments go to
+    [`train`][catdog.training.train].
 
-    Example:
+    Examples:
         >>> first = train(model, splits, epochs=10)  # doctest: +SKIP
         >>> second = fine_tune(model, splits, epochs=10, history=first)  # doctest: +SKIP
     """
@@ -294,7 +295,7 @@ def fine_tune(
 def merge_histories(*histories) -> dict[str, list[float]]:
     """Concatenate ``History`` objects (or their dicts) into one dict of per-epoch lists.
 
-    Example:
+    Examples:
         >>> merge_histories(first, second)["val_accuracy"]  # doctest: +SKIP
     """
     merged: dict[str, list[float]] = {}

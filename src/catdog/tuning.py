@@ -49,7 +49,7 @@ class CatDogHyperModel(kt.HyperModel):
     - augmenting families: ``augment``, then ``flip``, ``rotation``, ``zoom``, ``contrast``;
     - ``learning_rate`` (log scale).
 
-    Example:
+    Examples:
         >>> hypermodel = CatDogHyperModel(input_shape=(96, 96, 3), families=["baseline"])
         >>> tuner = kt.RandomSearch(hypermodel, objective="val_accuracy", max_trials=5)
     """
@@ -219,7 +219,7 @@ def _possible_values(hp_entry) -> list:
 def validate_hyperparameters(hyperparameters: kt.HyperParameters) -> None:
     """Raise ``InvalidArgumentError`` for a value catdog cannot build, before any trial runs.
 
-    Example:
+    Examples:
         >>> hp = kt.HyperParameters(); hp.Fixed("filters_0", 0)
         >>> validate_hyperparameters(hp)  # doctest: +SKIP
         InvalidArgumentError: hyperparameter 'filters_0' = 0: expected a positive integer.
@@ -298,7 +298,7 @@ def tune(
     Running the same call again resumes the search there (finished trials are not repeated)
     unless ``overwrite=True``.
 
-    Example:
+    Examples:
         >>> hp = kt.HyperParameters(); hp.Fixed("family", "baseline")
         >>> tuner = tune(splits, "random", max_trials=5, hyperparameters=hp)  # doctest: +SKIP
         >>> tuner.get_best_hyperparameters()[0].values  # doctest: +SKIP

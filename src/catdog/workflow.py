@@ -99,7 +99,7 @@ def run_training(config: RunConfig) -> dict:
     ``confusion_matrix.png``, ``misclassified.png`` and ``samples.png``. Its ``.resume/``
     sub-folder makes a rerun after a crash continue where the crash stopped.
 
-    Example:
+    Examples:
         >>> run_training(RunConfig(out=Path("runs/demo"), model="baseline"))  # doctest: +SKIP
     """
     from catdog import plotting
