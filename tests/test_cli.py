@@ -20,6 +20,15 @@ def run_cli(*args, env=None, timeout=600):
     )
 
 
+def cli_in_process(capsys, *args) -> tuple[int, str, str]:
+    """``catdog ARGS`` in this process (TensorFlow already imported): (status, stdout, stderr)."""
+    from catdog.cli import main
+
+    status = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
 def assert_clean_error(result, message):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
@@ -33,10 +42,10 @@ def test_help(command):
     assert result.returncode == 0 and "usage: catdog" in result.stdout
 
 
-def test_models_lists_the_registry():
-    result = run_cli("models")
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+def test_models_lists_the_registry(capsys):
+    status, stdout, stderr = cli_in_process(capsys, "models")
+    assert status == 0, stderr
+    lines = stdout.splitlines()
     assert [line.split()[0] for line in lines[1:]] == [
         "augmented",
         "baseline",
@@ -92,22 +101,26 @@ def test_train_writes_the_run_folder(trained_run):
     assert report["count"] == 8 and report["class_names"] == ["cats", "dogs"]
 
 
-def test_evaluate_predict_export(trained_run, synthetic_root, tmp_path):
+def test_evaluate_predict_export(trained_run, synthetic_root, tmp_path, capsys):
     out, _ = trained_run
     model = out / "model.keras"
-    result = run_cli("evaluate", model, "--data", synthetic_root, "--out", tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "accuracy" in result.stdout and (tmp_path / "report.json").exists()
+    status, stdout, stderr = cli_in_process(
+        capsys, "evaluate", model, "--data", synthetic_root, "--out", tmp_path
+    )
+    assert status == 0, stderr[-2000:]
+    assert "accuracy" in stdout and (tmp_path / "report.json").exists()
 
     images = sorted((Path(synthetic_root) / "validation" / "dogs").glob("*.jpg"))[:2]
-    result = run_cli("predict", model, *images)
-    assert result.returncode == 0, result.stderr[-2000:]
-    lines = [line.split("\t") for line in result.stdout.strip().splitlines()]
+    status, stdout, stderr = cli_in_process(capsys, "predict", model, *images)
+    assert status == 0, stderr[-2000:]
+    lines = [line.split("\t") for line in stdout.strip().splitlines()]
     assert [line[0] for line in lines] == [str(p) for p in images]
     assert all(line[1] in ("cats", "dogs") and 0.5 <= float(line[2]) <= 1 for line in lines)
 
-    result = run_cli("export", model, "--format", "tflite", "--out", tmp_path / "m.tflite")
-    assert result.returncode == 0, result.stderr[-2000:]
+    status, _, stderr = cli_in_process(
+        capsys, "export", model, "--format", "tflite", "--out", tmp_path / "m.tflite"
+    )
+    assert status == 0, stderr[-2000:]
     assert (tmp_path / "m.tflite").stat().st_size > 1000
 
 

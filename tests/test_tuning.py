@@ -232,12 +232,13 @@ def test_missing_extra_says_how_to_install(tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def test_cli_tune(tmp_path):
-    from .test_cli import assert_clean_error, run_cli
+def test_cli_tune(tmp_path, capsys, monkeypatch):
+    from .test_cli import cli_in_process
 
-    env = {"KERAS_HOME": str(tmp_path / "keras")}
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     out = tmp_path / "search"
-    result = run_cli(
+    status, stdout, stderr = cli_in_process(
+        capsys,
         "tune",
         "--demo",
         "--tuner",
@@ -252,14 +253,13 @@ def test_cli_tune(tmp_path):
         32,
         "--out",
         out,
-        env=env,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert status == 0, stderr[-3000:]
     summary = _summary(out)
     assert len(summary["trials"]) == 2
     assert {t["hyperparameters"]["family"] for t in summary["trials"]} <= {"baseline", "augmented"}
-    assert (out / "best_model.keras").exists() and "best val_accuracy" in result.stdout
-    assert_clean_error(
-        run_cli("tune", "--demo", "--families", "baseline,resnet", "--out", out, env=env),
-        "Unknown families ['resnet']",
+    assert (out / "best_model.keras").exists() and "best val_accuracy" in stdout
+    status, _, stderr = cli_in_process(
+        capsys, "tune", "--demo", "--families", "baseline,resnet", "--out", out
     )
+    assert status == 2 and stderr.startswith("catdog: error: Unknown families ['resnet']")
