@@ -69,8 +69,9 @@ def _read_history_csv(path: Path) -> dict[str, list[float]]:
     return history
 
 
-def _best_so_far(history: dict[str, list[float]], monitor: str):
-    values = [v for v in history.get(monitor, []) if v is not None and not math.isnan(v)]
+def _best_of(values, monitor: str):
+    """The best of ``monitor`` values (lowest for a loss), ignoring None/NaN; None if none."""
+    values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
         return None
     return min(values) if "loss" in monitor else max(values)
@@ -158,7 +159,7 @@ def train(
             BestModelCheckpoint(
                 checkpoint,
                 monitor,
-                best=_best_so_far({monitor: [best_so_far, *previous.get(monitor, [])]}, monitor),
+                best=_best_of([best_so_far, *previous.get(monitor, [])], monitor),
                 model_to_save=model,
             )
         )
@@ -284,9 +285,8 @@ def fine_tune(
     previous = history.history if hasattr(history, "history") else dict(history or {})
     if initial_epoch is None:
         initial_epoch = len(next(iter(previous.values()), []))
-    train_kwargs.setdefault(
-        "best_so_far", _best_so_far(previous, train_kwargs.get("monitor", "val_accuracy"))
-    )
+    monitor = train_kwargs.get("monitor", "val_accuracy")
+    train_kwargs.setdefault("best_so_far", _best_of(previous.get(monitor, []), monitor))
     return train(
         model, splits, epochs, initial_epoch=initial_epoch, strategy=strategy, **train_kwargs
     )
