@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 import catdog
-from catdog.errors import DatasetNotFoundError, InvalidArgumentError
+from catdog.errors import DatasetNotFoundError, InvalidArgumentError, OutputError
 from catdog.saving import export, load_model
 
 from .conftest import random_images
@@ -31,8 +31,10 @@ def test_saved_model_format(model_and_images, tmp_path):
     got = served.serve(tf.constant(images)).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert (got.argmax(1) == expected.argmax(1)).all()
-    # exporting again replaces the folder
-    export(model, path, format="saved_model")
+    # exporting again replaces the folder, but only when asked to
+    with pytest.raises(OutputError, match="already exists"):
+        export(model, path, format="saved_model")
+    export(model, path, format="saved_model", overwrite=True)
     assert (path / "saved_model.pb").exists()
 
 

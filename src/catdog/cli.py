@@ -14,13 +14,22 @@ import sys
 from pathlib import Path
 
 from catdog import __version__
-from catdog.errors import CatdogError
+from catdog.errors import CatdogError, InvalidArgumentError
+
+logger = logging.getLogger("catdog")
 
 
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
     return value
 
 
@@ -62,23 +71,71 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _beside(model_path: str, name: str):
+    """The JSON file ``name`` in the model's folder (a run folder), or None."""
+    path = Path(model_path).with_name(name)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _class_names_for(model_path: str, given: str | None, count: int) -> list[str]:
     if given:
         return [name.strip() for name in given.split(",")]
-    beside = Path(model_path).with_name("class_names.json")
-    if beside.is_file():
-        return json.loads(beside.read_text())
-    return [f"class_{i}" for i in range(count)]
+    return _beside(model_path, "class_names.json") or [f"class_{i}" for i in range(count)]
+
+
+def _same_data(a: str, b: str) -> bool:
+    return a == b or Path(a).resolve() == Path(b).resolve()
+
+
+def _evaluation_seed(args: argparse.Namespace, run: dict | None, data: str) -> int:
+    """The seed that reproduces the run's split of its own data; refuse another one."""
+    from catdog.data import DEFAULT_SEED
+
+    if run is None or not _same_data(data, run["data"]):
+        return DEFAULT_SEED if args.seed is None else args.seed
+    if args.seed is not None and args.seed != run["seed"]:
+        raise InvalidArgumentError(
+            f"{args.model} was trained on {data} with --seed {run['seed']}; with --seed "
+            f"{args.seed} its split would put training images into the {args.split} split. "
+            "Leave --seed out to use the run's split."
+        )
+    return run["seed"]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from catdog.data import from_directory
+    from catdog.data import from_directory, load_cats_and_dogs
     from catdog.evaluation import evaluate
     from catdog.saving import load_model
+    from catdog.workflow import split_fingerprint
 
     model = load_model(args.model)
-    size = tuple(model.input_shape[1:3])
-    splits = from_directory(args.data, image_size=size, batch_size=args.batch_size, seed=args.seed)
+    run = _beside(args.model, "config.json")
+    data = args.data or (run or {}).get("data")
+    if not data:
+        raise InvalidArgumentError(
+            "Pass --data FOLDER: the model has no run folder (config.json) to take it from."
+        )
+    seed = _evaluation_seed(args, run, data)
+    class_names = _beside(args.model, "class_names.json")
+    if class_names is None:
+        logger.warning(
+            "%s has no class_names.json beside it: the data's class folders, sorted, are "
+            "taken to be the model's outputs in order.",
+            args.model,
+        )
+    options = dict(image_size=tuple(model.input_shape[1:3]), batch_size=args.batch_size, seed=seed)
+    if data == "cats_and_dogs":
+        splits = load_cats_and_dogs(**options)
+    else:
+        splits = from_directory(data, class_names=class_names, **options)
+    recorded = (run or {}).get("splits")
+    if recorded and _same_data(data, run["data"]) and split_fingerprint(splits) != recorded:
+        logger.warning(
+            "The files in %s changed since the model was trained: its splits differ from the "
+            "run's, so the %s split may hold images the model was trained on.",
+            data,
+            args.split,
+        )
     report = evaluate(model, splits, split=args.split)
     print(report)
     if args.out:
@@ -100,7 +157,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from catdog.saving import export, load_model
 
-    path = export(load_model(args.model), args.out, format=args.format)
+    path = export(load_model(args.model), args.out, format=args.format, overwrite=args.overwrite)
     print(path)
     return 0
 
@@ -191,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, help="default 20 (8 with --demo)")
     train.add_argument(
         "--fine-tune-epochs",
-        type=int,
+        type=_non_negative_int,
         default=0,
         help="epochs of fine-tuning the top of the base (transfer only)",
     )
@@ -225,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--augment-copies",
-        type=int,
+        type=_non_negative_int,
         default=0,
         help="with --fast: augmented copies of each training image to cache",
     )
@@ -245,10 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="score a saved model on an image folder")
     evaluate.add_argument("model", help="a .keras model file")
-    evaluate.add_argument("--data", required=True, help="image folder (as for train)")
+    evaluate.add_argument(
+        "--data", help="image folder (as for train); default: the run's data (config.json)"
+    )
     evaluate.add_argument("--split", default="test", choices=("train", "validation", "test"))
     evaluate.add_argument("--batch-size", type=_positive_int, default=32)
-    evaluate.add_argument("--seed", type=int, default=1337, help="the seed used for training")
+    evaluate.add_argument(
+        "--seed",
+        type=int,
+        help="split seed; default: the run's (config.json beside the model), else 1337",
+    )
     evaluate.add_argument("--out", help="folder for report.txt and report.json")
     evaluate.set_defaults(func=cmd_evaluate)
 
@@ -264,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="a .keras model file")
     export.add_argument("--format", default="tflite", choices=("keras", "saved_model", "tflite"))
     export.add_argument("--out", required=True, help="output file or folder")
+    export.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing file, or a folder holding a previous SavedModel export",
+    )
     export.set_defaults(func=cmd_export)
 
     tune = sub.add_parser(

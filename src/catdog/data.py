@@ -1,17 +1,25 @@
 """Dataset builders: a leak-free per-file split, then fast tf.data pipelines.
 
 The split is a list of files per split, decided before any tensor exists (so it can be
-audited: ``splits.files["test"]``). Each split's pipeline decodes every image once, in
-parallel, caches the decoded pixels (memory by default), and prefetches. Files that do not
-decode are found in that first pass, before training, and skipped with one warning.
+audited: ``splits.files["test"]``). Byte-identical files are found by content and kept in one
+split. Each split's pipeline decodes every image once, in parallel, caches the decoded pixels
+(memory by default), and prefetches. Files that do not decode, images over
+``MAX_IMAGE_PIXELS`` and file names that are not valid UTF-8 are found before training and
+skipped with one warning naming them.
+
+EXIF orientation is not applied, in training and in prediction alike (both use TensorFlow's
+decoders), so the two always agree; rotate such photos on disk if their orientation matters.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import logging
 import os
-from collections import Counter
+import warnings
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,17 +34,25 @@ from catdog.download import (
     default_cache_dir,
     extract_once,
     fetch_archive,
+    sha256sum,
 )
 from catdog.errors import DatasetError, DatasetNotFoundError, InvalidArgumentError
+from catdog.io import file_lock
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
 logger = logging.getLogger("catdog")
 
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp")
 SPLIT_NAMES = ("train", "validation", "test")
 DEFAULT_SEED = 1337
+MAX_IMAGE_PIXELS: int | None = 89_478_485
+"""Images with more pixels are skipped in datasets and refused by ``predict``.
+
+Pillow's decompression-bomb limit. Set it to ``None`` to lift the limit, as with Pillow's own
+``Image.MAX_IMAGE_PIXELS``.
+"""
 
 
 @dataclass
@@ -65,19 +81,29 @@ class Splits:
 
 
 # ----------------------------------------------------------------------------- scanning
-def _is_image_file(path: Path) -> bool:
+def _is_image_file(path: Path, root: Path) -> bool:
     return (
-        path.is_file()
-        and not path.name.startswith(".")  # .DS_Store, macOS "._name.jpg" resource forks
-        and path.suffix.lower() in IMAGE_EXTENSIONS
+        path.suffix.lower() in IMAGE_EXTENSIONS
+        # hidden files and folders: .DS_Store, "._name.jpg" forks, .ipynb_checkpoints/, ...
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+        and path.is_file()
     )
+
+
+def _valid_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")  # a name that is not UTF-8 holds surrogate escapes
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def scan_class_folders(path: str | os.PathLike) -> tuple[list[str], dict[str, list[str]]]:
     """Return ``(class_names, {class_name: sorted image paths})`` for ``path/<class>/*``.
 
-    Non-image files are ignored. Raises a clear error for a missing folder, fewer than two
-    classes, or a class folder without images.
+    Non-image files and hidden files and folders (names starting with ``.``) are ignored;
+    files whose names are not valid UTF-8 are skipped with a warning naming them. Raises a
+    clear error for a missing folder, fewer than two classes, or a class folder without images.
 
     Examples:
         >>> class_names, files = scan_class_folders("data/train")  # doctest: +SKIP
@@ -95,15 +121,23 @@ def scan_class_folders(path: str | os.PathLike) -> tuple[list[str], dict[str, li
             "two: put the images of each class in a sub-folder named after the class, e.g. "
             f"{root}/cats/ and {root}/dogs/."
         )
-    files = {}
+    files, undecodable_names = {}, []
     for class_dir in class_dirs:
-        images = sorted(str(p) for p in class_dir.rglob("*") if _is_image_file(p))
+        found = sorted(str(p) for p in class_dir.rglob("*") if _is_image_file(p, class_dir))
+        images = [p for p in found if _valid_utf8(p)]
+        undecodable_names += [p for p in found if not _valid_utf8(p)]
         if not images:
             raise DatasetError(
                 f"Class folder {str(class_dir)!r} contains no images "
                 f"({', '.join(IMAGE_EXTENSIONS)}). Add images or remove the folder."
             )
         files[class_dir.name] = images
+    if undecodable_names:
+        logger.warning(
+            "Skipped %d file(s) whose names are not valid UTF-8 (rename them to use them): %s",
+            len(undecodable_names),
+            ", ".join(ascii(p) for p in undecodable_names),
+        )
     return [p.name for p in class_dirs], files
 
 
@@ -112,17 +146,112 @@ def _check_fraction(name: str, value: float) -> None:
         raise InvalidArgumentError(f"{name} must be a number in [0, 1), got {value!r}.")
 
 
+@functools.cache
+def _content_hash(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a file, computed once per (path, size, modification time) in a process."""
+    return sha256sum(path)
+
+
+def content_keys(paths: Sequence[str]) -> dict[str, str]:
+    """Map each file to a key that is equal exactly for byte-identical files.
+
+    Only files that share their size with another file are read (and hashed, once per
+    process); every other file is its own key.
+
+    Examples:
+        >>> keys = content_keys(["a.jpg", "copy_of_a.jpg"])  # doctest: +SKIP
+        >>> keys["a.jpg"] == keys["copy_of_a.jpg"]
+        True
+    """
+    by_size: dict[int, list[tuple[str, os.stat_result]]] = defaultdict(list)
+    for path in paths:
+        stat = os.stat(path)
+        by_size[stat.st_size].append((path, stat))
+    keys = {}
+    for group in by_size.values():
+        for path, stat in group:
+            unique = len(group) == 1
+            keys[path] = path if unique else _content_hash(path, stat.st_size, stat.st_mtime_ns)
+    return keys
+
+
 def _carve(
-    files: dict[str, list[str]], fraction: float, seed: int
+    files: dict[str, list[str]], fraction: float, seed: int, keys: dict[str, str]
 ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """Split each class's files into (rest, carved) with ``fraction`` carved, reproducibly."""
+    """Split each class's files into (rest, carved) with ``fraction`` carved, reproducibly.
+
+    Byte-identical files of a class (same key) are carved together, as one image.
+    """
     rest, carved = {}, {}
     for index, (name, paths) in enumerate(sorted(files.items())):
-        order = np.random.default_rng([seed, index]).permutation(len(paths))
-        n = int(round(len(paths) * fraction))
-        carved[name] = sorted(paths[i] for i in order[:n])
-        rest[name] = sorted(paths[i] for i in order[n:])
+        groups: dict[str, list[str]] = {}
+        for path in paths:
+            groups.setdefault(keys[path], []).append(path)
+        members = list(groups.values())
+        order = np.random.default_rng([seed, index]).permutation(len(members))
+        n = int(round(len(members) * fraction))
+        carved[name] = sorted(p for i in order[:n] for p in members[i])
+        rest[name] = sorted(p for i in order[n:] for p in members[i])
     return rest, carved
+
+
+def _one_split_per_image(
+    sets: dict[str, dict[str, list[str]]], keys: dict[str, str]
+) -> dict[str, dict[str, list[str]]]:
+    """Move every copy of an image into the first split (train, validation, test) holding one.
+
+    Also warns about identical files under several classes: their labels contradict.
+    """
+    home: dict[str, str] = {}
+    classes_of: dict[str, set[str]] = defaultdict(set)
+    copies: dict[str, list[str]] = defaultdict(list)
+    for split in SPLIT_NAMES:
+        for name, paths in sorted(sets.get(split, {}).items()):
+            for path in paths:
+                home.setdefault(keys[path], split)
+                classes_of[keys[path]].add(name)
+                copies[keys[path]].append(path)
+    unified = {split: {name: [] for name in by_class} for split, by_class in sets.items()}
+    moved = 0
+    for split, by_class in sets.items():
+        for name, paths in by_class.items():
+            for path in paths:
+                target = home[keys[path]]
+                moved += target != split
+                unified[target].setdefault(name, []).append(path)
+    for by_class in unified.values():
+        for name in by_class:
+            by_class[name].sort()
+    if moved:
+        logger.warning(
+            "%d byte-identical cop(ies) of images in an earlier split were moved to that split, "
+            "so that no image is in two splits.",
+            moved,
+        )
+    conflicts = [sorted(copies[key]) for key, names in classes_of.items() if len(names) > 1]
+    if conflicts:
+        logger.warning(
+            "%d image(s) appear, byte for byte, under several classes (contradicting labels); "
+            "keep each image in one class folder: %s",
+            len(conflicts),
+            "; ".join(" = ".join(group) for group in conflicts),
+        )
+    return unified
+
+
+def _warn_stray_folders(root: Path) -> None:
+    stray = sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in SPLIT_NAMES
+    )
+    if stray:
+        logger.warning(
+            "Ignoring folder(s) %s in %s: with train/ and validation/ present, only train/, "
+            "validation/ and test/ are read.",
+            ", ".join(f"{name}/" for name in stray),
+            root,
+        )
 
 
 def split_files(
@@ -158,6 +287,7 @@ def split_files(
                 f"{str(root)!r} has train/ but no validation/ folder. Add validation/<class>/ "
                 "folders, or pass the train/ folder itself to split it three ways."
             )
+        _warn_stray_folders(root)
         class_names, train = scan_class_folders(root / "train")
         sets = {"train": train}
         for name in ("validation", "test"):
@@ -169,8 +299,9 @@ def split_files(
                     f"train/ and {name}/ in {str(root)!r} have different class folders: "
                     f"{class_names} vs {names}. Use the same class names in both."
                 )
+        keys = content_keys([p for by_class in sets.values() for c in by_class.values() for p in c])
         if "test" not in sets:
-            sets["validation"], sets["test"] = _carve(sets["validation"], test_fraction, seed)
+            sets["validation"], sets["test"] = _carve(sets["validation"], test_fraction, seed, keys)
     else:
         class_names, everything = scan_class_folders(root)
         holdout = validation_fraction + test_fraction
@@ -179,10 +310,11 @@ def split_files(
                 "validation_fraction + test_fraction must be below 1 to leave training data, "
                 f"got {validation_fraction} + {test_fraction}."
             )
-        train, held = _carve(everything, holdout, seed)
-        validation, test = _carve(held, test_fraction / holdout if holdout else 0, seed + 1)
+        keys = content_keys([p for paths in everything.values() for p in paths])
+        train, held = _carve(everything, holdout, seed, keys)
+        validation, test = _carve(held, test_fraction / holdout if holdout else 0, seed + 1, keys)
         sets = {"train": train, "validation": validation, "test": test}
-    return class_names, sets
+    return class_names, _one_split_per_image(sets, keys)
 
 
 # ----------------------------------------------------------------------------- pipelines
@@ -217,13 +349,58 @@ def _decode_fn(image_size: tuple[int, int]):
     return decode
 
 
+def image_size_problem(path: str | os.PathLike, max_pixels: int | None = None) -> str | None:
+    """Why ``path`` is too large to decode safely, read from its header alone; else ``None``.
+
+    ``max_pixels`` defaults to [`MAX_IMAGE_PIXELS`][catdog.data.MAX_IMAGE_PIXELS]. Files that
+    Pillow cannot identify are left to the decoder, which names them if they fail.
+
+    Examples:
+        >>> image_size_problem("huge.png")  # doctest: +SKIP
+        '20000x20000 = 400,000,000 pixels, over the limit of 89,478,485 pixels ...'
+    """
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    if not limit:
+        return None
+    from PIL import Image
+
+    too_large = (
+        f"over the limit of {limit:,} pixels (catdog.data.MAX_IMAGE_PIXELS): resize the image, "
+        "or raise the limit if you trust the file"
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        return f"far more pixels than Pillow will open, {too_large}"
+    except Exception:  # not identified by Pillow: the decoder decides
+        return None
+    if width * height > limit:
+        return f"{width}x{height} = {width * height:,} pixels, {too_large}"
+    return None
+
+
 def _cache_target(cache: str | os.PathLike | None, split: str, paths: list[str], size) -> str:
+    """A cache file name keyed on the files, their sizes and modification times, and size."""
     if cache in (None, "memory"):
         return ""
     folder = Path(cache)
     folder.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(repr((paths, tuple(size))).encode()).hexdigest()[:16]
+    stats = [(p, (st := os.stat(p)).st_size, st.st_mtime_ns) for p in paths]
+    key = hashlib.sha256(repr((stats, tuple(size))).encode()).hexdigest()[:16]
     return str(folder / f"{split}-{key}.tfcache")
+
+
+def _clear_abandoned_cache(target: str) -> None:
+    """Remove what a process killed while writing the cache ``target`` left behind."""
+    folder, stem = Path(target).parent, Path(target).name
+    leftovers = [*folder.glob(f"{stem}_*.lockfile"), *folder.glob(f"{stem}_*.tempstate*")]
+    if leftovers:
+        logger.warning("Removing an unfinished dataset cache left by a killed run: %s", target)
+        for path in leftovers:
+            path.unlink(missing_ok=True)
 
 
 def _decoded(paths, labels, image_size, cache, split):
@@ -240,12 +417,18 @@ def _decoded(paths, labels, image_size, cache, split):
         (tf.constant(paths, tf.string), tf.constant(labels, tf.int32), tf.range(len(paths)))
     )
     ds = ds.map(_decode_fn(image_size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.ignore_errors().cache(_cache_target(cache, split, paths, image_size))
+    target = _cache_target(cache, split, paths, image_size)
+    ds = ds.ignore_errors().cache(target)
     # This first pass decodes every image (filling the cache) and tells which files failed.
-    kept = np.concatenate(
-        [idx for idx in ds.map(lambda _i, _l, idx: idx).batch(4096).as_numpy_iterator()]
-        or [np.zeros(0, np.int32)]
-    )
+    # A file cache is filled by one process at a time; the lock dies with its process, so
+    # leftovers found while holding it were abandoned by a killed run.
+    with file_lock(target + ".lock") if target else contextlib.nullcontext():
+        if target:
+            _clear_abandoned_cache(target)
+        kept = np.concatenate(
+            [idx for idx in ds.map(lambda _i, _l, idx: idx).batch(4096).as_numpy_iterator()]
+            or [np.zeros(0, np.int32)]
+        )
     return ds, kept
 
 
@@ -274,6 +457,11 @@ def build_splits(
 ) -> Splits:
     """Turn a file-level split (see [`split_files`][catdog.data.split_files]) into datasets.
 
+    Labels are indices into ``class_names``; ``split_paths`` may hold a subset of them (an
+    evaluation folder without every class) but no other class. Images over
+    [`MAX_IMAGE_PIXELS`][catdog.data.MAX_IMAGE_PIXELS] and files that do not decode are skipped
+    with one warning naming them.
+
     Examples:
         >>> names, split = split_files("data")  # doctest: +SKIP
         >>> splits = build_splits(names, split, image_size=(96, 96))  # doctest: +SKIP
@@ -281,15 +469,21 @@ def build_splits(
     image_size = _check_image_size(image_size)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    _check_known_classes(class_names, {c for by_class in split_paths.values() for c in by_class})
     index = {name: i for i, name in enumerate(class_names)}
     datasets, files, labels, skipped = {}, {}, {}, []
     for split in SPLIT_NAMES:
         pairs = [(p, index[c]) for c in class_names for p in split_paths[split].get(c, [])]
+        too_large = {p: reason for p, _ in pairs if (reason := image_size_problem(p))}
+        skipped += list(too_large.items())
+        pairs = [(p, label) for p, label in pairs if p not in too_large]
         paths = [p for p, _ in pairs]
         split_labels = [label for _, label in pairs]
         ds, kept = _decoded(paths, split_labels, image_size, cache, split)
         kept_set = set(kept.tolist())
-        skipped += [(paths[i], split) for i in range(len(paths)) if i not in kept_set]
+        skipped += [
+            (paths[i], "not a decodable image") for i in range(len(paths)) if i not in kept_set
+        ]
         files[split] = [paths[i] for i in sorted(kept_set)]
         labels[split] = [split_labels[i] for i in sorted(kept_set)]
         datasets[split] = _batched(
@@ -297,9 +491,9 @@ def build_splits(
         )
     if skipped:
         logger.warning(
-            "Skipped %d file(s) that could not be decoded as images: %s",
+            "Skipped %d file(s): %s",
             len(skipped),
-            ", ".join(p for p, _ in skipped),
+            "; ".join(f"{path} ({reason})" for path, reason in skipped),
         )
     if not files["train"]:
         raise DatasetError("No training image could be decoded; check the data folder.")
@@ -312,8 +506,45 @@ def build_splits(
         labels=labels,
         image_size=image_size,
         batch_size=batch_size,
-        skipped=[(p, "not a decodable image") for p, _ in skipped],
+        skipped=skipped,
     )
+
+
+def _check_known_classes(class_names: Sequence[str], found: set[str]) -> None:
+    import difflib
+
+    unknown = sorted(found - set(class_names))
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, class_names, n=1) or [
+                c for c in class_names if c.lower() == name.lower()
+            ]
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise DatasetError(
+            f"Class folder(s) {', '.join(hints)} are not among the classes {list(class_names)}. "
+            "Rename the folders to the model's class names, or remove the ones it was not "
+            "trained on."
+        )
+
+
+def check_split_sizes(splits: Splits, needed: Sequence[str] = SPLIT_NAMES) -> None:
+    """Raise a clear error when one of the ``needed`` splits holds no image.
+
+    Examples:
+        >>> check_split_sizes(splits, ("train", "validation"))  # doctest: +SKIP
+    """
+    counts = {split: len(splits.files[split]) for split in SPLIT_NAMES}
+    empty = [split for split in needed if counts[split] == 0]
+    if empty:
+        per_class = label_counts(splits, "train")
+        raise DatasetError(
+            f"The {' and '.join(empty)} split{'s are' if len(empty) > 1 else ' is'} empty "
+            f"({', '.join(f'{s}: {n}' for s, n in counts.items())} images; training images per "
+            f"class: {per_class}). Add images: with the default fractions (20% validation, 20% "
+            "test) each class needs at least 5 images for every split to get one, and a few "
+            "dozen for scores that mean something; or add validation/ and test/ folders."
+        )
 
 
 def _check_image_size(image_size) -> tuple[int, int]:
@@ -337,15 +568,19 @@ def from_directory(
     test_fraction: float = 0.2,
     validation_fraction: float = 0.2,
     cache: str | os.PathLike | None = "memory",
+    class_names: Sequence[str] | None = None,
 ) -> Splits:
     """Build leak-free train/validation/test datasets from an image folder.
 
     ``path`` holds ``train/<class>/`` and ``validation/<class>/`` (the test split is then
     ``test_fraction`` of validation, or ``test/<class>/`` when present), or one sub-folder per
     class (split by ``validation_fraction`` and ``test_fraction``). Images of any size and of
-    the formats BMP, GIF, JPEG, PNG (grayscale, RGBA and CMYK too) become RGB
+    the formats BMP, GIF, JPEG, PNG, WebP (grayscale, RGBA and CMYK too) become RGB
     ``image_size`` arrays; files that do not decode are skipped with a warning. ``cache`` is
-    ``"memory"`` or a folder for tf.data cache files.
+    ``"memory"`` or a folder for tf.data cache files (keyed on the files' names, sizes and
+    modification times, so changed images are decoded again). ``class_names`` fixes the label
+    order (a trained model's classes, to evaluate it on a folder): every class folder must
+    be one of them, matched by name; by default the folder names, sorted.
 
     Examples:
         >>> splits = from_directory("cats_and_dogs_filtered", image_size=(160, 160))
@@ -354,11 +589,11 @@ def from_directory(
         >>> len(set(splits.files["validation"]) & set(splits.files["test"]))
         0
     """
-    class_names, split_paths = split_files(
+    folder_classes, split_paths = split_files(
         path, validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed
     )
     return build_splits(
-        class_names,
+        folder_classes if class_names is None else list(class_names),
         split_paths,
         image_size=image_size,
         batch_size=batch_size,
@@ -382,7 +617,8 @@ def load_cats_and_dogs(
 
     The archive lands in ``cache_dir/datasets`` (default: the Keras cache, ``~/.keras``).
     It is checked against its known size (68,606,236 bytes), or against ``file_hash``
-    (SHA-256) when given, which a custom ``origin`` (mirror, ``file://`` URL) should pass.
+    (SHA-256) when given, which a custom ``origin`` (mirror, ``file://`` URL) must pass. The
+    extracted folder is tied to the archive it came from (a new archive is extracted again).
     The test split is ``test_fraction`` of the validation images, disjoint from validation.
 
     Examples:
@@ -390,6 +626,12 @@ def load_cats_and_dogs(
         >>> [len(splits.files[s]) for s in ("train", "validation", "test")]
         [2000, 800, 200]
     """
+    if origin != CATS_AND_DOGS_URL and not file_hash:
+        raise InvalidArgumentError(
+            f"A custom origin ({origin}) needs file_hash=, the SHA-256 of the archive it "
+            "serves (e.g. `sha256sum cats_and_dogs_filtered.zip`): without it catdog cannot "
+            "tell a good download from a wrong one."
+        )
     datasets_dir = Path(cache_dir or default_cache_dir()) / "datasets"
     archive = fetch_archive(
         origin,
@@ -398,7 +640,12 @@ def load_cats_and_dogs(
         expected_size=None if file_hash else CATS_AND_DOGS_SIZE,
         file_hash=file_hash,
     )
-    folder = extract_once(archive, datasets_dir, CATS_AND_DOGS_FOLDER)
+    folder = extract_once(
+        archive,
+        datasets_dir,
+        CATS_AND_DOGS_FOLDER,
+        archive_hash=(file_hash or sha256sum(archive)).lower(),
+    )
     return from_directory(
         folder,
         image_size=image_size,

@@ -1,4 +1,9 @@
-"""Download and extract the cats_and_dogs_filtered archive, safely and only once."""
+"""Download and extract the cats_and_dogs_filtered archive, safely and only once.
+
+Concurrent processes wait for each other (a lock file per archive and per folder), so two
+first runs on one machine download and extract once. An extracted folder records the SHA-256
+of the archive it came from and is extracted again when the archive changes.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,18 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from catdog.errors import DatasetError, DownloadError, IntegrityError
+from catdog.io import file_lock
 
 logger = logging.getLogger("catdog")
 
 CATS_AND_DOGS_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
 CATS_AND_DOGS_SIZE = 68_606_236
 CATS_AND_DOGS_FOLDER = "cats_and_dogs_filtered"
+MAX_EXTRACT_BYTES = 16 * 2**30
+"""Archives that would unpack to more bytes are refused before anything is written."""
+MAX_EXTRACT_MEMBERS = 500_000
+"""Archives with more members are refused before anything is written."""
+_SOURCE_MARKER = ".catdog-archive-sha256"
 
 
 def default_cache_dir() -> Path:
@@ -61,11 +72,17 @@ def fetch_archive(
     """Return the verified archive ``datasets_dir/fname``, downloading it when needed.
 
     The download goes to ``fname + ".part"`` and is renamed only after the size or hash
-    check passed, so an interrupted or corrupt download is never taken for a good one.
+    check passed, so an interrupted or corrupt download is never taken for a good one. A
+    second process asking for the same archive meanwhile waits, then uses it.
     """
+    datasets_dir.mkdir(parents=True, exist_ok=True)
+    with file_lock(datasets_dir / f".{fname}.lock"):
+        return _fetch(origin, fname, datasets_dir, expected_size, file_hash)
+
+
+def _fetch(origin, fname, datasets_dir, expected_size, file_hash) -> Path:
     import keras  # imported here so that `import catdog` stays light
 
-    datasets_dir.mkdir(parents=True, exist_ok=True)
     final = datasets_dir / fname
     if final.exists():
         try:
@@ -99,33 +116,61 @@ def _unsafe_member(name: str) -> bool:
     return path.is_absolute() or ".." in path.parts or (len(name) > 1 and name[1] == ":")
 
 
-def extract_once(archive: Path, target_dir: Path, folder: str) -> Path:
-    """Extract ``archive`` into ``target_dir`` unless ``target_dir/folder`` already exists.
+def _check_members(archive: Path, zf: zipfile.ZipFile, folder: str) -> None:
+    infos = zf.infolist()
+    bad = [i.filename for i in infos if _unsafe_member(i.filename)]
+    if bad:
+        raise DatasetError(
+            f"Refusing to extract {archive.name}: members would land outside the "
+            f"target folder: {', '.join(bad[:5])}."
+        )
+    if not any(i.filename.startswith(folder + "/") for i in infos):
+        raise DatasetError(f"{archive.name} has no top folder {folder}/ inside.")
+    total = sum(i.file_size for i in infos)  # zipfile never unpacks more than this
+    if len(infos) > MAX_EXTRACT_MEMBERS or total > MAX_EXTRACT_BYTES:
+        raise DatasetError(
+            f"Refusing to extract {archive.name}: {len(infos):,} members and {total:,} bytes "
+            f"uncompressed, over the limits of {MAX_EXTRACT_MEMBERS:,} members and "
+            f"{MAX_EXTRACT_BYTES:,} bytes (catdog.download.MAX_EXTRACT_MEMBERS / "
+            "MAX_EXTRACT_BYTES). Raise them only for an archive you trust."
+        )
 
-    Members with absolute paths or ``..`` are refused before anything is written. The archive
-    is unpacked in a temporary folder and ``folder`` moved into place in one rename, so an
-    interrupted extraction never looks finished.
+
+def extract_once(
+    archive: Path, target_dir: Path, folder: str, *, archive_hash: str | None = None
+) -> Path:
+    """Extract ``archive`` into ``target_dir/folder`` unless it was already extracted from it.
+
+    The folder records the archive's SHA-256 (``archive_hash``, computed when not given); a
+    folder extracted from another archive is replaced. Members with absolute paths or ``..``
+    and archives over the size and member limits are refused before anything is written. The
+    archive is unpacked in a temporary folder and moved into place in one rename, so an
+    interrupted extraction never looks finished; concurrent callers wait for each other.
     """
     final = target_dir / folder
-    if final.is_dir():
-        return final
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            names = zf.namelist()
-            bad = [n for n in names if _unsafe_member(n)]
-            if bad:
-                raise DatasetError(
-                    f"Refusing to extract {archive.name}: members would land outside the "
-                    f"target folder: {', '.join(bad[:5])}."
-                )
-            if not any(n.startswith(folder + "/") for n in names):
-                raise DatasetError(f"{archive.name} has no top folder {folder}/ inside.")
-            tmp = Path(tempfile.mkdtemp(prefix=f".{folder}-", dir=target_dir))
-            try:
-                zf.extractall(tmp)
-                os.replace(tmp / folder, final)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    except zipfile.BadZipFile as error:
-        raise DatasetError(f"{archive} is not a valid zip archive: {error}.") from error
+    digest = archive_hash or sha256sum(archive)
+    marker = final / _SOURCE_MARKER
+    with file_lock(target_dir / f".{folder}.lock"):
+        if marker.is_file() and marker.read_text().strip() == digest:
+            return final
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                _check_members(archive, zf, folder)
+                tmp = Path(tempfile.mkdtemp(prefix=f".{folder}-", dir=target_dir))
+                try:
+                    zf.extractall(tmp)
+                    (tmp / folder / _SOURCE_MARKER).write_text(digest + "\n")
+                    if final.exists():
+                        logger.warning(
+                            "%s was not extracted from %s (or from this version of it); "
+                            "extracting it again.",
+                            final,
+                            archive.name,
+                        )
+                        os.replace(final, tmp / ".previous")  # removed with tmp
+                    os.replace(tmp / folder, final)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+        except zipfile.BadZipFile as error:
+            raise DatasetError(f"{archive} is not a valid zip archive: {error}.") from error
     return final

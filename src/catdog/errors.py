@@ -34,3 +34,22 @@ class DownloadError(CatdogError, ConnectionError):
 
 class MissingExtraError(CatdogError, ImportError):
     """An optional dependency is not installed; the message names the pip extra to install."""
+
+
+class OutputError(CatdogError, OSError):
+    """An output path cannot be written: under a file, not writable, or it holds other data."""
+
+
+class BusyError(CatdogError, RuntimeError):
+    """Another catdog process is using the same run folder; wait for it or pick another."""
+
+
+class TrainingDivergedError(CatdogError, ArithmeticError):
+    """Training produced a non-finite loss or weights; the message suggests a fix.
+
+    ``history`` holds the per-epoch metrics recorded until training stopped.
+    """
+
+    def __init__(self, message: str, history: dict | None = None):
+        super().__init__(message)
+        self.history = history or {}

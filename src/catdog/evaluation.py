@@ -54,7 +54,22 @@ class Report:
     count: int = 0
 
     def to_dict(self) -> dict:
+        """The report as plain data (what ``report.json`` holds)."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Report:
+        """The report that [`to_dict`][catdog.evaluation.Report.to_dict] (or report.json) holds.
+
+        Examples:
+            >>> data = json.loads(Path("runs/demo/report.json").read_text())  # doctest: +SKIP
+            >>> report = Report.from_dict(data)  # doctest: +SKIP
+        """
+        values = dict(data)
+        values["loss"] = float("nan") if values.get("loss") is None else values["loss"]
+        values["per_class"] = {k: ClassMetrics(**v) for k, v in values["per_class"].items()}
+        values["misclassified"] = [Misclassified(**m) for m in values.get("misclassified", [])]
+        return cls(**values)
 
     def save(self, folder: str | os.PathLike, stem: str = "report") -> tuple[Path, Path]:
         """Write ``stem.txt`` (the table) and ``stem.json`` atomically into ``folder``."""
@@ -191,7 +206,9 @@ def load_images(paths: Sequence[str | os.PathLike], image_size: tuple[int, int])
     """Read image files of any size and format into a float32 ``(n, h, w, 3)`` 0..255 array.
 
     Uses the same decoder and resizing as the training pipeline. Raises a clear error naming
-    a missing file or one that is not an image.
+    a missing file, one that is not an image, or one over
+    [`MAX_IMAGE_PIXELS`][catdog.data.MAX_IMAGE_PIXELS] (checked from its header, before any
+    pixel is decoded).
 
     Examples:
         >>> load_images(["cat.jpg"], (160, 160)).shape  # doctest: +SKIP
@@ -199,18 +216,21 @@ def load_images(paths: Sequence[str | os.PathLike], image_size: tuple[int, int])
     """
     import tensorflow as tf
 
-    from catdog.data import _decode_fn
+    from catdog.data import _decode_fn, image_size_problem
 
     decode = _decode_fn(tuple(image_size))
     images = []
     for path in paths:
         if not Path(path).is_file():
             raise DatasetNotFoundError(f"Image file {str(path)!r} does not exist.")
+        problem = image_size_problem(path)
+        if problem:
+            raise InvalidArgumentError(f"{str(path)!r} is too large to read: {problem}.")
         try:
             image, _, _ = decode(tf.constant(str(path)), 0, 0)
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
             raise InvalidArgumentError(
-                f"{str(path)!r} is not a readable image (BMP, GIF, JPEG or PNG expected)."
+                f"{str(path)!r} is not a readable image (BMP, GIF, JPEG, PNG or WebP expected)."
             ) from error
         images.append(image.numpy())
     return np.stack(images).astype(np.float32)

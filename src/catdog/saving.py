@@ -8,14 +8,43 @@ from pathlib import Path
 
 import keras
 
-from catdog.errors import DatasetNotFoundError, InvalidArgumentError
+from catdog.errors import DatasetNotFoundError, InvalidArgumentError, OutputError
 from catdog.io import atomic_path, save_model, write_atomic
 from catdog.models import inference_model
 
 FORMATS = ("keras", "saved_model", "tflite")
 
 
-def export(model: keras.Model, path: str | os.PathLike, format: str = "keras") -> Path:  # noqa: A002
+def _check_target(path: Path, format: str, overwrite: bool) -> None:  # noqa: A002
+    """Refuse to replace anything an export did not write (and anything without overwrite)."""
+    folder = format == "saved_model"
+    if not path.exists():
+        return
+    if path.is_dir() != folder:
+        kind = "a folder" if path.is_dir() else "a file"
+        wanted = "a folder" if folder else "a file"
+        raise OutputError(f"{str(path)!r} is {kind}, but a {format} export is {wanted}.")
+    if folder and not any(path.iterdir()):
+        return  # an empty folder holds nothing to lose
+    if not overwrite:
+        raise OutputError(
+            f"{str(path)!r} already exists. Choose a new path, or pass overwrite=True "
+            "(catdog export --overwrite) to replace a previous export."
+        )
+    if folder and not (path / "saved_model.pb").is_file():
+        raise OutputError(
+            f"{str(path)!r} is a folder that does not hold a SavedModel export; catdog will "
+            "not replace it, even with overwrite. Choose a new or empty folder."
+        )
+
+
+def export(
+    model: keras.Model,
+    path: str | os.PathLike,
+    format: str = "keras",  # noqa: A002
+    *,
+    overwrite: bool = False,
+) -> Path:
     """Write ``model`` to ``path`` in ``format``, atomically, and return the path.
 
     - ``"keras"``: a ``.keras`` file for ``keras.saving.load_model``;
@@ -23,7 +52,9 @@ def export(model: keras.Model, path: str | os.PathLike, format: str = "keras") -
       float32 pixels 0..255;
     - ``"tflite"``: a ``.tflite`` flatbuffer for ``tf.lite.Interpreter`` / LiteRT.
 
-    Augmentation layers are inactive in all of them.
+    Augmentation layers are inactive in all of them. An existing ``path`` is never replaced
+    unless ``overwrite=True``, and even then only a file, or a folder that holds a previous
+    SavedModel export: an export never deletes what it did not write.
 
     Examples:
         >>> export(model, "model.tflite", format="tflite")  # doctest: +SKIP
@@ -31,6 +62,7 @@ def export(model: keras.Model, path: str | os.PathLike, format: str = "keras") -
     if format not in FORMATS:
         raise InvalidArgumentError(f"format must be one of {FORMATS}, got {format!r}.")
     path = Path(path)
+    _check_target(path, format, overwrite)
     if format == "keras":
         return save_model(model, path)
     model = inference_model(model)  # no random ops in the exported graph

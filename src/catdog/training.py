@@ -10,17 +10,32 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 import math
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import keras
+import numpy as np
 
-from catdog.data import Splits
-from catdog.errors import InvalidArgumentError
-from catdog.io import save_model
+from catdog.data import Splits, check_split_sizes
+from catdog.errors import InvalidArgumentError, TrainingDivergedError
+from catdog.io import save_model, write_atomic, write_json
 from catdog.models import compile_model, get_base
+
+logger = logging.getLogger("catdog")
+
+
+def weights_are_finite(model: keras.Model) -> bool:
+    """True when every weight of ``model`` is a finite number (no NaN, no infinity).
+
+    Examples:
+        >>> weights_are_finite(model)  # doctest: +SKIP
+        True
+    """
+    return all(np.isfinite(w).all() for w in model.get_weights())
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
@@ -47,9 +62,55 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is None or math.isnan(value):
             return
-        if self._improved(float(value)):
+        model = self.model_to_save or self.model
+        if self._improved(float(value)) and weights_are_finite(model):
             self.best = float(value)
-            save_model(self.model_to_save or self.model, self.path)
+            save_model(model, self.path)
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' ``BackupAndRestore`` with crash-safe state files.
+
+    Keras rewrites ``latest.weights.h5`` in place, so a process killed during that write
+    leaves a torn file that breaks every later resume. Here each state file is written to a
+    temporary name and renamed into place. A torn state left by anything else is detected on
+    resume: a warning names it, the model's weights are left as they were, and the stage
+    starts again from its first epoch.
+
+    Examples:
+        >>> model.fit(ds, callbacks=[AtomicBackupAndRestore("backup")])  # doctest: +SKIP
+    """
+
+    def _save_model(self):
+        write_atomic(self._weights_path, lambda tmp: self.model.save_weights(str(tmp)))
+        write_json(
+            self._training_metadata_path,
+            {"epoch": self._current_epoch, "batch": self._last_batch_seen},
+        )
+
+    def on_train_begin(self, logs=None):
+        weights = self.model.get_weights()
+        try:
+            super().on_train_begin(logs)
+        except Exception as error:  # h5py/JSON errors of a torn file: OSError, ValueError...
+            logger.warning(
+                "The resume state in %s could not be read (%s: %s); it was probably torn by a "
+                "crash while being written. This training stage starts again from its first "
+                "epoch.",
+                self.backup_dir,
+                type(error).__name__,
+                str(error).splitlines()[0] if str(error) else "",
+            )
+            self.model.set_weights(weights)
+            self.model._initial_epoch = None  # Keras' own resume hook (as super() sets it)
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
+
+
+def _as_float(text: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):  # CSVLogger writes "NA" for a metric an epoch lacks
+        return math.nan
 
 
 def _read_history_csv(path: Path) -> dict[str, list[float]]:
@@ -65,7 +126,7 @@ def _read_history_csv(path: Path) -> dict[str, list[float]]:
     for epoch in sorted(rows):
         for key, value in rows[epoch].items():
             if key != "epoch":
-                history.setdefault(key, []).append(float(value))
+                history.setdefault(key, []).append(_as_float(value))
     return history
 
 
@@ -109,7 +170,10 @@ def train(
     weights. ``backup_dir`` makes the run resumable: run the same call again after a crash and it
     continues from the last finished epoch; the returned history then covers all epochs.
     ``best_so_far`` is the best ``monitor`` value of an earlier stage (``fine_tune`` passes it): the
-    checkpoint is then only replaced by an epoch that beats it. ``strategy`` is a ``tf.distribute``
+    checkpoint is then only replaced by an epoch that beats it. A model whose weights are not
+    finite is never checkpointed; when training diverges (non-finite loss or weights) it stops
+    and raises [`TrainingDivergedError`][catdog.errors.TrainingDivergedError], whose
+    ``history`` holds the epochs run. ``strategy`` is a ``tf.distribute``
     strategy whose ``scope()`` the model was built in. ``cache_features=True`` (transfer models with
     a frozen base) computes the base's features once per image, plus ``augment_copies`` augmented
     versions of each training image, and trains only the head on them: same model, far less compute
@@ -120,6 +184,7 @@ def train(
         >>> history = train(model, splits, epochs=5, checkpoint="best.keras")  # doctest: +SKIP
     """
     _check_epochs(epochs)
+    check_split_sizes(splits, ("train", "validation"))
     if early_stopping is not None and (
         isinstance(early_stopping, bool)
         or not isinstance(early_stopping, int)
@@ -151,7 +216,7 @@ def train(
         history_csv = backup_dir / "history.csv"
         previous = _read_history_csv(history_csv)
         all_callbacks += [
-            keras.callbacks.BackupAndRestore(str(backup_dir / "state"), delete_checkpoint=True),
+            AtomicBackupAndRestore(str(backup_dir / "state"), delete_checkpoint=True),
             keras.callbacks.CSVLogger(str(history_csv), append=True),
         ]
     if checkpoint is not None:
@@ -189,7 +254,22 @@ def train(
                 range(initial_epoch, initial_epoch + len(next(iter(merged.values()))))
             )
         history_csv.unlink(missing_ok=True)
+    _raise_if_diverged(model, history.history)
     return history
+
+
+def _raise_if_diverged(model: keras.Model, history: dict) -> None:
+    losses = history.get("loss", [])
+    if all(math.isfinite(v) for v in losses) and weights_are_finite(model):
+        return
+    rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    raise TrainingDivergedError(
+        f"Training diverged: the loss became {losses[-1] if losses else 'NaN'} after "
+        f"{len(losses)} epoch(s) and the model's weights are no longer finite, so no model "
+        f"was saved from that point on. Lower the learning rate (it was {rate:g}; try "
+        f"{rate / 10:g} or less).",
+        history=history,
+    )
 
 
 def _cached_feature_data(model, splits, copies, learning_rate, jit_compile, scope):
@@ -227,7 +307,23 @@ def unfreeze_base(model: keras.Model, unfreeze_from: int | str = 100) -> int:
         54
     """
     base = get_base(model)
-    names = [layer.name for layer in base.layers]
+    start = check_unfreeze_from(model, unfreeze_from)
+    base.trainable = True
+    for layer in base.layers[:start]:
+        layer.trainable = False
+    return len(base.layers) - start
+
+
+def check_unfreeze_from(model: keras.Model, unfreeze_from: int | str) -> int:
+    """Return the index of the first base layer to unfreeze, or raise a clear error.
+
+    Changes nothing: call it before training to find a bad value before any epoch runs.
+
+    Examples:
+        >>> check_unfreeze_from(model, 100)  # doctest: +SKIP
+        100
+    """
+    names = [layer.name for layer in get_base(model).layers]
     if isinstance(unfreeze_from, str):
         if unfreeze_from not in names:
             raise InvalidArgumentError(
@@ -246,10 +342,7 @@ def unfreeze_base(model: keras.Model, unfreeze_from: int | str = 100) -> int:
         )
     else:
         start = unfreeze_from
-    base.trainable = True
-    for layer in base.layers[:start]:
-        layer.trainable = False
-    return len(names) - start
+    return start
 
 
 def fine_tune(

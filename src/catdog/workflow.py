@@ -1,10 +1,16 @@
 """The end-to-end job behind ``catdog train``: data, model, training, fine-tuning, report.
 
-Everything lands in one run folder; rerunning the same call after a crash resumes it.
+Everything lands in one run folder. While a run trains, its state lives in the folder's
+``.resume/`` sub-folder (a lock, the configuration, checkpoints, backups); the run's files
+(model, class names, configuration, history, reports, figures) are written only once training
+has finished, so a run that fails or is interrupted never changes what the folder held
+before. Rerunning the same call resumes an interrupted run, finishes one killed after
+training, and does nothing for a finished one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -14,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from catdog.download import default_cache_dir
-from catdog.errors import InvalidArgumentError
-from catdog.io import write_json
+from catdog.errors import InvalidArgumentError, TrainingDivergedError
+from catdog.io import file_lock, json_safe, save_model, write_atomic, write_json
 
 logger = logging.getLogger("catdog")
 
@@ -48,18 +54,23 @@ class RunConfig:
 
 
 def demo_data(images_per_class: int = 200, image_size: int = 64) -> Path:
-    """Generate (once) the synthetic demo dataset in the Keras cache and return its folder."""
+    """Generate (once) the synthetic demo dataset in the Keras cache and return its folder.
+
+    Concurrent callers wait for each other: the dataset is generated once.
+    """
     from catdog.synthetic import make_synthetic_dataset
 
     folder = default_cache_dir() / "datasets" / f"catdog-demo-{images_per_class}-{image_size}"
-    if not folder.is_dir():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".catdog-demo-", dir=folder.parent))
-        try:
-            make_synthetic_dataset(tmp, images_per_class, (image_size, image_size), seed=0)
-            os.replace(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    if folder.is_dir():
+        return folder
+    with file_lock(folder.parent / f".{folder.name}.lock"):
+        if not folder.is_dir():  # not made by a process we waited for
+            tmp = Path(tempfile.mkdtemp(prefix=".catdog-demo-", dir=folder.parent))
+            try:
+                make_synthetic_dataset(tmp, images_per_class, (image_size, image_size), seed=0)
+                os.replace(tmp, folder)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
@@ -90,45 +101,180 @@ def _build(config: RunConfig, num_classes: int):
     )
 
 
+# ----------------------------------------------------------------------------- run records
+_NOT_COMPARED = ("out", "verbose")  # may differ between the runs of one configuration
+
+
+def config_record(config: RunConfig) -> dict:
+    """``config`` as the JSON-ready dict that ``config.json`` holds."""
+    return json.loads(json.dumps(json_safe({**asdict(config), "out": str(config.out)})))
+
+
+def changed_fields(old: dict, new: dict) -> list[str]:
+    """The configuration fields that differ between two records, as ``name: old -> new``.
+
+    Examples:
+        >>> changed_fields({"epochs": 5}, {"epochs": 10})
+        ['epochs: 5 -> 10']
+    """
+    keys = sorted((set(old) | set(new)) - set(_NOT_COMPARED) - {"class_names", "splits"})
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def split_fingerprint(splits) -> dict:
+    """Per split: the number of files and a SHA-256 of their names (relative to the data).
+
+    Two runs with the same fingerprint trained and scored on the same files.
+
+    Examples:
+        >>> split_fingerprint(splits)["test"]["count"]  # doctest: +SKIP
+        200
+    """
+    every = [p for split in splits.files.values() for p in split]
+    root = os.path.commonpath(every) if every else ""
+    result = {}
+    for split, files in splits.files.items():
+        names = sorted(os.path.relpath(p, root) for p in files)
+        digest = hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()
+        result[split] = {"count": len(files), "sha256": digest}
+    return result
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------- the job
 def run_training(config: RunConfig) -> dict:
     """Train (and fine-tune) as configured; write the run folder; return a summary dict.
 
     The run folder gets ``model.keras`` (best by validation accuracy), ``class_names.json``,
-    ``config.json`` (this configuration),
+    ``config.json`` (this configuration, the class names and a fingerprint of each split),
     ``history.json``/``history.png``, ``report.txt``/``report.json`` (test split),
-    ``confusion_matrix.png``, ``misclassified.png`` and ``samples.png``. Its ``.resume/``
-    sub-folder makes a rerun after a crash continue where the crash stopped.
+    ``confusion_matrix.png``, ``misclassified.png`` and ``samples.png``, all written once
+    training has finished. Arguments and data are checked before anything is trained or
+    written. While training, ``.resume/`` holds the run's state: rerunning the same call after a
+    crash continues where it stopped, and after training finishes it only finishes the
+    missing files. A finished run is not trained again: the call returns its report. A run
+    with another configuration into a folder holding an unfinished run is refused, naming the
+    changed fields; one into a folder holding a finished run replaces it when it finishes. A
+    second process training into the same folder at the same time is refused.
 
     Examples:
         >>> run_training(RunConfig(out=Path("runs/demo"), model="baseline"))  # doctest: +SKIP
     """
-    from catdog import plotting
-    from catdog.evaluation import evaluate
     from catdog.models import check_model_name
-    from catdog.saving import load_model
-    from catdog.training import fine_tune, merge_histories, train
 
     check_model_name(config.model)
     if (config.fine_tune_epochs or config.cache_features) and config.model != "transfer":
         raise InvalidArgumentError(
             "--fine-tune-epochs and --fast (feature caching) need --model transfer."
         )
-    splits = load_data(config)  # bad data fails here, before anything is written
+    if isinstance(config.fine_tune_epochs, bool) or not (
+        isinstance(config.fine_tune_epochs, int) and config.fine_tune_epochs >= 0
+    ):
+        raise InvalidArgumentError(
+            f"fine_tune_epochs must be an integer >= 0, got {config.fine_tune_epochs!r}."
+        )
     out = Path(config.out)
-    resume = out / ".resume"
-    resume.mkdir(parents=True, exist_ok=True)
-    write_json(out / "class_names.json", splits.class_names)
-    write_json(out / "config.json", {**asdict(config), "out": str(config.out)})
-    plotting.plot_samples(splits, path=out / "samples.png")
-    best = out / "model.keras"
+    if out.exists() and not out.is_dir():
+        raise InvalidArgumentError(f"The run folder {str(out)!r} is a file; choose a folder.")
+    created = not out.exists()
+    staging = out / ".resume"
+    with file_lock(
+        staging / "lock",
+        wait=False,
+        busy=f"Another catdog train is writing into {str(out)!r} right now. Wait for it to "
+        "finish, or choose another --out.",
+    ):
+        try:
+            return _run_locked(config, out, staging)
+        finally:  # while the lock is held: a run that left no state leaves no folder
+            if {p.name for p in staging.iterdir()} <= {"lock"}:
+                shutil.rmtree(staging, ignore_errors=True)
+                if created and not any(out.iterdir()):
+                    out.rmdir()
 
-    stage1_done = resume / "stage1.json"
+
+def _run_locked(config: RunConfig, out: Path, staging: Path) -> dict:
+    record = config_record(config)
+    finished = _read_json(out / "config.json")
+    pending = _read_json(staging / "config.json")
+    if pending is not None:
+        changed = changed_fields(pending, record)
+        if changed:
+            raise InvalidArgumentError(
+                f"{str(out)!r} holds an unfinished run with another configuration (changed: "
+                f"{'; '.join(changed)}). Rerun it with its own arguments to finish it, choose "
+                f"another --out, or delete {str(staging)!r} to drop it."
+            )
+    elif finished is not None and (out / "report.json").is_file():
+        changed = changed_fields(finished, record)
+        if not changed:
+            logger.warning(
+                "%s already holds this finished run; nothing to train. Choose another --out (or "
+                "delete the folder) to train again.",
+                out,
+            )
+            return _finished_summary(out)
+    splits, model = _prepare(config)  # every check before any training or writing
+    if pending is None and finished is not None:
+        logger.warning(
+            "%s holds a finished run with another configuration (changed: %s); it is replaced "
+            "when this run finishes.",
+            out,
+            "; ".join(changed_fields(finished, record)),
+        )
+    record.update(class_names=splits.class_names, splits=split_fingerprint(splits))
+    if pending is not None and pending.get("splits") != record["splits"]:
+        raise InvalidArgumentError(
+            f"The data changed since the unfinished run in {str(out)!r} started (its splits "
+            f"differ). Restore the data, or delete {str(staging)!r} to start afresh."
+        )
+    write_json(staging / "config.json", record)
+    try:
+        history, fine_tune_start = _fit_stages(config, splits, model, staging)
+    except TrainingDivergedError:
+        shutil.rmtree(staging / "stage1", ignore_errors=True)
+        shutil.rmtree(staging / "stage2", ignore_errors=True)
+        for name in ("config.json", "best.keras", "stage1.keras", "stage1.json"):
+            (staging / name).unlink(missing_ok=True)  # nothing worth resuming
+        raise
+    return _publish(out, staging, splits, record, history, fine_tune_start)
+
+
+def _prepare(config: RunConfig):
+    """Load and check the data, build the model, check the fine-tuning arguments."""
+    from catdog.data import check_split_sizes
+    from catdog.training import check_unfreeze_from
+
+    splits = load_data(config)
+    check_split_sizes(splits)
+    model = _build(config, len(splits.class_names))
+    if config.fine_tune_epochs:
+        check_unfreeze_from(model, config.unfreeze_from)
+    return splits, model
+
+
+def _fit_stages(config: RunConfig, splits, model, staging: Path):
+    """Train (resuming what ``staging`` holds) and return (history, fine_tune_start)."""
+    from catdog.saving import load_model
+    from catdog.training import fine_tune, merge_histories, train
+
+    fitted = _read_json(staging / "fitted.json")
+    if fitted is not None:
+        logger.warning("Resuming: training finished before; writing the run's files.")
+        return fitted["history"], fitted["fine_tune_start"]
+    best = staging / "best.keras"
+    stage1_done = staging / "stage1.json"
     if stage1_done.exists():
         logger.warning("Resuming: the first training stage is already done.")
         first = json.loads(stage1_done.read_text())
-        model = load_model(resume / "stage1.keras")
+        model = load_model(staging / "stage1.keras")
     else:
-        model = _build(config, len(splits.class_names))
         first = train(
             model,
             splits,
@@ -136,16 +282,14 @@ def run_training(config: RunConfig) -> dict:
             learning_rate=config.learning_rate,
             checkpoint=best,
             early_stopping=config.early_stopping,
-            backup_dir=resume / "stage1",
+            backup_dir=staging / "stage1",
             cache_features=config.cache_features,
             augment_copies=config.augment_copies,
             jit_compile=config.jit_compile,
             verbose=config.verbose,
         ).history
         if config.fine_tune_epochs:
-            from catdog.io import save_model
-
-            save_model(model, resume / "stage1.keras")
+            save_model(model, staging / "stage1.keras")
             write_json(stage1_done, first)
     histories = [first]
     fine_tune_start = None
@@ -160,27 +304,49 @@ def run_training(config: RunConfig) -> dict:
             history=first,  # numbers the epochs on; the checkpoint must beat stage 1's best
             checkpoint=best,
             early_stopping=config.early_stopping,
-            backup_dir=resume / "stage2",
+            backup_dir=staging / "stage2",
             jit_compile=config.jit_compile,
             verbose=config.verbose,
         )
         histories.append(second.history)
     history = merge_histories(*histories)
-    if best.exists():
-        model = load_model(best)
-    else:  # no validation improvement was ever recorded (e.g. empty validation split)
-        from catdog.io import save_model
-
+    if not best.exists():  # no validation improvement was ever recorded
         save_model(model, best)
+    write_json(staging / "fitted.json", {"history": history, "fine_tune_start": fine_tune_start})
+    return history, fine_tune_start
+
+
+def _publish(out: Path, staging: Path, splits, record, history, fine_tune_start) -> dict:
+    """Write the run's files from the finished training state, then drop the state."""
+    from catdog import plotting
+    from catdog.evaluation import evaluate
+    from catdog.saving import load_model
+
+    best = staging / "best.keras"
+    model = load_model(best)
     report = evaluate(model, splits)
+    write_atomic(out / "model.keras", lambda tmp: shutil.copyfile(best, tmp))
+    write_json(out / "class_names.json", splits.class_names)
+    write_json(out / "config.json", record)
     write_json(out / "history.json", {"history": history, "fine_tune_start": fine_tune_start})
+    report.save(out)
+    plotting.plot_samples(splits, path=out / "samples.png")
     plotting.plot_history(
         history, fine_tune_start=fine_tune_start, baseline=report.baseline, path=out / "history.png"
     )
-    report.save(out)
     plotting.plot_confusion_matrix(report, path=out / "confusion_matrix.png")
     plotting.plot_misclassified(
         report, image_size=splits.image_size, path=out / "misclassified.png"
     )
-    shutil.rmtree(resume, ignore_errors=True)
+    for path in staging.iterdir():  # keep the lock until the caller releases it
+        if path.name != "lock":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     return {"out": str(out), "report": report, "history": history}
+
+
+def _finished_summary(out: Path) -> dict:
+    from catdog.evaluation import Report
+
+    report = Report.from_dict(json.loads((out / "report.json").read_text()))
+    history = (_read_json(out / "history.json") or {}).get("history", {})
+    return {"out": str(out), "report": report, "history": history, "finished_before": True}

@@ -1,0 +1,503 @@
+"""What catdog guarantees when things go wrong: nothing lost, nothing silently wrong.
+
+Each test reproduces one way a user lost data, got a wrong number, or got a traceback, and
+checks the guarantee that replaced it (docs/guide/reliability.md lists them).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import catdog
+from catdog import data as catdog_data
+from catdog import download, training
+from catdog.data import from_directory, split_files
+from catdog.errors import (
+    BusyError,
+    DatasetError,
+    DatasetNotFoundError,
+    InvalidArgumentError,
+    OutputError,
+    TrainingDivergedError,
+)
+from catdog.saving import export
+from catdog.synthetic import make_synthetic_dataset
+from catdog.workflow import RunConfig, run_training
+
+from .test_cli import cli_in_process
+
+
+def _one_line_error(capsys, *argv) -> str:
+    """Run the CLI in process; assert exit 2 with one error line; return that line."""
+    from catdog.cli import main
+
+    assert main([str(a) for a in argv]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    errors = [line for line in err if line.startswith("catdog: error:")]
+    assert len(errors) == 1 and "Traceback" not in "\n".join(err), err
+    return errors[0]
+
+
+def _small_config(root, out, **changes) -> RunConfig:
+    config = RunConfig(
+        out=Path(out),
+        model="baseline",
+        data=str(root),
+        epochs=1,
+        image_size=16,
+        batch_size=16,
+        verbose=0,
+        model_kwargs={"filters": [4], "dense_units": 8},
+    )
+    return replace(config, **changes)
+
+
+@pytest.fixture(scope="module")
+def finished_run(synthetic_root, tmp_path_factory):
+    """A finished baseline run folder (16x16, 1 epoch); copy it before changing it."""
+    config = _small_config(synthetic_root, tmp_path_factory.mktemp("finished") / "run")
+    run_training(config)
+    return config
+
+
+def _copy_run(config: RunConfig, target: Path) -> RunConfig:
+    shutil.copytree(config.out, target)
+    return replace(config, out=target)
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+# ----------------------------------------------------------------------------- data loss
+def test_export_never_deletes_what_it_did_not_write(finished_run, tmp_path, capsys, monkeypatch):
+    model = catdog.build_baseline_model(input_shape=(16, 16, 3), filters=(4,), dense_units=8)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("precious")
+    with pytest.raises(OutputError, match="already exists"):
+        export(model, folder, format="saved_model")
+    with pytest.raises(OutputError, match="does not hold a SavedModel"):
+        export(model, folder, format="saved_model", overwrite=True)
+    assert (folder / "notes.txt").read_text() == "precious"
+
+    run = _copy_run(finished_run, tmp_path / "run")
+    before = _snapshot(run.out)
+    line = _one_line_error(
+        capsys, "export", run.out / "model.keras", "--format", "saved_model", "--out", run.out
+    )
+    assert "already exists" in line and _snapshot(run.out) == before
+    monkeypatch.chdir(folder)
+    line = _one_line_error(
+        capsys, "export", run.out / "model.keras", "--format", "saved_model", "--out", "."
+    )
+    assert "already exists" in line and (folder / "notes.txt").read_text() == "precious"
+
+
+def test_rerunning_a_finished_or_fitted_run_does_not_train_again(
+    synthetic_root, tmp_path, monkeypatch
+):
+    from catdog import plotting
+
+    config = _small_config(synthetic_root, tmp_path / "run")
+    starts = []
+    real_train, real_plot = training.train, plotting.plot_history
+    monkeypatch.setattr(training, "train", lambda *a, **k: starts.append(1) or real_train(*a, **k))
+
+    def killed_while_writing_the_figures(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plotting, "plot_history", killed_while_writing_the_figures)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config)  # fitted, then killed before the report and figures
+    assert starts == [1] and (config.out / ".resume" / "fitted.json").exists()
+
+    monkeypatch.setattr(plotting, "plot_history", real_plot)
+    first = run_training(config)
+    assert starts == [1], "a run killed after fitting must finish from what it has"
+    assert (config.out / "report.json").exists() and not (config.out / ".resume").exists()
+    model_bytes = (config.out / "model.keras").read_bytes()
+
+    again = run_training(replace(config, verbose=1))  # verbosity is not part of the run
+    assert starts == [1], "a finished run must not train again"
+    assert again["finished_before"] and again["report"].accuracy == first["report"].accuracy
+    assert (config.out / "model.keras").read_bytes() == model_bytes
+
+
+def test_a_failed_run_leaves_the_previous_run_intact(
+    finished_run, synthetic_root, tmp_path, monkeypatch
+):
+    run = _copy_run(finished_run, tmp_path / "run")
+    before = _snapshot(run.out)
+    three = make_synthetic_dataset(tmp_path / "three", images_per_class=6, image_size=(16, 16))
+    shutil.copytree(three / "train" / "cats", three / "train" / "birds")
+    shutil.copytree(three / "validation" / "cats", three / "validation" / "birds")
+
+    with pytest.raises(DatasetNotFoundError):  # bad data
+        run_training(replace(run, data=str(tmp_path / "missing")))
+    with pytest.raises(InvalidArgumentError):  # bad argument
+        run_training(replace(run, model="resnet"))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C while a three-class run trains
+        run_training(replace(run, data=str(three)))
+    assert _snapshot(run.out) == before  # the old model still has its own class names
+    assert json.loads((run.out / "class_names.json").read_text()) == ["cats", "dogs"]
+
+    # the interrupted run is resumable, but only as itself and on the same files
+    with pytest.raises(InvalidArgumentError, match=r"unfinished run .*changed: data: "):
+        run_training(replace(run, epochs=3))
+    shutil.copy(next((three / "train" / "birds").iterdir()), three / "train" / "birds" / "n.jpg")
+    with pytest.raises(InvalidArgumentError, match="data changed"):
+        run_training(replace(run, data=str(three)))
+    assert _snapshot(run.out) == before
+
+
+def test_resume_state_is_written_atomically_and_a_torn_state_is_survived(
+    synthetic_splits, tmp_path, caplog
+):
+    def model():
+        return catdog.build_baseline_model(input_shape=(64, 64, 3), filters=(4,), dense_units=8)
+
+    state = tmp_path / "backup" / "state"
+    state.mkdir(parents=True)
+    (state / "latest.weights.h5").write_bytes(b"")  # a SIGKILL during Keras' in-place write
+    (state / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        history = training.train(
+            model(), synthetic_splits, 2, backup_dir=tmp_path / "backup", verbose=0
+        )
+    assert len(history.history["loss"]) == 2  # started the stage again, from epoch 1
+    assert "could not be read" in caplog.text
+
+    net = model()
+    catdog.compile_model(net)
+    callback = training.AtomicBackupAndRestore(str(tmp_path / "atomic"))
+    callback.set_model(net)
+    callback._save_model()
+    good = (tmp_path / "atomic" / "latest.weights.h5").read_bytes()
+
+    def crash_midway(filepath, *args, **kwargs):
+        Path(filepath).write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    net.save_weights = crash_midway
+    with pytest.raises(KeyboardInterrupt):
+        callback._save_model()
+    assert (tmp_path / "atomic" / "latest.weights.h5").read_bytes() == good
+
+
+# ----------------------------------------------------------------------------- wrong results
+def test_evaluate_maps_folder_classes_to_the_model_by_name(finished_run, tmp_path, capsys):
+    source = Path(finished_run.data) / "validation"
+    renamed = tmp_path / "renamed"
+    shutil.copytree(source / "cats", renamed / "cats")
+    shutil.copytree(source / "dogs", renamed / "Dogs")
+    model = finished_run.out / "model.keras"
+    line = _one_line_error(capsys, "evaluate", model, "--data", renamed)
+    assert "'Dogs'" in line and "did you mean 'dogs'" in line
+    zebras = tmp_path / "zebras"
+    shutil.copytree(source / "dogs", zebras / "dogs")
+    shutil.copytree(source / "cats", zebras / "zebras")
+    assert "'zebras'" in _one_line_error(capsys, "evaluate", model, "--data", zebras)
+
+    splits = from_directory(source.parent, image_size=(16, 16), class_names=["dogs", "cats"])
+    for path, label in zip(splits.files["train"], splits.labels["train"], strict=True):
+        assert label == (0 if "/dogs/" in path else 1)  # labels follow the given names
+
+
+def test_a_diverged_run_saves_no_model_and_fails(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    config = _small_config(synthetic_root, out, learning_rate=1e38, epochs=2)
+    with pytest.raises(TrainingDivergedError, match="Lower the learning rate") as caught:
+        run_training(config)
+    assert caught.value.history  # the epochs that ran
+    assert not out.exists(), "no model (and no run folder) from a diverged run"
+    line = _one_line_error(
+        capsys,
+        *("train", "--model", "baseline", "--data", synthetic_root, "--out", out),
+        *("--image-size", 16, "--epochs", 2, "--learning-rate", 1e38),
+    )
+    assert "diverged" in line and not out.exists()
+
+
+def test_json_files_stay_valid_with_non_finite_numbers(tmp_path):
+    from catdog.io import write_json
+
+    path = write_json(tmp_path / "h.json", {"loss": [0.5, float("nan"), float("inf")]})
+
+    def strict(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    assert json.loads(path.read_text(), parse_constant=strict) == {"loss": [0.5, None, None]}
+
+
+def test_evaluate_uses_the_run_split(finished_run, tmp_path, capsys):
+    model = finished_run.out / "model.keras"
+    line = _one_line_error(capsys, "evaluate", model, "--seed", 99)
+    assert "--seed 1337" in line and "training images" in line
+    status, stdout, stderr = cli_in_process(capsys, "evaluate", model, "--out", tmp_path)
+    assert status == 0, stderr
+    recorded = json.loads((finished_run.out / "report.json").read_text())
+    assert json.loads((tmp_path / "report.json").read_text()) == recorded
+
+
+def test_identical_files_stay_in_one_split(tmp_path, caplog):
+    root = tmp_path / "flat"
+    source = make_synthetic_dataset(tmp_path / "src", images_per_class=30, image_size=(16, 16))
+    for name in ("cats", "dogs"):
+        shutil.copytree(source / "train" / name, root / name)
+    for i, original in enumerate(sorted((root / "cats").iterdir())[:20]):
+        shutil.copy(original, root / "cats" / f"copy_{i}.jpg")  # 20 duplicated images
+    crossed = sorted((root / "dogs").iterdir())[0]
+    shutil.copy(crossed, root / "cats" / "also_a_dog.jpg")  # one image under two classes
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        _, sets = split_files(root, seed=3)
+    keys = catdog_data.content_keys([str(p) for p in root.rglob("*.jpg")])
+    where: dict[str, set[str]] = {}
+    for split, by_class in sets.items():
+        for paths in by_class.values():
+            for path in paths:
+                where.setdefault(keys[path], set()).add(split)
+    assert all(len(splits) == 1 for splits in where.values())
+    assert "also_a_dog.jpg" in caplog.text and crossed.name in caplog.text
+    assert sum(len(p) for by_class in sets.values() for p in by_class.values()) == 81
+
+
+def test_a_new_archive_is_extracted_again(tmp_path):
+    def archive(name, per_class):
+        data = make_synthetic_dataset(
+            tmp_path / name, images_per_class=per_class, image_size=(8, 8)
+        )
+        path = tmp_path / f"{name}.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            for file in sorted(data.rglob("*.jpg")):
+                zf.write(file, f"cats_and_dogs_filtered/{file.relative_to(data)}")
+        return path.as_uri(), download.sha256sum(path)
+
+    cache = tmp_path / "cache"
+    for name, per_class in (("old", 5), ("new", 10)):
+        origin, digest = archive(name, per_class)
+        splits = catdog.load_cats_and_dogs(
+            cache, origin=origin, file_hash=digest, image_size=(8, 8)
+        )
+        assert len(splits.files["train"]) == 2 * per_class
+    with pytest.raises(InvalidArgumentError, match="needs file_hash"):
+        catdog.load_cats_and_dogs(cache, origin=origin)
+
+
+def test_file_cache_follows_changed_images_and_survives_a_killed_writer(tmp_path):
+    root = make_synthetic_dataset(tmp_path / "data", images_per_class=6, image_size=(16, 16))
+    cache = tmp_path / "cache"
+
+    def validation_images():
+        splits = from_directory(root, image_size=(16, 16), cache=cache)
+        images = np.concatenate([x.numpy() for x, _ in splits.validation])
+        return splits.files["validation"], images
+
+    files, before = validation_images()
+    Image.new("RGB", (16, 16), "white").save(files[0], format="JPEG")
+    os.utime(files[0], ns=(os.stat(files[0]).st_atime_ns, os.stat(files[0]).st_mtime_ns + 10**9))
+    _, after = validation_images()
+    assert after[0].min() > 250 and before[0].min() < 250  # the new pixels, not the cached ones
+    np.testing.assert_array_equal(after[1:], before[1:])
+
+    # a process killed while writing the cache leaves TensorFlow's lockfile and a partial file
+    Image.new("RGB", (16, 16), "black").save(files[1], format="JPEG")  # a new cache key
+    target = catdog_data._cache_target(cache, "validation", files, (16, 16))
+    Path(target + "_0.lockfile").write_text("")
+    Path(target + "_0.data-00000-of-00001.tempstate123").write_text("partial")
+    _, images = validation_images()
+    assert images[1].max() < 5
+    assert not list(cache.glob("*.lockfile"))
+
+
+# ----------------------------------------------------------------------------- clear errors
+def test_too_few_images_fail_before_training(tmp_path, monkeypatch):
+    source = make_synthetic_dataset(tmp_path / "src", images_per_class=3, image_size=(16, 16))
+    starts = []
+    monkeypatch.setattr(training, "train", lambda *a, **k: starts.append(1))
+    for per_class, empty in ((1, "validation and test splits are empty"), (3, "test split")):
+        root = tmp_path / f"tiny{per_class}"
+        for name in ("cats", "dogs"):
+            (root / name).mkdir(parents=True)
+            for file in sorted((source / "train" / name).iterdir())[:per_class]:
+                shutil.copy(file, root / name)
+        out = tmp_path / f"run{per_class}"
+        with pytest.raises(DatasetError, match=empty) as caught:
+            run_training(_small_config(root, out))
+        assert "Add images" in str(caught.value)
+        assert not out.exists() and starts == []
+    monkeypatch.undo()
+    splits = from_directory(tmp_path / "tiny1", image_size=(16, 16))
+    model = catdog.build_baseline_model(input_shape=(16, 16, 3), filters=(4,), dense_units=8)
+    with pytest.raises(DatasetError, match="validation"):
+        training.train(model, splits, 1, verbose=0)
+    csv = tmp_path / "history.csv"
+    csv.write_text("epoch,accuracy,val_accuracy\n0,0.5,NA\n")
+    assert np.isnan(training._read_history_csv(csv)["val_accuracy"][0])
+
+
+def test_fine_tuning_arguments_are_checked_before_training(synthetic_root, tmp_path, monkeypatch):
+    starts = []
+    monkeypatch.setattr(training, "train", lambda *a, **k: starts.append(1))
+    config = _small_config(
+        synthetic_root,
+        tmp_path / "run",
+        model="transfer",
+        image_size=32,
+        weights=None,
+        fine_tune_epochs=1,
+        unfreeze_from=10_000,
+        model_kwargs={},
+    )
+    with pytest.raises(InvalidArgumentError, match="unfreeze_from must be a layer index"):
+        run_training(config)
+    with pytest.raises(InvalidArgumentError, match="fine_tune_epochs"):
+        run_training(replace(config, fine_tune_epochs=-1, unfreeze_from=100))
+    assert starts == [] and not config.out.exists()
+
+
+def test_images_over_the_pixel_limit_are_skipped_or_refused(tmp_path, caplog, monkeypatch):
+    root = make_synthetic_dataset(tmp_path / "data", images_per_class=6, image_size=(16, 16))
+    big = root / "train" / "cats" / "big.png"
+    Image.new("RGB", (300, 200)).save(big)
+    monkeypatch.setattr(catdog_data, "MAX_IMAGE_PIXELS", 100 * 100)
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        splits = from_directory(root, image_size=(16, 16))
+    assert str(big) not in splits.files["train"] and len(splits.files["train"]) == 12
+    assert "big.png" in caplog.text and "300x200 = 60,000 pixels" in caplog.text
+    model = catdog.build_baseline_model(input_shape=(16, 16, 3), filters=(4,), dense_units=8)
+    with pytest.raises(InvalidArgumentError, match="too large to read"):
+        catdog.predict(model, [big])
+
+
+def test_non_utf8_file_names_are_skipped_with_a_warning(tmp_path, caplog):
+    root = make_synthetic_dataset(tmp_path / "data", images_per_class=6, image_size=(16, 16))
+    good = next((root / "train" / "cats").iterdir())
+    bad = os.path.join(os.fsencode(root / "train" / "cats"), b"caf\xe9.jpg")
+    shutil.copyfile(good, bad)
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        splits = from_directory(root, image_size=(16, 16))
+    assert len(splits.files["train"]) == 12
+    assert "not valid UTF-8" in caplog.text and "caf\\udce9.jpg" in caplog.text
+
+
+def test_output_path_problems_are_one_line_errors(finished_run, tmp_path, capsys):
+    model = finished_run.out / "model.keras"
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "a_folder.tflite").mkdir()
+    cases = [
+        (tmp_path / "a_file" / "m.tflite", "tflite", "not a folder"),
+        (tmp_path / "a_folder.tflite", "tflite", "is a folder"),
+        (Path("/proc/m.tflite"), "tflite", "Cannot write"),
+        (tmp_path / "a_file" / "served", "saved_model", "not a folder"),
+    ]
+    for out, format_, message in cases:
+        line = _one_line_error(capsys, "export", model, "--format", format_, "--out", out)
+        assert message in line, line
+
+
+HOLD_LOCK = textwrap.dedent(
+    """
+    import sys
+    from filelock import FileLock
+    lock = FileLock(sys.argv[1])
+    lock.acquire()
+    print("held", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_a_second_run_into_a_busy_folder_is_refused(synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(out / ".resume" / "lock")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(BusyError, match="Another catdog train is writing into"):
+            run_training(_small_config(synthetic_root, out))
+        assert (out / ".resume" / "lock").exists()  # the other run's state is untouched
+    finally:
+        holder.communicate("")
+
+
+EXTRACT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from catdog.download import extract_once
+    print(len(list(extract_once(Path(sys.argv[1]), Path(sys.argv[2]), "top").rglob("*.bin"))))
+    """
+)
+
+
+def test_concurrent_extractions_wait_for_each_other(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(400):
+            zf.writestr(f"top/{i}.bin", os.urandom(2048))
+    target = tmp_path / "datasets"
+    target.mkdir()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", EXTRACT, str(archive), str(target)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in results]
+    assert [out.strip() for out, _ in results] == ["400"] * 3
+
+
+def test_zip_bombs_are_refused_before_extraction(tmp_path, monkeypatch):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("top/zeros.bin", b"\0" * (8 << 20))  # 8 MiB that compress to ~8 KiB
+    monkeypatch.setattr(download, "MAX_EXTRACT_BYTES", 1 << 20)
+    with pytest.raises(DatasetError, match="over the limits"):
+        download.extract_once(archive, tmp_path, "top")
+    assert not (tmp_path / "top").exists()
+    monkeypatch.setattr(download, "MAX_EXTRACT_BYTES", 1 << 30)
+    monkeypatch.setattr(download, "MAX_EXTRACT_MEMBERS", 0)
+    with pytest.raises(DatasetError, match="1 members"):
+        download.extract_once(archive, tmp_path, "top")
+
+
+def test_folder_conventions(tmp_path, caplog):
+    root = make_synthetic_dataset(tmp_path / "data", images_per_class=6, image_size=(16, 16))
+    hidden = root / "train" / "cats" / ".thumbnails"
+    hidden.mkdir()
+    shutil.copy(next((root / "train" / "cats").glob("*.jpg")), hidden / "thumb.jpg")
+    webp = root / "train" / "dogs" / "extra.webp"
+    Image.open(next((root / "train" / "dogs").glob("*.jpg"))).save(webp)
+    (root / "unsorted").mkdir()
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        splits = from_directory(root, image_size=(16, 16))
+    assert str(webp) in splits.files["train"]  # WebP: as in predict
+    assert not any(".thumbnails" in p for p in splits.files["train"])
+    assert "unsorted/" in caplog.text
