@@ -11,7 +11,7 @@ run, measures wall time (data pipeline included) and accuracy of:
 (d) catdog's default path with `mixed_bfloat16` layers.
 
 All use the same MobileNetV2 weights: random convolutions with BatchNorm statistics set from
-the data (no network here for ImageNet weights; see `catdog.synthetic.make_stand_in_weights`).
+the data (no network here for ImageNet weights; see `catdog.weights.make_stand_in_weights`).
 Accuracy is the last epoch's validation accuracy and, for every model, the accuracy on the
 same held-out files (catdog's test split). `--scaling 1000,2000,4000` times (b) and (c) at
 several dataset sizes. Results are printed and appended to benchmarks/README.md.
@@ -137,7 +137,7 @@ def main() -> None:
         root = dataset(args.images)
         held_out = catdog.from_directory(root, image_size=(size, size), batch_size=32)
         sample = np.concatenate([x.numpy() for x, _ in held_out.train.take(2)])
-        weights = catdog.synthetic.make_stand_in_weights(tmp / "base.weights.h5", sample)
+        weights = catdog.weights.make_stand_in_weights(tmp / "base.weights.h5", sample)
 
         runs = {
             "a": (

@@ -1,9 +1,9 @@
 """Tune catdog models with KerasTuner from your own project, over a space you restrict.
 
-Needs the tuner extra (``pip install "catdog[tuner]"``). catdog provides the search space,
-``CatDogHyperModel``; your project keeps control of KerasTuner: which hyperparameters to
-search and over which values, which tuner, where results go. Then the best configuration is
-retrained from scratch and scored once on the test split.
+Needs the tuner extra (``pip install ".[tuner]"`` in catdog's source). catdog provides the
+search space, ``CatDogHyperModel``; your project keeps control of KerasTuner: which
+hyperparameters to search and over which values, which tuner, where results go. Then the best
+configuration is retrained from scratch and scored once on the test split.
 
     python examples/07_tune_downstream.py --demo --trials 4 --out runs/examples
 """

@@ -19,15 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import catdog
+from catdog.cli import positive_int
+from catdog.data import DEFAULT_SEED
+from catdog.models import DEFAULT_INPUT_SHAPE
 
 DEMO_IMAGE_SIZE = 64  # generated images are simple: 64x64 is plenty and fast on a CPU
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+IMAGE_SIZE = DEFAULT_INPUT_SHAPE[0]  # the tutorial's 160x160
 
 
 def parse_args(
@@ -52,27 +49,28 @@ def parse_args(
     if epochs:
         parser.add_argument(
             "--epochs",
-            type=_positive_int,
+            type=positive_int,
             help=f"training epochs (default: {epochs}; {demo_epochs} with --demo)",
         )
     parser.add_argument(
         "--image-size",
-        type=_positive_int,
-        help=f"image height and width in pixels (default: 160; {DEMO_IMAGE_SIZE} with --demo)",
+        type=positive_int,
+        help=f"image height and width in pixels (default: {IMAGE_SIZE}; {DEMO_IMAGE_SIZE} with "
+        "--demo)",
     )
     parser.add_argument(
         "--demo-images",
-        type=_positive_int,
+        type=positive_int,
         default=200,
         help="generated training images per class with --demo (%(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=1337, help="split and weights seed")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="split and weights seed")
     if add_arguments:
         add_arguments(parser)
     args = parser.parse_args()
     if epochs:
         args.epochs = args.epochs or (demo_epochs if args.demo else epochs)
-    args.image_size = args.image_size or (DEMO_IMAGE_SIZE if args.demo else 160)
+    args.image_size = args.image_size or (DEMO_IMAGE_SIZE if args.demo else IMAGE_SIZE)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     import keras

@@ -290,3 +290,25 @@ def test_workflow_passes_speed_options_to_training(synthetic_root, tmp_path, mon
     model = load_model(config.out / "model.keras")
     assert model.get_layer("base").layer.get_layer("Conv1").compute_dtype == "bfloat16"
     assert model.get_layer("predictions").compute_dtype == "float32"
+
+
+def test_internal_errors_show_a_traceback_user_errors_one_line(monkeypatch, capsys):
+    from catdog import cli
+
+    def failing(error):
+        def command(args):
+            raise error
+
+        return command
+
+    monkeypatch.setattr(cli, "cmd_models", failing(ValueError("a bug inside catdog")))
+    with pytest.raises(ValueError, match="a bug inside catdog"):  # not hidden as a user error
+        cli.main(["models"])
+    monkeypatch.setattr(cli, "cmd_models", failing(OSError("an internal OS error")))
+    with pytest.raises(OSError, match="internal"):
+        cli.main(["models"])
+    denied = PermissionError(13, "Permission denied", "/data/photos/cat.jpg")
+    monkeypatch.setattr(cli, "cmd_models", failing(denied))
+    assert cli.main(["models"]) == 2  # an OS error on a user's path is the user's to fix
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Permission denied" in err[0] and "cat.jpg" in err[0]

@@ -80,3 +80,26 @@ def test_readme_links_the_docs_and_examples():
     readme = (ROOT / "README.md").read_text()
     assert "(docs/index.md)" in readme and "(examples/)" in readme
     assert "mkdocs build --strict" in readme
+
+
+def test_docstring_examples_run():
+    """Every ``>>>`` example in catdog's docstrings runs; the rest are plain code blocks."""
+    import doctest
+    import importlib
+    import pkgutil
+
+    import catdog
+
+    failed = attempted = 0
+    for info in pkgutil.iter_modules(catdog.__path__):
+        if info.name == "__main__":  # runs the CLI on import
+            continue
+        module = importlib.import_module(f"catdog.{info.name}")
+        result = doctest.testmod(
+            module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False
+        )
+        failed, attempted = failed + result.failed, attempted + result.attempted
+        assert "doctest: +SKIP" not in Path(module.__file__).read_text(), module.__name__
+    result = doctest.testmod(catdog, verbose=False)
+    failed, attempted = failed + result.failed, attempted + result.attempted
+    assert failed == 0 and attempted >= 20, (failed, attempted)

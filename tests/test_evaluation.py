@@ -6,7 +6,7 @@ import tensorflow as tf
 from PIL import Image
 
 import catdog
-from catdog.errors import DatasetNotFoundError, InvalidArgumentError
+from catdog.errors import InputFileNotFoundError, InvalidArgumentError
 from catdog.evaluation import evaluate, predict
 
 
@@ -106,7 +106,7 @@ def test_predict_errors(tmp_path):
     (tmp_path / "note.jpg").write_text("not an image")
     with pytest.raises(InvalidArgumentError, match="not a readable image"):
         predict(model, [tmp_path / "note.jpg"])
-    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+    with pytest.raises(InputFileNotFoundError, match="does not exist"):
         predict(model, [tmp_path / "missing.png"])
     with pytest.raises(InvalidArgumentError, match="shape"):
         predict(model, np.zeros((2, 16, 16, 3)))

@@ -34,3 +34,23 @@ def test_every_public_name_resolves():
     assert set(catdog.__all__) <= set(dir(catdog))
     assert callable(catdog.export) and callable(catdog.build_transfer_model)
     assert catdog.tuning.CatDogHyperModel is not None  # submodules load on first use
+
+
+def test_no_text_promises_an_install_from_the_package_index():
+    """`catdog` on PyPI is another project: nothing may tell users to `pip install catdog`."""
+    import re
+
+    root = Path(__file__).parents[1]
+    promise = re.compile(r"""pip install\s+["']?catdog(\[[^\]]*\])?["']?(?=[\s`)]|$)""")
+    texts = [root / "README.md", *root.glob("docs/**/*.md"), *root.glob("examples/*.py")]
+    texts += [*root.glob("src/catdog/*.py")]
+    found = [
+        f"{path.relative_to(root)}: {match.group(0)}"
+        for path in texts
+        for match in promise.finditer(path.read_text())
+    ]
+    assert found == []
+    assert "pip install catdog" in "pip install catdog"  # the pattern itself matches:
+    assert promise.search('run pip install "catdog[tuner]" now')
+    assert promise.search("pip install catdog")
+    assert not promise.search('pip install ".[tuner]"')

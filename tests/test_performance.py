@@ -6,7 +6,7 @@ import pytest
 
 import catdog
 from catdog.errors import InvalidArgumentError
-from catdog.features import extract_features, split_transfer_model
+from catdog.feature_cache import extract_features, split_transfer_model
 from catdog.inference import Predictor, predictor_for
 from catdog.models import precision_scope
 from catdog.training import train

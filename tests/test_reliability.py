@@ -150,6 +150,10 @@ def test_a_failed_run_leaves_the_previous_run_intact(
         run_training(replace(run, data=str(tmp_path / "missing")))
     with pytest.raises(InvalidArgumentError):  # bad argument
         run_training(replace(run, model="resnet"))
+    for bad in ({"learning_rate": 0}, {"fine_tune_learning_rate": 0.0}, {"early_stopping": 0}):
+        with pytest.raises(InvalidArgumentError, match=next(iter(bad))):  # before any state
+            run_training(replace(run, **bad))
+    assert not (run.out / ".resume").exists()
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -168,26 +172,38 @@ def test_a_failed_run_leaves_the_previous_run_intact(
         run_training(replace(run, data=str(three)))
     assert _snapshot(run.out) == before
 
+    # state left without its config.json (killed while being cleared) is never reused
+    (run.out / ".resume" / "config.json").unlink()
+    (run.out / ".resume" / "fitted.json").write_text('{"history": {}, "fine_tune_start": null}')
+    monkeypatch.undo()
+    starts = []
+    real_train = training.train
+    monkeypatch.setattr(training, "train", lambda *a, **k: starts.append(1) or real_train(*a, **k))
+    result = run_training(replace(run, epochs=2))
+    assert starts == [1] and len(result["history"]["loss"]) == 2
+
 
 def test_resume_state_is_written_atomically_and_a_torn_state_is_survived(
     synthetic_splits, tmp_path, caplog
 ):
     def model():
-        return catdog.build_baseline_model(input_shape=(64, 64, 3), filters=(4,), dense_units=8)
+        net = catdog.build_baseline_model(input_shape=(64, 64, 3), filters=(4,), dense_units=8)
+        return catdog.compile_model(net)
 
     state = tmp_path / "backup" / "state"
     state.mkdir(parents=True)
     (state / "latest.weights.h5").write_bytes(b"")  # a SIGKILL during Keras' in-place write
     (state / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
+    (tmp_path / "backup" / "history.csv").write_text("epoch,loss\n0,9.0\n1,9.0\n2,9.0\n")
     with caplog.at_level(logging.WARNING, logger="catdog"):
         history = training.train(
             model(), synthetic_splits, 2, backup_dir=tmp_path / "backup", verbose=0
         )
     assert len(history.history["loss"]) == 2  # started the stage again, from epoch 1
+    assert 9.0 not in history.history["loss"]  # the discarded epochs' log went too
     assert "could not be read" in caplog.text
 
     net = model()
-    catdog.compile_model(net)
     callback = training.AtomicBackupAndRestore(str(tmp_path / "atomic"))
     callback.set_model(net)
     callback._save_model()
@@ -197,10 +213,23 @@ def test_resume_state_is_written_atomically_and_a_torn_state_is_survived(
         Path(filepath).write_bytes(b"half")
         raise KeyboardInterrupt
 
+    real_save = net.save_weights
     net.save_weights = crash_midway
     with pytest.raises(KeyboardInterrupt):
         callback._save_model()
     assert (tmp_path / "atomic" / "latest.weights.h5").read_bytes() == good
+
+    # weights of one epoch beside the record of another: detected, weights left alone
+    net.save_weights = real_save
+    before = [w.copy() for w in net.get_weights()]
+    metadata = tmp_path / "atomic" / "training_metadata.json"
+    metadata.write_text(json.dumps({**json.loads(metadata.read_text()), "sha256": "0" * 64}))
+    net.set_weights([w + 1 for w in before])
+    fresh = training.AtomicBackupAndRestore(str(tmp_path / "atomic"))
+    fresh.set_model(net)
+    fresh.on_train_begin()
+    assert all((a == b + 1).all() for a, b in zip(net.get_weights(), before, strict=True))
+    assert net._initial_epoch is None and not (tmp_path / "atomic").exists()
 
 
 # ----------------------------------------------------------------------------- wrong results
@@ -248,14 +277,24 @@ def test_json_files_stay_valid_with_non_finite_numbers(tmp_path):
     assert json.loads(path.read_text(), parse_constant=strict) == {"loss": [0.5, None, None]}
 
 
-def test_evaluate_uses_the_run_split(finished_run, tmp_path, capsys):
+def test_evaluate_uses_the_run_split(finished_run, tmp_path, capsys, monkeypatch, caplog):
     model = finished_run.out / "model.keras"
     line = _one_line_error(capsys, "evaluate", model, "--seed", 99)
     assert "--seed 1337" in line and "training images" in line
-    status, stdout, stderr = cli_in_process(capsys, "evaluate", model, "--out", tmp_path)
+    monkeypatch.chdir(tmp_path)  # the run's data is found from anywhere
+    status, stdout, stderr = cli_in_process(capsys, "evaluate", model, "--out", "scores")
     assert status == 0, stderr
     recorded = json.loads((finished_run.out / "report.json").read_text())
-    assert json.loads((tmp_path / "report.json").read_text()) == recorded
+    assert json.loads((tmp_path / "scores" / "report.json").read_text()) == recorded
+
+    run = _copy_run(finished_run, tmp_path / "changed")  # its files differ from the record
+    config = json.loads((run.out / "config.json").read_text())
+    config["splits"]["test"]["sha256"] = "0" * 64
+    (run.out / "config.json").write_text(json.dumps(config))
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        status, _, stderr = cli_in_process(capsys, "evaluate", run.out / "model.keras")
+    assert status == 0, stderr
+    assert "changed since the model was trained" in caplog.text
 
 
 def test_identical_files_stay_in_one_split(tmp_path, caplog):
@@ -302,8 +341,31 @@ def test_a_new_archive_is_extracted_again(tmp_path):
         catdog.load_cats_and_dogs(cache, origin=origin)
 
 
+KILLED_CACHE_WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import tensorflow as tf
+    from catdog.data import _cache_target
+    files, cache = sys.argv[2:], sys.argv[1]
+    target = _cache_target(cache, "validation", files, (16, 16))
+    ds = tf.data.Dataset.range(10**6).map(lambda i: tf.zeros((16, 16, 3), tf.uint8))
+    iterator = iter(ds.cache(target))
+    for _ in range(1000):
+        next(iterator)
+    os.kill(os.getpid(), signal.SIGKILL)  # while the cache is half written
+    """
+)
+
+
 def test_file_cache_follows_changed_images_and_survives_a_killed_writer(tmp_path):
-    root = make_synthetic_dataset(tmp_path / "data", images_per_class=6, image_size=(16, 16))
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for name in ("cats", "dogs"):
+        (root / name).mkdir(parents=True)
+        for i in range(10):  # BMP: every image of one size has the same number of bytes
+            Image.fromarray(rng.integers(0, 200, (16, 16, 3), np.uint8)).save(
+                root / name / f"{i}.bmp"
+            )
     cache = tmp_path / "cache"
 
     def validation_images():
@@ -312,19 +374,23 @@ def test_file_cache_follows_changed_images_and_survives_a_killed_writer(tmp_path
         return splits.files["validation"], images
 
     files, before = validation_images()
-    Image.new("RGB", (16, 16), "white").save(files[0], format="JPEG")
+    size = os.path.getsize(files[0])
+    Image.new("RGB", (16, 16), "white").save(files[0])  # same size, new pixels, new mtime
     os.utime(files[0], ns=(os.stat(files[0]).st_atime_ns, os.stat(files[0]).st_mtime_ns + 10**9))
+    assert os.path.getsize(files[0]) == size
     _, after = validation_images()
-    assert after[0].min() > 250 and before[0].min() < 250  # the new pixels, not the cached ones
+    assert after[0].min() == 255 and before[0].min() < 255  # the new pixels, not the cached
     np.testing.assert_array_equal(after[1:], before[1:])
 
-    # a process killed while writing the cache leaves TensorFlow's lockfile and a partial file
-    Image.new("RGB", (16, 16), "black").save(files[1], format="JPEG")  # a new cache key
-    target = catdog_data._cache_target(cache, "validation", files, (16, 16))
-    Path(target + "_0.lockfile").write_text("")
-    Path(target + "_0.data-00000-of-00001.tempstate123").write_text("partial")
+    # a real process killed while filling the cache leaves TensorFlow's lockfile behind
+    Image.new("RGB", (16, 16), "black").save(files[1])
+    os.utime(files[1], ns=(os.stat(files[1]).st_atime_ns, os.stat(files[1]).st_mtime_ns + 10**9))
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_CACHE_WRITER, str(cache), *files], capture_output=True
+    )
+    assert killed.returncode == -9 and list(cache.glob("*.lockfile")), killed.stderr[-2000:]
     _, images = validation_images()
-    assert images[1].max() < 5
+    assert images[1].max() == 0
     assert not list(cache.glob("*.lockfile"))
 
 
@@ -456,22 +522,41 @@ EXTRACT = textwrap.dedent(
 def test_concurrent_extractions_wait_for_each_other(tmp_path):
     archive = tmp_path / "a.zip"
     with zipfile.ZipFile(archive, "w") as zf:
-        for i in range(400):
-            zf.writestr(f"top/{i}.bin", os.urandom(2048))
+        for i in range(50):
+            zf.writestr(f"top/{i}.bin", os.urandom(256))
     target = tmp_path / "datasets"
     target.mkdir()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", EXTRACT, str(archive), str(target)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-    results = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in results]
-    assert [out.strip() for out, _ in results] == ["400"] * 3
+    holder = subprocess.Popen(  # another process extracting right now
+        [sys.executable, "-c", HOLD_LOCK, str(target / ".top.lock")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    waiting = subprocess.Popen(
+        [sys.executable, "-c", EXTRACT, str(archive), str(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with pytest.raises(subprocess.TimeoutExpired):
+        waiting.wait(timeout=3)  # it waits for the lock, and writes nothing meanwhile
+    assert not (target / "top").exists()
+    holder.communicate("")  # the other process is done
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0 and out.strip() == "50", err
+    assert "Waiting for another catdog process" in err
+
+
+def test_a_folder_catdog_did_not_extract_is_kept(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("top/new.txt", "from the archive")
+    (tmp_path / "top").mkdir()
+    (tmp_path / "top" / "mine.txt").write_text("the user's")
+    download.extract_once(archive, tmp_path, "top")
+    assert (tmp_path / "top" / "new.txt").exists()
+    assert (tmp_path / "top.previous-1" / "mine.txt").read_text() == "the user's"
 
 
 def test_zip_bombs_are_refused_before_extraction(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 import catdog
-from catdog.errors import DatasetNotFoundError, InvalidArgumentError, OutputError
+from catdog.errors import InputFileNotFoundError, InvalidArgumentError, OutputError
 from catdog.saving import export, load_model
 
 from .conftest import random_images
@@ -80,7 +80,7 @@ def test_export_errors(model_and_images, tmp_path):
         export(model, tmp_path / "m.onnx", format="onnx")
     with pytest.raises(InvalidArgumentError, match=r"\.keras"):
         export(model, tmp_path / "m.h5", format="keras")
-    with pytest.raises(DatasetNotFoundError):
+    with pytest.raises(InputFileNotFoundError):
         load_model(tmp_path / "missing.keras")
     (tmp_path / "junk.keras").write_text("junk")
     with pytest.raises(InvalidArgumentError, match="Could not load"):

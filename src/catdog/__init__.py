@@ -11,6 +11,7 @@ Examples:
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,7 @@ _EXPORTS = {
     "build_preprocessed_model": "models",
     "build_transfer_model": "models",
     "build_model": "models",
+    "build_cnn_model": "models",
     "list_models": "models",
     "register_model": "models",
     "compile_model": "models",
@@ -37,6 +39,7 @@ _EXPORTS = {
     "label_counts": "data",
     "majority_baseline": "data",
     "make_synthetic_dataset": "synthetic",
+    "make_stand_in_weights": "weights",
     "train": "training",
     "fine_tune": "training",
     "unfreeze_base": "training",
@@ -58,14 +61,95 @@ _EXPORTS = {
     "CatdogError": "errors",
     "DatasetError": "errors",
     "DatasetNotFoundError": "errors",
+    "InputFileNotFoundError": "errors",
+    "OutputError": "errors",
+    "BusyError": "errors",
+    "TrainingDivergedError": "errors",
+    "MissingExtraError": "errors",
     "DownloadError": "errors",
     "IntegrityError": "errors",
     "InvalidArgumentError": "errors",
 }
 
+if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
+    from catdog.data import (
+        Splits,
+        build_splits,
+        from_directory,
+        label_counts,
+        load_cats_and_dogs,
+        majority_baseline,
+        split_files,
+    )
+    from catdog.errors import (
+        BusyError,
+        CatdogError,
+        DatasetError,
+        DatasetNotFoundError,
+        DownloadError,
+        InputFileNotFoundError,
+        IntegrityError,
+        InvalidArgumentError,
+        MissingExtraError,
+        OutputError,
+        TrainingDivergedError,
+    )
+    from catdog.evaluation import (
+        Report,
+        evaluate,
+        predict,
+    )
+    from catdog.inference import (
+        Predictor,
+    )
+    from catdog.layers import (
+        InferenceMode,
+        augmentation_layers,
+        build_augmentation,
+        mobilenet_v2_preprocessing,
+    )
+    from catdog.models import (
+        build_augmented_model,
+        build_baseline_model,
+        build_cnn_model,
+        build_model,
+        build_preprocessed_model,
+        build_transfer_model,
+        compile_model,
+        get_base,
+        inference_model,
+        list_models,
+        precision_scope,
+        register_model,
+    )
+    from catdog.plotting import (
+        plot_augmentation,
+        plot_confusion_matrix,
+        plot_history,
+        plot_label_counts,
+        plot_misclassified,
+        plot_samples,
+    )
+    from catdog.saving import (
+        export,
+        load_model,
+    )
+    from catdog.synthetic import (
+        make_synthetic_dataset,
+    )
+    from catdog.training import (
+        fine_tune,
+        merge_histories,
+        train,
+        unfreeze_base,
+    )
+    from catdog.weights import (
+        make_stand_in_weights,
+    )
+
 _SUBMODULES = {
-    "cli", "data", "download", "errors", "evaluation", "features", "inference", "io", "layers",
-    "models", "plotting", "saving", "synthetic", "training", "tuning", "workflow",
+    "cli", "data", "download", "errors", "evaluation", "feature_cache", "inference", "io", "layers",
+    "models", "plotting", "saving", "synthetic", "training", "tuning", "weights", "workflow",
 }  # fmt: skip
 
 __all__ = ["__version__", *_EXPORTS]

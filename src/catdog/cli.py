@@ -11,22 +11,36 @@ import json
 import logging
 import os
 import sys
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 from catdog import __version__
+from catdog._rules import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_IMAGE_SIDE,
+    DEFAULT_SEED,
+    EXPORT_FORMATS,
+    PRECISIONS,
+    SPLIT_NAMES,
+)
 from catdog.errors import CatdogError, InvalidArgumentError
+from catdog.io import read_json
+from catdog.workflow import DEMO_DEFAULTS, RunConfig, demo_data, run_record, run_training
 
 logger = logging.getLogger("catdog")
+_DEFAULTS = {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """``argparse`` type: a positive integer (also used by the example scripts)."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
-def _non_negative_int(text: str) -> int:
+def non_negative_int(text: str) -> int:
+    """``argparse`` type: an integer >= 0."""
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
@@ -37,50 +51,44 @@ def _weights(text: str) -> str | None:
     return None if text.lower() == "none" else text
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from catdog.workflow import DEMO_DEFAULTS, RunConfig, demo_data, run_training
+_JIT = {"auto": "auto", "true": True, "false": False}
 
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The [`RunConfig`][catdog.workflow.RunConfig] that ``catdog train``'s arguments describe.
+
+    Options left out take ``RunConfig``'s defaults (or, with ``--demo``, the demo's).
+    """
+    values = {k: v for k, v in vars(args).items() if v is not None}
     if args.demo:
         for key in ("model", "image_size", "epochs"):
-            if getattr(args, key) is None:
-                setattr(args, key, DEMO_DEFAULTS[key])
-        args.data = str(demo_data(DEMO_DEFAULTS["images_per_class"], args.image_size))
-        args.out = args.out or "runs/demo"
-    config = RunConfig(
-        out=Path(args.out or f"runs/{args.model or 'transfer'}"),
-        model=args.model or "transfer",
-        data=args.data,
-        epochs=args.epochs or 20,
-        fine_tune_epochs=args.fine_tune_epochs,
-        unfreeze_from=args.unfreeze_from,
-        image_size=args.image_size or 160,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        fine_tune_learning_rate=args.fine_tune_learning_rate,
-        weights=args.weights,
-        early_stopping=args.early_stopping,
-        cache_features=args.fast,
-        augment_copies=args.augment_copies,
-        precision=args.precision,
-        jit_compile={"auto": "auto", "true": True, "false": False}[args.jit_compile],
-        seed=args.seed,
-    )
-    result = run_training(config)
+            values.setdefault(key, DEMO_DEFAULTS[key])
+        values["data"] = str(demo_data(DEMO_DEFAULTS["images_per_class"], values["image_size"]))
+        values.setdefault("out", "runs/demo")
+    values.setdefault("out", f"runs/{values.get('model', _DEFAULTS['model'])}")
+    values["out"] = Path(values["out"])
+    values["jit_compile"] = _JIT[values["jit_compile"]]
+    names = {f.name for f in fields(RunConfig)}
+    return RunConfig(**{k: v for k, v in values.items() if k in names})
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    result = run_training(run_config(args))
     print(result["report"])
     print(f"\nrun folder: {result['out']}")
     return 0
 
 
-def _beside(model_path: str, name: str):
-    """The JSON file ``name`` in the model's folder (a run folder), or None."""
-    path = Path(model_path).with_name(name)
-    return json.loads(path.read_text()) if path.is_file() else None
+def _class_names_beside(model_path: str) -> list[str] | None:
+    """The class names in ``class_names.json`` next to the model (its run folder), or None."""
+    names = read_json(Path(model_path).with_name("class_names.json"))
+    return names if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
 
 
 def _class_names_for(model_path: str, given: str | None, count: int) -> list[str]:
     if given:
         return [name.strip() for name in given.split(",")]
-    return _beside(model_path, "class_names.json") or [f"class_{i}" for i in range(count)]
+    return _class_names_beside(model_path) or [f"class_{i}" for i in range(count)]
 
 
 def _same_data(a: str, b: str) -> bool:
@@ -109,14 +117,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from catdog.workflow import split_fingerprint
 
     model = load_model(args.model)
-    run = _beside(args.model, "config.json")
+    run = run_record(Path(args.model).parent)
     data = args.data or (run or {}).get("data")
     if not data:
         raise InvalidArgumentError(
             "Pass --data FOLDER: the model has no run folder (config.json) to take it from."
         )
     seed = _evaluation_seed(args, run, data)
-    class_names = _beside(args.model, "class_names.json")
+    class_names = _class_names_beside(args.model)
     if class_names is None:
         logger.warning(
             "%s has no class_names.json beside it: the data's class folders, sorted, are "
@@ -168,18 +176,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
     families = [f.strip() for f in args.families.split(",")] if args.families else list(FAMILIES)
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
-        raise ValueError(f"Unknown families {unknown}; choose from {', '.join(FAMILIES)}.")
+        raise InvalidArgumentError(
+            f"Unknown families {unknown}; choose from {', '.join(FAMILIES)}."
+        )
     from catdog.data import from_directory
     from catdog.tuning import tune
-    from catdog.workflow import DEMO_DEFAULTS, demo_data
 
     if args.demo:
         args.image_size = args.image_size or DEMO_DEFAULTS["image_size"]
         args.data = str(demo_data(DEMO_DEFAULTS["images_per_class"], args.image_size))
         args.weights = None if args.weights == "imagenet" else args.weights
     if not args.data:
-        raise ValueError("Pass --data PATH (an image folder) or --demo.")
-    size = args.image_size or 160
+        raise InvalidArgumentError("Pass --data PATH (an image folder) or --demo.")
+    size = args.image_size or DEFAULT_IMAGE_SIDE
     splits = from_directory(
         args.data, image_size=(size, size), batch_size=args.batch_size, seed=args.seed
     )
@@ -205,112 +214,114 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from catdog.models import _REGISTRY, build_model, list_models
+    from catdog.models import build_model, describe_model, list_models
 
     print(f"{'name':<14}{'parameters':>12}{'trainable':>12}  description")
     for name in list_models(args.pattern):
         kwargs = {"weights": None} if name == "transfer" else {}
         model = build_model(name, **kwargs)
         trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
-        doc = (_REGISTRY[name].__doc__ or "").strip().splitlines()[0]
-        print(f"{name:<14}{model.count_params():>12,}{trainable:>12,}  {doc}")
+        print(f"{name:<14}{model.count_params():>12,}{trainable:>12,}  {describe_model(name)}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="catdog", description="Train, evaluate and use cat-vs-dog image classifiers."
-    )
-    parser.add_argument("--version", action="version", version=f"catdog {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_train(sub) -> None:
     train = sub.add_parser(
         "train",
         help="train a model and write a run folder",
         description="Train a model, then write the best model, history, "
         "report and plots into --out. Rerun the same command to resume.",
     )
-    train.add_argument(
-        "--demo",
-        action="store_true",
-        help="offline demo: generated data, small model, about a minute",
-    )
-    train.add_argument(
+    add = train.add_argument
+    add("--demo", action="store_true", help="offline demo: generated data, small model, ~a minute")
+    add(
         "--model",
-        help="registered model name (see `catdog models`); "
-        "default transfer, or preprocessed with --demo",
+        help=f"registered model name (see `catdog models`); default {_DEFAULTS['model']}, "
+        f"or {DEMO_DEFAULTS['model']} with --demo",
     )
-    train.add_argument(
-        "--data",
-        default="cats_and_dogs",
-        help="image folder, or cats_and_dogs to download the post's dataset",
+    add("--data", help=f"image folder, or {_DEFAULTS['data']} (default) to download the dataset")
+    add(
+        "--epochs",
+        type=positive_int,
+        help=f"default {_DEFAULTS['epochs']} ({DEMO_DEFAULTS['epochs']} with --demo)",
     )
-    train.add_argument("--epochs", type=_positive_int, help="default 20 (8 with --demo)")
-    train.add_argument(
+    add(
         "--fine-tune-epochs",
-        type=_non_negative_int,
-        default=0,
-        help="epochs of fine-tuning the top of the base (transfer only)",
+        type=non_negative_int,
+        help=f"epochs of fine-tuning the top of the base (transfer only; default "
+        f"{_DEFAULTS['fine_tune_epochs']})",
     )
-    train.add_argument(
+    add(
         "--unfreeze-from",
         type=int,
-        default=100,
-        help="first base layer to unfreeze when fine-tuning",
+        help="first base layer to unfreeze when fine-tuning "
+        f"(default {_DEFAULTS['unfreeze_from']})",
     )
-    train.add_argument("--out", help="run folder (default runs/MODEL, runs/demo with --demo)")
-    train.add_argument("--image-size", type=_positive_int, help="square side, default 160")
-    train.add_argument("--batch-size", type=_positive_int, default=32)
-    train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--fine-tune-learning-rate", type=float, default=1e-5)
-    train.add_argument(
+    add("--out", help="run folder (default runs/MODEL, runs/demo with --demo)")
+    add(
+        "--image-size",
+        type=positive_int,
+        help=f"square side (default {_DEFAULTS['image_size']}, {DEMO_DEFAULTS['image_size']} "
+        "with --demo)",
+    )
+    add("--batch-size", type=positive_int, help=f"default {_DEFAULTS['batch_size']}")
+    add("--learning-rate", type=float, help=f"default {_DEFAULTS['learning_rate']:g}")
+    add("--fine-tune-learning-rate", type=float, help=_default("fine_tune_learning_rate"))
+    add(
         "--weights",
         type=_weights,
-        default="imagenet",
-        help="transfer base weights: imagenet, none, or a weights file",
+        help="transfer base weights: imagenet (default), none, or a weights file",
     )
-    train.add_argument(
-        "--early-stopping",
-        type=_positive_int,
-        help="stop after this many epochs without improvement",
-    )
-    train.add_argument(
+    add("--early-stopping", type=positive_int, help="stop after this many epochs without gain")
+    _add_speed_options(train)
+    add("--seed", type=int, help=f"split and initialisation seed (default {_DEFAULTS['seed']})")
+    train.set_defaults(func=cmd_train)
+
+
+def _add_speed_options(train) -> None:
+    add = train.add_argument
+    add(
+        "--cache-features",
         "--fast",
+        dest="cache_features",
         action="store_true",
         help="transfer: compute the frozen base's features once and train the "
-        "head on them (much faster; see --augment-copies)",
+        "head on them (much faster; see --augment-copies). --fast is the old name",
     )
-    train.add_argument(
+    add(
         "--augment-copies",
-        type=_non_negative_int,
-        default=0,
-        help="with --fast: augmented copies of each training image to cache",
+        type=non_negative_int,
+        help="with --fast: augmented copies of each training image to cache (default 0)",
     )
-    train.add_argument(
+    add(
         "--precision",
-        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        choices=PRECISIONS,
         help="layer precision (mixed helps on GPUs; measure on CPUs)",
     )
-    train.add_argument(
+    add(
         "--jit-compile",
-        choices=("auto", "true", "false"),
+        choices=tuple(_JIT),
         default="auto",
         help="XLA compilation of the training step",
     )
-    train.add_argument("--seed", type=int, default=1337)
-    train.set_defaults(func=cmd_train)
 
+
+def _default(field: str) -> str:
+    return f"default {_DEFAULTS[field]:g}"
+
+
+def _add_evaluate_predict_export(sub) -> None:
     evaluate = sub.add_parser("evaluate", help="score a saved model on an image folder")
     evaluate.add_argument("model", help="a .keras model file")
     evaluate.add_argument(
         "--data", help="image folder (as for train); default: the run's data (config.json)"
     )
-    evaluate.add_argument("--split", default="test", choices=("train", "validation", "test"))
-    evaluate.add_argument("--batch-size", type=_positive_int, default=32)
+    evaluate.add_argument("--split", default="test", choices=SPLIT_NAMES)
+    evaluate.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
     evaluate.add_argument(
         "--seed",
         type=int,
-        help="split seed; default: the run's (config.json beside the model), else 1337",
+        help=f"split seed; default: the run's (config.json beside the model), else {DEFAULT_SEED}",
     )
     evaluate.add_argument("--out", help="folder for report.txt and report.json")
     evaluate.set_defaults(func=cmd_evaluate)
@@ -325,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="export a saved model")
     export.add_argument("model", help="a .keras model file")
-    export.add_argument("--format", default="tflite", choices=("keras", "saved_model", "tflite"))
+    export.add_argument("--format", default="tflite", choices=EXPORT_FORMATS)
     export.add_argument("--out", required=True, help="output file or folder")
     export.add_argument(
         "--overwrite",
@@ -334,55 +345,77 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(func=cmd_export)
 
+
+def _add_tune(sub) -> None:
     tune = sub.add_parser(
         "tune",
         help="search hyperparameters with KerasTuner",
         description="Run a KerasTuner search over the catdog zoo. Rerun the "
-        'same command to resume it. Needs pip install "catdog[tuner]".',
+        "same command to resume it. Needs KerasTuner (catdog's tuner extra).",
     )
-    tune.add_argument("--data", help="image folder (as for train)")
-    tune.add_argument("--demo", action="store_true", help="generated data, offline")
-    tune.add_argument("--tuner", default="hyperband", choices=("random", "hyperband", "bayesian"))
-    tune.add_argument(
-        "--max-trials", type=_positive_int, default=10, help="trials for random and bayesian search"
-    )
-    tune.add_argument(
+    add = tune.add_argument
+    add("--data", help="image folder (as for train)")
+    add("--demo", action="store_true", help="generated data, offline")
+    add("--tuner", default="hyperband", choices=("random", "hyperband", "bayesian"))
+    add("--max-trials", type=positive_int, default=10, help="trials for random and bayesian")
+    add(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         default=5,
         help="epochs per trial (hyperband: the most epochs of a trial)",
     )
-    tune.add_argument(
-        "--families", help="comma-separated subset of baseline,augmented,preprocessed,transfer"
-    )
-    tune.add_argument("--out", default="runs/tuning", help="search folder")
-    tune.add_argument("--image-size", type=_positive_int, help="square side, default 160")
-    tune.add_argument("--batch-size", type=_positive_int, default=32)
-    tune.add_argument(
+    add("--families", help="comma-separated subset of baseline,augmented,preprocessed,transfer")
+    add("--out", default="runs/tuning", help="search folder")
+    add("--image-size", type=positive_int, help=f"square side, default {DEFAULT_IMAGE_SIDE}")
+    add("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
+    add(
         "--weights",
         type=_weights,
         default="imagenet",
         help="transfer base weights: imagenet, none, or a weights file",
     )
-    tune.add_argument("--overwrite", action="store_true", help="start the search afresh")
-    tune.add_argument("--seed", type=int, default=1337)
+    add("--overwrite", action="store_true", help="start the search afresh")
+    add("--seed", type=int, default=DEFAULT_SEED)
     tune.set_defaults(func=cmd_tune)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``catdog`` argument parser (its sub-commands call the library)."""
+    parser = argparse.ArgumentParser(
+        prog="catdog", description="Train, evaluate and use cat-vs-dog image classifiers."
+    )
+    parser.add_argument("--version", action="version", version=f"catdog {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_evaluate_predict_export(sub)
+    _add_tune(sub)
     models = sub.add_parser("models", help="list the registered models")
     models.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*ed'")
     models.set_defaults(func=cmd_models)
     return parser
 
 
+def _user_error(error: BaseException) -> bool:
+    """A mistake the user can fix: catdog's own errors, and OS errors naming a user's path."""
+    return isinstance(error, CatdogError) or (
+        isinstance(error, OSError) and error.filename is not None
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``catdog`` console script."""
+    """Entry point of the ``catdog`` console script.
+
+    User errors (catdog's own, and OS errors on the user's paths) print one line and return 2;
+    anything else is a bug and shows its traceback (so does every error with
+    ``CATDOG_DEBUG=1``).
+    """
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format="catdog: warning: %(message)s")
     try:
         return args.func(args)
-    except (CatdogError, FileNotFoundError, ValueError) as error:
-        if os.environ.get("CATDOG_DEBUG"):
+    except (CatdogError, OSError) as error:
+        if os.environ.get("CATDOG_DEBUG") or not _user_error(error):
             raise
         print(f"catdog: error: {error}", file=sys.stderr)
         return 2

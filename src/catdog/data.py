@@ -27,6 +27,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from catdog._rules import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_SEED,
+    SPLIT_NAMES,
+    check_fraction,
+    check_int,
+    check_sides,
+)
 from catdog.download import (
     CATS_AND_DOGS_FOLDER,
     CATS_AND_DOGS_SIZE,
@@ -34,10 +43,9 @@ from catdog.download import (
     default_cache_dir,
     extract_once,
     fetch_archive,
-    sha256sum,
 )
 from catdog.errors import DatasetError, DatasetNotFoundError, InvalidArgumentError
-from catdog.io import file_lock
+from catdog.io import file_lock, sha256sum
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -45,8 +53,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("catdog")
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp")
-SPLIT_NAMES = ("train", "validation", "test")
-DEFAULT_SEED = 1337
 MAX_IMAGE_PIXELS: int | None = 89_478_485
 """Images with more pixels are skipped in datasets and refused by ``predict``.
 
@@ -106,9 +112,11 @@ def scan_class_folders(path: str | os.PathLike) -> tuple[list[str], dict[str, li
     clear error for a missing folder, fewer than two classes, or a class folder without images.
 
     Examples:
-        >>> class_names, files = scan_class_folders("data/train")  # doctest: +SKIP
-        >>> class_names
-        ['cats', 'dogs']
+        ```python
+        class_names, files = scan_class_folders("data/train")
+        class_names
+        # ['cats', 'dogs']
+        ```
     """
     root = Path(path)
     if not root.is_dir():
@@ -141,11 +149,6 @@ def scan_class_folders(path: str | os.PathLike) -> tuple[list[str], dict[str, li
     return [p.name for p in class_dirs], files
 
 
-def _check_fraction(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise InvalidArgumentError(f"{name} must be a number in [0, 1), got {value!r}.")
-
-
 @functools.cache
 def _content_hash(path: str, size: int, mtime_ns: int) -> str:
     """SHA-256 of a file, computed once per (path, size, modification time) in a process."""
@@ -159,9 +162,11 @@ def content_keys(paths: Sequence[str]) -> dict[str, str]:
     process); every other file is its own key.
 
     Examples:
-        >>> keys = content_keys(["a.jpg", "copy_of_a.jpg"])  # doctest: +SKIP
-        >>> keys["a.jpg"] == keys["copy_of_a.jpg"]
-        True
+        ```python
+        keys = content_keys(["a.jpg", "copy_of_a.jpg"])
+        keys["a.jpg"] == keys["copy_of_a.jpg"]
+        # True
+        ```
     """
     by_size: dict[int, list[tuple[str, os.stat_result]]] = defaultdict(list)
     for path in paths:
@@ -170,12 +175,14 @@ def content_keys(paths: Sequence[str]) -> dict[str, str]:
     keys = {}
     for group in by_size.values():
         for path, stat in group:
-            unique = len(group) == 1
-            keys[path] = path if unique else _content_hash(path, stat.st_size, stat.st_mtime_ns)
+            keys[path] = path
+            if len(group) > 1:
+                with contextlib.suppress(OSError):  # unreadable: the decoder will name it
+                    keys[path] = _content_hash(path, stat.st_size, stat.st_mtime_ns)
     return keys
 
 
-def _carve(
+def _split_off(
     files: dict[str, list[str]], fraction: float, seed: int, keys: dict[str, str]
 ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """Split each class's files into (rest, carved) with ``fraction`` carved, reproducibly.
@@ -271,10 +278,12 @@ def split_files(
     Returns ``(class_names, {split: {class_name: [paths]}})``.
 
     Examples:
-        >>> class_names, split = split_files("cats_and_dogs_filtered", seed=1)  # doctest: +SKIP
+        ```python
+        class_names, split = split_files("cats_and_dogs_filtered", seed=1)
+        ```
     """
-    _check_fraction("test_fraction", test_fraction)
-    _check_fraction("validation_fraction", validation_fraction)
+    check_fraction("test_fraction", test_fraction)
+    check_fraction("validation_fraction", validation_fraction)
     root = Path(path)
     if not root.is_dir():
         raise DatasetNotFoundError(
@@ -301,7 +310,9 @@ def split_files(
                 )
         keys = content_keys([p for by_class in sets.values() for c in by_class.values() for p in c])
         if "test" not in sets:
-            sets["validation"], sets["test"] = _carve(sets["validation"], test_fraction, seed, keys)
+            sets["validation"], sets["test"] = _split_off(
+                sets["validation"], test_fraction, seed, keys
+            )
     else:
         class_names, everything = scan_class_folders(root)
         holdout = validation_fraction + test_fraction
@@ -311,8 +322,10 @@ def split_files(
                 f"got {validation_fraction} + {test_fraction}."
             )
         keys = content_keys([p for paths in everything.values() for p in paths])
-        train, held = _carve(everything, holdout, seed, keys)
-        validation, test = _carve(held, test_fraction / holdout if holdout else 0, seed + 1, keys)
+        train, held = _split_off(everything, holdout, seed, keys)
+        validation, test = _split_off(
+            held, test_fraction / holdout if holdout else 0, seed + 1, keys
+        )
         sets = {"train": train, "validation": validation, "test": test}
     return class_names, _one_split_per_image(sets, keys)
 
@@ -356,8 +369,10 @@ def image_size_problem(path: str | os.PathLike, max_pixels: int | None = None) -
     Pillow cannot identify are left to the decoder, which names them if they fail.
 
     Examples:
-        >>> image_size_problem("huge.png")  # doctest: +SKIP
-        '20000x20000 = 400,000,000 pixels, over the limit of 89,478,485 pixels ...'
+        ```python
+        image_size_problem("huge.png")
+        # '20000x20000 = 400,000,000 pixels, over the limit of 89,478,485 pixels ...'
+        ```
     """
     limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     if not limit:
@@ -403,7 +418,7 @@ def _clear_abandoned_cache(target: str) -> None:
             path.unlink(missing_ok=True)
 
 
-def _decoded(paths, labels, image_size, cache, split):
+def _decode_and_cache(paths, labels, image_size, cache, split):
     """Decode once (parallel), drop undecodable files, cache; return (dataset, kept indices)."""
     import tensorflow as tf
 
@@ -432,7 +447,7 @@ def _decoded(paths, labels, image_size, cache, split):
     return ds, kept
 
 
-def _batched(ds, *, batch_size, shuffle, seed, size):
+def _batch_pipeline(ds, *, batch_size, shuffle, seed, size):
     import tensorflow as tf
 
     ds = ds.apply(tf.data.experimental.assert_cardinality(size))  # known length for Keras
@@ -450,25 +465,39 @@ def build_splits(
     class_names: Sequence[str],
     split_paths: dict[str, dict[str, list[str]]],
     *,
-    image_size: tuple[int, int] = (160, 160),
-    batch_size: int = 32,
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = DEFAULT_SEED,
     cache: str | os.PathLike | None = "memory",
 ) -> Splits:
     """Turn a file-level split (see [`split_files`][catdog.data.split_files]) into datasets.
 
-    Labels are indices into ``class_names``; ``split_paths`` may hold a subset of them (an
-    evaluation folder without every class) but no other class. Images over
-    [`MAX_IMAGE_PIXELS`][catdog.data.MAX_IMAGE_PIXELS] and files that do not decode are skipped
-    with one warning naming them.
+    Images over [`MAX_IMAGE_PIXELS`][catdog.data.MAX_IMAGE_PIXELS] and files that do not decode
+    are skipped with one warning naming them.
+
+    Args:
+        class_names: the classes in label order: an image's label is its class's index here.
+        split_paths: ``{split: {class_name: [paths]}}`` for each of ``"train"``,
+            ``"validation"`` and ``"test"``, as [`split_files`][catdog.data.split_files] returns.
+            It may hold a subset of ``class_names`` (an evaluation folder without every class)
+            but no other class.
+        image_size: ``(height, width)`` in pixels, positive integers: every image is resized
+            to it (bilinear, without keeping its aspect ratio).
+        batch_size: images per batch, a positive integer.
+        seed: seeds the shuffling of the training split (reshuffled each epoch); evaluation
+            splits are not shuffled.
+        cache: where the decoded images are cached: ``"memory"`` (or ``None``), or a folder
+            (created if needed) for tf.data cache files, keyed on the files' names, sizes and
+            modification times and on ``image_size``, so changed images are decoded again.
 
     Examples:
-        >>> names, split = split_files("data")  # doctest: +SKIP
-        >>> splits = build_splits(names, split, image_size=(96, 96))  # doctest: +SKIP
+        ```python
+        names, split = split_files("data")
+        splits = build_splits(names, split, image_size=(96, 96))
+        ```
     """
-    image_size = _check_image_size(image_size)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    image_size = check_sides("image_size", image_size, 2)
+    check_int("batch_size", batch_size)
     _check_known_classes(class_names, {c for by_class in split_paths.values() for c in by_class})
     index = {name: i for i, name in enumerate(class_names)}
     datasets, files, labels, skipped = {}, {}, {}, []
@@ -479,14 +508,14 @@ def build_splits(
         pairs = [(p, label) for p, label in pairs if p not in too_large]
         paths = [p for p, _ in pairs]
         split_labels = [label for _, label in pairs]
-        ds, kept = _decoded(paths, split_labels, image_size, cache, split)
+        ds, kept = _decode_and_cache(paths, split_labels, image_size, cache, split)
         kept_set = set(kept.tolist())
         skipped += [
             (paths[i], "not a decodable image") for i in range(len(paths)) if i not in kept_set
         ]
         files[split] = [paths[i] for i in sorted(kept_set)]
         labels[split] = [split_labels[i] for i in sorted(kept_set)]
-        datasets[split] = _batched(
+        datasets[split] = _batch_pipeline(
             ds, batch_size=batch_size, shuffle=split == "train", seed=seed, size=len(kept)
         )
     if skipped:
@@ -532,7 +561,9 @@ def check_split_sizes(splits: Splits, needed: Sequence[str] = SPLIT_NAMES) -> No
     """Raise a clear error when one of the ``needed`` splits holds no image.
 
     Examples:
-        >>> check_split_sizes(splits, ("train", "validation"))  # doctest: +SKIP
+        ```python
+        check_split_sizes(splits, ("train", "validation"))
+        ```
     """
     counts = {split: len(splits.files[split]) for split in SPLIT_NAMES}
     empty = [split for split in needed if counts[split] == 0]
@@ -547,23 +578,10 @@ def check_split_sizes(splits: Splits, needed: Sequence[str] = SPLIT_NAMES) -> No
         )
 
 
-def _check_image_size(image_size) -> tuple[int, int]:
-    size = tuple(image_size) if isinstance(image_size, (tuple, list)) else None
-    if (
-        size is None
-        or len(size) != 2
-        or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in size)
-    ):
-        raise InvalidArgumentError(
-            f"image_size must be (height, width) of positive integers, got {image_size!r}."
-        )
-    return size
-
-
 def from_directory(
     path: str | os.PathLike,
-    image_size: tuple[int, int] = (160, 160),
-    batch_size: int = 32,
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = DEFAULT_SEED,
     test_fraction: float = 0.2,
     validation_fraction: float = 0.2,
@@ -572,22 +590,38 @@ def from_directory(
 ) -> Splits:
     """Build leak-free train/validation/test datasets from an image folder.
 
-    ``path`` holds ``train/<class>/`` and ``validation/<class>/`` (the test split is then
-    ``test_fraction`` of validation, or ``test/<class>/`` when present), or one sub-folder per
-    class (split by ``validation_fraction`` and ``test_fraction``). Images of any size and of
-    the formats BMP, GIF, JPEG, PNG, WebP (grayscale, RGBA and CMYK too) become RGB
-    ``image_size`` arrays; files that do not decode are skipped with a warning. ``cache`` is
-    ``"memory"`` or a folder for tf.data cache files (keyed on the files' names, sizes and
-    modification times, so changed images are decoded again). ``class_names`` fixes the label
-    order (a trained model's classes, to evaluate it on a folder): every class folder must
-    be one of them, matched by name; by default the folder names, sorted.
+    Images of any size and of the formats BMP, GIF, JPEG, PNG, WebP (grayscale, RGBA and CMYK
+    too) become RGB arrays; files that do not decode are skipped with a warning.
+
+    Args:
+        path: the image folder: ``train/<class>/`` and ``validation/<class>/`` sub-folders
+            (plus ``test/<class>/``, optional), or one sub-folder per class, split three ways.
+        image_size: ``(height, width)`` in pixels, positive integers: every image is resized
+            to it (bilinear, without keeping its aspect ratio).
+        batch_size: images per batch, a positive integer.
+        seed: decides, with the file names, which split each image goes to, and seeds the
+            shuffling of the training split.
+        test_fraction: the share, in ``[0, 1)``, of the validation images (``train/`` and
+            ``validation/`` without ``test/``) or of each class's images (one sub-folder per
+            class) that becomes the test split; unused when ``test/`` exists.
+        validation_fraction: the share, in ``[0, 1)``, of each class's images that becomes the
+            validation split, with one sub-folder per class (``validation_fraction +
+            test_fraction`` must be below 1); unused with a ``validation/`` folder.
+        cache: where the decoded images are cached: ``"memory"`` (or ``None``), or a folder
+            (created if needed) for tf.data cache files, keyed on the files' names, sizes and
+            modification times, so changed images are decoded again.
+        class_names: fixes the label order (a trained model's classes, to evaluate it on a
+            folder): every class folder must be one of them, matched by name. Defaults to
+            `None` (the class folder names, sorted).
 
     Examples:
-        >>> splits = from_directory("cats_and_dogs_filtered", image_size=(160, 160))
-        >>> splits.class_names
-        ['cats', 'dogs']
-        >>> len(set(splits.files["validation"]) & set(splits.files["test"]))
-        0
+        ```python
+        splits = from_directory("cats_and_dogs_filtered", image_size=(160, 160))
+        splits.class_names
+        # ['cats', 'dogs']
+        len(set(splits.files["validation"]) & set(splits.files["test"]))
+        # 0
+        ```
     """
     folder_classes, split_paths = split_files(
         path, validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed
@@ -607,24 +641,43 @@ def load_cats_and_dogs(
     *,
     origin: str = CATS_AND_DOGS_URL,
     file_hash: str | None = None,
-    image_size: tuple[int, int] = (160, 160),
-    batch_size: int = 32,
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = DEFAULT_SEED,
     test_fraction: float = 0.2,
     cache: str | os.PathLike | None = "memory",
 ) -> Splits:
     """Download ``cats_and_dogs_filtered.zip`` once, extract it once, and return its splits.
 
-    The archive lands in ``cache_dir/datasets`` (default: the Keras cache, ``~/.keras``).
-    It is checked against its known size (68,606,236 bytes), or against ``file_hash``
-    (SHA-256) when given, which a custom ``origin`` (mirror, ``file://`` URL) must pass. The
-    extracted folder is tied to the archive it came from (a new archive is extracted again).
-    The test split is ``test_fraction`` of the validation images, disjoint from validation.
+    The archive is checked before it is used, and the extracted folder is tied to the archive
+    it came from (a new archive is extracted again).
+
+    Args:
+        cache_dir: the folder whose ``datasets/`` sub-folder holds the archive and the
+            extracted images. Defaults to `None` (the Keras cache: ``$KERAS_HOME`` or
+            ``~/.keras``).
+        origin: the URL of the archive; a custom one (a mirror, a ``file://`` URL) needs
+            ``file_hash``.
+        file_hash: the SHA-256 (hex digits) the archive must have. Defaults to `None`: the
+            archive of the default ``origin`` is checked against its known size (68,606,236
+            bytes).
+        image_size: ``(height, width)`` in pixels, positive integers: every image is resized
+            to it (bilinear, without keeping its aspect ratio).
+        batch_size: images per batch, a positive integer.
+        seed: decides which validation images go to the test split, and seeds the shuffling
+            of the training split.
+        test_fraction: the share, in ``[0, 1)``, of the validation images that becomes the test
+            split, disjoint from validation.
+        cache: where the decoded images are cached: ``"memory"`` (or ``None``), or a folder
+            (created if needed) for tf.data cache files, keyed on the files' names, sizes and
+            modification times, so changed images are decoded again.
 
     Examples:
-        >>> splits = load_cats_and_dogs()
-        >>> [len(splits.files[s]) for s in ("train", "validation", "test")]
-        [2000, 800, 200]
+        ```python
+        splits = load_cats_and_dogs()
+        [len(splits.files[s]) for s in ("train", "validation", "test")]
+        # [2000, 800, 200]
+        ```
     """
     if origin != CATS_AND_DOGS_URL and not file_hash:
         raise InvalidArgumentError(
@@ -664,8 +717,10 @@ def label_counts(data, split: str = "train") -> dict:
     with a dataset they are the label integers.
 
     Examples:
-        >>> label_counts(splits)  # doctest: +SKIP
-        {'cats': 1000, 'dogs': 1000}
+        ```python
+        label_counts(splits)
+        # {'cats': 1000, 'dogs': 1000}
+        ```
     """
     if isinstance(data, Splits):
         if split not in data.labels:
@@ -679,11 +734,13 @@ def label_counts(data, split: str = "train") -> dict:
 
 
 def majority_baseline(data, split: str = "train") -> float:
-    """Accuracy of always guessing the most frequent label, as a fraction (the post's 50%).
+    """Accuracy of always guessing the most frequent label, as a fraction (the tutorial's 50%).
 
     Examples:
-        >>> majority_baseline(splits)  # doctest: +SKIP
-        0.5
+        ```python
+        majority_baseline(splits)
+        # 0.5
+        ```
     """
     counts = label_counts(data, split) if not isinstance(data, dict) else data
     total = sum(counts.values())

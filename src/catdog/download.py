@@ -7,7 +7,6 @@ of the archive it came from and is extracted again when the archive changes.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -16,7 +15,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from catdog.errors import DatasetError, DownloadError, IntegrityError
-from catdog.io import file_lock
+from catdog.io import file_lock, sha256sum
 
 logger = logging.getLogger("catdog")
 
@@ -33,15 +32,6 @@ _SOURCE_MARKER = ".catdog-archive-sha256"
 def default_cache_dir() -> Path:
     """The Keras cache folder: ``$KERAS_HOME`` or ``~/.keras`` (as ``keras.utils.get_file``)."""
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
-
-
-def sha256sum(path: str | os.PathLike) -> str:
-    """Return the hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_archive(path: Path, expected_size: int | None, file_hash: str | None) -> None:
@@ -73,8 +63,16 @@ def fetch_archive(
 
     The download goes to ``fname + ".part"`` and is renamed only after the size or hash
     check passed, so an interrupted or corrupt download is never taken for a good one. A
-    second process asking for the same archive meanwhile waits, then uses it.
+    second process asking for the same archive meanwhile waits, then uses it. A verified
+    archive is used without taking the lock (a read-only cache works).
     """
+    final = datasets_dir / fname
+    if final.is_file():
+        try:
+            _check_archive(final, expected_size, file_hash)
+            return final
+        except IntegrityError:
+            pass  # replaced below, under the lock
     datasets_dir.mkdir(parents=True, exist_ok=True)
     with file_lock(datasets_dir / f".{fname}.lock"):
         return _fetch(origin, fname, datasets_dir, expected_size, file_hash)
@@ -136,13 +134,43 @@ def _check_members(archive: Path, zf: zipfile.ZipFile, folder: str) -> None:
         )
 
 
+def _extracted_from(marker: Path, digest: str) -> bool:
+    try:
+        return marker.read_text().strip() == digest
+    except OSError:
+        return False
+
+
+def _move_aside(final: Path, marker: Path, archive: Path, tmp: Path) -> None:
+    """Make room for a new extraction; never delete a folder catdog did not write."""
+    if not final.exists():
+        return
+    if marker.is_file():  # catdog's own extraction of another archive
+        logger.warning("%s came from another %s; extracting it again.", final, archive.name)
+        os.replace(final, tmp / ".previous")  # removed with tmp
+        return
+    n = 1
+    while final.with_name(f"{final.name}.previous-{n}").exists():
+        n += 1
+    kept = final.with_name(f"{final.name}.previous-{n}")
+    logger.warning(
+        "%s was not extracted by catdog; it is kept as %s and %s is extracted afresh.",
+        final,
+        kept,
+        archive.name,
+    )
+    os.replace(final, kept)
+
+
 def extract_once(
     archive: Path, target_dir: Path, folder: str, *, archive_hash: str | None = None
 ) -> Path:
     """Extract ``archive`` into ``target_dir/folder`` unless it was already extracted from it.
 
     The folder records the archive's SHA-256 (``archive_hash``, computed when not given); a
-    folder extracted from another archive is replaced. Members with absolute paths or ``..``
+    folder catdog extracted from another archive is replaced, and a folder catdog did not
+    extract (no record) is kept, renamed ``<folder>.previous-N``. Members with absolute paths
+    or ``..``
     and archives over the size and member limits are refused before anything is written. The
     archive is unpacked in a temporary folder and moved into place in one rename, so an
     interrupted extraction never looks finished; concurrent callers wait for each other.
@@ -150,8 +178,10 @@ def extract_once(
     final = target_dir / folder
     digest = archive_hash or sha256sum(archive)
     marker = final / _SOURCE_MARKER
+    if _extracted_from(marker, digest):  # no lock needed: a read-only cache works
+        return final
     with file_lock(target_dir / f".{folder}.lock"):
-        if marker.is_file() and marker.read_text().strip() == digest:
+        if _extracted_from(marker, digest):  # by a process we waited for
             return final
         try:
             with zipfile.ZipFile(archive) as zf:
@@ -160,14 +190,7 @@ def extract_once(
                 try:
                     zf.extractall(tmp)
                     (tmp / folder / _SOURCE_MARKER).write_text(digest + "\n")
-                    if final.exists():
-                        logger.warning(
-                            "%s was not extracted from %s (or from this version of it); "
-                            "extracting it again.",
-                            final,
-                            archive.name,
-                        )
-                        os.replace(final, tmp / ".previous")  # removed with tmp
+                    _move_aside(final, marker, archive, tmp)
                     os.replace(tmp / folder, final)
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)

@@ -21,7 +21,11 @@ class DatasetError(CatdogError, ValueError):
 
 
 class DatasetNotFoundError(CatdogError, FileNotFoundError):
-    """A dataset folder, archive or model file does not exist."""
+    """A dataset folder or archive does not exist."""
+
+
+class InputFileNotFoundError(CatdogError, FileNotFoundError):
+    """A model, image or weights file given as input does not exist."""
 
 
 class IntegrityError(CatdogError, ValueError):

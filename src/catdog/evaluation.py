@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from catdog.data import Splits
-from catdog.errors import DatasetNotFoundError, InvalidArgumentError
+from catdog.errors import InputFileNotFoundError, InvalidArgumentError
 from catdog.io import write_json, write_text
 
 
@@ -62,8 +62,10 @@ class Report:
         """The report that [`to_dict`][catdog.evaluation.Report.to_dict] (or report.json) holds.
 
         Examples:
-            >>> data = json.loads(Path("runs/demo/report.json").read_text())  # doctest: +SKIP
-            >>> report = Report.from_dict(data)  # doctest: +SKIP
+            ```python
+            data = json.loads(Path("runs/demo/report.json").read_text())
+            report = Report.from_dict(data)
+            ```
         """
         values = dict(data)
         values["loss"] = float("nan") if values.get("loss") is None else values["loss"]
@@ -109,8 +111,10 @@ def predict_probabilities(model: keras.Model, images) -> np.ndarray:
     models get a softmax.
 
     Examples:
-        >>> predict_probabilities(model, images).shape  # doctest: +SKIP
-        (32, 2)
+        ```python
+        predict_probabilities(model, images).shape
+        # (32, 2)
+        ```
     """
     from catdog.inference import predictor_for
 
@@ -133,8 +137,10 @@ def evaluate(
     class names and files.
 
     Examples:
-        >>> report = evaluate(model, splits)  # doctest: +SKIP
-        >>> print(report)  # doctest: +SKIP
+        ```python
+        report = evaluate(model, splits)
+        print(report)
+        ```
     """
     if isinstance(data, Splits):
         class_names = class_names or data.class_names
@@ -211,8 +217,10 @@ def load_images(paths: Sequence[str | os.PathLike], image_size: tuple[int, int])
     pixel is decoded).
 
     Examples:
-        >>> load_images(["cat.jpg"], (160, 160)).shape  # doctest: +SKIP
-        (1, 160, 160, 3)
+        ```python
+        load_images(["cat.jpg"], (160, 160)).shape
+        # (1, 160, 160, 3)
+        ```
     """
     import tensorflow as tf
 
@@ -222,7 +230,7 @@ def load_images(paths: Sequence[str | os.PathLike], image_size: tuple[int, int])
     images = []
     for path in paths:
         if not Path(path).is_file():
-            raise DatasetNotFoundError(f"Image file {str(path)!r} does not exist.")
+            raise InputFileNotFoundError(f"Image file {str(path)!r} does not exist.")
         problem = image_size_problem(path)
         if problem:
             raise InvalidArgumentError(f"{str(path)!r} is too large to read: {problem}.")
@@ -247,8 +255,10 @@ def predict(
     name and its probability. Without ``class_names`` classes are named ``class_0``, ``class_1``...
 
     Examples:
-        >>> for p in predict(model, ["cat.jpg", "dog.png"], ["cats", "dogs"]):  # doctest: +SKIP
-        ...     print(p.path, p.class_name, round(p.probability, 3))
+        ```python
+        for p in predict(model, ["cat.jpg", "dog.png"], ["cats", "dogs"]):
+            print(p.path, p.class_name, round(p.probability, 3))
+        ```
     """
     height, width = model.input_shape[1:3]
     if isinstance(images_or_paths, np.ndarray):

@@ -22,9 +22,11 @@ class Predictor:
     """Class probabilities from a model, fast for small batches.
 
     Examples:
-        >>> predictor = Predictor(model)
-        >>> predictor(images).shape  # doctest: +SKIP
-        (1, 2)
+        ```python
+        predictor = Predictor(model)
+        predictor(images).shape
+        # (1, 2)
+        ```
     """
 
     def __init__(self, model: keras.Model, *, jit_compile: bool = False):
@@ -32,11 +34,11 @@ class Predictor:
 
         self.model = model
         self.input_shape = tuple(model.input_shape[1:])
-        lean = inference_model(model)
+        without_augmentation = inference_model(model)
         logits = outputs_logits(model)
 
         def run(images):
-            out = tf.cast(lean(images, training=False), tf.float32)
+            out = tf.cast(without_augmentation(images, training=False), tf.float32)
             return tf.nn.softmax(out) if logits else out
 
         spec = tf.TensorSpec((None, *self.input_shape), tf.float32)

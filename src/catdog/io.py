@@ -6,6 +6,7 @@ same folder wait for each other (or the second is refused) instead of mixing the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -52,8 +53,10 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
     permission) raise [`OutputError`][catdog.errors.OutputError].
 
     Examples:
-        >>> with atomic_path("model.keras") as tmp:  # doctest: +SKIP
-        ...     model.save(tmp)
+        ```python
+        with atomic_path("model.keras") as tmp:
+            model.save(tmp)
+        ```
     """
     final = Path(path)
     _make_parent(final)
@@ -69,10 +72,15 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
     tmp = tmp_dir / final.name
     try:
         yield tmp
+        old = tmp_dir / ".replaced"
         if directory and final.is_dir():
-            old = tmp_dir / ".replaced"
-            os.replace(final, old)  # deleted with tmp_dir below
-        os.replace(tmp, final)
+            os.replace(final, old)  # deleted with tmp_dir below, once the new one is in place
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if old.exists():
+                os.replace(old, final)  # put the previous folder back
+            raise
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
@@ -87,6 +95,15 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write text atomically."""
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def sha256sum(path: str | os.PathLike) -> str:
+    """Return the hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def json_safe(data):
@@ -107,6 +124,19 @@ def json_safe(data):
     return data
 
 
+def read_json(path: str | os.PathLike):
+    """The JSON value in ``path``, or ``None`` when the file is missing or not valid JSON.
+
+    Examples:
+        >>> read_json("no/such/file.json") is None
+        True
+    """
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def write_json(path: str | os.PathLike, data) -> Path:
     """Write valid JSON (indented, UTF-8, non-finite numbers as ``null``) atomically."""
     text = json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False)
@@ -117,7 +147,9 @@ def save_model(model, path: str | os.PathLike) -> Path:
     """``model.save(path)`` atomically (``.keras`` format).
 
     Examples:
-        >>> save_model(model, "runs/demo/model.keras")  # doctest: +SKIP
+        ```python
+        save_model(model, "runs/demo/model.keras")
+        ```
     """
     if Path(path).suffix != ".keras":
         raise InvalidArgumentError(f"Model files must end in .keras, got {str(path)!r}.")
@@ -134,8 +166,10 @@ def file_lock(path: str | os.PathLike, *, wait: bool = True, busy: str = "") -> 
     process never leaves a lock that blocks later runs.
 
     Examples:
-        >>> with file_lock("runs/demo/.resume/lock", wait=False, busy="in use"):  # doctest: +SKIP
-        ...     ...
+        ```python
+        with file_lock("runs/demo/.resume/lock", wait=False, busy="in use"):
+            ...
+        ```
     """
     from filelock import FileLock, Timeout
 

@@ -9,19 +9,10 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from catdog._rules import check_fraction
 from catdog.errors import InvalidArgumentError
 
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
-
-
-def _check_fraction(name: str, value: float | None, upper: float = 1.0) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= upper:
-        raise InvalidArgumentError(
-            f"{name} must be a number between 0 and {upper} (or None to leave it out), "
-            f"got {value!r}."
-        )
 
 
 def augmentation_layers(
@@ -34,12 +25,22 @@ def augmentation_layers(
 ) -> list[keras.layers.Layer]:
     """Return the augmentation layers, in order, for splicing into a model.
 
-    The defaults are the post's ``RandomFlip()`` + ``RandomRotation(0.2)``. ``rotation`` is a
-    fraction of a full turn (0.2 = up to +-72 degrees), ``zoom`` and ``contrast`` are Keras'
-    ``RandomZoom``/``RandomContrast`` factors. ``None`` or ``0`` leaves a layer out. All layers
-    are active only in training; at inference they pass images through unchanged.
-    ``value_range`` is the pixel range the layers see (``(-1, 1)`` after MobileNetV2
-    preprocessing), which ``RandomContrast`` clips to.
+    The defaults are the tutorial's ``RandomFlip()`` + ``RandomRotation(0.2)``. All layers are
+    active only in training; at inference they pass images through unchanged.
+
+    Args:
+        flip: the ``RandomFlip`` mode: ``"horizontal"``, ``"vertical"`` or
+            ``"horizontal_and_vertical"``; ``None`` leaves the flip out.
+        rotation: the ``RandomRotation`` factor, a fraction of a full turn in ``[0, 1]``
+            (0.2 = up to +-72 degrees); ``None`` or ``0`` leaves the layer out.
+        zoom: the ``RandomZoom`` factor in ``[0, 1]``: zoom in or out by up to this fraction,
+            keeping the aspect ratio (0.1 = up to +-10%); ``None`` or ``0`` leaves it out.
+        contrast: the ``RandomContrast`` factor in ``[0, 1]``: each channel's contrast is scaled
+            by a random factor in ``[1 - contrast, 1 + contrast]``; ``None`` or ``0`` leaves it
+            out.
+        seed: the seed of the random layers; ``None`` for unseeded ones.
+        value_range: the ``(low, high)`` pixel range the layers see (``(-1, 1)`` after
+            MobileNetV2 preprocessing), which ``RandomContrast`` clips its output to.
 
     Examples:
         >>> [type(layer).__name__ for layer in augmentation_layers()]
@@ -47,9 +48,8 @@ def augmentation_layers(
     """
     if flip is not None and flip not in FLIP_MODES:
         raise InvalidArgumentError(f"flip must be one of {FLIP_MODES} or None, got {flip!r}.")
-    _check_fraction("rotation", rotation)
-    _check_fraction("zoom", zoom)
-    _check_fraction("contrast", contrast)
+    for name, value in (("rotation", rotation), ("zoom", zoom), ("contrast", contrast)):
+        check_fraction(name, value, high_included=True, optional=True)
     result: list[keras.layers.Layer] = []
     if flip:
         result.append(layers.RandomFlip(flip, seed=seed, name="random_flip"))
@@ -76,13 +76,24 @@ def build_augmentation(
 ) -> keras.Sequential:
     """Return the augmentation block as one ``keras.Sequential`` layer.
 
-    Takes the same arguments as [`augmentation_layers`][catdog.layers.augmentation_layers]. Useful
-    on its own, e.g. to preview augmentations or to put in front of a model of your own.
+    The layers of [`augmentation_layers`][catdog.layers.augmentation_layers], for pixels in
+    0..255 (``RandomContrast`` clips to that range). Useful on its own, e.g. to preview
+    augmentations or to put in front of a model of your own.
+
+    Args:
+        flip: as in [`augmentation_layers`][catdog.layers.augmentation_layers].
+        rotation: as in ``augmentation_layers``.
+        zoom: as in ``augmentation_layers``.
+        contrast: as in ``augmentation_layers``.
+        seed: as in ``augmentation_layers``.
+        name: the name of the ``keras.Sequential`` block.
 
     Examples:
-        >>> augment = build_augmentation(rotation=0.1)
-        >>> augment(images, training=True).shape  # doctest: +SKIP
-        TensorShape([32, 160, 160, 3])
+        ```python
+        augment = build_augmentation(rotation=0.1)
+        augment(images, training=True).shape
+        # TensorShape([32, 160, 160, 3])
+        ```
     """
     return keras.Sequential(augmentation_layers(flip, rotation, zoom, contrast, seed), name=name)
 
@@ -94,8 +105,10 @@ def mobilenet_v2_preprocessing(name: str = "mobilenet_v2_preprocessing") -> laye
     serializable ``Rescaling`` layer inside the model, so an exported model takes raw pixels.
 
     Examples:
-        >>> float(mobilenet_v2_preprocessing()(np.array([[0.0, 255.0]]))[0, 1])  # doctest: +SKIP
-        1.0
+        ```python
+        float(mobilenet_v2_preprocessing()(np.array([[0.0, 255.0]]))[0, 1])
+        # 1.0
+        ```
     """
     return layers.Rescaling(scale=1.0 / 127.5, offset=-1.0, name=name)
 
@@ -110,8 +123,10 @@ class InferenceMode(keras.layers.Wrapper):
     inference mode while its weights can still be trained.
 
     Examples:
-        >>> base = keras.applications.MobileNetV2(include_top=False, weights=None)
-        >>> frozen_stats_base = InferenceMode(base)  # doctest: +SKIP
+        ```python
+        base = keras.applications.MobileNetV2(include_top=False, weights=None)
+        frozen_stats_base = InferenceMode(base)
+        ```
     """
 
     def call(self, inputs):

@@ -1,4 +1,9 @@
-"""The catdog model zoo: the post's four architectures as configurable factories.
+"""The catdog model zoo: the tutorial's four architectures as configurable factories.
+
+"The tutorial", here and in all of catdog's documentation, is the "Image Classification with
+TensorFlow" cats-vs-dogs tutorial catdog started from: the ``cats_and_dogs_filtered`` data at
+160x160 and four models, A (a small CNN), B (with RandomFlip + RandomRotation), C (with
+MobileNetV2 input scaling) and D (a frozen MobileNetV2 base under a small head).
 
 Every model takes raw RGB pixels in 0..255 (preprocessing and augmentation are layers inside
 the model) and ends in ``Dense(num_classes)`` with a softmax (default) or no activation
@@ -17,10 +22,17 @@ from collections.abc import Callable, Sequence
 import keras
 from keras import layers
 
-from catdog.errors import DownloadError, InvalidArgumentError
+from catdog._rules import (
+    DEFAULT_INPUT_SHAPE,
+    PRECISIONS,
+    check_fraction,
+    check_int,
+    check_positive_number,
+    check_sides,
+)
+from catdog.errors import DownloadError, InputFileNotFoundError, InvalidArgumentError
 from catdog.layers import InferenceMode, augmentation_layers, mobilenet_v2_preprocessing
 
-DEFAULT_INPUT_SHAPE = (160, 160, 3)
 _REGISTRY: dict[str, Callable[..., keras.Model]] = {}
 
 
@@ -29,9 +41,11 @@ def register_model(name: str | None = None) -> Callable:
     """Decorator that adds a model factory to the registry under ``name``.
 
     Examples:
-        >>> @register_model("tiny")
-        ... def build_tiny_model(input_shape=(32, 32, 3), num_classes=2, **kwargs):
-        ...     ...
+        ```python
+        @register_model("tiny")
+        def build_tiny_model(input_shape=(32, 32, 3), num_classes=2, **kwargs):
+            ...
+        ```
     """
 
     def decorator(factory: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
@@ -52,9 +66,6 @@ def list_models(pattern: str = "*") -> list[str]:
         ['augmented', 'preprocessed']
     """
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
-
-
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 @contextlib.contextmanager
@@ -95,6 +106,17 @@ def build_model(name: str, *, precision: str | None = None, **kwargs) -> keras.M
         return factory(**kwargs)
 
 
+def describe_model(name: str) -> str:
+    """A one-line description of the registered model ``name`` (its factory's first line).
+
+    Examples:
+        >>> describe_model("baseline")
+        "The tutorial's model 1: two Conv2D+MaxPooling blocks and a dense head, no augmentation."
+    """
+    doc = _REGISTRY[check_model_name(name)].__doc__ or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
 def check_model_name(name: str) -> str:
     """Return ``name`` if it is registered, else raise an error listing the known names."""
     if name not in _REGISTRY:
@@ -105,37 +127,19 @@ def check_model_name(name: str) -> str:
 
 
 # ----------------------------------------------------------------------------- validation
-def _check_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return value
-
-
 def _check_input_shape(input_shape) -> tuple[int, int, int]:
-    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
-    if (
-        shape is None
-        or len(shape) != 3
-        or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape)
-        or shape[2] != 3
-    ):
-        raise InvalidArgumentError(
-            "input_shape must be (height, width, 3): positive integers and 3 RGB channels, "
-            f"got {input_shape!r}."
-        )
-    return shape
+    return check_sides("input_shape", input_shape, 3, channels=3)
 
 
 def _check_head(num_classes, dropout, dense_units, classifier_activation) -> None:
-    _check_int("num_classes", num_classes, minimum=2)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise InvalidArgumentError(f"dropout must be a number in [0, 1), got {dropout!r}.")
-    _check_int("dense_units", dense_units)
+    check_int("num_classes", num_classes, minimum=2)
+    check_fraction("dropout", dropout)
+    check_int("dense_units", dense_units)
     if classifier_activation not in ("softmax", None):
         raise InvalidArgumentError(
             "classifier_activation must be 'softmax' (probabilities) or None (logits), got "
             f"{classifier_activation!r}. A sigmoid head under a sparse categorical loss, as "
-            "in the original post, does not give probabilities that sum to 1."
+            "in the original tutorial, does not give probabilities that sum to 1."
         )
 
 
@@ -145,7 +149,7 @@ def _per_block(name: str, value, blocks: int) -> list[int]:
         raise InvalidArgumentError(
             f"{name} must be one integer or one per conv block ({blocks}), got {value!r}."
         )
-    return [_check_int(name, v) for v in values]
+    return [check_int(name, v) for v in values]
 
 
 def _conv_plan(input_shape, filters, kernel_size, pool_size):
@@ -153,7 +157,7 @@ def _conv_plan(input_shape, filters, kernel_size, pool_size):
         raise InvalidArgumentError(
             f"filters must be a non-empty sequence of positive integers, got {filters!r}."
         )
-    filters = [_check_int("filters", f) for f in filters]
+    filters = [check_int("filters", f) for f in filters]
     kernels = _per_block("kernel_size", kernel_size, len(filters))
     pools = _per_block("pool_size", pool_size, len(filters))
     height, width = input_shape[:2]
@@ -184,7 +188,7 @@ def _cnn(
     name: str,
     input_shape,
     num_classes: int,
-    front: list,
+    input_layers: list,
     filters,
     kernel_size,
     pool_size,
@@ -192,7 +196,7 @@ def _cnn(
     dense_units: int,
     classifier_activation,
 ) -> keras.Sequential:
-    """Conv blocks; ``dropout`` sits after the last conv, before its pooling, as in the post."""
+    """Conv blocks; ``dropout`` sits after the last conv, before its pooling, as in the tutorial."""
     input_shape = _check_input_shape(input_shape)
     _check_head(num_classes, dropout, dense_units, classifier_activation)
     plan = _conv_plan(input_shape, filters, kernel_size, pool_size)
@@ -205,7 +209,7 @@ def _cnn(
     return keras.Sequential(
         [
             keras.Input(shape=input_shape, name="image"),
-            *front,
+            *input_layers,
             *body,
             *_head(0, dense_units, num_classes, classifier_activation),
         ],
@@ -213,128 +217,153 @@ def _cnn(
     )
 
 
-@register_model("baseline")
-def build_baseline_model(
+CNN_PRESETS: dict[str, dict] = {
+    "baseline": {"filters": (16, 32), "dropout": 0.3, "flip": None, "rotation": None},
+    "augmented": {"filters": (16,), "dropout": 0.0},
+    "preprocessed": {"filters": (16, 32), "dropout": 0.0, "scale_inputs": True},
+}
+"""The tutorial's three CNNs, as settings of [`build_cnn_model`][catdog.models.build_cnn_model]."""
+
+
+def build_cnn_model(
     input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
     num_classes: int = 2,
     *,
     filters: Sequence[int] = (16, 32),
     kernel_size: int | Sequence[int] = 3,
     pool_size: int | Sequence[int] = 2,
-    dropout: float = 0.3,
+    dropout: float = 0.0,
     dense_units: int = 64,
+    scale_inputs: bool = False,
+    flip: str | None = "horizontal_and_vertical",
+    rotation: float | None = 0.2,
+    zoom: float | None = None,
+    contrast: float | None = None,
+    augmentation_seed: int | None = None,
     classifier_activation: str | None = "softmax",
-    name: str = "baseline",
+    name: str = "cnn",
 ) -> keras.Sequential:
-    """The post's model 1: two Conv2D+MaxPooling blocks and a dense head, no augmentation.
+    """A small CNN: optional input scaling and augmentation, conv blocks, a dense head.
 
-    Defaults give the post's layers and 2,962,594 parameters at 160x160x3.
+    The tutorial's models 1-3 are presets of it ([`CNN_PRESETS`][catdog.models.CNN_PRESETS]):
+    [`build_baseline_model`][catdog.models.build_baseline_model],
+    [`build_augmented_model`][catdog.models.build_augmented_model] and
+    [`build_preprocessed_model`][catdog.models.build_preprocessed_model].
+
+    Args:
+        input_shape: ``(height, width, 3)`` of the input images, positive integers; the model
+            takes raw RGB pixels in 0..255.
+        num_classes: the number of classes (outputs), at least 2.
+        filters: the filters of each ``Conv2D`` block: one block per entry, a non-empty
+            sequence of positive integers.
+        kernel_size: the side of the conv kernels (no padding): one integer for every block,
+            or one per block.
+        pool_size: the side of the ``MaxPooling2D`` windows: one integer for every block, or
+            one per block. Kernels and pools must leave a feature map of at least 1x1.
+        dropout: the rate, in ``[0, 1)``, of a ``Dropout`` layer after the last conv, before
+            its pooling (as in the tutorial); ``0`` leaves it out.
+        dense_units: the units of the head's hidden ``Dense`` layer (ReLU), a positive integer.
+        scale_inputs: put MobileNetV2's input scaling (pixels to -1..1) first, as model 3 does.
+        flip: the ``RandomFlip`` mode: ``"horizontal"``, ``"vertical"`` or
+            ``"horizontal_and_vertical"``; ``None`` leaves the flip out.
+        rotation: the ``RandomRotation`` factor, a fraction of a full turn in ``[0, 1]``
+            (0.2 = up to +-72 degrees); ``None`` or ``0`` leaves the layer out.
+        zoom: the ``RandomZoom`` factor in ``[0, 1]`` (0.1 = zoom in or out by up to 10%);
+            ``None`` or ``0`` leaves the layer out.
+        contrast: the ``RandomContrast`` factor in ``[0, 1]`` (0.2 = contrast scaled by 0.8 to
+            1.2, clipped to the pixel range the layer sees); ``None`` or ``0`` leaves it out.
+        augmentation_seed: the seed of the augmentation layers; ``None`` for unseeded ones.
+        classifier_activation: ``"softmax"`` (the output is probabilities) or ``None``
+            (logits).
+        name: the model's name.
+
+    Examples:
+        >>> build_cnn_model(input_shape=(64, 64, 3), filters=(8, 16), flip=None).output_shape
+        (None, 2)
+    """
+    input_layers = [mobilenet_v2_preprocessing()] if scale_inputs else []
+    input_layers += augmentation_layers(
+        flip,
+        rotation,
+        zoom,
+        contrast,
+        augmentation_seed,
+        value_range=(-1, 1) if scale_inputs else (0, 255),
+    )
+    return _cnn(
+        name=name,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        input_layers=input_layers,
+        filters=filters,
+        kernel_size=kernel_size,
+        pool_size=pool_size,
+        dropout=dropout,
+        dense_units=dense_units,
+        classifier_activation=classifier_activation,
+    )
+
+
+def _preset(name: str, input_shape, num_classes: int, kwargs: dict) -> keras.Sequential:
+    return build_cnn_model(
+        input_shape, num_classes, **{**CNN_PRESETS[name], "name": name, **kwargs}
+    )
+
+
+@register_model("baseline")
+def build_baseline_model(
+    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int = 2, **kwargs
+) -> keras.Sequential:
+    """The tutorial's model 1: two Conv2D+MaxPooling blocks and a dense head, no augmentation.
+
+    [`build_cnn_model`][catdog.models.build_cnn_model] with ``filters=(16, 32)``,
+    ``dropout=0.3`` and no augmentation; other keyword arguments are that function's.
+    Defaults give the tutorial's layers and 2,962,594 parameters at 160x160x3.
 
     Examples:
         >>> model = build_baseline_model(input_shape=(96, 96, 3), num_classes=3)
         >>> model.output_shape
         (None, 3)
     """
-    return _cnn(
-        name=name,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        front=[],
-        filters=filters,
-        kernel_size=kernel_size,
-        pool_size=pool_size,
-        dropout=dropout,
-        dense_units=dense_units,
-        classifier_activation=classifier_activation,
-    )
+    return _preset("baseline", input_shape, num_classes, kwargs)
 
 
 @register_model("augmented")
 def build_augmented_model(
-    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
-    num_classes: int = 2,
-    *,
-    filters: Sequence[int] = (16,),
-    kernel_size: int | Sequence[int] = 3,
-    pool_size: int | Sequence[int] = 2,
-    dropout: float = 0.0,
-    dense_units: int = 64,
-    flip: str | None = "horizontal_and_vertical",
-    rotation: float | None = 0.2,
-    zoom: float | None = None,
-    contrast: float | None = None,
-    augmentation_seed: int | None = None,
-    classifier_activation: str | None = "softmax",
-    name: str = "augmented",
+    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int = 2, **kwargs
 ) -> keras.Sequential:
-    """The post's model 2: RandomFlip + RandomRotation(0.2), one Conv2D block, dense head.
+    """The tutorial's model 2: RandomFlip + RandomRotation(0.2), one Conv2D block, dense head.
 
-    Defaults give the post's layers and 6,391,426 parameters at 160x160x3.
+    [`build_cnn_model`][catdog.models.build_cnn_model] with ``filters=(16,)``; other keyword
+    arguments are that function's. Defaults give the tutorial's layers and 6,391,426
+    parameters at 160x160x3.
 
     Examples:
         >>> model = build_augmented_model(rotation=0.1, zoom=0.1)
     """
-    front = augmentation_layers(flip, rotation, zoom, contrast, augmentation_seed)
-    return _cnn(
-        name=name,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        front=front,
-        filters=filters,
-        kernel_size=kernel_size,
-        pool_size=pool_size,
-        dropout=dropout,
-        dense_units=dense_units,
-        classifier_activation=classifier_activation,
-    )
+    return _preset("augmented", input_shape, num_classes, kwargs)
 
 
 @register_model("preprocessed")
 def build_preprocessed_model(
-    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
-    num_classes: int = 2,
-    *,
-    filters: Sequence[int] = (16, 32),
-    kernel_size: int | Sequence[int] = 3,
-    pool_size: int | Sequence[int] = 2,
-    dropout: float = 0.0,
-    dense_units: int = 64,
-    flip: str | None = "horizontal_and_vertical",
-    rotation: float | None = 0.2,
-    zoom: float | None = None,
-    contrast: float | None = None,
-    augmentation_seed: int | None = None,
-    classifier_activation: str | None = "softmax",
-    name: str = "preprocessed",
+    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int = 2, **kwargs
 ) -> keras.Sequential:
-    """The post's model 3: pixels scaled to -1..1, augmentation, two conv blocks, dense head.
+    """The tutorial's model 3: pixels scaled to -1..1, augmentation, two conv blocks, dense head.
 
-    Defaults give the post's layers and 2,962,594 parameters at 160x160x3.
+    [`build_cnn_model`][catdog.models.build_cnn_model] with ``filters=(16, 32)`` and
+    ``scale_inputs=True``; other keyword arguments are that function's. Defaults give the
+    tutorial's layers and 2,962,594 parameters at 160x160x3.
 
     Examples:
         >>> model = build_preprocessed_model(filters=(32, 64), kernel_size=(5, 3))
     """
-    front = [mobilenet_v2_preprocessing()] + augmentation_layers(
-        flip, rotation, zoom, contrast, augmentation_seed, value_range=(-1, 1)
-    )
-    return _cnn(
-        name=name,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        front=front,
-        filters=filters,
-        kernel_size=kernel_size,
-        pool_size=pool_size,
-        dropout=dropout,
-        dense_units=dense_units,
-        classifier_activation=classifier_activation,
-    )
+    return _preset("preprocessed", input_shape, num_classes, kwargs)
 
 
 def _mobilenet_v2_base(input_shape, weights):
     if weights is not None and weights != "imagenet":
         if not isinstance(weights, (str, os.PathLike)) or not os.path.isfile(weights):
-            raise FileNotFoundError(
+            raise InputFileNotFoundError(
                 f"weights must be 'imagenet', None or the path of a weights file; {weights!r} "
                 "is not an existing file."
             )
@@ -379,13 +408,36 @@ def build_transfer_model(
     classifier_activation: str | None = "softmax",
     name: str = "transfer",
 ) -> keras.Sequential:
-    """The post's model 4: a MobileNetV2 base (ImageNet weights) under a small head.
+    """The tutorial's model 4: a MobileNetV2 base (ImageNet weights) under a small head.
 
-    ``weights`` is ``"imagenet"`` (downloaded by Keras), ``None`` (random) or the path of a
-    MobileNetV2 no-top weights file. The base is frozen unless ``base_trainable`` and always
-    runs in inference mode, so its BatchNorm statistics stay fixed during fine-tuning.
-    ``pooling`` is ``"max"`` (the post's) or ``"avg"``. Defaults give 2,340,098 parameters,
-    82,114 of them trainable, at 160x160x3.
+    The base always runs in inference mode, so its BatchNorm statistics stay fixed during
+    fine-tuning. Defaults give 2,340,098 parameters, 82,114 of them trainable, at 160x160x3.
+
+    Args:
+        input_shape: ``(height, width, 3)`` of the input images, positive integers and at
+            least 32x32; the model takes raw RGB pixels in 0..255.
+        num_classes: the number of classes (outputs), at least 2.
+        weights: the base's weights: ``"imagenet"`` (downloaded by Keras), ``None`` (random)
+            or the path of an existing MobileNetV2 no-top weights file for this input shape.
+        base_trainable: whether the base's weights are trained too (fine-tuning); by default
+            the base is frozen and only the head is trained.
+        pooling: how the base's feature map is pooled: ``"max"`` (global max, the tutorial's) or
+            ``"avg"`` (global average).
+        dropout: the rate, in ``[0, 1)``, of a ``Dropout`` layer after the pooling; ``0``
+            leaves it out.
+        dense_units: the units of the head's hidden ``Dense`` layer (ReLU), a positive integer.
+        flip: the ``RandomFlip`` mode: ``"horizontal"``, ``"vertical"`` or
+            ``"horizontal_and_vertical"``; ``None`` leaves the flip out.
+        rotation: the ``RandomRotation`` factor, a fraction of a full turn in ``[0, 1]``
+            (0.2 = up to +-72 degrees); ``None`` or ``0`` leaves the layer out.
+        zoom: the ``RandomZoom`` factor in ``[0, 1]`` (0.1 = zoom in or out by up to 10%);
+            ``None`` or ``0`` leaves the layer out.
+        contrast: the ``RandomContrast`` factor in ``[0, 1]`` (0.2 = contrast scaled by 0.8 to
+            1.2, clipped to -1..1, the scaled pixels); ``None`` or ``0`` leaves the layer out.
+        augmentation_seed: the seed of the augmentation layers; ``None`` for unseeded ones.
+        classifier_activation: ``"softmax"`` (the output is probabilities) or ``None``
+            (logits).
+        name: the model's name.
 
     Examples:
         >>> model = build_transfer_model(weights=None)
@@ -457,14 +509,7 @@ def compile_model(
     Examples:
         >>> model = compile_model(build_baseline_model(), learning_rate=1e-3)
     """
-    if (
-        isinstance(learning_rate, bool)
-        or not isinstance(learning_rate, (int, float))
-        or not (learning_rate > 0)
-    ):
-        raise InvalidArgumentError(
-            f"learning_rate must be a positive number, got {learning_rate!r}."
-        )
+    check_positive_number("learning_rate", learning_rate)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=outputs_logits(model)),

@@ -1,4 +1,4 @@
-"""Figures of the post, headless-safe: each function returns a matplotlib Figure and, given
+"""Figures of the tutorial, headless-safe: each function returns a matplotlib Figure and, given
 ``path``, saves it as PNG (atomically). matplotlib is imported only when a plot is made."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from catdog._rules import history_dict
 from catdog.errors import InvalidArgumentError
 from catdog.io import write_atomic
 
@@ -42,13 +43,25 @@ def plot_samples(
     seed: int | None = 0,
     path: str | os.PathLike | None = None,
 ):
-    """The post's sample grid: one row per class, ``per_class`` images each, titled by class.
+    """The tutorial's sample grid: one row per class, ``per_class`` images each, titled by class.
 
-    ``data`` is a [`catdog.Splits`][catdog.data.Splits] (images are read from its file lists) or a
-    batched ``(images, labels)`` dataset (then pass ``class_names``).
+    Args:
+        data (Splits | tf.data.Dataset): a [`catdog.Splits`][catdog.data.Splits] (images are
+            read from its file lists, a random choice per class) or a batched
+            ``(images, labels)`` dataset of 0..255 pixels and class indices (its first
+            ``per_class`` images of each class are shown).
+        class_names: the class names in label order; needed with a dataset, ignored with
+            ``Splits`` (which has its own).
+        per_class: images per class, at least 1; a class with fewer images leaves cells blank.
+        split: with ``Splits``, the split to show: ``"train"``, ``"validation"`` or ``"test"``.
+        seed: with ``Splits``, the seed of the random choice of images; ``None`` chooses
+            differently on every call.
+        path: where to save the figure as PNG (written atomically); ``None`` saves nothing.
 
     Examples:
-        >>> plot_samples(splits, path="samples.png")  # doctest: +SKIP
+        ```python
+        plot_samples(splits, path="samples.png")
+        ```
     """
     from catdog.data import Splits
 
@@ -96,7 +109,9 @@ def plot_label_counts(data, *, path: str | os.PathLike | None = None):
     label.
 
     Examples:
-        >>> plot_label_counts(splits, path="label_counts.png")  # doctest: +SKIP
+        ```python
+        plot_label_counts(splits, path="label_counts.png")
+        ```
     """
     from catdog.data import SPLIT_NAMES, Splits, label_counts, majority_baseline
 
@@ -132,10 +147,12 @@ def plot_augmentation(
     seed: int | None = 0,
     path: str | os.PathLike | None = None,
 ):
-    """One image and ``n`` augmented versions of it (default: the post's flip + rotation).
+    """One image and ``n`` augmented versions of it (default: the tutorial's flip + rotation).
 
     Examples:
-        >>> plot_augmentation(images[0], path="augmentation.png")  # doctest: +SKIP
+        ```python
+        plot_augmentation(images[0], path="augmentation.png")
+        ```
     """
     import keras
 
@@ -166,15 +183,17 @@ def plot_history(
     baseline: float | None = None,
     path: str | os.PathLike | None = None,
 ):
-    """Accuracy and loss curves, training vs validation, as in the post.
+    """Accuracy and loss curves, training vs validation, as in the tutorial.
 
     ``history`` is a Keras ``History`` or its ``.history`` dict; ``fine_tune_start`` (an
     epoch index) draws a line where fine-tuning began, ``baseline`` a majority-baseline line.
 
     Examples:
-        >>> plot_history(history, fine_tune_start=10, path="history.png")  # doctest: +SKIP
+        ```python
+        plot_history(history, fine_tune_start=10, path="history.png")
+        ```
     """
-    data = history.history if hasattr(history, "history") else dict(history)
+    data = history_dict(history)
     if "accuracy" not in data:
         raise InvalidArgumentError("history has no 'accuracy' values to plot.")
     fig = _figure(10, 4)
@@ -198,7 +217,9 @@ def plot_confusion_matrix(report, *, path: str | os.PathLike | None = None):
     """The confusion matrix of a [`Report`][catdog.evaluation.Report], with counts in cells.
 
     Examples:
-        >>> plot_confusion_matrix(evaluate(model, splits), path="confusion.png")  # doctest: +SKIP
+        ```python
+        plot_confusion_matrix(evaluate(model, splits), path="confusion.png")
+        ```
     """
     matrix = np.asarray(report.confusion)
     names = report.class_names
@@ -233,7 +254,9 @@ def plot_misclassified(
     """A grid of the most confidently wrong images of a report (needs known file paths).
 
     Examples:
-        >>> plot_misclassified(report, path="misclassified.png")  # doctest: +SKIP
+        ```python
+        plot_misclassified(report, path="misclassified.png")
+        ```
     """
     from catdog.evaluation import load_images
 

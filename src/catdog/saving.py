@@ -8,11 +8,12 @@ from pathlib import Path
 
 import keras
 
-from catdog.errors import DatasetNotFoundError, InvalidArgumentError, OutputError
+from catdog._rules import EXPORT_FORMATS
+from catdog.errors import InputFileNotFoundError, InvalidArgumentError, OutputError
 from catdog.io import atomic_path, save_model, write_atomic
 from catdog.models import inference_model
 
-FORMATS = ("keras", "saved_model", "tflite")
+FORMATS = EXPORT_FORMATS
 
 
 def _check_target(path: Path, format: str, overwrite: bool) -> None:  # noqa: A002
@@ -57,7 +58,9 @@ def export(
     SavedModel export: an export never deletes what it did not write.
 
     Examples:
-        >>> export(model, "model.tflite", format="tflite")  # doctest: +SKIP
+        ```python
+        export(model, "model.tflite", format="tflite")
+        ```
     """
     if format not in FORMATS:
         raise InvalidArgumentError(f"format must be one of {FORMATS}, got {format!r}.")
@@ -85,13 +88,15 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     Raises a clear error when the file is missing or is not a Keras model.
 
     Examples:
-        >>> model = load_model("runs/demo/model.keras")  # doctest: +SKIP
+        ```python
+        model = load_model("runs/demo/model.keras")
+        ```
     """
     import catdog.layers  # noqa: F401  (registers catdog's serializable layers)
 
     path = Path(path)
     if not path.is_file():
-        raise DatasetNotFoundError(f"Model file {str(path)!r} does not exist.")
+        raise InputFileNotFoundError(f"Model file {str(path)!r} does not exist.")
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as error:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from catdog.errors import InvalidArgumentError
+from catdog.weights import make_stand_in_weights  # noqa: F401  (moved there; kept importable)
 
 CLASS_NAMES = ("cats", "dogs")
 
@@ -53,17 +54,27 @@ def make_synthetic_dataset(
 ) -> Path:
     """Write a small two-class JPEG dataset in the cats_and_dogs_filtered layout.
 
-    ``path/train/{cats,dogs}/`` get ``images_per_class`` images each and
-    ``path/validation/{cats,dogs}/`` get ``validation_per_class`` (default: half as many).
+    The images go to ``path/train/{cats,dogs}/`` and ``path/validation/{cats,dogs}/``.
     "cats" show warm round blobs and "dogs" cool bars on a noisy background: a difference a
-    small CNN learns in a few epochs, whatever the seed. ``mixed_sizes`` varies each image's
-    size between 0.6x and 1.6x ``image_size``. Existing files of the same names are replaced.
-    Returns ``Path(path)``.
+    small CNN learns in a few epochs, whatever the seed. Existing files of the same names are
+    replaced. Returns ``Path(path)``.
+
+    Args:
+        path: the dataset's root folder, created if needed.
+        images_per_class: training images per class, a positive integer.
+        image_size: ``(height, width)`` of the images in pixels, integers of at least 8.
+        seed: the seed of the generator: the same seed writes the same images.
+        validation_per_class: validation images per class. Defaults to `None` (half of
+            ``images_per_class``, at least 1).
+        mixed_sizes: vary the images' sizes: each image's height and width are ``image_size``'s
+            times a random factor between 0.6 and 1.6, drawn for each side.
 
     Examples:
-        >>> root = make_synthetic_dataset("/tmp/catdog-demo", images_per_class=50)
-        >>> sorted(p.name for p in (root / "train").iterdir())
-        ['cats', 'dogs']
+        ```python
+        root = make_synthetic_dataset("/tmp/catdog-demo", images_per_class=50)
+        sorted(p.name for p in (root / "train").iterdir())
+        # ['cats', 'dogs']
+        ```
     """
     if (
         isinstance(images_per_class, bool)
@@ -92,40 +103,3 @@ def make_synthetic_dataset(
                     this_size = size
                 _draw(rng, label, this_size).save(folder / f"{name[:-1]}.{i}.jpg", quality=90)
     return root
-
-
-def make_stand_in_weights(path: str | os.PathLike, images, *, seed: int = 0) -> Path:
-    """Write offline stand-in MobileNetV2 weights (no top) for ``build_transfer_model``.
-
-    Random convolutions whose BatchNorm statistics are measured on ``images`` (an array or
-    tensor of 0..255 pixels, ``(n, height, width, 3)``; a batch or two is enough). A randomly
-    initialised MobileNetV2 in inference mode outputs near-zero features and the ImageNet
-    weights need a download; these give frozen features that a head can learn from on
-    generated data. For demos, tests and benchmarks: real photos need the ImageNet weights.
-    ``path`` must end in ``.weights.h5``; the model's input size is the images' size.
-
-    Examples:
-        >>> images, _ = next(iter(splits.train))  # doctest: +SKIP
-        >>> path = make_stand_in_weights("stand_in.weights.h5", images)  # doctest: +SKIP
-        >>> model = build_transfer_model(input_shape=(64, 64, 3), weights=path)  # doctest: +SKIP
-    """
-    import keras
-
-    from catdog.io import write_atomic
-
-    if not str(path).endswith(".weights.h5"):
-        raise InvalidArgumentError(f"path must end in '.weights.h5', got {str(path)!r}.")
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim != 4 or images.shape[-1] != 3 or min(images.shape[1:3]) < 32:
-        raise InvalidArgumentError(
-            f"images must have shape (n, height, width, 3) with sides >= 32, got {images.shape}."
-        )
-    keras.utils.set_random_seed(seed)
-    base = keras.applications.MobileNetV2(
-        input_shape=images.shape[1:], include_top=False, weights=None
-    )
-    for layer in base.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.0  # the moving statistics become these images' statistics
-    base(images / 127.5 - 1.0, training=True)  # the scaling of catdog's transfer model
-    return write_atomic(path, base.save_weights)

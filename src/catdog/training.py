@@ -16,14 +16,19 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 
+from catdog._rules import check_int, history_dict, monitor_mode
 from catdog.data import Splits, check_split_sizes
 from catdog.errors import InvalidArgumentError, TrainingDivergedError
-from catdog.io import save_model, write_atomic, write_json
+from catdog.io import read_json, save_model, sha256sum, write_atomic, write_json
 from catdog.models import compile_model, get_base
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 logger = logging.getLogger("catdog")
 
@@ -32,8 +37,10 @@ def weights_are_finite(model: keras.Model) -> bool:
     """True when every weight of ``model`` is a finite number (no NaN, no infinity).
 
     Examples:
-        >>> weights_are_finite(model)  # doctest: +SKIP
-        True
+        ```python
+        weights_are_finite(model)
+        # True
+        ```
     """
     return all(np.isfinite(w).all() for w in model.get_weights())
 
@@ -42,7 +49,9 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     """Save the whole model atomically whenever ``monitor`` improves.
 
     Examples:
-        >>> model.fit(ds, callbacks=[BestModelCheckpoint("best.keras")])  # doctest: +SKIP
+        ```python
+        model.fit(ds, callbacks=[BestModelCheckpoint("best.keras")])
+        ```
     """
 
     def __init__(
@@ -50,7 +59,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     ):
         super().__init__()
         self.path, self.monitor, self.model_to_save = Path(path), monitor, model_to_save
-        self.mode = "min" if "loss" in monitor else "max"
+        self.mode = monitor_mode(monitor)
         self.best = best
 
     def _improved(self, value: float) -> bool:
@@ -73,26 +82,50 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     Keras rewrites ``latest.weights.h5`` in place, so a process killed during that write
     leaves a torn file that breaks every later resume. Here each state file is written to a
-    temporary name and renamed into place. A torn state left by anything else is detected on
-    resume: a warning names it, the model's weights are left as they were, and the stage
-    starts again from its first epoch.
+    temporary name and renamed into place, and the epoch record names the SHA-256 of the
+    weights file it belongs to. A torn or mismatched state is detected on resume: a warning
+    names it, the model's weights are left as they were, the files in ``reset_also`` (a
+    history log of the discarded epochs) are removed, and the stage starts again from its
+    first epoch.
 
     Examples:
-        >>> model.fit(ds, callbacks=[AtomicBackupAndRestore("backup")])  # doctest: +SKIP
+        ```python
+        model.fit(ds, callbacks=[AtomicBackupAndRestore("backup")])
+        ```
     """
 
+    def __init__(self, backup_dir, *, reset_also=(), **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        self.reset_also = [Path(p) for p in reset_also]
+
+    # Keras' BackupAndRestore has no public hook for how it writes its state: these override
+    # its private _save_model/_load_model (and read its private path attributes).
     def _save_model(self):
-        write_atomic(self._weights_path, lambda tmp: self.model.save_weights(str(tmp)))
+        digest = []
+
+        def save(tmp):
+            self.model.save_weights(str(tmp))
+            digest.append(sha256sum(tmp))
+
+        write_atomic(self._weights_path, save)
         write_json(
             self._training_metadata_path,
-            {"epoch": self._current_epoch, "batch": self._last_batch_seen},
+            {"epoch": self._current_epoch, "batch": self._last_batch_seen, "sha256": digest[0]},
         )
+
+    def _load_model(self):
+        metadata = read_json(self._training_metadata_path)
+        if Path(self._weights_path).exists() or metadata is not None:
+            recorded = metadata.get("sha256") if isinstance(metadata, dict) else None
+            if recorded != sha256sum(self._weights_path):
+                raise ValueError("the weights file and the epoch record do not belong together")
+        super()._load_model()
 
     def on_train_begin(self, logs=None):
         weights = self.model.get_weights()
         try:
             super().on_train_begin(logs)
-        except Exception as error:  # h5py/JSON errors of a torn file: OSError, ValueError...
+        except Exception as error:  # torn files: h5py's OSError, JSON's ValueError, ...
             logger.warning(
                 "The resume state in %s could not be read (%s: %s); it was probably torn by a "
                 "crash while being written. This training stage starts again from its first "
@@ -102,8 +135,10 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
                 str(error).splitlines()[0] if str(error) else "",
             )
             self.model.set_weights(weights)
-            self.model._initial_epoch = None  # Keras' own resume hook (as super() sets it)
+            self.model._initial_epoch = None  # Keras' resume hook (private; super() sets it)
             shutil.rmtree(self.backup_dir, ignore_errors=True)
+            for path in self.reset_also:
+                path.unlink(missing_ok=True)
 
 
 def _as_float(text: str) -> float:
@@ -135,12 +170,7 @@ def _best_of(values, monitor: str):
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
         return None
-    return min(values) if "loss" in monitor else max(values)
-
-
-def _check_epochs(epochs) -> None:
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise InvalidArgumentError(f"epochs must be a positive integer, got {epochs!r}.")
+    return min(values) if monitor_mode(monitor) == "min" else max(values)
 
 
 def train(
@@ -155,7 +185,7 @@ def train(
     backup_dir: str | os.PathLike | None = None,
     initial_epoch: int = 0,
     best_so_far: float | None = None,
-    strategy=None,
+    strategy: tf.distribute.Strategy | None = None,
     cache_features: bool = False,
     augment_copies: int = 0,
     jit_compile: bool | str = "auto",
@@ -164,35 +194,48 @@ def train(
 ) -> keras.callbacks.History:
     """Fit ``model`` on ``splits.train``, validating on ``splits.validation``.
 
-    Compiles with [`catdog.compile_model`][catdog.models.compile_model] when the model is not
-    compiled yet. ``checkpoint`` keeps the best model (by ``monitor``) in a ``.keras`` file, written
-    atomically. ``early_stopping=N`` stops after N epochs without improvement and restores the best
-    weights. ``backup_dir`` makes the run resumable: run the same call again after a crash and it
-    continues from the last finished epoch; the returned history then covers all epochs.
-    ``best_so_far`` is the best ``monitor`` value of an earlier stage (``fine_tune`` passes it): the
-    checkpoint is then only replaced by an epoch that beats it. A model whose weights are not
-    finite is never checkpointed; when training diverges (non-finite loss or weights) it stops
-    and raises [`TrainingDivergedError`][catdog.errors.TrainingDivergedError], whose
-    ``history`` holds the epochs run. ``strategy`` is a ``tf.distribute``
-    strategy whose ``scope()`` the model was built in. ``cache_features=True`` (transfer models with
-    a frozen base) computes the base's features once per image, plus ``augment_copies`` augmented
-    versions of each training image, and trains only the head on them: same model, far less compute
-    (see [`catdog.features`][catdog.features]). ``jit_compile`` is passed to ``compile``.
+    A model that is not compiled yet is compiled with
+    [`catdog.compile_model`][catdog.models.compile_model] and ``learning_rate``; a compiled model
+    keeps its optimizer (and its learning rate), with or without ``cache_features``. A model
+    whose weights are not finite is never checkpointed; when training diverges (non-finite loss
+    or weights) ``train`` raises [`TrainingDivergedError`][catdog.errors.TrainingDivergedError],
+    whose ``history`` holds the epochs run.
+
+    Args:
+        model: the Keras model to train (in place).
+        splits: the data; its validation split must not be empty.
+        epochs: epochs to run, counted from ``initial_epoch``.
+        learning_rate: Adam's learning rate, when ``train`` compiles the model.
+        checkpoint: a ``.keras`` path that keeps the best model (by ``monitor``), written
+            atomically.
+        monitor: the metric that picks the best epoch (``"val_accuracy"``; a loss is minimised).
+        early_stopping: stop after this many epochs without improvement and restore the best
+            weights. Defaults to `None` (no early stopping).
+        backup_dir: makes the run resumable: rerun the same call after a crash and it continues
+            from the last finished epoch; the returned history then covers all epochs.
+        initial_epoch: the number of the first epoch (a later training stage).
+        best_so_far: the best ``monitor`` value of an earlier stage (``fine_tune`` passes it):
+            the checkpoint is then only replaced by an epoch that beats it.
+        strategy: a ``tf.distribute`` strategy whose ``scope()`` the model was built in.
+        cache_features: for a transfer model with a frozen base: compute the base's features
+            once per image and train only the head on them: same model, far less compute (see
+            [`catdog.feature_cache`][catdog.feature_cache]).
+        augment_copies: with ``cache_features``, augmented versions of each training image to
+            cache as well.
+        jit_compile: passed to ``compile``.
+        callbacks: more Keras callbacks (e.g. TensorBoard).
+        verbose: passed to ``fit``.
 
     Examples:
-        >>> model = build_model("baseline", input_shape=(160, 160, 3))
-        >>> history = train(model, splits, epochs=5, checkpoint="best.keras")  # doctest: +SKIP
+        ```python
+        model = build_model("baseline", input_shape=(160, 160, 3))
+        history = train(model, splits, epochs=5, checkpoint="best.keras")
+        ```
     """
-    _check_epochs(epochs)
+    check_int("epochs", epochs)
     check_split_sizes(splits, ("train", "validation"))
-    if early_stopping is not None and (
-        isinstance(early_stopping, bool)
-        or not isinstance(early_stopping, int)
-        or early_stopping < 1
-    ):
-        raise InvalidArgumentError(
-            f"early_stopping must be a positive number of epochs or None, got {early_stopping!r}."
-        )
+    if early_stopping is not None:
+        check_int("early_stopping", early_stopping)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     if strategy is not None and model.distribute_strategy is not strategy:
         raise InvalidArgumentError(
@@ -205,48 +248,21 @@ def train(
     fit_model, train_data, validation_data = model, splits.train, splits.validation
     if cache_features:
         fit_model, train_data, validation_data = _cached_feature_data(
-            model, splits, augment_copies, learning_rate, jit_compile, scope
+            model, splits, augment_copies, jit_compile, scope
         )
-    history_csv = None
-    previous: dict[str, list[float]] = {}
-    all_callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
-    if backup_dir is not None:
-        backup_dir = Path(backup_dir)
-        backup_dir.mkdir(parents=True, exist_ok=True)
-        history_csv = backup_dir / "history.csv"
-        previous = _read_history_csv(history_csv)
-        all_callbacks += [
-            AtomicBackupAndRestore(str(backup_dir / "state"), delete_checkpoint=True),
-            keras.callbacks.CSVLogger(str(history_csv), append=True),
-        ]
-    if checkpoint is not None:
-        all_callbacks.append(
-            BestModelCheckpoint(
-                checkpoint,
-                monitor,
-                best=_best_of([best_so_far, *previous.get(monitor, [])], monitor),
-                model_to_save=model,
-            )
-        )
-    if early_stopping:
-        all_callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=monitor,
-                patience=early_stopping,
-                restore_best_weights=True,
-                mode="min" if "loss" in monitor else "max",
-            )
-        )
+    standard, history_csv = _standard_callbacks(
+        model, checkpoint, monitor, early_stopping, backup_dir, best_so_far
+    )
     history = fit_model.fit(
         train_data,
         validation_data=validation_data,
         epochs=initial_epoch + epochs,
         initial_epoch=initial_epoch,
-        callbacks=[*all_callbacks, *callbacks],
+        callbacks=[*standard, *callbacks],
         shuffle=False,  # splits.train is already reshuffled every epoch
         verbose=verbose,
     )
-    if history_csv is not None:
+    if history_csv is not None:  # the killed and the resumed epochs together
         merged = _read_history_csv(history_csv)
         if merged:
             history.history = merged
@@ -258,31 +274,68 @@ def train(
     return history
 
 
+def _standard_callbacks(model, checkpoint, monitor, early_stopping, backup_dir, best_so_far):
+    """catdog's callbacks for ``train``, and the CSV history file of a resumable run."""
+    history_csv, previous = None, {}
+    result: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
+    if backup_dir is not None:
+        backup_dir = Path(backup_dir)
+        backup_dir.mkdir(parents=True, exist_ok=True)
+        history_csv = backup_dir / "history.csv"
+        previous = _read_history_csv(history_csv)
+        result += [
+            AtomicBackupAndRestore(
+                str(backup_dir / "state"), delete_checkpoint=True, reset_also=[history_csv]
+            ),
+            keras.callbacks.CSVLogger(str(history_csv), append=True),
+        ]
+    if checkpoint is not None:
+        best = _best_of([best_so_far, *previous.get(monitor, [])], monitor)
+        result.append(BestModelCheckpoint(checkpoint, monitor, best=best, model_to_save=model))
+    if early_stopping:
+        result.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor,
+                patience=early_stopping,
+                restore_best_weights=True,
+                mode=monitor_mode(monitor),
+            )
+        )
+    return result, history_csv
+
+
+def _learning_rate(model: keras.Model) -> float:
+    """The current learning rate of a compiled model's optimizer."""
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
 def _raise_if_diverged(model: keras.Model, history: dict) -> None:
     losses = history.get("loss", [])
     if all(math.isfinite(v) for v in losses) and weights_are_finite(model):
         return
-    rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    rate = _learning_rate(model)
+    weights = "" if weights_are_finite(model) else " and the model's weights are no longer finite"
     raise TrainingDivergedError(
         f"Training diverged: the loss became {losses[-1] if losses else 'NaN'} after "
-        f"{len(losses)} epoch(s) and the model's weights are no longer finite, so no model "
-        f"was saved from that point on. Lower the learning rate (it was {rate:g}; try "
-        f"{rate / 10:g} or less).",
+        f"{len(losses)} epoch(s){weights}, so no model was saved from that point on. Lower the "
+        f"learning rate (it was {rate:g}; try {rate / 10:g} or less).",
         history=history,
     )
 
 
-def _cached_feature_data(model, splits, copies, learning_rate, jit_compile, scope):
-    """The head model and tf.data pipelines of cached features (see catdog.features)."""
+def _cached_feature_data(model, splits, copies, jit_compile, scope):
+    """The head model and tf.data pipelines of cached features (see catdog.feature_cache).
+
+    The head is compiled like ``model`` (already compiled): same learning rate.
+    """
     import tensorflow as tf
 
-    from catdog.features import extract_features, split_transfer_model
+    from catdog.feature_cache import extract_features, split_transfer_model
 
-    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 0:
-        raise InvalidArgumentError(f"augment_copies must be an integer >= 0, got {copies!r}.")
+    check_int("augment_copies", copies, minimum=0)
     extractor, head = split_transfer_model(model)
     with scope:
-        compile_model(head, learning_rate, jit_compile=jit_compile)
+        compile_model(head, _learning_rate(model), jit_compile=jit_compile)
     x_train, y_train = extract_features(extractor, splits.train, copies)
     x_val, y_val = extract_features(extractor, splits.validation)
     train_data = (
@@ -303,8 +356,10 @@ def unfreeze_base(model: keras.Model, unfreeze_from: int | str = 100) -> int:
     layers.
 
     Examples:
-        >>> unfreeze_base(model, unfreeze_from=100)  # doctest: +SKIP
-        54
+        ```python
+        unfreeze_base(model, unfreeze_from=100)
+        # 54
+        ```
     """
     base = get_base(model)
     start = check_unfreeze_from(model, unfreeze_from)
@@ -320,8 +375,10 @@ def check_unfreeze_from(model: keras.Model, unfreeze_from: int | str) -> int:
     Changes nothing: call it before training to find a bad value before any epoch runs.
 
     Examples:
-        >>> check_unfreeze_from(model, 100)  # doctest: +SKIP
-        100
+        ```python
+        check_unfreeze_from(model, 100)
+        # 100
+        ```
     """
     names = [layer.name for layer in get_base(model).layers]
     if isinstance(unfreeze_from, str):
@@ -354,7 +411,7 @@ def fine_tune(
     epochs: int = 10,
     history: keras.callbacks.History | dict | None = None,
     initial_epoch: int | None = None,
-    strategy=None,
+    strategy: tf.distribute.Strategy | None = None,
     **train_kwargs,
 ) -> keras.callbacks.History:
     """Second stage of transfer learning: unfreeze the top of the base and train on, slowly.
@@ -367,15 +424,17 @@ def fine_tune(
     [`train`][catdog.training.train].
 
     Examples:
-        >>> first = train(model, splits, epochs=10)  # doctest: +SKIP
-        >>> second = fine_tune(model, splits, epochs=10, history=first)  # doctest: +SKIP
+        ```python
+        first = train(model, splits, epochs=10)
+        second = fine_tune(model, splits, epochs=10, history=first)
+        ```
     """
-    _check_epochs(epochs)
+    check_int("epochs", epochs)
     unfreeze_base(model, unfreeze_from)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         compile_model(model, learning_rate, jit_compile=train_kwargs.get("jit_compile", "auto"))
-    previous = history.history if hasattr(history, "history") else dict(history or {})
+    previous = history_dict(history)
     if initial_epoch is None:
         initial_epoch = len(next(iter(previous.values()), []))
     monitor = train_kwargs.get("monitor", "val_accuracy")
@@ -389,11 +448,12 @@ def merge_histories(*histories) -> dict[str, list[float]]:
     """Concatenate ``History`` objects (or their dicts) into one dict of per-epoch lists.
 
     Examples:
-        >>> merge_histories(first, second)["val_accuracy"]  # doctest: +SKIP
+        ```python
+        merge_histories(first, second)["val_accuracy"]
+        ```
     """
     merged: dict[str, list[float]] = {}
     for item in histories:
-        data = item.history if hasattr(item, "history") else item
-        for key, values in data.items():
+        for key, values in history_dict(item).items():
             merged.setdefault(key, []).extend(float(v) for v in values)
     return merged

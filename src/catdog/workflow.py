@@ -10,6 +10,7 @@ training, and does nothing for a finished one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,9 +20,16 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from catdog._rules import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_IMAGE_SIDE,
+    DEFAULT_SEED,
+    check_int,
+    check_positive_number,
+)
 from catdog.download import default_cache_dir
 from catdog.errors import InvalidArgumentError, TrainingDivergedError
-from catdog.io import file_lock, json_safe, save_model, write_atomic, write_json
+from catdog.io import file_lock, json_safe, read_json, save_model, write_atomic, write_json
 
 logger = logging.getLogger("catdog")
 
@@ -38,8 +46,8 @@ class RunConfig:
     epochs: int = 20
     fine_tune_epochs: int = 0
     unfreeze_from: int = 100
-    image_size: int = 160
-    batch_size: int = 32
+    image_size: int = DEFAULT_IMAGE_SIDE
+    batch_size: int = DEFAULT_BATCH_SIZE
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-5
     weights: str | None = "imagenet"
@@ -48,7 +56,7 @@ class RunConfig:
     augment_copies: int = 0
     precision: str | None = None
     jit_compile: bool | str = "auto"
-    seed: int = 1337
+    seed: int = DEFAULT_SEED
     verbose: str | int = "auto"
     model_kwargs: dict = field(default_factory=dict)
 
@@ -102,12 +110,31 @@ def _build(config: RunConfig, num_classes: int):
 
 
 # ----------------------------------------------------------------------------- run records
-_NOT_COMPARED = ("out", "verbose")  # may differ between the runs of one configuration
+# may differ between the runs of one configuration, or are results rather than settings
+_NOT_COMPARED = ("out", "verbose", "class_names", "splits")
 
 
 def config_record(config: RunConfig) -> dict:
-    """``config`` as the JSON-ready dict that ``config.json`` holds."""
-    return json.loads(json.dumps(json_safe({**asdict(config), "out": str(config.out)})))
+    """``config`` as the JSON-ready dict that ``config.json`` holds (data folders absolute)."""
+    record = {**asdict(config), "out": str(config.out)}
+    if record["data"] != "cats_and_dogs":
+        record["data"] = os.path.abspath(record["data"])
+    return json.loads(json.dumps(json_safe(record)))
+
+
+def run_record(folder: str | os.PathLike) -> dict | None:
+    """The ``config.json`` of a catdog run folder, or ``None`` if there is none (or not ours).
+
+    Examples:
+        ```python
+        run_record("runs/demo")["seed"]
+        # 1337
+        ```
+    """
+    record = read_json(Path(folder) / "config.json")
+    if isinstance(record, dict) and {"data", "seed", "model"} <= set(record):
+        return record
+    return None
 
 
 def changed_fields(old: dict, new: dict) -> list[str]:
@@ -117,7 +144,7 @@ def changed_fields(old: dict, new: dict) -> list[str]:
         >>> changed_fields({"epochs": 5}, {"epochs": 10})
         ['epochs: 5 -> 10']
     """
-    keys = sorted((set(old) | set(new)) - set(_NOT_COMPARED) - {"class_names", "splits"})
+    keys = sorted((set(old) | set(new)) - set(_NOT_COMPARED))
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 
 
@@ -127,8 +154,10 @@ def split_fingerprint(splits) -> dict:
     Two runs with the same fingerprint trained and scored on the same files.
 
     Examples:
-        >>> split_fingerprint(splits)["test"]["count"]  # doctest: +SKIP
-        200
+        ```python
+        split_fingerprint(splits)["test"]["count"]
+        # 200
+        ```
     """
     every = [p for split in splits.files.values() for p in split]
     root = os.path.commonpath(every) if every else ""
@@ -138,13 +167,6 @@ def split_fingerprint(splits) -> dict:
         digest = hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()
         result[split] = {"count": len(files), "sha256": digest}
     return result
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 # ----------------------------------------------------------------------------- the job
@@ -164,21 +186,11 @@ def run_training(config: RunConfig) -> dict:
     second process training into the same folder at the same time is refused.
 
     Examples:
-        >>> run_training(RunConfig(out=Path("runs/demo"), model="baseline"))  # doctest: +SKIP
+        ```python
+        run_training(RunConfig(out=Path("runs/demo"), model="baseline"))
+        ```
     """
-    from catdog.models import check_model_name
-
-    check_model_name(config.model)
-    if (config.fine_tune_epochs or config.cache_features) and config.model != "transfer":
-        raise InvalidArgumentError(
-            "--fine-tune-epochs and --fast (feature caching) need --model transfer."
-        )
-    if isinstance(config.fine_tune_epochs, bool) or not (
-        isinstance(config.fine_tune_epochs, int) and config.fine_tune_epochs >= 0
-    ):
-        raise InvalidArgumentError(
-            f"fine_tune_epochs must be an integer >= 0, got {config.fine_tune_epochs!r}."
-        )
+    check_config(config)
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise InvalidArgumentError(f"The run folder {str(out)!r} is a file; choose a folder.")
@@ -194,16 +206,56 @@ def run_training(config: RunConfig) -> dict:
             return _run_locked(config, out, staging)
         finally:  # while the lock is held: a run that left no state leaves no folder
             if {p.name for p in staging.iterdir()} <= {"lock"}:
+                # filelock detects a lock file unlinked under a waiting process and retries
                 shutil.rmtree(staging, ignore_errors=True)
-                if created and not any(out.iterdir()):
-                    out.rmdir()
+                with contextlib.suppress(OSError):  # another process may be arriving
+                    if created and not any(out.iterdir()):
+                        out.rmdir()
+
+
+def check_config(config: RunConfig) -> None:
+    """Check every setting that can be checked without data, before anything is written.
+
+    Examples:
+        >>> check_config(RunConfig(out=Path("runs/x"), epochs=0))
+        Traceback (most recent call last):
+        ...
+        catdog.errors.InvalidArgumentError: epochs must be a positive integer, got 0.
+    """
+    from catdog.models import check_model_name
+
+    check_model_name(config.model)
+    if (config.fine_tune_epochs or config.cache_features) and config.model != "transfer":
+        raise InvalidArgumentError(
+            "--fine-tune-epochs and --cache-features need --model transfer (a pretrained base)."
+        )
+    check_int("epochs", config.epochs)
+    check_int("fine_tune_epochs", config.fine_tune_epochs, minimum=0)
+    check_int("image_size", config.image_size)
+    check_int("batch_size", config.batch_size)
+    check_int("augment_copies", config.augment_copies, minimum=0)
+    if config.early_stopping is not None:
+        check_int("early_stopping", config.early_stopping)
+    check_positive_number("learning_rate", config.learning_rate)
+    check_positive_number("fine_tune_learning_rate", config.fine_tune_learning_rate)
+
+
+def _clear_state(staging: Path) -> None:
+    """Drop a run's saved state (all but the lock); its config.json goes first, so a kill
+    midway leaves state without a config, which the next run drops too."""
+    (staging / "config.json").unlink(missing_ok=True)
+    for path in staging.iterdir():
+        if path.name != "lock":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def _run_locked(config: RunConfig, out: Path, staging: Path) -> dict:
     record = config_record(config)
-    finished = _read_json(out / "config.json")
-    pending = _read_json(staging / "config.json")
-    if pending is not None:
+    finished = run_record(out)
+    pending = read_json(staging / "config.json")
+    if pending is None:
+        _clear_state(staging)  # leftovers of a run killed while clearing its state
+    else:
         changed = changed_fields(pending, record)
         if changed:
             raise InvalidArgumentError(
@@ -211,9 +263,8 @@ def _run_locked(config: RunConfig, out: Path, staging: Path) -> dict:
                 f"{'; '.join(changed)}). Rerun it with its own arguments to finish it, choose "
                 f"another --out, or delete {str(staging)!r} to drop it."
             )
-    elif finished is not None and (out / "report.json").is_file():
-        changed = changed_fields(finished, record)
-        if not changed:
+    if pending is None and finished is not None and (out / "report.json").is_file():
+        if not changed_fields(finished, record):
             logger.warning(
                 "%s already holds this finished run; nothing to train. Choose another --out (or "
                 "delete the folder) to train again.",
@@ -221,7 +272,7 @@ def _run_locked(config: RunConfig, out: Path, staging: Path) -> dict:
             )
             return _finished_summary(out)
     splits, model = _prepare(config)  # every check before any training or writing
-    if pending is None and finished is not None:
+    if pending is None and finished is not None and changed_fields(finished, record):
         logger.warning(
             "%s holds a finished run with another configuration (changed: %s); it is replaced "
             "when this run finishes.",
@@ -238,10 +289,7 @@ def _run_locked(config: RunConfig, out: Path, staging: Path) -> dict:
     try:
         history, fine_tune_start = _fit_stages(config, splits, model, staging)
     except TrainingDivergedError:
-        shutil.rmtree(staging / "stage1", ignore_errors=True)
-        shutil.rmtree(staging / "stage2", ignore_errors=True)
-        for name in ("config.json", "best.keras", "stage1.keras", "stage1.json"):
-            (staging / name).unlink(missing_ok=True)  # nothing worth resuming
+        _clear_state(staging)  # nothing worth resuming
         raise
     return _publish(out, staging, splits, record, history, fine_tune_start)
 
@@ -264,7 +312,7 @@ def _fit_stages(config: RunConfig, splits, model, staging: Path):
     from catdog.saving import load_model
     from catdog.training import fine_tune, merge_histories, train
 
-    fitted = _read_json(staging / "fitted.json")
+    fitted = read_json(staging / "fitted.json")
     if fitted is not None:
         logger.warning("Resuming: training finished before; writing the run's files.")
         return fitted["history"], fitted["fine_tune_start"]
@@ -338,9 +386,7 @@ def _publish(out: Path, staging: Path, splits, record, history, fine_tune_start)
     plotting.plot_misclassified(
         report, image_size=splits.image_size, path=out / "misclassified.png"
     )
-    for path in staging.iterdir():  # keep the lock until the caller releases it
-        if path.name != "lock":
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    _clear_state(staging)  # the lock stays until the caller releases it
     return {"out": str(out), "report": report, "history": history}
 
 
@@ -348,5 +394,5 @@ def _finished_summary(out: Path) -> dict:
     from catdog.evaluation import Report
 
     report = Report.from_dict(json.loads((out / "report.json").read_text()))
-    history = (_read_json(out / "history.json") or {}).get("history", {})
+    history = (read_json(out / "history.json") or {}).get("history", {})
     return {"out": str(out), "report": report, "history": history, "finished_before": True}

@@ -27,7 +27,9 @@ def split_transfer_model(model: keras.Model):
     ``head`` maps features to class scores. Both share the model's layers and weights.
 
     Examples:
-        >>> extractor, head = split_transfer_model(model)  # doctest: +SKIP
+        ```python
+        extractor, head = split_transfer_model(model)
+        ```
     """
     base = get_base(model)
     if any(w.trainable for w in base.weights):
@@ -62,7 +64,9 @@ def extract_features(extractor, dataset, copies: int = 0):
     pass (the extractor's augmentation layers drawn anew for every pass).
 
     Examples:
-        >>> x, y = extract_features(extractor, splits.validation)  # doctest: +SKIP
+        ```python
+        x, y = extract_features(extractor, splits.validation)
+        ```
     """
     import tensorflow as tf
 

@@ -1,0 +1,98 @@
+"""One home for catdog's defaults and argument rules; every module imports them from here.
+
+A rule written twice drifts apart: the checks below raise
+[`InvalidArgumentError`][catdog.errors.InvalidArgumentError] with one wording everywhere.
+"""
+
+from __future__ import annotations
+
+from catdog.errors import InvalidArgumentError
+
+DEFAULT_IMAGE_SIDE = 160
+"""The square side of the cats_and_dogs_filtered recipe's images, in pixels."""
+DEFAULT_IMAGE_SIZE = (DEFAULT_IMAGE_SIDE, DEFAULT_IMAGE_SIDE)
+DEFAULT_INPUT_SHAPE = (DEFAULT_IMAGE_SIDE, DEFAULT_IMAGE_SIDE, 3)
+DEFAULT_SEED = 1337
+"""The split (and search) seed used when none is given."""
+DEFAULT_BATCH_SIZE = 32
+SPLIT_NAMES = ("train", "validation", "test")
+EXPORT_FORMATS = ("keras", "saved_model", "tflite")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def is_int(value, minimum: int = 1) -> bool:
+    """True for an ``int`` (not a ``bool``) of at least ``minimum``."""
+    return not isinstance(value, bool) and isinstance(value, int) and value >= minimum
+
+
+def is_number_in(value, low: float, high: float, *, high_included: bool) -> bool:
+    """True for an ``int``/``float`` (not a ``bool``) in ``[low, high]`` or ``[low, high)``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return low <= value <= high if high_included else low <= value < high
+
+
+def is_positive_number(value) -> bool:
+    """True for a finite ``int``/``float`` (not a ``bool``) above 0."""
+    return is_number_in(value, 0, float("inf"), high_included=False) and value > 0
+
+
+def check_positive_number(name: str, value):
+    """Return ``value`` if it is a finite number above 0; else raise a clear error."""
+    if not is_positive_number(value):
+        raise InvalidArgumentError(f"{name} must be a positive number, got {value!r}.")
+    return value
+
+
+def expected_int(minimum: int = 1) -> str:
+    return "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
+
+def check_int(name: str, value, minimum: int = 1) -> int:
+    """Return ``value`` if it is an integer >= ``minimum``; else raise a clear error."""
+    if not is_int(value, minimum):
+        raise InvalidArgumentError(f"{name} must be {expected_int(minimum)}, got {value!r}.")
+    return value
+
+
+def check_fraction(
+    name: str, value, *, high: float = 1.0, high_included: bool = False, optional: bool = False
+):
+    """Return ``value`` if it is a number in ``[0, high)`` (or ``[0, high]``); else raise.
+
+    With ``optional=True`` ``None`` is accepted too (a layer left out).
+    """
+    if optional and value is None:
+        return value
+    if not is_number_in(value, 0, high, high_included=high_included):
+        interval = f"[0, {high:g}{']' if high_included else ')'}"
+        leave_out = " (or None to leave it out)" if optional else ""
+        raise InvalidArgumentError(
+            f"{name} must be a number in {interval}{leave_out}, got {value!r}."
+        )
+    return value
+
+
+def check_sides(name: str, value, length: int, *, channels: int | None = None) -> tuple:
+    """Return ``value`` as a tuple of ``length`` positive integers (the last = ``channels``)."""
+    sides = tuple(value) if isinstance(value, (tuple, list)) else None
+    if (
+        sides is None
+        or len(sides) != length
+        or not all(is_int(d) for d in sides)
+        or (channels is not None and sides[-1] != channels)
+    ):
+        shape = "(height, width)" if length == 2 else "(height, width, 3)"
+        rgb = ": positive integers and 3 RGB channels" if channels else " of positive integers"
+        raise InvalidArgumentError(f"{name} must be {shape}{rgb}, got {value!r}.")
+    return sides
+
+
+def monitor_mode(monitor: str) -> str:
+    """``"min"`` for a loss, ``"max"`` for any other metric (accuracy...)."""
+    return "min" if "loss" in monitor else "max"
+
+
+def history_dict(history) -> dict:
+    """The per-epoch metrics of a Keras ``History`` or of a plain dict (or ``None``)."""
+    return dict(history.history if hasattr(history, "history") else history or {})
