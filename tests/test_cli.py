@@ -92,6 +92,7 @@ def test_train_writes_the_run_folder(trained_run):
         "confusion_matrix.png",
         "misclassified.png",
         "samples.png",
+        "README.md",  # the model card
     }
     assert {p.name for p in out.iterdir()} == expected  # nothing else (.resume is removed)
     assert json.loads((out / "class_names.json").read_text()) == ["cats", "dogs"]

@@ -24,6 +24,7 @@ from PIL import Image
 import catdog
 from catdog import data as catdog_data
 from catdog import download, training
+from catdog import inference as catdog_inference
 from catdog.data import from_directory, split_files
 from catdog.errors import (
     BusyError,
@@ -296,6 +297,16 @@ def test_evaluate_uses_the_run_split(finished_run, tmp_path, capsys, monkeypatch
     assert status == 0, stderr
     assert "changed since the model was trained" in caplog.text
 
+    old = _copy_run(finished_run, tmp_path / "older")  # a record without per-class counts
+    config = json.loads((old.out / "config.json").read_text())
+    for split in config["splits"].values():
+        split.pop("per_class")
+    (old.out / "config.json").write_text(json.dumps(config))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        status, _, stderr = cli_in_process(capsys, "evaluate", old.out / "model.keras")
+    assert status == 0 and "changed since" not in caplog.text, stderr
+
 
 def test_identical_files_stay_in_one_split(tmp_path, caplog):
     root = tmp_path / "flat"
@@ -444,7 +455,7 @@ def test_images_over_the_pixel_limit_are_skipped_or_refused(tmp_path, caplog, mo
     root = make_synthetic_dataset(tmp_path / "data", images_per_class=6, image_size=(16, 16))
     big = root / "train" / "cats" / "big.png"
     Image.new("RGB", (300, 200)).save(big)
-    monkeypatch.setattr(catdog_data, "MAX_IMAGE_PIXELS", 100 * 100)
+    monkeypatch.setattr(catdog_inference, "MAX_IMAGE_PIXELS", 100 * 100)
     with caplog.at_level(logging.WARNING, logger="catdog"):
         splits = from_directory(root, image_size=(16, 16))
     assert str(big) not in splits.files["train"] and len(splits.files["train"]) == 12

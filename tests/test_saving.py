@@ -77,7 +77,7 @@ def test_inference_model_drops_augmentation_only(model_and_images):
 def test_export_errors(model_and_images, tmp_path):
     model = model_and_images[0]
     with pytest.raises(InvalidArgumentError, match="format must be one of"):
-        export(model, tmp_path / "m.onnx", format="onnx")
+        export(model, tmp_path / "m.pdf", format="pdf")
     with pytest.raises(InvalidArgumentError, match=r"\.keras"):
         export(model, tmp_path / "m.h5", format="keras")
     with pytest.raises(InputFileNotFoundError):

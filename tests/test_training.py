@@ -9,7 +9,7 @@ import pytest
 
 import catdog
 from catdog.errors import InvalidArgumentError
-from catdog.io import save_model
+from catdog.saving import save_model
 from catdog.training import fine_tune, merge_histories, train, unfreeze_base
 
 

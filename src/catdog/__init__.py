@@ -45,11 +45,17 @@ _EXPORTS = {
     "unfreeze_base": "training",
     "merge_histories": "training",
     "evaluate": "evaluation",
-    "predict": "evaluation",
+    "wilson_interval": "evaluation",
+    "write_model_card": "card",
+    "predict": "inference",
     "Report": "evaluation",
     "export": "saving",
     "load_model": "saving",
-    "inference_model": "models",
+    "inference_model": "inference",
+    "decode_image": "inference",
+    "load_images": "inference",
+    "ImageClassifier": "models",
+    "class_names_of": "models",
     "precision_scope": "models",
     "Predictor": "inference",
     "plot_samples": "plotting",
@@ -72,6 +78,9 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
+    from catdog.card import (
+        write_model_card,
+    )
     from catdog.data import (
         Splits,
         build_splits,
@@ -97,10 +106,14 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
     from catdog.evaluation import (
         Report,
         evaluate,
-        predict,
+        wilson_interval,
     )
     from catdog.inference import (
         Predictor,
+        decode_image,
+        inference_model,
+        load_images,
+        predict,
     )
     from catdog.layers import (
         InferenceMode,
@@ -109,15 +122,16 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
         mobilenet_v2_preprocessing,
     )
     from catdog.models import (
+        ImageClassifier,
         build_augmented_model,
         build_baseline_model,
         build_cnn_model,
         build_model,
         build_preprocessed_model,
         build_transfer_model,
+        class_names_of,
         compile_model,
         get_base,
-        inference_model,
         list_models,
         precision_scope,
         register_model,
@@ -148,8 +162,9 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
     )
 
 _SUBMODULES = {
-    "cli", "data", "download", "errors", "evaluation", "feature_cache", "inference", "io", "layers",
-    "models", "plotting", "saving", "synthetic", "training", "tuning", "weights", "workflow",
+    "card", "cli", "data", "download", "errors", "evaluation", "feature_cache", "inference",
+    "io", "layers", "models", "plotting", "saving", "synthetic", "training", "tuning",
+    "weights", "workflow",
 }  # fmt: skip
 
 __all__ = ["__version__", *_EXPORTS]

@@ -16,7 +16,8 @@ DEFAULT_SEED = 1337
 """The split (and search) seed used when none is given."""
 DEFAULT_BATCH_SIZE = 32
 SPLIT_NAMES = ("train", "validation", "test")
-EXPORT_FORMATS = ("keras", "saved_model", "tflite")
+EXPORT_FORMATS = ("keras", "tf_saved_model", "litert", "onnx")  # Keras' names
+EXPORT_FORMAT_ALIASES = {"saved_model": "tf_saved_model", "tflite": "litert"}
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 

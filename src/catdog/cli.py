@@ -19,6 +19,7 @@ from catdog._rules import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_IMAGE_SIDE,
     DEFAULT_SEED,
+    EXPORT_FORMAT_ALIASES,
     EXPORT_FORMATS,
     PRECISIONS,
     SPLIT_NAMES,
@@ -85,12 +86,6 @@ def _class_names_beside(model_path: str) -> list[str] | None:
     return names if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
 
 
-def _class_names_for(model_path: str, given: str | None, count: int) -> list[str]:
-    if given:
-        return [name.strip() for name in given.split(",")]
-    return _class_names_beside(model_path) or [f"class_{i}" for i in range(count)]
-
-
 def _same_data(a: str, b: str) -> bool:
     return a == b or Path(a).resolve() == Path(b).resolve()
 
@@ -113,8 +108,9 @@ def _evaluation_seed(args: argparse.Namespace, run: dict | None, data: str) -> i
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from catdog.data import from_directory, load_cats_and_dogs
     from catdog.evaluation import evaluate
+    from catdog.models import class_names_of
     from catdog.saving import load_model
-    from catdog.workflow import split_fingerprint
+    from catdog.workflow import split_fingerprint, splits_match
 
     model = load_model(args.model)
     run = run_record(Path(args.model).parent)
@@ -124,11 +120,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "Pass --data FOLDER: the model has no run folder (config.json) to take it from."
         )
     seed = _evaluation_seed(args, run, data)
-    class_names = _class_names_beside(args.model)
+    class_names = class_names_of(model) or _class_names_beside(args.model)
     if class_names is None:
         logger.warning(
-            "%s has no class_names.json beside it: the data's class folders, sorted, are "
-            "taken to be the model's outputs in order.",
+            "%s names no classes (nor has class_names.json beside it): the data's class "
+            "folders, sorted, are taken to be the model's outputs in order.",
             args.model,
         )
     options = dict(image_size=tuple(model.input_shape[1:3]), batch_size=args.batch_size, seed=seed)
@@ -137,7 +133,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         splits = from_directory(data, class_names=class_names, **options)
     recorded = (run or {}).get("splits")
-    if recorded and _same_data(data, run["data"]) and split_fingerprint(splits) != recorded:
+    if (
+        recorded
+        and _same_data(data, run["data"])
+        and not splits_match(recorded, split_fingerprint(splits))
+    ):
         logger.warning(
             "The files in %s changed since the model was trained: its splits differ from the "
             "run's, so the %s split may hold images the model was trained on.",
@@ -152,11 +152,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from catdog.evaluation import predict
-    from catdog.saving import load_model
+    from catdog.inference import LiteRTModel, predict
+    from catdog.models import class_names_of
 
-    model = load_model(args.model)
-    names = _class_names_for(args.model, args.class_names, model.output_shape[-1])
+    if Path(args.model).suffix == ".tflite":
+        model = LiteRTModel(args.model)
+    else:
+        from catdog.saving import load_model
+
+        model = load_model(args.model)
+    names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
+    own = model.class_names if isinstance(model, LiteRTModel) else class_names_of(model)
+    names = names or own or _class_names_beside(args.model)
     for p in predict(model, args.images, names):
         print(f"{p.path}\t{p.class_name}\t{p.probability:.4f}")
     return 0
@@ -165,7 +172,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from catdog.saving import export, load_model
 
-    path = export(load_model(args.model), args.out, format=args.format, overwrite=args.overwrite)
+    model = load_model(args.model)
+    path = export(
+        model, args.out, format=args.format, overwrite=args.overwrite, quantize=args.quantize
+    )
     print(path)
     return 0
 
@@ -210,6 +220,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"best {search.oracle.objective.name}: {best[0].score:.4f}")
         print(json.dumps(best[0].hyperparameters.values, indent=2))
     print(f"\nsummary: {out / 'summary.json'}\nbest model: {out / 'best_model.keras'}")
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from catdog.card import write_model_card
+
+    print(write_model_card(args.run))
     return 0
 
 
@@ -327,16 +344,22 @@ def _add_evaluate_predict_export(sub) -> None:
     evaluate.set_defaults(func=cmd_evaluate)
 
     predict = sub.add_parser("predict", help="classify image files")
-    predict.add_argument("model", help="a .keras model file")
+    predict.add_argument("model", help="a .keras model file, or a .tflite file")
     predict.add_argument("images", nargs="+", help="image files")
     predict.add_argument(
-        "--class-names", help="comma-separated; default: class_names.json beside the model"
+        "--class-names",
+        help="comma-separated; default: the model's own (or class_names.json beside it)",
     )
     predict.set_defaults(func=cmd_predict)
 
     export = sub.add_parser("export", help="export a saved model")
     export.add_argument("model", help="a .keras model file")
-    export.add_argument("--format", default="tflite", choices=EXPORT_FORMATS)
+    export.add_argument(
+        "--format", default="litert", choices=(*EXPORT_FORMATS, *EXPORT_FORMAT_ALIASES)
+    )
+    export.add_argument(
+        "--quantize", choices=("float16", "dynamic"), help="litert: smaller weights"
+    )
     export.add_argument("--out", required=True, help="output file or folder")
     export.add_argument(
         "--overwrite",
@@ -389,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate_predict_export(sub)
     _add_tune(sub)
+    card = sub.add_parser("card", help="(re)write a run folder's model card, README.md")
+    card.add_argument("run", help="a run folder written by catdog train")
+    card.set_defaults(func=cmd_card)
     models = sub.add_parser("models", help="list the registered models")
     models.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*ed'")
     models.set_defaults(func=cmd_models)

@@ -4,8 +4,8 @@ The split is a list of files per split, decided before any tensor exists (so it 
 audited: ``splits.files["test"]``). Byte-identical files are found by content and kept in one
 split. Each split's pipeline decodes every image once, in parallel, caches the decoded pixels
 (memory by default), and prefetches. Files that do not decode, images over
-``MAX_IMAGE_PIXELS`` and file names that are not valid UTF-8 are found before training and
-skipped with one warning naming them.
+``catdog.inference.MAX_IMAGE_PIXELS`` and file names that are not valid UTF-8 are found before
+training and skipped with one warning naming them.
 
 EXIF orientation is not applied, in training and in prediction alike (both use TensorFlow's
 decoders), so the two always agree; rotate such photos on disk if their orientation matters.
@@ -18,7 +18,6 @@ import functools
 import hashlib
 import logging
 import os
-import warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from catdog.download import (
     fetch_archive,
 )
 from catdog.errors import DatasetError, DatasetNotFoundError, InvalidArgumentError
+from catdog.inference import decode_image, image_size_problem
 from catdog.io import file_lock, sha256sum
 
 if TYPE_CHECKING:
@@ -53,12 +53,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("catdog")
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp")
-MAX_IMAGE_PIXELS: int | None = 89_478_485
-"""Images with more pixels are skipped in datasets and refused by ``predict``.
-
-Pillow's decompression-bomb limit. Set it to ``None`` to lift the limit, as with Pillow's own
-``Image.MAX_IMAGE_PIXELS``.
-"""
 
 
 @dataclass
@@ -331,72 +325,6 @@ def split_files(
 
 
 # ----------------------------------------------------------------------------- pipelines
-def _decode_fn(image_size: tuple[int, int]):
-    import tensorflow as tf
-
-    height, width = image_size
-
-    def decode_jpeg(data):
-        # Large JPEGs are decoded straight at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling)
-        # when that still leaves at least image_size pixels: much faster, and less aliasing.
-        shape = tf.image.extract_jpeg_shape(data)
-        scale = tf.minimum(shape[0] // height, shape[1] // width)
-        branch = tf.where(scale >= 8, 3, tf.where(scale >= 4, 2, tf.where(scale >= 2, 1, 0)))
-        return tf.switch_case(
-            branch,
-            [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r) for r in (1, 2, 4, 8)],
-        )
-
-    def decode(path, label, index):
-        data = tf.io.read_file(path)
-        image = tf.cond(
-            tf.io.is_jpeg(data),
-            lambda: decode_jpeg(data),
-            lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
-        )
-        image = tf.image.resize(image, image_size)  # bilinear, as Keras' loader
-        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-        image.set_shape((height, width, 3))
-        return image, label, index
-
-    return decode
-
-
-def image_size_problem(path: str | os.PathLike, max_pixels: int | None = None) -> str | None:
-    """Why ``path`` is too large to decode safely, read from its header alone; else ``None``.
-
-    ``max_pixels`` defaults to [`MAX_IMAGE_PIXELS`][catdog.data.MAX_IMAGE_PIXELS]. Files that
-    Pillow cannot identify are left to the decoder, which names them if they fail.
-
-    Examples:
-        ```python
-        image_size_problem("huge.png")
-        # '20000x20000 = 400,000,000 pixels, over the limit of 89,478,485 pixels ...'
-        ```
-    """
-    limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-    if not limit:
-        return None
-    from PIL import Image
-
-    too_large = (
-        f"over the limit of {limit:,} pixels (catdog.data.MAX_IMAGE_PIXELS): resize the image, "
-        "or raise the limit if you trust the file"
-    )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-    except Image.DecompressionBombError:
-        return f"far more pixels than Pillow will open, {too_large}"
-    except Exception:  # not identified by Pillow: the decoder decides
-        return None
-    if width * height > limit:
-        return f"{width}x{height} = {width * height:,} pixels, {too_large}"
-    return None
-
-
 def _cache_target(cache: str | os.PathLike | None, split: str, paths: list[str], size) -> str:
     """A cache file name keyed on the files, their sizes and modification times, and size."""
     if cache in (None, "memory"):
@@ -431,7 +359,11 @@ def _decode_and_cache(paths, labels, image_size, cache, split):
     ds = tf.data.Dataset.from_tensor_slices(
         (tf.constant(paths, tf.string), tf.constant(labels, tf.int32), tf.range(len(paths)))
     )
-    ds = ds.map(_decode_fn(image_size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def decode(path, label, index):
+        return decode_image(tf.io.read_file(path), image_size), label, index
+
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     target = _cache_target(cache, split, paths, image_size)
     ds = ds.ignore_errors().cache(target)
     # This first pass decodes every image (filling the cache) and tells which files failed.
@@ -472,7 +404,7 @@ def build_splits(
 ) -> Splits:
     """Turn a file-level split (see [`split_files`][catdog.data.split_files]) into datasets.
 
-    Images over [`MAX_IMAGE_PIXELS`][catdog.data.MAX_IMAGE_PIXELS] and files that do not decode
+    Images over [`MAX_IMAGE_PIXELS`][catdog.inference.MAX_IMAGE_PIXELS] and files that do not decode
     are skipped with one warning naming them.
 
     Args:

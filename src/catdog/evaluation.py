@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -11,7 +12,13 @@ import keras
 import numpy as np
 
 from catdog.data import Splits
-from catdog.errors import InputFileNotFoundError, InvalidArgumentError
+from catdog.errors import InvalidArgumentError
+from catdog.inference import (  # noqa: F401  (predict and load_images moved there; kept here)
+    Prediction,
+    load_images,
+    predict,
+    predict_probabilities,
+)
 from catdog.io import write_json, write_text
 
 
@@ -35,6 +42,25 @@ class Misclassified:
     confidence: float
 
 
+def wilson_interval(successes: int, total: int, z: float = 1.959963984540054) -> tuple:
+    """The Wilson score interval of a proportion (95% for the default ``z``).
+
+    Honest for small test sets and for proportions near 0 or 1, where the normal
+    approximation fails.
+
+    Examples:
+        >>> [round(x, 4) for x in wilson_interval(199, 200)]
+        [0.9722, 0.9991]
+    """
+    if total <= 0:
+        raise InvalidArgumentError(f"wilson_interval needs total >= 1, got {total!r}.")
+    p = successes / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
 @dataclass
 class Report:
     """Scores of a model on one labelled dataset.
@@ -53,9 +79,20 @@ class Report:
     misclassified: list[Misclassified] = field(default_factory=list)
     count: int = 0
 
+    @property
+    def correct(self) -> int:
+        """The number of correctly classified examples."""
+        return int(round(self.accuracy * self.count))
+
+    @property
+    def accuracy_interval(self) -> tuple[float, float] | None:
+        """The 95% Wilson interval of the accuracy (``None`` for an empty report)."""
+        return wilson_interval(self.correct, self.count) if self.count else None
+
     def to_dict(self) -> dict:
-        """The report as plain data (what ``report.json`` holds)."""
-        return asdict(self)
+        """The report as plain data (what ``report.json`` holds), with the 95% interval."""
+        interval = self.accuracy_interval
+        return {**asdict(self), "accuracy_ci95": list(interval) if interval else None}
 
     @classmethod
     def from_dict(cls, data: dict) -> Report:
@@ -67,7 +104,7 @@ class Report:
             report = Report.from_dict(data)
             ```
         """
-        values = dict(data)
+        values = {k: v for k, v in data.items() if k != "accuracy_ci95"}
         values["loss"] = float("nan") if values.get("loss") is None else values["loss"]
         values["per_class"] = {k: ClassMetrics(**v) for k, v in values["per_class"].items()}
         values["misclassified"] = [Misclassified(**m) for m in values.get("misclassified", [])]
@@ -83,16 +120,28 @@ class Report:
 
     def __str__(self) -> str:
         width = max(12, *(len(n) for n in self.class_names))
+        interval = self.accuracy_interval
+        how_sure = (
+            f" ({self.correct}/{self.count}; 95% interval {interval[0]:.1%} to {interval[1]:.1%})"
+            if interval
+            else ""
+        )
         lines = [
-            f"examples: {self.count}   loss: {self.loss:.4f}   accuracy: {self.accuracy:.2%}   "
-            f"majority baseline: {self.baseline:.2%}",
+            f"examples: {self.count}   loss: {self.loss:.4f}   accuracy: {self.accuracy:.2%}"
+            f"{how_sure}   majority baseline: {self.baseline:.2%}",
             "",
-            f"{'class':<{width}} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>9}",
+            f"{'class':<{width}} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>9} "
+            f"{'recalled':>9}",
         ]
-        for name, m in self.per_class.items():
+        for i, (name, m) in enumerate(self.per_class.items()):
+            recalled = f"{self.confusion[i][i]}/{m.support}"
             lines.append(
-                f"{name:<{width}} {m.precision:>9.3f} {m.recall:>9.3f} {m.f1:>9.3f} {m.support:>9d}"
+                f"{name:<{width}} {m.precision:>9.3f} {m.recall:>9.3f} {m.f1:>9.3f} "
+                f"{m.support:>9d} {recalled:>9}"
             )
+        missing = [name for name, m in self.per_class.items() if not m.support]
+        if missing:
+            lines.append(f"no examples of: {', '.join(missing)} (their scores mean nothing)")
         lines += ["", "confusion matrix (rows: true class, columns: predicted)"]
         lines.append(" " * width + "".join(f"{n[:9]:>10}" for n in self.class_names))
         for name, row in zip(self.class_names, self.confusion, strict=True):
@@ -102,23 +151,6 @@ class Report:
             for m in self.misclassified[:10]:
                 lines.append(f"  {m.path or '?'}: {m.true} -> {m.predicted} ({m.confidence:.2f})")
         return "\n".join(lines)
-
-
-def predict_probabilities(model: keras.Model, images) -> np.ndarray:
-    """Class probabilities for an image array ``(n, h, w, 3)``, in inference mode.
-
-    Uses the model's compiled [`catdog.inference.Predictor`][catdog.inference.Predictor]; logit
-    models get a softmax.
-
-    Examples:
-        ```python
-        predict_probabilities(model, images).shape
-        # (32, 2)
-        ```
-    """
-    from catdog.inference import predictor_for
-
-    return predictor_for(model)(images).astype(np.float64)
 
 
 def evaluate(
@@ -142,10 +174,19 @@ def evaluate(
         print(report)
         ```
     """
+    from catdog.models import class_names_of
+
     if isinstance(data, Splits):
         class_names = class_names or data.class_names
         files = data.files[split]
         data = getattr(data, split)
+    known = class_names_of(model)
+    if known and class_names and list(class_names) != known:
+        raise InvalidArgumentError(
+            f"The model's classes are {known}, but the data's are {list(class_names)}. Build "
+            "the data with class_names=model.class_names (from_directory matches folders by "
+            "name)."
+        )
     if not class_names:
         raise InvalidArgumentError("evaluate needs class_names (or a Splits object).")
     batches = [(predict_probabilities(model, x), np.asarray(y).reshape(-1)) for x, y in data]
@@ -196,98 +237,3 @@ def evaluate(
         misclassified=misclassified,
         count=int(labels.size),
     )
-
-
-@dataclass
-class Prediction:
-    """The most likely class of one image, its probability, and every class's probability."""
-
-    path: str
-    class_name: str
-    probability: float
-    probabilities: dict[str, float]
-
-
-def load_images(paths: Sequence[str | os.PathLike], image_size: tuple[int, int]) -> np.ndarray:
-    """Read image files of any size and format into a float32 ``(n, h, w, 3)`` 0..255 array.
-
-    Uses the same decoder and resizing as the training pipeline. Raises a clear error naming
-    a missing file, one that is not an image, or one over
-    [`MAX_IMAGE_PIXELS`][catdog.data.MAX_IMAGE_PIXELS] (checked from its header, before any
-    pixel is decoded).
-
-    Examples:
-        ```python
-        load_images(["cat.jpg"], (160, 160)).shape
-        # (1, 160, 160, 3)
-        ```
-    """
-    import tensorflow as tf
-
-    from catdog.data import _decode_fn, image_size_problem
-
-    decode = _decode_fn(tuple(image_size))
-    images = []
-    for path in paths:
-        if not Path(path).is_file():
-            raise InputFileNotFoundError(f"Image file {str(path)!r} does not exist.")
-        problem = image_size_problem(path)
-        if problem:
-            raise InvalidArgumentError(f"{str(path)!r} is too large to read: {problem}.")
-        try:
-            image, _, _ = decode(tf.constant(str(path)), 0, 0)
-        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-            raise InvalidArgumentError(
-                f"{str(path)!r} is not a readable image (BMP, GIF, JPEG, PNG or WebP expected)."
-            ) from error
-        images.append(image.numpy())
-    return np.stack(images).astype(np.float32)
-
-
-def predict(
-    model: keras.Model,
-    images_or_paths,
-    class_names: Sequence[str] | None = None,
-) -> list[Prediction]:
-    """Predict the class of image files (any size/format) or of an image array.
-
-    Returns one [`Prediction`][catdog.evaluation.Prediction] per image, with the most likely class
-    name and its probability. Without ``class_names`` classes are named ``class_0``, ``class_1``...
-
-    Examples:
-        ```python
-        for p in predict(model, ["cat.jpg", "dog.png"], ["cats", "dogs"]):
-            print(p.path, p.class_name, round(p.probability, 3))
-        ```
-    """
-    height, width = model.input_shape[1:3]
-    if isinstance(images_or_paths, np.ndarray):
-        array, names = images_or_paths.astype(np.float32), None
-        if array.ndim == 3:
-            array = array[None]
-        if array.shape[1:] != (height, width, 3):
-            raise InvalidArgumentError(
-                f"images must have shape (n, {height}, {width}, 3), got {array.shape}."
-            )
-    else:
-        names = [str(p) for p in images_or_paths]
-        array = load_images(names, (height, width))
-    probs = predict_probabilities(model, array)
-    class_names = list(class_names or [f"class_{i}" for i in range(probs.shape[1])])
-    if len(class_names) != probs.shape[1]:
-        raise InvalidArgumentError(
-            f"The model predicts {probs.shape[1]} classes but {len(class_names)} class names "
-            "were given."
-        )
-    results = []
-    for i, row in enumerate(probs):
-        best = int(row.argmax())
-        results.append(
-            Prediction(
-                path=names[i] if names else f"image_{i}",
-                class_name=class_names[best],
-                probability=float(row[best]),
-                probabilities={n: float(p) for n, p in zip(class_names, row, strict=True)},
-            )
-        )
-    return results

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from catdog.errors import InvalidArgumentError
-from catdog.models import _augmentation_types, get_base
+from catdog.models import get_base, is_augmentation_layer
 
 
 def split_transfer_model(model: keras.Model):
@@ -53,7 +53,7 @@ def split_transfer_model(model: keras.Model):
 
 def has_augmentation(model: keras.Model) -> bool:
     """True when the model contains random augmentation layers."""
-    return any(isinstance(layer, _augmentation_types()) for layer in model.layers)
+    return any(is_augmentation_layer(layer) for layer in model.layers)
 
 
 def extract_features(extractor, dataset, copies: int = 0):

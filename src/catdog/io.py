@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from catdog.errors import BusyError, InvalidArgumentError, OutputError
+from catdog.errors import BusyError, OutputError
 
 logger = logging.getLogger("catdog")
 
@@ -141,19 +141,6 @@ def write_json(path: str | os.PathLike, data) -> Path:
     """Write valid JSON (indented, UTF-8, non-finite numbers as ``null``) atomically."""
     text = json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False)
     return write_text(path, text + "\n")
-
-
-def save_model(model, path: str | os.PathLike) -> Path:
-    """``model.save(path)`` atomically (``.keras`` format).
-
-    Examples:
-        ```python
-        save_model(model, "runs/demo/model.keras")
-        ```
-    """
-    if Path(path).suffix != ".keras":
-        raise InvalidArgumentError(f"Model files must end in .keras, got {str(path)!r}.")
-    return write_atomic(path, model.save)
 
 
 @contextmanager

@@ -36,6 +36,125 @@ from catdog.layers import InferenceMode, augmentation_layers, mobilenet_v2_prepr
 _REGISTRY: dict[str, Callable[..., keras.Model]] = {}
 
 
+# ----------------------------------------------------------------------------- the model class
+# Layers that change images only in training and pass them through unchanged at inference
+# (RandomCrop is left out: at inference it crops).
+_AUGMENTATION_TYPES = ("AugMix", "CutMix", "MixUp", "RandAugment")
+
+
+def is_augmentation_layer(layer: keras.layers.Layer) -> bool:
+    """True for a Keras layer that augments in training and is the identity at inference."""
+    name = type(layer).__name__
+    return (name.startswith("Random") and name != "RandomCrop") or name in _AUGMENTATION_TYPES
+
+
+@keras.saving.register_keras_serializable(package="catdog")
+class ImageClassifier(keras.Sequential):
+    """A ``keras.Sequential`` image classifier that knows its class names and augmentation.
+
+    Every model catdog builds is one. ``class_names`` (one per output, or ``None``) and
+    ``augmentation`` (the names of the layers that only act in training) are part of its
+    ``get_config``, so a saved ``.keras`` file describes itself: loaded anywhere with
+    [`catdog.load_model`][catdog.saving.load_model] (or ``keras.saving.load_model`` after
+    ``import catdog.models``, which registers this class), it still names its classes, and
+    [`inference_model`][catdog.inference.inference_model] drops its augmentation by name.
+    ``keras.models.clone_model`` returns a plain ``keras.Sequential``: set ``class_names`` on
+    an ``ImageClassifier`` again if you clone one.
+
+    Examples:
+        >>> model = build_baseline_model(input_shape=(32, 32, 3), class_names=["a", "b", "c"])
+        >>> model.class_names, model.output_shape
+        (['a', 'b', 'c'], (None, 3))
+    """
+
+    def __init__(self, layers=None, trainable=True, name=None, *, class_names=None,
+                 augmentation=None):  # fmt: skip
+        super().__init__(layers=layers, trainable=trainable, name=name)
+        self.class_names = class_names
+        self.augmentation = augmentation
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The class of each output, in order, or ``None`` when unknown."""
+        return list(self._class_names) if self._class_names is not None else None
+
+    @class_names.setter
+    def class_names(self, names) -> None:
+        self._class_names = None if names is None else tuple(check_class_names(names))
+
+    @property
+    def augmentation(self) -> list[str]:
+        """The names of the layers that augment images in training only.
+
+        Unless given, the layers that
+        [`is_augmentation_layer`][catdog.models.is_augmentation_layer] recognises.
+        """
+        if self._augmentation is None:
+            return [layer.name for layer in self.layers if is_augmentation_layer(layer)]
+        return list(self._augmentation)
+
+    @augmentation.setter
+    def augmentation(self, names) -> None:
+        self._augmentation = None if names is None else tuple(str(n) for n in names)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "class_names": self.class_names,
+                "augmentation": self.augmentation}  # fmt: skip
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        class_names = config.pop("class_names", None)
+        augmentation = config.pop("augmentation", [])
+        model = super().from_config(config, custom_objects=custom_objects)
+        model.class_names, model.augmentation = class_names, augmentation
+        return model
+
+
+def check_class_names(names) -> list[str]:
+    """Return ``names`` as a list if they are at least two distinct, non-empty strings."""
+    values = list(names) if isinstance(names, (list, tuple)) else None
+    if (
+        values is None
+        or len(values) < 2
+        or not all(isinstance(n, str) and n for n in values)
+        or len(set(values)) != len(values)
+    ):
+        raise InvalidArgumentError(
+            f"class_names must be at least two distinct, non-empty strings, got {names!r}."
+        )
+    return values
+
+
+def class_names_of(model: keras.Model) -> list[str] | None:
+    """The class names a model carries (any catdog model, once built or trained), or ``None``.
+
+    Examples:
+        >>> class_names_of(build_baseline_model(input_shape=(32, 32, 3), class_names=["x", "y"]))
+        ['x', 'y']
+    """
+    return getattr(model, "class_names", None) if isinstance(model, ImageClassifier) else None
+
+
+def _classes(num_classes: int | None, class_names) -> tuple[int, list[str] | None]:
+    """``(number of outputs, class names or None)`` from a factory's two arguments."""
+    if class_names is None:
+        return check_int("num_classes", 2 if num_classes is None else num_classes, minimum=2), None
+    names = check_class_names(class_names)
+    if num_classes is not None and num_classes != len(names):
+        raise InvalidArgumentError(
+            f"num_classes={num_classes!r} but {len(names)} class_names were given; pass one "
+            "of them (num_classes follows class_names)."
+        )
+    return len(names), names
+
+
+def _classifier(layer_list: list, *, name: str, class_names) -> ImageClassifier:
+    augmentation = [layer.name for layer in layer_list if is_augmentation_layer(layer)]
+    return ImageClassifier(layer_list, name=name, class_names=class_names,
+                           augmentation=augmentation)  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- registry
 def register_model(name: str | None = None) -> Callable:
     """Decorator that adds a model factory to the registry under ``name``.
@@ -106,6 +225,13 @@ def build_model(name: str, *, precision: str | None = None, **kwargs) -> keras.M
         return factory(**kwargs)
 
 
+def factory_parameters(name: str) -> set[str]:
+    """The keyword arguments that the factory of the registered model ``name`` names."""
+    import inspect
+
+    return set(inspect.signature(_REGISTRY[check_model_name(name)]).parameters)
+
+
 def describe_model(name: str) -> str:
     """A one-line description of the registered model ``name`` (its factory's first line).
 
@@ -131,8 +257,7 @@ def _check_input_shape(input_shape) -> tuple[int, int, int]:
     return check_sides("input_shape", input_shape, 3, channels=3)
 
 
-def _check_head(num_classes, dropout, dense_units, classifier_activation) -> None:
-    check_int("num_classes", num_classes, minimum=2)
+def _check_head(dropout, dense_units, classifier_activation) -> None:
     check_fraction("dropout", dropout)
     check_int("dense_units", dense_units)
     if classifier_activation not in ("softmax", None):
@@ -187,7 +312,8 @@ def _cnn(
     *,
     name: str,
     input_shape,
-    num_classes: int,
+    num_classes: int | None,
+    class_names,
     input_layers: list,
     filters,
     kernel_size,
@@ -198,7 +324,8 @@ def _cnn(
 ) -> keras.Sequential:
     """Conv blocks; ``dropout`` sits after the last conv, before its pooling, as in the tutorial."""
     input_shape = _check_input_shape(input_shape)
-    _check_head(num_classes, dropout, dense_units, classifier_activation)
+    num_classes, class_names = _classes(num_classes, class_names)
+    _check_head(dropout, dense_units, classifier_activation)
     plan = _conv_plan(input_shape, filters, kernel_size, pool_size)
     body: list = []
     for i, (n_filters, kernel, pool) in enumerate(plan, start=1):
@@ -206,7 +333,7 @@ def _cnn(
         if dropout and i == len(plan):
             body.append(layers.Dropout(dropout, name="conv_dropout"))
         body.append(layers.MaxPooling2D(pool, name=f"pool_{i}"))
-    return keras.Sequential(
+    return _classifier(
         [
             keras.Input(shape=input_shape, name="image"),
             *input_layers,
@@ -214,6 +341,7 @@ def _cnn(
             *_head(0, dense_units, num_classes, classifier_activation),
         ],
         name=name,
+        class_names=class_names,
     )
 
 
@@ -227,8 +355,9 @@ CNN_PRESETS: dict[str, dict] = {
 
 def build_cnn_model(
     input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
-    num_classes: int = 2,
+    num_classes: int | None = None,
     *,
+    class_names: Sequence[str] | None = None,
     filters: Sequence[int] = (16, 32),
     kernel_size: int | Sequence[int] = 3,
     pool_size: int | Sequence[int] = 2,
@@ -253,7 +382,10 @@ def build_cnn_model(
     Args:
         input_shape: ``(height, width, 3)`` of the input images, positive integers; the model
             takes raw RGB pixels in 0..255.
-        num_classes: the number of classes (outputs), at least 2.
+        num_classes: the number of classes (outputs), at least 2. Defaults to 2, or to the
+            number of ``class_names``.
+        class_names: the name of each class, in output order; the model carries them (see
+            [`ImageClassifier`][catdog.models.ImageClassifier]).
         filters: the filters of each ``Conv2D`` block: one block per entry, a non-empty
             sequence of positive integers.
         kernel_size: the side of the conv kernels (no padding): one integer for every block,
@@ -294,6 +426,7 @@ def build_cnn_model(
         name=name,
         input_shape=input_shape,
         num_classes=num_classes,
+        class_names=class_names,
         input_layers=input_layers,
         filters=filters,
         kernel_size=kernel_size,
@@ -304,7 +437,7 @@ def build_cnn_model(
     )
 
 
-def _preset(name: str, input_shape, num_classes: int, kwargs: dict) -> keras.Sequential:
+def _preset(name: str, input_shape, num_classes, kwargs: dict) -> keras.Sequential:
     return build_cnn_model(
         input_shape, num_classes, **{**CNN_PRESETS[name], "name": name, **kwargs}
     )
@@ -312,7 +445,7 @@ def _preset(name: str, input_shape, num_classes: int, kwargs: dict) -> keras.Seq
 
 @register_model("baseline")
 def build_baseline_model(
-    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int = 2, **kwargs
+    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int | None = None, **kwargs
 ) -> keras.Sequential:
     """The tutorial's model 1: two Conv2D+MaxPooling blocks and a dense head, no augmentation.
 
@@ -330,7 +463,7 @@ def build_baseline_model(
 
 @register_model("augmented")
 def build_augmented_model(
-    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int = 2, **kwargs
+    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int | None = None, **kwargs
 ) -> keras.Sequential:
     """The tutorial's model 2: RandomFlip + RandomRotation(0.2), one Conv2D block, dense head.
 
@@ -346,7 +479,7 @@ def build_augmented_model(
 
 @register_model("preprocessed")
 def build_preprocessed_model(
-    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int = 2, **kwargs
+    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int | None = None, **kwargs
 ) -> keras.Sequential:
     """The tutorial's model 3: pixels scaled to -1..1, augmentation, two conv blocks, dense head.
 
@@ -393,8 +526,9 @@ def _mobilenet_v2_base(input_shape, weights):
 @register_model("transfer")
 def build_transfer_model(
     input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
-    num_classes: int = 2,
+    num_classes: int | None = None,
     *,
+    class_names: Sequence[str] | None = None,
     weights: str | os.PathLike | None = "imagenet",
     base_trainable: bool = False,
     pooling: str = "max",
@@ -416,7 +550,10 @@ def build_transfer_model(
     Args:
         input_shape: ``(height, width, 3)`` of the input images, positive integers and at
             least 32x32; the model takes raw RGB pixels in 0..255.
-        num_classes: the number of classes (outputs), at least 2.
+        num_classes: the number of classes (outputs), at least 2. Defaults to 2, or to the
+            number of ``class_names``.
+        class_names: the name of each class, in output order; the model carries them (see
+            [`ImageClassifier`][catdog.models.ImageClassifier]).
         weights: the base's weights: ``"imagenet"`` (downloaded by Keras), ``None`` (random)
             or the path of an existing MobileNetV2 no-top weights file for this input shape.
         base_trainable: whether the base's weights are trained too (fine-tuning); by default
@@ -445,7 +582,8 @@ def build_transfer_model(
         2340098
     """
     input_shape = _check_input_shape(input_shape)
-    _check_head(num_classes, dropout, dense_units, classifier_activation)
+    num_classes, class_names = _classes(num_classes, class_names)
+    _check_head(dropout, dense_units, classifier_activation)
     if input_shape[0] < 32 or input_shape[1] < 32:
         raise InvalidArgumentError(
             f"input_shape must be at least 32x32 for MobileNetV2, got {input_shape}."
@@ -459,7 +597,7 @@ def build_transfer_model(
         if pooling == "max"
         else layers.GlobalAveragePooling2D(name="global_pool")
     )
-    return keras.Sequential(
+    return _classifier(
         [
             keras.Input(shape=input_shape, name="image"),
             mobilenet_v2_preprocessing(),
@@ -471,6 +609,7 @@ def build_transfer_model(
             *_head(dropout, dense_units, num_classes, classifier_activation),
         ],
         name=name,
+        class_names=class_names,
     )
 
 
@@ -517,34 +656,3 @@ def compile_model(
         jit_compile=jit_compile,
     )
     return model
-
-
-def _augmentation_types() -> tuple[type, ...]:
-    return tuple(
-        getattr(keras.layers, n)
-        for n in dir(keras.layers)
-        if n.startswith("Random") and isinstance(getattr(keras.layers, n), type)
-    )
-
-
-def inference_model(model: keras.Model) -> keras.Model:
-    """Return a model that shares ``model``'s layers and weights but has no augmentation.
-
-    Augmentation layers pass images through unchanged at inference, yet their random ops stay
-    in traced graphs; dropping them makes exports portable (TFLite has no such ops) and
-    inference faster. Models other than ``keras.Sequential`` are returned unchanged.
-
-    Examples:
-        >>> [type(l).__name__ for l in inference_model(build_augmented_model()).layers][:2]
-        ['Conv2D', 'MaxPooling2D']
-    """
-    if not isinstance(model, keras.Sequential):
-        return model
-    augmentation = _augmentation_types()
-    kept = [layer for layer in model.layers if not isinstance(layer, augmentation)]
-    if len(kept) == len(model.layers):
-        return model
-    return keras.Sequential(
-        [keras.Input(shape=model.input_shape[1:], name="image"), *kept],
-        name=f"{model.name}_inference",
-    )

@@ -70,7 +70,7 @@ def plot_samples(
     rng = np.random.default_rng(seed)
     rows: list[list[np.ndarray]]
     if isinstance(data, Splits):
-        from catdog.evaluation import load_images
+        from catdog.inference import load_images
 
         class_names = data.class_names
         rows = []
@@ -258,7 +258,7 @@ def plot_misclassified(
         plot_misclassified(report, path="misclassified.png")
         ```
     """
-    from catdog.evaluation import load_images
+    from catdog.inference import load_images
 
     wrong = [m for m in report.misclassified if m.path][:n]
     cols = max(1, min(3, len(wrong)))

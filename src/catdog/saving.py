@@ -1,4 +1,9 @@
-"""Export a trained model as a ``.keras`` file, a TensorFlow SavedModel, or TFLite."""
+"""Saving and loading: ``.keras`` files, SavedModels that serve, LiteRT (TFLite) files.
+
+Every artifact carries the model's class names: the ``.keras`` config, the SavedModel's
+``serving_default`` signature (encoded image bytes in, probabilities and class names out) and
+a labels file written beside a ``.tflite`` file.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,39 @@ from pathlib import Path
 
 import keras
 
-from catdog._rules import EXPORT_FORMATS
-from catdog.errors import InputFileNotFoundError, InvalidArgumentError, OutputError
-from catdog.io import atomic_path, save_model, write_atomic
-from catdog.models import inference_model
+from catdog._rules import EXPORT_FORMAT_ALIASES, EXPORT_FORMATS
+from catdog.errors import (
+    InputFileNotFoundError,
+    InvalidArgumentError,
+    MissingExtraError,
+    OutputError,
+)
+from catdog.inference import decode_image, inference_model, labels_path
+from catdog.io import atomic_path, write_atomic, write_text
 
 FORMATS = EXPORT_FORMATS
+"""Keras' export format names: ``"keras"``, ``"tf_saved_model"``, ``"litert"``, ``"onnx"``."""
+FORMAT_ALIASES = EXPORT_FORMAT_ALIASES
+"""Older catdog names that still work."""
+QUANTIZATIONS = (None, "float16", "dynamic")
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
+    """``model.save(path)`` atomically (``.keras`` format).
+
+    Examples:
+        ```python
+        save_model(model, "runs/demo/model.keras")
+        ```
+    """
+    if Path(path).suffix != ".keras":
+        raise InvalidArgumentError(f"Model files must end in .keras, got {str(path)!r}.")
+    return write_atomic(path, model.save)
 
 
 def _check_target(path: Path, format: str, overwrite: bool) -> None:  # noqa: A002
     """Refuse to replace anything an export did not write (and anything without overwrite)."""
-    folder = format == "saved_model"
+    folder = format == "tf_saved_model"
     if not path.exists():
         return
     if path.is_dir() != folder:
@@ -45,40 +72,146 @@ def export(
     format: str = "keras",  # noqa: A002
     *,
     overwrite: bool = False,
+    quantize: str | None = None,
 ) -> Path:
     """Write ``model`` to ``path`` in ``format``, atomically, and return the path.
 
-    - ``"keras"``: a ``.keras`` file for ``keras.saving.load_model``;
-    - ``"saved_model"``: a SavedModel folder (TF Serving), with a ``serve`` endpoint taking
-      float32 pixels 0..255;
-    - ``"tflite"``: a ``.tflite`` flatbuffer for ``tf.lite.Interpreter`` / LiteRT.
+    - ``"keras"``: a ``.keras`` file for ``keras.saving.load_model`` (class names inside);
+    - ``"tf_saved_model"`` (alias ``"saved_model"``): a SavedModel folder for TF Serving or
+      ``tf.saved_model.load``. Its ``serving_default`` signature takes a batch of encoded
+      image files (``image_bytes``: JPEG, PNG, BMP, GIF, WebP; any size), decodes and resizes
+      them exactly as catdog does, and returns ``probabilities``, ``class_index`` and
+      ``class_name``; its ``serve`` signature takes float32 pixels 0..255 of the model's size
+      and returns probabilities;
+    - ``"litert"`` (alias ``"tflite"``): a ``.tflite`` flatbuffer for LiteRT /
+      ``tf.lite.Interpreter``, taking pixels; the class names go to a labels file beside it
+      ([`labels_path`][catdog.inference.labels_path]), one per line, written atomically.
+      ``quantize="float16"`` halves the file, ``"dynamic"`` stores int8 weights;
+    - ``"onnx"``: an ``.onnx`` file through Keras' own ``model.export(format="onnx")`` (needs
+      catdog's ``onnx`` extra: tf2onnx and onnx), taking pixels; labels file as for LiteRT.
 
-    Augmentation layers are inactive in all of them. An existing ``path`` is never replaced
+    Augmentation layers are left out of all of them, and every format outputs probabilities
+    (a logits model gets a softmax). An existing ``path`` is never replaced
     unless ``overwrite=True``, and even then only a file, or a folder that holds a previous
     SavedModel export: an export never deletes what it did not write.
 
     Examples:
         ```python
-        export(model, "model.tflite", format="tflite")
+        export(model, "model.tflite", format="litert", quantize="float16")
         ```
     """
+    format = FORMAT_ALIASES.get(format, format)  # noqa: A001
     if format not in FORMATS:
-        raise InvalidArgumentError(f"format must be one of {FORMATS}, got {format!r}.")
+        raise InvalidArgumentError(
+            f"format must be one of {FORMATS} (or {tuple(FORMAT_ALIASES)}), got {format!r}."
+        )
+    if quantize not in QUANTIZATIONS:
+        raise InvalidArgumentError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}.")
+    if quantize and format != "litert":
+        raise InvalidArgumentError("quantize applies to format='litert' only.")
     path = Path(path)
     _check_target(path, format, overwrite)
     if format == "keras":
         return save_model(model, path)
-    model = inference_model(model)  # no random ops in the exported graph
-    if format == "saved_model":
+    if format == "tf_saved_model":
         with atomic_path(path, directory=True) as tmp:
-            model.export(str(tmp), format="tf_saved_model", verbose=False)
+            _serving_archive(model).write_out(str(tmp), verbose=False)
         return path
+    if format == "onnx":
+        return _export_onnx(model, path)
+    return _export_litert(model, path, quantize)
+
+
+def _export_onnx(model: keras.Model, path: Path) -> Path:
+    try:
+        import onnx  # noqa: F401
+        import tf2onnx  # noqa: F401
+    except ImportError:
+        raise MissingExtraError(
+            'format="onnx" needs tf2onnx and onnx: pip install tf2onnx onnx (catdog\'s "onnx" '
+            "extra)."
+        ) from None
+    import numpy as np
+
+    probabilities = _probability_model(model)
+    probabilities(np.zeros((1, *model.input_shape[1:]), "float32"))  # Keras needs one call
+    with atomic_path(path) as tmp:
+        probabilities.export(str(tmp), format="onnx", verbose=False)
+    write_text(labels_path(path), "\n".join(_class_names(model)) + "\n")
+    return path
+
+
+def _probability_model(model: keras.Model) -> keras.Model:
+    """The model without augmentation, ending in probabilities (a softmax after logits)."""
+    from catdog.models import outputs_logits
+
+    without_augmentation = inference_model(model)
+    if not outputs_logits(model):
+        return without_augmentation
+    inputs = keras.Input(shape=model.input_shape[1:], name="image")
+    outputs = keras.layers.Softmax(name="probabilities")(without_augmentation(inputs))
+    return keras.Model(inputs, outputs, name=f"{model.name}_probabilities")
+
+
+def _class_names(model: keras.Model) -> list[str]:
+    from catdog.models import class_names_of
+
+    names = class_names_of(model)
+    return names or [f"class_{i}" for i in range(model.output_shape[-1])]
+
+
+def _serving_archive(model: keras.Model):
+    """A Keras ExportArchive: ``serving_default`` on image bytes, ``serve`` on pixels."""
+    import tensorflow as tf
+
+    from catdog.models import outputs_logits
+
+    without_augmentation = inference_model(model)
+    height, width = model.input_shape[1:3]
+    names = tf.constant(_class_names(model))
+    logits = outputs_logits(model)
+
+    def probabilities(pixels):
+        out = tf.cast(without_augmentation(pixels, training=False), tf.float32)
+        return tf.nn.softmax(out) if logits else out
+
+    def from_bytes(image_bytes):
+        pixels = tf.map_fn(
+            lambda data: decode_image(data, (height, width)),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec((height, width, 3), tf.uint8),
+        )
+        probs = probabilities(tf.cast(pixels, tf.float32))
+        index = tf.argmax(probs, axis=1, output_type=tf.int32)
+        return {"probabilities": probs, "class_index": index, "class_name": tf.gather(names, index)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(without_augmentation)
+    archive.add_endpoint(
+        "serving_default",
+        from_bytes,
+        input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes")],
+    )
+    archive.add_endpoint(
+        "serve",
+        probabilities,
+        input_signature=[tf.TensorSpec((None, height, width, 3), tf.float32, name="pixels")],
+    )
+    return archive
+
+
+def _export_litert(model: keras.Model, path: Path, quantize: str | None) -> Path:
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as tmp:
-        model.export(tmp, format="tf_saved_model", verbose=False)
+        _probability_model(model).export(tmp, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        if quantize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # int8 weights ("dynamic")
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
         flatbuffer = converter.convert()
+    write_text(labels_path(path), "\n".join(_class_names(model)) + "\n")
     return write_atomic(path, lambda out: out.write_bytes(flatbuffer))
 
 
@@ -93,6 +226,7 @@ def load_model(path: str | os.PathLike) -> keras.Model:
         ```
     """
     import catdog.layers  # noqa: F401  (registers catdog's serializable layers)
+    import catdog.models  # noqa: F401  (registers ImageClassifier)
 
     path = Path(path)
     if not path.is_file():

@@ -24,8 +24,9 @@ import numpy as np
 from catdog._rules import check_int, history_dict, monitor_mode
 from catdog.data import Splits, check_split_sizes
 from catdog.errors import InvalidArgumentError, TrainingDivergedError
-from catdog.io import read_json, save_model, sha256sum, write_atomic, write_json
-from catdog.models import compile_model, get_base
+from catdog.io import read_json, sha256sum, write_atomic, write_json
+from catdog.models import ImageClassifier, compile_model, get_base
+from catdog.saving import save_model
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -234,6 +235,7 @@ def train(
     """
     check_int("epochs", epochs)
     check_split_sizes(splits, ("train", "validation"))
+    attach_class_names(model, splits.class_names)
     if early_stopping is not None:
         check_int("early_stopping", early_stopping)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
@@ -272,6 +274,37 @@ def train(
         history_csv.unlink(missing_ok=True)
     _raise_if_diverged(model, history.history)
     return history
+
+
+def attach_class_names(model: keras.Model, class_names: Sequence[str]) -> None:
+    """Give a catdog model the data's class names, or refuse data the model does not fit.
+
+    The model must have one output per class; a model that already carries class names must
+    carry these, in this order. Other Keras models are only checked for their outputs.
+
+    Examples:
+        ```python
+        attach_class_names(model, splits.class_names)
+        model.class_names
+        # ['cats', 'dogs']
+        ```
+    """
+    outputs = model.output_shape[-1] if getattr(model, "built", True) else None
+    if outputs is not None and outputs != len(class_names):
+        raise InvalidArgumentError(
+            f"The model has {outputs} outputs but the data has {len(class_names)} classes "
+            f"({list(class_names)}). Build the model with class_names=splits.class_names."
+        )
+    if not isinstance(model, ImageClassifier):
+        return
+    if model.class_names is None:
+        model.class_names = list(class_names)
+    elif model.class_names != list(class_names):
+        raise InvalidArgumentError(
+            f"The model was built for the classes {model.class_names}, but the data's classes "
+            f"are {list(class_names)}. Train it on data with those class folders, or build a "
+            "new model with class_names=splits.class_names."
+        )
 
 
 def _standard_callbacks(model, checkpoint, monitor, early_stopping, backup_dir, best_so_far):

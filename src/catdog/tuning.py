@@ -35,8 +35,9 @@ from catdog._rules import (
     is_positive_number,
 )
 from catdog.data import Splits
-from catdog.io import save_model, write_json
+from catdog.io import write_json
 from catdog.models import build_model, compile_model
+from catdog.saving import save_model
 
 FAMILIES = ("baseline", "augmented", "preprocessed", "transfer")
 CNN_FAMILIES = FAMILIES[:3]
@@ -70,6 +71,7 @@ class CatDogHyperModel(kt.HyperModel):
         input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
         num_classes: int = 2,
         *,
+        class_names: Sequence[str] | None = None,
         families: Sequence[str] = FAMILIES,
         weights: str | os.PathLike | None = "imagenet",
         name: str | None = None,
@@ -83,6 +85,9 @@ class CatDogHyperModel(kt.HyperModel):
                 f"families must be a non-empty subset of {FAMILIES}, got {families!r}."
             )
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
+        self.class_names = list(class_names) if class_names else None
+        if self.class_names:
+            self.num_classes = len(self.class_names)
         self.families, self.weights = families, weights
 
     def conditions(self, name: str) -> list[tuple[str, list]]:
@@ -154,7 +159,11 @@ class CatDogHyperModel(kt.HyperModel):
                 kwargs.update(flip=None, rotation=None)
         learning_rate = get("Float", "learning_rate", 1e-5, 1e-2, sampling="log", default=1e-3)
         model = build_model(
-            family, input_shape=self.input_shape, num_classes=self.num_classes, **kwargs
+            family,
+            input_shape=self.input_shape,
+            num_classes=None if self.class_names else self.num_classes,
+            class_names=self.class_names,
+            **kwargs,
         )
         if unfreeze_from is not None:
             from catdog.training import unfreeze_base
@@ -326,7 +335,7 @@ def tune(
             families = [f for f in FAMILIES if f in _possible_values(entry)]
     hypermodel = hypermodel or CatDogHyperModel(
         input_shape=(*splits.image_size, 3),
-        num_classes=len(splits.class_names),
+        class_names=splits.class_names,
         families=families,
         weights=weights,
     )
@@ -353,12 +362,17 @@ def tune(
         shuffle=False,
         **fit_kwargs,
     )
-    write_summary(search, Path(directory) / project_name)
+    write_summary(search, Path(directory) / project_name, class_names=splits.class_names)
     return search
 
 
-def write_summary(search, folder: str | os.PathLike) -> dict:
-    """Write ``summary.json`` and ``best_model.keras`` of a finished search into ``folder``."""
+def write_summary(
+    search, folder: str | os.PathLike, class_names: Sequence[str] | None = None
+) -> dict:
+    """Write ``summary.json`` and ``best_model.keras`` of a finished search into ``folder``.
+
+    ``class_names`` are given to a best model that does not carry its own.
+    """
     folder = Path(folder)
     trials = search.oracle.get_best_trials(num_trials=len(search.oracle.trials))
     summary = {
@@ -384,5 +398,9 @@ def write_summary(search, folder: str | os.PathLike) -> dict:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
             best = search.get_best_models(1)[0]
+        if class_names:
+            from catdog.training import attach_class_names
+
+            attach_class_names(best, class_names)
         save_model(best, folder / "best_model.keras")
     return summary

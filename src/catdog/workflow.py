@@ -28,8 +28,8 @@ from catdog._rules import (
     check_positive_number,
 )
 from catdog.download import default_cache_dir
-from catdog.errors import InvalidArgumentError, TrainingDivergedError
-from catdog.io import file_lock, json_safe, read_json, save_model, write_atomic, write_json
+from catdog.errors import InvalidArgumentError, OutputError, TrainingDivergedError
+from catdog.io import file_lock, json_safe, read_json, write_atomic, write_json
 
 logger = logging.getLogger("catdog")
 
@@ -94,16 +94,19 @@ def load_data(config: RunConfig):
     )
 
 
-def _build(config: RunConfig, num_classes: int):
-    from catdog.models import build_model
+def _build(config: RunConfig, class_names: list[str]):
+    """The configured model, with one output per class (and the names, if its factory takes
+    them; otherwise ``train`` gives a catdog model its names)."""
+    from catdog.models import build_model, factory_parameters
 
-    kwargs = dict(config.model_kwargs)
+    kwargs = {"num_classes": len(class_names), **config.model_kwargs}
+    if "class_names" in factory_parameters(config.model):
+        kwargs = {"class_names": class_names, **config.model_kwargs}
     if config.model == "transfer":
         kwargs.setdefault("weights", config.weights)
     return build_model(
         config.model,
         input_shape=(config.image_size, config.image_size, 3),
-        num_classes=num_classes,
         precision=config.precision,
         **kwargs,
     )
@@ -111,7 +114,7 @@ def _build(config: RunConfig, num_classes: int):
 
 # ----------------------------------------------------------------------------- run records
 # may differ between the runs of one configuration, or are results rather than settings
-_NOT_COMPARED = ("out", "verbose", "class_names", "splits")
+_NOT_COMPARED = ("out", "verbose", "class_names", "splits", "versions", "parameters")
 
 
 def config_record(config: RunConfig) -> dict:
@@ -149,7 +152,7 @@ def changed_fields(old: dict, new: dict) -> list[str]:
 
 
 def split_fingerprint(splits) -> dict:
-    """Per split: the number of files and a SHA-256 of their names (relative to the data).
+    """Per split: the number of files (also per class) and a SHA-256 of their names.
 
     Two runs with the same fingerprint trained and scored on the same files.
 
@@ -163,10 +166,42 @@ def split_fingerprint(splits) -> dict:
     root = os.path.commonpath(every) if every else ""
     result = {}
     for split, files in splits.files.items():
-        names = sorted(os.path.relpath(p, root) for p in files)
+        names = sorted(os.path.relpath(p, root) for p in files)  # relative to the data
         digest = hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()
-        result[split] = {"count": len(files), "sha256": digest}
+        labels = splits.labels[split]
+        per_class = {n: labels.count(i) for i, n in enumerate(splits.class_names)}
+        result[split] = {"count": len(files), "per_class": per_class, "sha256": digest}
     return result
+
+
+def splits_match(recorded: dict | None, current: dict) -> bool:
+    """True when two split fingerprints name the same files (counts and SHA-256 per split)."""
+    if not isinstance(recorded, dict):
+        return False
+
+    def core(fingerprint: dict) -> dict:
+        return {s: (f.get("count"), f.get("sha256")) for s, f in fingerprint.items()}
+
+    return core(recorded) == core(current)
+
+
+def versions() -> dict:
+    """The versions of catdog, Keras, TensorFlow, NumPy and Python in use."""
+    import platform
+
+    import keras
+    import numpy
+    import tensorflow
+
+    import catdog
+
+    return {
+        "catdog": catdog.__version__,
+        "keras": keras.__version__,
+        "tensorflow": tensorflow.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
 
 
 # ----------------------------------------------------------------------------- the job
@@ -279,8 +314,13 @@ def _run_locked(config: RunConfig, out: Path, staging: Path) -> dict:
             out,
             "; ".join(changed_fields(finished, record)),
         )
-    record.update(class_names=splits.class_names, splits=split_fingerprint(splits))
-    if pending is not None and pending.get("splits") != record["splits"]:
+    record.update(
+        class_names=splits.class_names,
+        splits=split_fingerprint(splits),
+        parameters=int(model.count_params()),
+        versions=versions(),
+    )
+    if pending is not None and not splits_match(pending.get("splits"), record["splits"]):
         raise InvalidArgumentError(
             f"The data changed since the unfinished run in {str(out)!r} started (its splits "
             f"differ). Restore the data, or delete {str(staging)!r} to start afresh."
@@ -296,12 +336,15 @@ def _run_locked(config: RunConfig, out: Path, staging: Path) -> dict:
 
 def _prepare(config: RunConfig):
     """Load and check the data, build the model, check the fine-tuning arguments."""
+    import keras
+
     from catdog.data import check_split_sizes
     from catdog.training import check_unfreeze_from
 
+    keras.utils.set_random_seed(config.seed)  # shuffling, initial weights, augmentation
     splits = load_data(config)
     check_split_sizes(splits)
-    model = _build(config, len(splits.class_names))
+    model = _build(config, splits.class_names)
     if config.fine_tune_epochs:
         check_unfreeze_from(model, config.unfreeze_from)
     return splits, model
@@ -309,7 +352,7 @@ def _prepare(config: RunConfig):
 
 def _fit_stages(config: RunConfig, splits, model, staging: Path):
     """Train (resuming what ``staging`` holds) and return (history, fine_tune_start)."""
-    from catdog.saving import load_model
+    from catdog.saving import load_model, save_model
     from catdog.training import fine_tune, merge_histories, train
 
     fitted = read_json(staging / "fitted.json")
@@ -367,6 +410,7 @@ def _fit_stages(config: RunConfig, splits, model, staging: Path):
 def _publish(out: Path, staging: Path, splits, record, history, fine_tune_start) -> dict:
     """Write the run's files from the finished training state, then drop the state."""
     from catdog import plotting
+    from catdog.card import write_model_card
     from catdog.evaluation import evaluate
     from catdog.saving import load_model
 
@@ -386,6 +430,10 @@ def _publish(out: Path, staging: Path, splits, record, history, fine_tune_start)
     plotting.plot_misclassified(
         report, image_size=splits.image_size, path=out / "misclassified.png"
     )
+    try:
+        write_model_card(out)
+    except OutputError as error:  # the user's own README.md stays
+        logger.warning("No model card written: %s", error)
     _clear_state(staging)  # the lock stays until the caller releases it
     return {"out": str(out), "report": report, "history": history}
 
