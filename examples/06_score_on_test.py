@@ -16,6 +16,7 @@ from catdog import (
     plot_confusion_matrix,
     plot_misclassified,
 )
+from catdog.evaluation import compare_reports
 from catdog.io import write_json, write_text
 
 # What the post reports (validation accuracy while training; test accuracy for model D only).
@@ -59,7 +60,8 @@ def main() -> None:
                 "post validation": post_validation,
                 "post test": post_test,
                 "catdog validation": f"{validation.accuracy:.1%}",
-                "catdog test": f"{test.accuracy:.1%}",
+                "catdog test (95% interval)": f"{test.accuracy:.1%} "
+                f"({test.accuracy_interval[0]:.1%} to {test.accuracy_interval[1]:.1%})",
             }
         )
 
@@ -70,7 +72,12 @@ def main() -> None:
         "|" + "---|" * len(header),
         *("| " + " | ".join(row.values()) + " |" for row in rows),
     ]
-    note = f"Test split: {reports['baseline'].count} images; majority baseline {baseline:.1%}."
+    ranked = sorted(reports, key=lambda n: reports[n].accuracy, reverse=True)
+    note = (
+        f"Test split: {reports['baseline'].count} images; majority baseline {baseline:.1%}. "
+        "Best vs runner-up: "
+        + compare_reports(reports[ranked[0]], reports[ranked[1]], names=ranked[:2])
+    )
     print("\n".join(table) + "\n\n" + note)
     write_text(args.out / "comparison.md", "\n".join(table) + "\n\n" + note + "\n")
     write_json(args.out / "comparison.json", {n: r.to_dict() for n, r in reports.items()})

@@ -148,7 +148,7 @@ def test_saved_model_serves_encoded_images_like_catdog_predict(three_class_model
     # the pixels endpoint is kept too
     loaded = keras.layers.TFSMLayer(str(path), call_endpoint="serve")
     pixels = catdog.load_images(images, (24, 24))
-    np.testing.assert_allclose(loaded(pixels).numpy(), model.predict(pixels, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(loaded(pixels).numpy(), model.predict(pixels, verbose=0), atol=1e-4)
 
 
 def test_litert_file_names_its_classes(three_class_model, tmp_path, capsys):
@@ -183,7 +183,7 @@ def test_logit_models_export_probabilities_and_augmentation_is_left_out(tmp_path
     pixels = np.random.default_rng(0).uniform(0, 255, (4, 24, 24, 3)).astype("float32")
     expected = keras.ops.convert_to_numpy(keras.ops.softmax(model.predict(pixels, verbose=0)))
     lite = LiteRTModel(export(model, tmp_path / "logits.tflite", format="litert"))
-    np.testing.assert_allclose(lite(pixels), expected, atol=1e-5)
+    np.testing.assert_allclose(lite(pixels), expected, atol=1e-4)
     np.testing.assert_allclose(catdog.predict(model, pixels)[0].probability, expected[0].max())
 
 
@@ -265,7 +265,7 @@ def test_onnx_export_matches_keras(three_class_model, tmp_path, monkeypatch):
     session = onnxruntime.InferenceSession(str(path))
     pixels = catdog.load_images(_images(root, tmp_path), (24, 24))
     got = session.run(None, {session.get_inputs()[0].name: pixels})[0]
-    np.testing.assert_allclose(got, model.predict(pixels, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(got, model.predict(pixels, verbose=0), atol=1e-4)
     monkeypatch.setitem(sys.modules, "tf2onnx", None)  # as if the extra were not installed
     with pytest.raises(catdog.MissingExtraError, match="onnx"):
         export(model, tmp_path / "again.onnx", format="onnx")

@@ -110,6 +110,8 @@ def test_score_on_test_compares_all_four(example_runs):
         "D. transfer learning",
     ]
     assert "96-97%" in table[5] and "Test split:" in table[-1]
+    assert table[0].endswith("| catdog test (95% interval) |")
+    assert "Best vs runner-up:" in table[-1] and "points;" in table[-1]
     reports = json.loads((out / "comparison.json").read_text())
     assert sorted(reports) == ["augmented", "baseline", "preprocessed", "transfer"]
     assert {report["count"] for report in reports.values()} == {2}  # the same test files

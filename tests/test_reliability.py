@@ -151,7 +151,7 @@ def test_a_failed_run_leaves_the_previous_run_intact(
         run_training(replace(run, data=str(tmp_path / "missing")))
     with pytest.raises(InvalidArgumentError):  # bad argument
         run_training(replace(run, model="resnet"))
-    for bad in ({"learning_rate": 0}, {"fine_tune_learning_rate": 0.0}, {"early_stopping": 0}):
+    for bad in ({"learning_rate": 0}, {"fine_tune_learning_rate": 0.0}, {"early_stopping": -1}):
         with pytest.raises(InvalidArgumentError, match=next(iter(bad))):  # before any state
             run_training(replace(run, **bad))
     assert not (run.out / ".resume").exists()

@@ -26,7 +26,14 @@ from catdog._rules import (
 )
 from catdog.errors import CatdogError, InvalidArgumentError
 from catdog.io import read_json
-from catdog.workflow import DEMO_DEFAULTS, RunConfig, demo_data, run_record, run_training
+from catdog.workflow import (
+    DEMO_DEFAULTS,
+    FROZEN_BASE_DEFAULTS,
+    RunConfig,
+    demo_data,
+    run_record,
+    run_training,
+)
 
 logger = logging.getLogger("catdog")
 _DEFAULTS = {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
@@ -60,7 +67,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
     Options left out take ``RunConfig``'s defaults (or, with ``--demo``, the demo's).
     """
-    values = {k: v for k, v in vars(args).items() if v is not None}
+    # options left out are None; --weights none is None on purpose
+    values = {k: v for k, v in vars(args).items() if v is not None or k == "weights"}
     if args.demo:
         for key in ("model", "image_size", "epochs"):
             values.setdefault(key, DEMO_DEFAULTS[key])
@@ -265,8 +273,8 @@ def _add_train(sub) -> None:
     add(
         "--fine-tune-epochs",
         type=non_negative_int,
-        help=f"epochs of fine-tuning the top of the base (transfer only; default "
-        f"{_DEFAULTS['fine_tune_epochs']})",
+        help="epochs of fine-tuning the top of the base (transfer only; default "
+        f"{FROZEN_BASE_DEFAULTS['fine_tune_epochs']} for a frozen base; 0 skips it)",
     )
     add(
         "--unfreeze-from",
@@ -287,9 +295,16 @@ def _add_train(sub) -> None:
     add(
         "--weights",
         type=_weights,
+        default=_DEFAULTS["weights"],
         help="transfer base weights: imagenet (default), none, or a weights file",
     )
-    add("--early-stopping", type=positive_int, help="stop after this many epochs without gain")
+    add(
+        "--early-stopping",
+        type=non_negative_int,
+        help="stop a stage after this many epochs without improvement (default "
+        f"{FROZEN_BASE_DEFAULTS['early_stopping']} for a frozen-base transfer model, else off; "
+        "0 is off)",
+    )
     _add_speed_options(train)
     add("--seed", type=int, help=f"split and initialisation seed (default {_DEFAULTS['seed']})")
     train.set_defaults(func=cmd_train)
@@ -301,14 +316,16 @@ def _add_speed_options(train) -> None:
         "--cache-features",
         "--fast",
         dest="cache_features",
-        action="store_true",
-        help="transfer: compute the frozen base's features once and train the "
-        "head on them (much faster; see --augment-copies). --fast is the old name",
+        action=argparse.BooleanOptionalAction,
+        help="transfer: compute the frozen base's features once and train the head on them "
+        "(the default for a frozen base; --no-cache-features trains end to end). --fast is "
+        "the old name",
     )
     add(
         "--augment-copies",
         type=non_negative_int,
-        help="with --fast: augmented copies of each training image to cache (default 0)",
+        help="with cached features: augmented copies of each training image to cache "
+        f"(default {FROZEN_BASE_DEFAULTS['augment_copies']})",
     )
     add(
         "--precision",
@@ -421,6 +438,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _LogFormatter(logging.Formatter):
+    """``catdog: message`` for information, ``catdog: warning: message`` above it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        kind = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        return f"catdog: {kind}{record.getMessage()}"
+
+
 def _user_error(error: BaseException) -> bool:
     """A mistake the user can fix: catdog's own errors, and OS errors naming a user's path."""
     return isinstance(error, CatdogError) or (
@@ -437,7 +462,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.WARNING, format="catdog: warning: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LogFormatter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])  # other libraries: warnings
+    logging.getLogger("catdog").setLevel(logging.INFO)  # catdog: what it does, too
     try:
         return args.func(args)
     except (CatdogError, OSError) as error:

@@ -153,6 +153,48 @@ class Report:
         return "\n".join(lines)
 
 
+def compare_reports(first: Report, second: Report, names: Sequence[str] = ("A", "B")) -> str:
+    """One sentence: how two accuracies differ, and whether by more than their 95% intervals.
+
+    Non-overlapping Wilson intervals mean the difference is larger than the test split's
+    noise; overlapping ones mean this test split cannot tell the two apart (a conservative
+    reading).
+
+    Examples:
+        ```python
+        compare_reports(report_a, report_b, names=("transfer", "baseline"))
+        # 'transfer 97.5% (87.1% to 99.6%) vs baseline 72.5% (57.2% to 83.9%): 25.0 points; ...'
+        ```
+    """
+    (a_low, a_high), (b_low, b_high) = first.accuracy_interval, second.accuracy_interval
+    difference = (first.accuracy - second.accuracy) * 100
+    overlap = a_low <= b_high and b_low <= a_high
+    verdict = (
+        "the 95% intervals overlap: this test split cannot tell them apart"
+        if overlap
+        else "larger than the 95% intervals"
+    )
+    return (
+        f"{names[0]} {first.accuracy:.1%} ({a_low:.1%} to {a_high:.1%}) vs {names[1]} "
+        f"{second.accuracy:.1%} ({b_low:.1%} to {b_high:.1%}): {difference:+.1f} points; "
+        f"{verdict}."
+    )
+
+
+def _per_class_metrics(confusion: np.ndarray, class_names) -> dict[str, ClassMetrics]:
+    """Precision, recall, F1 and support of each class, from a confusion matrix."""
+    per_class = {}
+    for i, name in enumerate(class_names):
+        tp = confusion[i, i]
+        precision = tp / confusion[:, i].sum() if confusion[:, i].sum() else 0.0
+        recall = tp / confusion[i].sum() if confusion[i].sum() else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = ClassMetrics(
+            float(precision), float(recall), float(f1), int(confusion[i].sum())
+        )
+    return per_class
+
+
 def evaluate(
     model: keras.Model,
     data,
@@ -207,15 +249,7 @@ def evaluate(
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(labels.size), labels], eps, 1))))
     confusion = np.zeros((n_classes, n_classes), dtype=int)
     np.add.at(confusion, (labels, predicted), 1)
-    per_class = {}
-    for i, name in enumerate(class_names):
-        tp = confusion[i, i]
-        precision = tp / confusion[:, i].sum() if confusion[:, i].sum() else 0.0
-        recall = tp / confusion[i].sum() if confusion[i].sum() else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = ClassMetrics(
-            float(precision), float(recall), float(f1), int(confusion[i].sum())
-        )
+    per_class = _per_class_metrics(confusion, class_names)
     wrong = np.flatnonzero(predicted != labels)
     wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")]
     misclassified = [

@@ -181,12 +181,14 @@ def plot_history(
     *,
     fine_tune_start: int | None = None,
     baseline: float | None = None,
+    fine_tune_label: str = "fine-tuning",
     path: str | os.PathLike | None = None,
 ):
     """Accuracy and loss curves, training vs validation, as in the tutorial.
 
     ``history`` is a Keras ``History`` or its ``.history`` dict; ``fine_tune_start`` (an
-    epoch index) draws a line where fine-tuning began, ``baseline`` a majority-baseline line.
+    epoch index) draws a line, labelled ``fine_tune_label``, where fine-tuning began;
+    ``baseline`` a majority-baseline line.
 
     Examples:
         ```python
@@ -205,7 +207,7 @@ def plot_history(
         if f"val_{metric}" in data:
             ax.plot(epochs, data[f"val_{metric}"], marker="o", label="validation")
         if fine_tune_start is not None:
-            ax.axvline(fine_tune_start + 0.5, color="gray", linestyle="--", label="fine-tuning")
+            ax.axvline(fine_tune_start + 0.5, color="gray", linestyle="--", label=fine_tune_label)
         if baseline is not None and metric == "accuracy":
             ax.axhline(baseline, color="red", linestyle=":", label="majority baseline")
         ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} comparison")

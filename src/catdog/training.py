@@ -16,7 +16,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -445,16 +445,27 @@ def fine_tune(
     history: keras.callbacks.History | dict | None = None,
     initial_epoch: int | None = None,
     strategy: tf.distribute.Strategy | None = None,
-    **train_kwargs,
+    **train_kwargs: Any,
 ) -> keras.callbacks.History:
     """Second stage of transfer learning: unfreeze the top of the base and train on, slowly.
 
-    Unfreezes the base from ``unfreeze_from`` (see
-    [`unfreeze_base`][catdog.training.unfreeze_base]), recompiles with ``learning_rate`` and trains
-    for ``epochs`` more epochs, numbered after those of ``history`` (the first stage's ``History``
-    or its dict) or from ``initial_epoch``. With ``history``, a ``checkpoint`` is only replaced by
-    an epoch that beats the first stage's best. Other keyword arguments go to
-    [`train`][catdog.training.train].
+    Unfreezes the top of the base, recompiles with ``learning_rate`` and trains on, numbering
+    the epochs after the first stage's.
+
+    Args:
+        model: a transfer model (with a ``base`` layer), trained in place.
+        splits: the data, as for [`train`][catdog.training.train].
+        unfreeze_from: the first base layer to unfreeze, an index or a layer name (see
+            [`unfreeze_base`][catdog.training.unfreeze_base]); BatchNorm stays in inference
+            mode.
+        learning_rate: Adam's learning rate for this stage, usually far below the first's.
+        epochs: how many more epochs to train.
+        history: the first stage's ``History`` (or its dict): the epochs are numbered after
+            it, and a ``checkpoint`` is only replaced by an epoch that beats its best.
+        initial_epoch: the first epoch's number, when there is no ``history``.
+        strategy: a ``tf.distribute`` strategy, as for ``train``.
+        **train_kwargs: any other argument of [`train`][catdog.training.train]
+            (``checkpoint``, ``early_stopping``, ``backup_dir``, ...).
 
     Examples:
         ```python

@@ -311,11 +311,29 @@ def tune(
 ):
     """Run a KerasTuner search over the catdog space on ``splits``; return the tuner.
 
-    ``tuner`` is ``"random"``, ``"hyperband"`` (``epochs`` is its ``max_epochs``) or
-    ``"bayesian"``. Results go to ``directory/project_name``: KerasTuner's trial files,
-    ``summary.json`` (best hyperparameters and every trial's score) and ``best_model.keras``.
-    Running the same call again resumes the search there (finished trials are not repeated)
-    unless ``overwrite=True``.
+    Results go to ``directory/project_name``: KerasTuner's trial files, ``summary.json`` (best
+    hyperparameters and every trial's score) and ``best_model.keras`` (the best trial's
+    checkpoint, named with the data's classes). Running the same call again resumes the search
+    there (finished trials are not repeated) unless ``overwrite=True``.
+
+    Args:
+        splits: the data; trials train on ``train`` and are scored on ``validation``.
+        tuner: ``"random"``, ``"hyperband"`` or ``"bayesian"``.
+        max_trials: the trials of a random or Bayesian search.
+        epochs: epochs per trial (Hyperband: the most epochs of a trial, its ``max_epochs``).
+        directory: the folder of the search's project folder.
+        project_name: the search's folder inside ``directory``.
+        overwrite: start the search afresh instead of resuming it.
+        families: the model families to search (a subset of ``FAMILIES``).
+        weights: the transfer family's base weights: ``"imagenet"``, ``None`` or a file.
+        hypermodel: your own ``keras_tuner.HyperModel`` instead of ``CatDogHyperModel``.
+        hyperparameters: a ``keras_tuner.HyperParameters`` restricting the space
+            (``hp.Fixed``, ``hp.Choice``...); its values are checked before any trial.
+        tune_new_entries: whether hyperparameters not in ``hyperparameters`` are searched
+            (``False`` keeps them at their defaults).
+        objective: the metric to maximise (or minimise, for a loss).
+        seed: the tuner's seed.
+        verbose: passed to ``fit``.
 
     Examples:
         ```python

@@ -1,0 +1,63 @@
+"""Good defaults: `catdog train` on a folder does the fast, accurate thing without flags."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+from catdog.training import train
+from catdog.workflow import FROZEN_BASE_DEFAULTS, RunConfig, resolve_defaults
+
+
+def test_defaults_live_in_the_workflow_and_the_library_keeps_its_own():
+    transfer = resolve_defaults(RunConfig(out=Path("x")))
+    assert (transfer.cache_features, transfer.augment_copies) == (True, 2)
+    assert (transfer.fine_tune_epochs, transfer.early_stopping) == (5, 3)
+    cnn = resolve_defaults(RunConfig(out=Path("x"), model="baseline"))
+    assert (cnn.cache_features, cnn.fine_tune_epochs, cnn.early_stopping) == (False, 0, 0)
+    today = resolve_defaults(RunConfig(out=Path("x"), cache_features=False, fine_tune_epochs=0))
+    assert (today.cache_features, today.augment_copies, today.fine_tune_epochs) == (False, 0, 0)
+    trainable = resolve_defaults(RunConfig(out=Path("x"), model_kwargs={"base_trainable": True}))
+    assert trainable.cache_features is False  # cached features need a frozen base
+    defaults = {k: p.default for k, p in inspect.signature(train).parameters.items()}
+    assert defaults["cache_features"] is False and defaults["augment_copies"] == 0
+    assert defaults["early_stopping"] is None  # the API call is unchanged
+
+
+def test_default_cli_run_caches_features_and_fine_tunes(
+    synthetic_root, tmp_path, caplog, monkeypatch
+):
+    import logging
+
+    from catdog import plotting
+    from catdog.cli import main
+    from catdog.workflow import STAGE_BOUNDARY
+
+    labels = []
+    real_plot = plotting.plot_history
+
+    def recording_plot(*args, **kwargs):
+        labels.append(kwargs.get("fine_tune_label"))
+        figure = real_plot(*args, **kwargs)
+        legend = figure.axes[0].get_legend()
+        labels.append([text.get_text() for text in legend.get_texts()])
+        return figure
+
+    monkeypatch.setattr(plotting, "plot_history", recording_plot)
+
+    out = tmp_path / "run"
+    argv = ["train", "--model", "transfer", "--weights", "none", "--data", str(synthetic_root)]
+    argv += ["--image-size", "32", "--epochs", "2", "--out", str(out)]
+    with caplog.at_level(logging.INFO, logger="catdog"):
+        assert main(argv) == 0
+    err = caplog.text
+    assert "training the head on cached features (+2 augmented copies" in err
+    assert "fine-tuning the base's top for up to 5 epochs" in err
+    config = json.loads((out / "config.json").read_text())
+    assert {k: config[k] for k in FROZEN_BASE_DEFAULTS} == FROZEN_BASE_DEFAULTS
+    history = json.loads((out / "history.json").read_text())
+    assert history["fine_tune_start"] == 2  # the second stage ran after the first's 2 epochs
+    assert 3 <= len(history["history"]["val_accuracy"]) <= 7
+    # the plot says what the docs say: training metrics change regime at the boundary
+    assert labels[0] == STAGE_BOUNDARY and STAGE_BOUNDARY in labels[1]
