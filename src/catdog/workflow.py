@@ -44,8 +44,8 @@ FROZEN_BASE_DEFAULTS = {
 }
 """What ``catdog train`` does by default for a transfer model with a frozen base: train the
 head on cached features of each image and 2 augmented copies of it (measured: the copies
-added 2-9 points of held-out accuracy at 2x the cached time, still 7x faster than the
-tutorial's recipe; see benchmarks/README.md), stop each stage after 3 epochs without
+added 0.5 to 9 points of held-out accuracy for about twice the cached time, 3.6-7x faster
+than the tutorial's recipe; see benchmarks/README.md), stop each stage after 3 epochs without
 improvement, then fine-tune the top of the base for up to 5 epochs."""
 OTHER_DEFAULTS = {
     "cache_features": False,
