@@ -227,6 +227,8 @@ def test_fast_mixed_precision_cli_run(synthetic_root, tmp_path):
         "mixed_bfloat16",
         "--jit-compile",
         "false",
+        "--fine-tune-epochs",  # the default fine-tuning stage is tested in test_defaults.py
+        0,
         "--epochs",
         2,
         "--image-size",
