@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--scaling", default="", help="e.g. 1000,2000,4000")
     parser.add_argument("--scaling-epochs", type=int, help="epochs of the scaling runs")
-    parser.add_argument("--skip", default="", help="comma-separated paths to skip: a,b,c,c2,d")
+    parser.add_argument("--skip", default="", help="comma-separated paths to skip: a,b,c,c2,d,e")
     parser.add_argument("--no-append", action="store_true", help="do not write README.md")
     args = parser.parse_args()
 

@@ -6,8 +6,17 @@ import inspect
 import json
 from pathlib import Path
 
+import pytest
+
+from catdog.errors import InvalidArgumentError
 from catdog.training import train
-from catdog.workflow import FROZEN_BASE_DEFAULTS, RunConfig, resolve_defaults
+from catdog.workflow import (
+    FROZEN_BASE_DEFAULTS,
+    RunConfig,
+    changed_fields,
+    check_config,
+    resolve_defaults,
+)
 
 
 def test_defaults_live_in_the_workflow_and_the_library_keeps_its_own():
@@ -20,6 +29,11 @@ def test_defaults_live_in_the_workflow_and_the_library_keeps_its_own():
     assert (today.cache_features, today.augment_copies, today.fine_tune_epochs) == (False, 0, 0)
     trainable = resolve_defaults(RunConfig(out=Path("x"), model_kwargs={"base_trainable": True}))
     assert trainable.cache_features is False  # cached features need a frozen base
+    # records of runs made before these defaults: early stopping None and 0 both mean off
+    assert changed_fields({"early_stopping": None}, {"early_stopping": 0}) == []
+    copies = resolve_defaults(RunConfig(out=Path("x"), model="baseline", augment_copies=4))
+    with pytest.raises(InvalidArgumentError, match="--augment-copies needs cached features"):
+        check_config(copies)
     defaults = {k: p.default for k, p in inspect.signature(train).parameters.items()}
     assert defaults["cache_features"] is False and defaults["augment_copies"] == 0
     assert defaults["early_stopping"] is None  # the API call is unchanged
@@ -52,12 +66,19 @@ def test_default_cli_run_caches_features_and_fine_tunes(
     with caplog.at_level(logging.INFO, logger="catdog"):
         assert main(argv) == 0
     err = caplog.text
-    assert "training the head on cached features (+2 augmented copies" in err
-    assert "fine-tuning the base's top for up to 5 epochs" in err
+    assert "training: head on cached features + 2 augmented copies per image" in err
+    assert "fine-tuning: up to 5 epochs; early stopping: after 3 epochs" in err
     config = json.loads((out / "config.json").read_text())
     assert {k: config[k] for k in FROZEN_BASE_DEFAULTS} == FROZEN_BASE_DEFAULTS
     history = json.loads((out / "history.json").read_text())
     assert history["fine_tune_start"] == 2  # the second stage ran after the first's 2 epochs
     assert 3 <= len(history["history"]["val_accuracy"]) <= 7
+    import warnings
+
+    from catdog.saving import load_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "Skipping variable loading for optimizer"
+        load_model(out / "model.keras")
     # the plot says what the docs say: training metrics change regime at the boundary
     assert labels[0] == STAGE_BOUNDARY and STAGE_BOUNDARY in labels[1]

@@ -163,7 +163,7 @@ def compare_reports(first: Report, second: Report, names: Sequence[str] = ("A", 
     Examples:
         ```python
         compare_reports(report_a, report_b, names=("transfer", "baseline"))
-        # 'transfer 97.5% (87.1% to 99.6%) vs baseline 72.5% (57.2% to 83.9%): 25.0 points; ...'
+        # 'transfer 97.5% (87.1% to 99.6%) vs baseline 72.5% (57.2% to 83.9%): +25.0 points; ...'
         ```
     """
     (a_low, a_high), (b_low, b_high) = first.accuracy_interval, second.accuracy_interval

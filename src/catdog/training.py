@@ -247,6 +247,10 @@ def train(
     with scope:
         if not model.compiled:
             compile_model(model, learning_rate, jit_compile=jit_compile)
+        if cache_features and not model.optimizer.built:
+            # only the head is fitted: build the whole model's optimizer so that checkpoints
+            # hold its (empty) state and load without Keras' "skipping variables" warning
+            model.optimizer.build(model.trainable_variables)
     fit_model, train_data, validation_data = model, splits.train, splits.validation
     if cache_features:
         fit_model, train_data, validation_data = _cached_feature_data(

@@ -97,6 +97,36 @@ base unfrozen. Training metrics can step at the line; validation metrics are mea
 way throughout."""
 
 
+def describe_settings(config: RunConfig) -> str:
+    """One line saying how a (resolved) configuration trains: what ``catdog train`` logs.
+
+    Examples:
+        >>> line = describe_settings(resolve_defaults(RunConfig(out=Path("runs/x"))))
+        >>> for part in line.split("; "):
+        ...     print(part)
+        training: head on cached features + 2 augmented copies per image
+        fine-tuning: up to 5 epochs
+        early stopping: after 3 epochs without improvement
+    """
+    training = (
+        f"head on cached features + {config.augment_copies} augmented copies per image"
+        if config.cache_features
+        else "end to end"
+    )
+    fine_tuning = (
+        f"up to {config.fine_tune_epochs} epoch{'s' * (config.fine_tune_epochs != 1)}"
+        if config.fine_tune_epochs
+        else "none"
+    )
+    stopping = (
+        f"after {config.early_stopping} epoch{'s' * (config.early_stopping != 1)} without "
+        "improvement"
+        if config.early_stopping
+        else "off"
+    )
+    return f"training: {training}; fine-tuning: {fine_tuning}; early stopping: {stopping}"
+
+
 def resolve_defaults(config: RunConfig) -> RunConfig:
     """``config`` with every ``None`` setting replaced by the model's default.
 
@@ -200,7 +230,14 @@ def changed_fields(old: dict, new: dict) -> list[str]:
         ['epochs: 5 -> 10']
     """
     keys = sorted((set(old) | set(new)) - set(_NOT_COMPARED))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+    def value(record: dict, key: str):
+        found = record.get(key)
+        return 0 if key == "early_stopping" and found is None else found  # None and 0: off
+
+    return [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if value(old, k) != value(new, k)
+    ]
 
 
 def split_fingerprint(splits) -> dict:
@@ -279,18 +316,6 @@ def run_training(config: RunConfig) -> dict:
     """
     config = resolve_defaults(config)
     check_config(config)
-    if config.cache_features or config.fine_tune_epochs:
-        logger.info(
-            "Transfer model: %s, then %s.",
-            f"training the head on cached features (+{config.augment_copies} augmented copies "
-            "of each image; --no-cache-features trains end to end)"
-            if config.cache_features
-            else "training end to end",
-            f"fine-tuning the base's top for up to {config.fine_tune_epochs} epochs "
-            "(--fine-tune-epochs 0 skips it)"
-            if config.fine_tune_epochs
-            else "no fine-tuning",
-        )
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise InvalidArgumentError(f"The run folder {str(out)!r} is a file; choose a folder.")
@@ -334,6 +359,11 @@ def check_config(config: RunConfig) -> None:
     check_int("image_size", config.image_size)
     check_int("batch_size", config.batch_size)
     check_int("augment_copies", config.augment_copies, minimum=0)
+    if config.augment_copies and not config.cache_features:
+        raise InvalidArgumentError(
+            "--augment-copies needs cached features (--cache-features); end-to-end training "
+            "augments every epoch anyway."
+        )
     check_int("early_stopping", config.early_stopping or 0, minimum=0)
     check_positive_number("learning_rate", config.learning_rate)
     check_positive_number("fine_tune_learning_rate", config.fine_tune_learning_rate)
@@ -370,6 +400,7 @@ def _run_locked(config: RunConfig, out: Path, staging: Path) -> dict:
                 out,
             )
             return _finished_summary(out)
+    logger.info("%s", describe_settings(config))
     splits, model = _prepare(config)  # every check before any training or writing
     if pending is None and finished is not None and changed_fields(finished, record):
         logger.warning(
