@@ -6,6 +6,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# caches (demo data, converted LiteRT models) go to a fresh folder, not the user's ~/.keras
+os.environ["KERAS_HOME"] = __import__("tempfile").mkdtemp(prefix="catdog-tests-keras-")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

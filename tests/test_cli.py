@@ -45,14 +45,19 @@ def test_help(command):
 def test_models_lists_the_registry(capsys):
     status, stdout, stderr = cli_in_process(capsys, "models")
     assert status == 0, stderr
-    lines = stdout.splitlines()
-    assert [line.split()[0] for line in lines[1:]] == [
-        "augmented",
-        "baseline",
-        "preprocessed",
-        "transfer",
+    rows = {line.split()[0]: line for line in stdout.splitlines()[1:]}
+    assert len(rows) == 44 and {"baseline", "transfer", "efficientnet_v2_b0"} <= set(rows)
+    assert "2,962,594" in rows["baseline"] and "2,340,098" in rows["transfer"]
+    assert rows["efficientnet_v2_b0"].split()[1:5] == [
+        "efficientnet_v2",
+        "224",
+        "6,001,426",
+        "78.7",
     ]
-    assert "2,962,594" in lines[2] and "2,340,098" in lines[4] and "82,114" in lines[4]
+    status, stdout, _ = cli_in_process(capsys, "models", "resnet*v2")
+    assert [line.split()[0] for line in stdout.splitlines()[1:]] == [
+        "resnet101_v2", "resnet152_v2", "resnet50_v2",
+    ]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -251,7 +251,7 @@ def test_stand_in_weights_give_features_a_head_learns_from(synthetic_splits, tmp
     )
     with pytest.raises(InvalidArgumentError, match=".weights.h5"):
         make_stand_in_weights(tmp_path / "w.h5", images)
-    with pytest.raises(InvalidArgumentError, match="sides >= 32"):
+    with pytest.raises(InvalidArgumentError, match="at least 32x32"):
         make_stand_in_weights(tmp_path / "w.weights.h5", images[:, :16, :16])
 
 
@@ -290,13 +290,21 @@ def test_imagenet_download_failure_says_what_to_do(tmp_path):
 
 
 def test_registry():
-    assert list_models() == ["augmented", "baseline", "preprocessed", "transfer"]
+    from catdog.backbones import BACKBONES
+
+    assert list_models(pretrained=False) == ["augmented", "baseline", "preprocessed"]
+    assert list_models() == sorted(
+        ["augmented", "baseline", "preprocessed", "transfer", *BACKBONES]
+    )
+    assert len(BACKBONES) == 40
     assert list_models("*ed") == ["augmented", "preprocessed"]
     assert list_models("nothing*") == []
     model = build_model("baseline", input_shape=(96, 96, 3), num_classes=3)
     assert model.output_shape == (None, 3)
-    with pytest.raises(ValueError, match="Known models: augmented, baseline, preprocessed"):
+    with pytest.raises(ValueError, match="Did you mean 'resnet50', 'resnet152' or 'resnet101'"):
         build_model("resnet")
+    with pytest.raises(ValueError, match="Unknown model 'zzz'. catdog.list_models"):
+        build_model("zzz")
 
 
 def test_register_model_decorator():
@@ -309,6 +317,11 @@ def test_register_model_decorator():
     try:
         assert "tiny_test" in list_models("tiny*")
         assert build_model("tiny_test", num_classes=4).output_shape == (None, 4)
+        spec = catdog.models.model_spec("tiny_test")  # metadata from the defaults
+        assert (spec.family, spec.input_size, spec.pretrained, spec.params) == (
+            "custom", None, False, None,
+        )  # fmt: skip
+        assert build_model("tiny_test").input_shape == (None, 32, 32, 3)  # the factory's size
     finally:
         _REGISTRY.pop("tiny_test")
 

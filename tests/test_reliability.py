@@ -444,7 +444,7 @@ def test_fine_tuning_arguments_are_checked_before_training(synthetic_root, tmp_p
         unfreeze_from=10_000,
         model_kwargs={},
     )
-    with pytest.raises(InvalidArgumentError, match="unfreeze_from must be a layer index"):
+    with pytest.raises(InvalidArgumentError, match=r"in \[0, 1\), a layer index in 0\.\.153"):
         run_training(config)
     with pytest.raises(InvalidArgumentError, match="fine_tune_epochs"):
         run_training(replace(config, fine_tune_epochs=-1, unfreeze_from=100))

@@ -99,12 +99,15 @@ def test_transfer_branch_with_fine_tuning():
     hp = kt.HyperParameters()
     hp.Fixed("family", "transfer")
     hp.Fixed("fine_tune_base", True)
-    hp.Fixed("unfreeze_from", 125)
+    hp.Fixed("unfreeze_from", 0.8)
     hp.Fixed("pooling", "avg")
     model = CatDogHyperModel(input_shape=(64, 64, 3), weights=None).build(hp)
+    assert model.get_layer("base").layer.name.startswith("mobilenetv2")  # the default choice
     base = model.get_layer("base").layer
-    assert not any(layer.trainable for layer in base.layers[:125])
-    assert all(layer.trainable for layer in base.layers[125:])
+    start = round(0.8 * len(base.layers))  # a fraction of the base's depth: layer 123 of 154
+    assert start == 123
+    assert not any(layer.trainable for layer in base.layers[:start])
+    assert all(layer.trainable for layer in base.layers[start:])
     assert isinstance(model.get_layer("global_pool"), keras.layers.GlobalAveragePooling2D)
 
 

@@ -25,6 +25,10 @@ _EXPORTS = {
     "build_cnn_model": "models",
     "list_models": "models",
     "register_model": "models",
+    "model_spec": "models",
+    "ModelSpec": "models",
+    "BACKBONES": "backbones",
+    "ImageNetPreprocessing": "layers",
     "compile_model": "models",
     "get_base": "models",
     "augmentation_layers": "layers",
@@ -78,6 +82,9 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
+    from catdog.backbones import (
+        BACKBONES,
+    )
     from catdog.card import (
         write_model_card,
     )
@@ -116,6 +123,7 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
         predict,
     )
     from catdog.layers import (
+        ImageNetPreprocessing,
         InferenceMode,
         augmentation_layers,
         build_augmentation,
@@ -123,6 +131,7 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
     )
     from catdog.models import (
         ImageClassifier,
+        ModelSpec,
         build_augmented_model,
         build_baseline_model,
         build_cnn_model,
@@ -133,6 +142,7 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
         compile_model,
         get_base,
         list_models,
+        model_spec,
         precision_scope,
         register_model,
     )
@@ -162,9 +172,9 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
     )
 
 _SUBMODULES = {
-    "card", "cli", "data", "download", "errors", "evaluation", "feature_cache", "inference",
-    "io", "layers", "models", "plotting", "saving", "synthetic", "training", "tuning",
-    "weights", "workflow",
+    "backbones", "card", "cli", "data", "download", "errors", "evaluation", "feature_cache",
+    "inference", "io", "layers", "models", "plotting", "saving", "synthetic", "training",
+    "tuning", "weights", "workflow",
 }  # fmt: skip
 
 __all__ = ["__version__", *_EXPORTS]

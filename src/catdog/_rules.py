@@ -15,10 +15,15 @@ DEFAULT_INPUT_SHAPE = (DEFAULT_IMAGE_SIDE, DEFAULT_IMAGE_SIDE, 3)
 DEFAULT_SEED = 1337
 """The split (and search) seed used when none is given."""
 DEFAULT_BATCH_SIZE = 32
+DEFAULT_UNFREEZE_FROM = 0.65
+"""Fine-tuning unfreezes the top 35% of a base's layers: from layer 100 of MobileNetV2's 154,
+the tutorial's choice, and the same share of any other backbone."""
 SPLIT_NAMES = ("train", "validation", "test")
 EXPORT_FORMATS = ("keras", "tf_saved_model", "litert", "onnx")  # Keras' names
 EXPORT_FORMAT_ALIASES = {"saved_model": "tf_saved_model", "tflite": "litert"}
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+ENGINES = ("tensorflow", "litert", "auto")
+"""Where prediction runs: see [`Predictor`][catdog.inference.Predictor]."""
 
 
 def is_int(value, minimum: int = 1) -> bool:
@@ -97,3 +102,21 @@ def monitor_mode(monitor: str) -> str:
 def history_dict(history) -> dict:
     """The per-epoch metrics of a Keras ``History`` or of a plain dict (or ``None``)."""
     return dict(history.history if hasattr(history, "history") else history or {})
+
+
+def did_you_mean(name, known) -> str:
+    """``" Did you mean 'a' or 'b'?"`` for the close matches of ``name`` in ``known``, or ``""``.
+
+    Examples:
+        >>> did_you_mean("resnet5", ["resnet50", "resnet101", "vgg16"])
+        " Did you mean 'resnet50' or 'resnet101'?"
+        >>> did_you_mean("alexnet", ["resnet50", "vgg16"])
+        ''
+    """
+    import difflib
+
+    close = [repr(n) for n in difflib.get_close_matches(str(name), list(known), n=3)]
+    if not close:
+        return ""
+    options = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+    return f" Did you mean {options}?"

@@ -19,6 +19,7 @@ from catdog._rules import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_IMAGE_SIDE,
     DEFAULT_SEED,
+    ENGINES,
     EXPORT_FORMAT_ALIASES,
     EXPORT_FORMATS,
     PRECISIONS,
@@ -53,6 +54,16 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
     return value
+
+
+def layer_position(text: str) -> float | int | str:
+    """``--unfreeze-from``: a fraction (``0.65``), a layer index (``100``) or a layer name."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _weights(text: str) -> str | None:
@@ -152,7 +163,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             data,
             args.split,
         )
-    report = evaluate(model, splits, split=args.split)
+    report = evaluate(model, splits, split=args.split, engine=args.engine)
     print(report)
     if args.out:
         report.save(args.out)
@@ -172,7 +183,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
     own = model.class_names if isinstance(model, LiteRTModel) else class_names_of(model)
     names = names or own or _class_names_beside(args.model)
-    for p in predict(model, args.images, names):
+    for p in predict(model, args.images, names, engine=args.engine):
         print(f"{p.path}\t{p.class_name}\t{p.probability:.4f}")
     return 0
 
@@ -221,6 +232,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         families=families,
         weights=args.weights,
+        backbones=args.backbones.split(",") if args.backbones else None,
         seed=args.seed,
     )
     best = search.oracle.get_best_trials(1)
@@ -239,14 +251,15 @@ def cmd_card(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from catdog.models import build_model, describe_model, list_models
+    from catdog.models import list_models, model_spec
 
-    print(f"{'name':<14}{'parameters':>12}{'trainable':>12}  description")
+    print(f"{'name':<21}{'family':<20}{'input':>6}{'parameters':>13}{'top-1':>7}  description")
     for name in list_models(args.pattern):
-        kwargs = {"weights": None} if name == "transfer" else {}
-        model = build_model(name, **kwargs)
-        trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
-        print(f"{name:<14}{model.count_params():>12,}{trainable:>12,}  {describe_model(name)}")
+        spec = model_spec(name)
+        params = f"{spec.params:,}" if spec.params else "?"
+        top1 = f"{spec.top1:.1f}" if spec.top1 else "-"
+        size = spec.input_size or "-"
+        print(f"{name:<21}{spec.family:<20}{size:>6}{params:>13}{top1:>7}  {spec.description}")
     return 0
 
 
@@ -278,16 +291,16 @@ def _add_train(sub) -> None:
     )
     add(
         "--unfreeze-from",
-        type=int,
-        help="first base layer to unfreeze when fine-tuning "
-        f"(default {_DEFAULTS['unfreeze_from']})",
+        type=layer_position,
+        help="where fine-tuning starts unfreezing the base: a fraction of its depth "
+        f"(default {_DEFAULTS['unfreeze_from']}: the top 35%%), a layer index or a layer name",
     )
     add("--out", help="run folder (default runs/MODEL, runs/demo with --demo)")
     add(
         "--image-size",
         type=positive_int,
-        help=f"square side (default {_DEFAULTS['image_size']}, {DEMO_DEFAULTS['image_size']} "
-        "with --demo)",
+        help="square side (default: the model's input size, 160 for the tutorial's models, "
+        f"the ImageNet size for a backbone; {DEMO_DEFAULTS['image_size']} with --demo)",
     )
     add("--batch-size", type=positive_int, help=f"default {_DEFAULTS['batch_size']}")
     add("--learning-rate", type=float, help=f"default {_DEFAULTS['learning_rate']:g}")
@@ -344,6 +357,16 @@ def _default(field: str) -> str:
     return f"default {_DEFAULTS[field]:g}"
 
 
+def _add_engine(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINES,
+        help="where a .keras model runs: litert (converted once, cached; fastest on a CPU), "
+        "tensorflow, or auto (default: litert, else tensorflow)",
+    )
+
+
 def _add_evaluate_predict_export(sub) -> None:
     evaluate = sub.add_parser("evaluate", help="score a saved model on an image folder")
     evaluate.add_argument("model", help="a .keras model file")
@@ -358,6 +381,7 @@ def _add_evaluate_predict_export(sub) -> None:
         help=f"split seed; default: the run's (config.json beside the model), else {DEFAULT_SEED}",
     )
     evaluate.add_argument("--out", help="folder for report.txt and report.json")
+    _add_engine(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     predict = sub.add_parser("predict", help="classify image files")
@@ -367,6 +391,7 @@ def _add_evaluate_predict_export(sub) -> None:
         "--class-names",
         help="comma-separated; default: the model's own (or class_names.json beside it)",
     )
+    _add_engine(predict)
     predict.set_defaults(func=cmd_predict)
 
     export = sub.add_parser("export", help="export a saved model")
@@ -405,6 +430,11 @@ def _add_tune(sub) -> None:
         help="epochs per trial (hyperband: the most epochs of a trial)",
     )
     add("--families", help="comma-separated subset of baseline,augmented,preprocessed,transfer")
+    add(
+        "--backbones",
+        help="comma-separated backbones of the transfer family (default "
+        "mobilenet_v2,efficientnet_b0,mobilenet_v3_small; mobilenet_v2 with a weights file)",
+    )
     add("--out", default="runs/tuning", help="search folder")
     add("--image-size", type=positive_int, help=f"square side, default {DEFAULT_IMAGE_SIDE}")
     add("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)

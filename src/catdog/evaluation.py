@@ -202,13 +202,15 @@ def evaluate(
     *,
     files: Sequence[str] | None = None,
     split: str = "test",
+    engine: str = "tensorflow",
 ) -> Report:
     """Score ``model`` on a labelled dataset and return a [`Report`][catdog.evaluation.Report].
 
     ``data`` is a batched ``(images, labels)`` dataset (then pass ``class_names``, and
     ``files`` in dataset order to name misclassified files) or a
     [`catdog.Splits`][catdog.data.Splits], whose ``split`` (default ``"test"``) is used with its
-    class names and files.
+    class names and files. ``engine`` runs the model as
+    [`Predictor`][catdog.inference.Predictor] says (``"litert"`` is faster on a CPU).
 
     Examples:
         ```python
@@ -231,7 +233,9 @@ def evaluate(
         )
     if not class_names:
         raise InvalidArgumentError("evaluate needs class_names (or a Splits object).")
-    batches = [(predict_probabilities(model, x), np.asarray(y).reshape(-1)) for x, y in data]
+    batches = [
+        (predict_probabilities(model, x, engine), np.asarray(y).reshape(-1)) for x, y in data
+    ]
     if not batches:  # one pass: images and labels stay aligned even if the data reshuffles
         raise InvalidArgumentError("Cannot evaluate on an empty dataset.")
     probs = np.concatenate([p for p, _ in batches])

@@ -113,6 +113,42 @@ def mobilenet_v2_preprocessing(name: str = "mobilenet_v2_preprocessing") -> laye
     return layers.Rescaling(scale=1.0 / 127.5, offset=-1.0, name=name)
 
 
+PREPROCESSING_MODES = ("caffe", "torch", "tf")
+
+
+@keras.saving.register_keras_serializable(package="catdog")
+class ImageNetPreprocessing(keras.layers.Layer):
+    """``keras.applications.imagenet_utils.preprocess_input(x, mode=mode)`` as a layer.
+
+    ``"caffe"`` (ResNet, VGG) flips RGB to BGR and subtracts the ImageNet channel means;
+    ``"torch"`` (DenseNet) scales to 0..1 and normalises with the ImageNet means and standard
+    deviations; ``"tf"`` scales to -1..1. A serializable layer (no ``Lambda``), so a model that
+    holds it takes raw 0..255 pixels and loads with ``safe_mode=True``.
+
+    Examples:
+        ```python
+        layer = ImageNetPreprocessing("caffe")
+        layer(np.array([[[[255.0, 0.0, 0.0]]]]))  # BGR, means subtracted
+        # [[[[-103.939, -116.779, 131.32]]]]
+        ```
+    """
+
+    def __init__(self, mode: str = "caffe", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in PREPROCESSING_MODES:
+            raise InvalidArgumentError(f"mode must be one of {PREPROCESSING_MODES}, got {mode!r}.")
+        self.mode = mode
+
+    def call(self, inputs):
+        return keras.applications.imagenet_utils.preprocess_input(inputs, mode=self.mode)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "mode": self.mode}
+
+
 @keras.saving.register_keras_serializable(package="catdog")
 class InferenceMode(keras.layers.Wrapper):
     """Run the wrapped layer with ``training=False``, always.

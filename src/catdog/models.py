@@ -16,24 +16,35 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import keras
 from keras import layers
 
 from catdog._rules import (
+    DEFAULT_IMAGE_SIDE,
     DEFAULT_INPUT_SHAPE,
     PRECISIONS,
     check_fraction,
     check_int,
     check_positive_number,
     check_sides,
+    did_you_mean,
 )
-from catdog.errors import DownloadError, InputFileNotFoundError, InvalidArgumentError
+from catdog.backbones import (
+    BACKBONES,
+    build_base,
+    get_backbone,
+    preprocessed_range,
+    preprocessing_layers,
+)
+from catdog.errors import InvalidArgumentError
 from catdog.layers import InferenceMode, augmentation_layers, mobilenet_v2_preprocessing
 
-_REGISTRY: dict[str, Callable[..., keras.Model]] = {}
+_REGISTRY: dict = {}  # name -> ModelSpec
 
 
 # ----------------------------------------------------------------------------- the model class
@@ -156,35 +167,109 @@ def _classifier(layer_list: list, *, name: str, class_names) -> ImageClassifier:
 
 
 # ----------------------------------------------------------------------------- registry
-def register_model(name: str | None = None) -> Callable:
-    """Decorator that adds a model factory to the registry under ``name``.
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its factory and what is known about it (timm's ``default_cfgs``).
+
+    Callers ask the spec, never the name: whether a model has a pretrained base (it can cache
+    frozen features and fine-tune), its default input size, its size and its published
+    accuracy.
+
+    Attributes:
+        name: the registered name.
+        factory: the function that builds it (keyword arguments as documented there).
+        family: ``"cnn"`` for the tutorial's CNNs, the ``keras.applications`` module of a
+            pretrained backbone (``"efficientnet_v2"``), or ``"custom"``.
+        input_size: the default input side (``build_model`` and ``catdog train`` use it when
+            no size is given), or ``None`` to leave it to the factory.
+        pretrained: whether it has a pretrained base (built with ``weights=``).
+        params: the parameters of its two-class model at the defaults, if known.
+        top1: the ImageNet top-1 accuracy (%) published for its backbone, if any.
+        description: one line for model tables.
+    """
+
+    name: str
+    factory: Callable[..., keras.Model]
+    family: str = "custom"
+    input_size: int | None = None
+    pretrained: bool = False
+    params: int | None = None
+    top1: float | None = None
+    description: str = ""
+
+
+def register_model(
+    name: str | None = None,
+    *,
+    family: str = "custom",
+    input_size: int | None = None,
+    pretrained: bool = False,
+    params: int | None = None,
+    top1: float | None = None,
+    description: str | None = None,
+) -> Callable:
+    """Decorator that adds a model factory to the registry under ``name``, with its metadata.
+
+    The name defaults to the factory's (``build_tiny_model`` -> ``"tiny"``), the description
+    to its docstring's first line; the other arguments are the
+    [`ModelSpec`][catdog.models.ModelSpec] fields.
 
     Examples:
         ```python
-        @register_model("tiny")
+        @register_model("tiny", input_size=32)
         def build_tiny_model(input_shape=(32, 32, 3), num_classes=2, **kwargs):
             ...
         ```
     """
+    if input_size is not None:
+        check_int("input_size", input_size)
 
     def decorator(factory: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
         key = name or factory.__name__.removeprefix("build_").removesuffix("_model")
-        _REGISTRY[key] = factory
+        doc = (factory.__doc__ or "").strip()
+        _REGISTRY[key] = ModelSpec(
+            key, factory, family, input_size, bool(pretrained), params, top1,
+            description if description is not None else (doc.splitlines() or [""])[0],
+        )  # fmt: skip
         return factory
 
     return decorator
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Return the sorted names of registered models that match a shell-style ``pattern``.
+def model_spec(name: str) -> ModelSpec:
+    """The registry entry of ``name``, or an error naming the close matches.
 
     Examples:
-        >>> list_models()
-        ['augmented', 'baseline', 'preprocessed', 'transfer']
+        >>> spec = model_spec("efficientnet_v2_b0")
+        >>> spec.family, spec.input_size, spec.pretrained, spec.top1
+        ('efficientnet_v2', 224, True, 78.7)
+    """
+    if name not in _REGISTRY:
+        raise InvalidArgumentError(
+            f"Unknown model {name!r}.{did_you_mean(name, _REGISTRY)} catdog.list_models() "
+            "names them all; `catdog models` prints them with their sizes and accuracies."
+        )
+    return _REGISTRY[name]
+
+
+def list_models(pattern: str = "*", *, pretrained: bool | None = None) -> list[str]:
+    """The sorted names of registered models that match a shell-style ``pattern``.
+
+    ``pretrained=True`` (or ``False``) keeps only models with (without) a pretrained base.
+
+    Examples:
         >>> list_models("*ed")
         ['augmented', 'preprocessed']
+        >>> list_models("efficientnet_v2*")[:3]
+        ['efficientnet_v2_b0', 'efficientnet_v2_b1', 'efficientnet_v2_b2']
+        >>> len(list_models(pretrained=True))
+        41
     """
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+    return sorted(
+        n
+        for n, spec in _REGISTRY.items()
+        if fnmatch.fnmatchcase(n, pattern) and pretrained in (None, spec.pretrained)
+    )
 
 
 @contextlib.contextmanager
@@ -214,42 +299,44 @@ def precision_scope(precision: str | None):
 def build_model(name: str, *, precision: str | None = None, **kwargs) -> keras.Model:
     """Build the registered model ``name`` with the factory's keyword arguments.
 
-    ``precision`` (``"float32"``, ``"mixed_bfloat16"``, ``"mixed_float16"``) sets the dtype
-    policy of the model's layers; see [`precision_scope`][catdog.models.precision_scope].
+    Without ``input_shape``, the model is built at its spec's default input size
+    ([`ModelSpec.input_size`][catdog.models.ModelSpec]). ``precision`` (``"float32"``,
+    ``"mixed_bfloat16"``, ``"mixed_float16"``) sets the dtype policy of the model's layers;
+    see [`precision_scope`][catdog.models.precision_scope].
 
     Examples:
-        >>> model = build_model("baseline", input_shape=(96, 96, 3), num_classes=3)
+        >>> build_model("baseline", input_shape=(96, 96, 3), num_classes=3).output_shape
+        (None, 3)
+        >>> build_model("efficientnet_v2_b0", weights=None, num_classes=5).input_shape
+        (None, 224, 224, 3)
     """
-    factory = _REGISTRY[check_model_name(name)]
+    spec = model_spec(name)
+    if spec.input_size is not None:
+        kwargs.setdefault("input_shape", (spec.input_size, spec.input_size, 3))
     with precision_scope(precision):
-        return factory(**kwargs)
+        return spec.factory(**kwargs)
 
 
 def factory_parameters(name: str) -> set[str]:
     """The keyword arguments that the factory of the registered model ``name`` names."""
     import inspect
 
-    return set(inspect.signature(_REGISTRY[check_model_name(name)]).parameters)
+    return set(inspect.signature(model_spec(name).factory).parameters)
 
 
 def describe_model(name: str) -> str:
-    """A one-line description of the registered model ``name`` (its factory's first line).
+    """A one-line description of the registered model ``name``.
 
     Examples:
         >>> describe_model("baseline")
         "The tutorial's model 1: two Conv2D+MaxPooling blocks and a dense head, no augmentation."
     """
-    doc = _REGISTRY[check_model_name(name)].__doc__ or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    return model_spec(name).description
 
 
 def check_model_name(name: str) -> str:
-    """Return ``name`` if it is registered, else raise an error listing the known names."""
-    if name not in _REGISTRY:
-        raise InvalidArgumentError(
-            f"Unknown model {name!r}. Known models: {', '.join(list_models())}."
-        )
-    return name
+    """Return ``name`` if it is registered, else raise an error naming the close matches."""
+    return model_spec(name).name
 
 
 # ----------------------------------------------------------------------------- validation
@@ -443,7 +530,7 @@ def _preset(name: str, input_shape, num_classes, kwargs: dict) -> keras.Sequenti
     )
 
 
-@register_model("baseline")
+@register_model("baseline", family="cnn", input_size=DEFAULT_IMAGE_SIDE, params=2_962_594)
 def build_baseline_model(
     input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int | None = None, **kwargs
 ) -> keras.Sequential:
@@ -461,7 +548,7 @@ def build_baseline_model(
     return _preset("baseline", input_shape, num_classes, kwargs)
 
 
-@register_model("augmented")
+@register_model("augmented", family="cnn", input_size=DEFAULT_IMAGE_SIDE, params=6_391_426)
 def build_augmented_model(
     input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int | None = None, **kwargs
 ) -> keras.Sequential:
@@ -477,7 +564,7 @@ def build_augmented_model(
     return _preset("augmented", input_shape, num_classes, kwargs)
 
 
-@register_model("preprocessed")
+@register_model("preprocessed", family="cnn", input_size=DEFAULT_IMAGE_SIDE, params=2_962_594)
 def build_preprocessed_model(
     input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int | None = None, **kwargs
 ) -> keras.Sequential:
@@ -493,41 +580,15 @@ def build_preprocessed_model(
     return _preset("preprocessed", input_shape, num_classes, kwargs)
 
 
-def _mobilenet_v2_base(input_shape, weights):
-    if weights is not None and weights != "imagenet":
-        if not isinstance(weights, (str, os.PathLike)) or not os.path.isfile(weights):
-            raise InputFileNotFoundError(
-                f"weights must be 'imagenet', None or the path of a weights file; {weights!r} "
-                "is not an existing file."
-            )
-        weights = os.fspath(weights)
-    try:
-        return keras.applications.MobileNetV2(
-            input_shape=input_shape, include_top=False, weights=weights
-        )
-    except ValueError as error:
-        if weights not in (None, "imagenet"):
-            raise InvalidArgumentError(
-                f"Could not load MobileNetV2 weights from {weights!r}: {error}. The file must "
-                "hold weights of MobileNetV2 without its top for this input shape."
-            ) from error
-        raise
-    except Exception as error:  # the download raises a bare Exception on network errors
-        if weights != "imagenet":
-            raise
-        raise DownloadError(
-            "Could not download the ImageNet weights of MobileNetV2 "
-            f"({type(error).__name__}: {error}). Without network access, pass "
-            "weights='path/to/mobilenet_v2_weights_no_top.h5' (a local weights file) or "
-            "weights=None (random initialisation)."
-        ) from error
-
-
-@register_model("transfer")
+@register_model(
+    "transfer", family="mobilenet_v2", input_size=DEFAULT_IMAGE_SIDE, pretrained=True,
+    params=BACKBONES["mobilenet_v2"].params, top1=BACKBONES["mobilenet_v2"].top1,
+)  # fmt: skip
 def build_transfer_model(
     input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
     num_classes: int | None = None,
     *,
+    backbone: str = "mobilenet_v2",
     class_names: Sequence[str] | None = None,
     weights: str | os.PathLike | None = "imagenet",
     base_trainable: bool = False,
@@ -542,20 +603,27 @@ def build_transfer_model(
     classifier_activation: str | None = "softmax",
     name: str = "transfer",
 ) -> keras.Sequential:
-    """The tutorial's model 4: a MobileNetV2 base (ImageNet weights) under a small head.
+    """The tutorial's model 4: a pretrained ImageNet base (MobileNetV2) under a small head.
 
-    The base always runs in inference mode, so its BatchNorm statistics stay fixed during
-    fine-tuning. Defaults give 2,340,098 parameters, 82,114 of them trainable, at 160x160x3.
+    Any ``keras.applications`` backbone can be the base (``backbone=``, see
+    [`BACKBONES`][catdog.backbones.BACKBONES]); its own preprocessing is a layer inside the
+    model, so the model takes raw 0..255 pixels. The base always runs in inference mode, so
+    its BatchNorm statistics stay fixed during fine-tuning. The defaults are the tutorial's
+    model: 2,340,098 parameters, 82,114 of them trainable, at 160x160x3.
 
     Args:
-        input_shape: ``(height, width, 3)`` of the input images, positive integers and at
-            least 32x32; the model takes raw RGB pixels in 0..255.
+        input_shape: ``(height, width, 3)`` of the input images, positive integers at least
+            the backbone's minimum side (32 for most, 71 for Xception, 75 for the Inception
+            models); the model takes raw RGB pixels in 0..255. NASNet's pretrained weights
+            fit only its ImageNet size (224, NASNetLarge 331).
         num_classes: the number of classes (outputs), at least 2. Defaults to 2, or to the
             number of ``class_names``.
+        backbone: the pretrained base, a ``keras.applications`` class name in snake case:
+            ``"mobilenet_v2"`` (the tutorial's), ``"efficientnet_v2_b0"``, ``"resnet50"``...
         class_names: the name of each class, in output order; the model carries them (see
             [`ImageClassifier`][catdog.models.ImageClassifier]).
         weights: the base's weights: ``"imagenet"`` (downloaded by Keras), ``None`` (random)
-            or the path of an existing MobileNetV2 no-top weights file for this input shape.
+            or the path of an existing no-top weights file of that backbone.
         base_trainable: whether the base's weights are trained too (fine-tuning); by default
             the base is frozen and only the head is trained.
         pooling: how the base's feature map is pooled: ``"max"`` (global max, the tutorial's) or
@@ -570,27 +638,27 @@ def build_transfer_model(
         zoom: the ``RandomZoom`` factor in ``[0, 1]`` (0.1 = zoom in or out by up to 10%);
             ``None`` or ``0`` leaves the layer out.
         contrast: the ``RandomContrast`` factor in ``[0, 1]`` (0.2 = contrast scaled by 0.8 to
-            1.2, clipped to -1..1, the scaled pixels); ``None`` or ``0`` leaves the layer out.
+            1.2, clipped to the range of the preprocessed pixels); ``None`` or ``0`` leaves
+            the layer out.
         augmentation_seed: the seed of the augmentation layers; ``None`` for unseeded ones.
         classifier_activation: ``"softmax"`` (the output is probabilities) or ``None``
             (logits).
         name: the model's name.
 
     Examples:
-        >>> model = build_transfer_model(weights=None)
-        >>> model.count_params()
+        >>> build_transfer_model(weights=None).count_params()
         2340098
+        >>> model = build_transfer_model((96, 96, 3), backbone="resnet50", weights=None)
+        >>> [layer.name for layer in model.layers][:2]
+        ['resnet_preprocessing', 'random_flip']
     """
     input_shape = _check_input_shape(input_shape)
+    spec = get_backbone(backbone)
     num_classes, class_names = _classes(num_classes, class_names)
     _check_head(dropout, dense_units, classifier_activation)
-    if input_shape[0] < 32 or input_shape[1] < 32:
-        raise InvalidArgumentError(
-            f"input_shape must be at least 32x32 for MobileNetV2, got {input_shape}."
-        )
     if pooling not in ("max", "avg"):
         raise InvalidArgumentError(f"pooling must be 'max' or 'avg', got {pooling!r}.")
-    base = _mobilenet_v2_base(input_shape, weights)
+    base = build_base(spec, input_shape, weights)
     base.trainable = bool(base_trainable)
     pool = (
         layers.GlobalMaxPooling2D(name="global_pool")
@@ -600,10 +668,15 @@ def build_transfer_model(
     return _classifier(
         [
             keras.Input(shape=input_shape, name="image"),
-            mobilenet_v2_preprocessing(),
+            *preprocessing_layers(spec),
             *augmentation_layers(
-                flip, rotation, zoom, contrast, augmentation_seed, value_range=(-1, 1)
-            ),
+                flip,
+                rotation,
+                zoom,
+                contrast,
+                augmentation_seed,
+                value_range=preprocessed_range(spec),
+            ),  # fmt: skip
             InferenceMode(base, name="base"),
             pool,
             *_head(dropout, dense_units, num_classes, classifier_activation),
@@ -611,6 +684,19 @@ def build_transfer_model(
         name=name,
         class_names=class_names,
     )
+
+
+def _register_backbones() -> None:
+    """Register every backbone under its own name: ``build_model("efficientnet_v2_b0")``."""
+    for spec in BACKBONES.values():
+        factory = functools.partial(build_transfer_model, backbone=spec.name, name=spec.name)
+        register_model(
+            spec.name, family=spec.family, input_size=spec.input_size, pretrained=True,
+            params=spec.params, top1=spec.top1, description=spec.description,
+        )(factory)  # fmt: skip
+
+
+_register_backbones()
 
 
 def get_base(model: keras.Model) -> keras.Model:

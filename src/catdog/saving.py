@@ -8,7 +8,6 @@ a labels file written beside a ``.tflite`` file.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import keras
@@ -20,7 +19,13 @@ from catdog.errors import (
     MissingExtraError,
     OutputError,
 )
-from catdog.inference import decode_image, inference_model, labels_path
+from catdog.inference import (
+    decode_image,
+    inference_model,
+    labels_path,
+    litert_flatbuffer,
+    probability_model,
+)
 from catdog.io import atomic_path, write_atomic, write_text
 
 FORMATS = EXPORT_FORMATS
@@ -133,24 +138,12 @@ def _export_onnx(model: keras.Model, path: Path) -> Path:
         ) from None
     import numpy as np
 
-    probabilities = _probability_model(model)
+    probabilities = probability_model(model)
     probabilities(np.zeros((1, *model.input_shape[1:]), "float32"))  # Keras needs one call
     with atomic_path(path) as tmp:
         probabilities.export(str(tmp), format="onnx", verbose=False)
     write_text(labels_path(path), "\n".join(_class_names(model)) + "\n")
     return path
-
-
-def _probability_model(model: keras.Model) -> keras.Model:
-    """The model without augmentation, ending in probabilities (a softmax after logits)."""
-    from catdog.models import outputs_logits
-
-    without_augmentation = inference_model(model)
-    if not outputs_logits(model):
-        return without_augmentation
-    inputs = keras.Input(shape=model.input_shape[1:], name="image")
-    outputs = keras.layers.Softmax(name="probabilities")(without_augmentation(inputs))
-    return keras.Model(inputs, outputs, name=f"{model.name}_probabilities")
 
 
 def _class_names(model: keras.Model) -> list[str]:
@@ -201,16 +194,7 @@ def _serving_archive(model: keras.Model):
 
 
 def _export_litert(model: keras.Model, path: Path, quantize: str | None) -> Path:
-    import tensorflow as tf
-
-    with tempfile.TemporaryDirectory() as tmp:
-        _probability_model(model).export(tmp, format="tf_saved_model", verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        if quantize:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # int8 weights ("dynamic")
-        if quantize == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        flatbuffer = converter.convert()
+    flatbuffer = litert_flatbuffer(model, quantize)
     write_text(labels_path(path), "\n".join(_class_names(model)) + "\n")
     return write_atomic(path, lambda out: out.write_bytes(flatbuffer))
 

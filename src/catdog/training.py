@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from catdog._rules import check_int, history_dict, monitor_mode
+from catdog._rules import (
+    DEFAULT_UNFREEZE_FROM,
+    check_int,
+    history_dict,
+    is_number_in,
+    monitor_mode,
+)
 from catdog.data import Splits, check_split_sizes
 from catdog.errors import InvalidArgumentError, TrainingDivergedError
 from catdog.io import read_json, sha256sum, write_atomic, write_json
@@ -385,8 +391,10 @@ def _cached_feature_data(model, splits, copies, jit_compile, scope):
     return head, train_data, validation_data
 
 
-def unfreeze_base(model: keras.Model, unfreeze_from: int | str = 100) -> int:
-    """Make the base's layers from ``unfreeze_from`` (index or layer name) on trainable.
+def unfreeze_base(
+    model: keras.Model, unfreeze_from: float | int | str = DEFAULT_UNFREEZE_FROM
+) -> int:
+    """Make the base's layers from ``unfreeze_from`` on trainable (see ``check_unfreeze_from``).
 
     BatchNormalization layers keep running in inference mode (the base is wrapped in
     [`catdog.InferenceMode`][catdog.layers.InferenceMode]). Returns the number of trainable base
@@ -394,7 +402,7 @@ def unfreeze_base(model: keras.Model, unfreeze_from: int | str = 100) -> int:
 
     Examples:
         ```python
-        unfreeze_base(model, unfreeze_from=100)
+        unfreeze_base(model, unfreeze_from=0.65)
         # 54
         ```
     """
@@ -406,18 +414,28 @@ def unfreeze_base(model: keras.Model, unfreeze_from: int | str = 100) -> int:
     return len(base.layers) - start
 
 
-def check_unfreeze_from(model: keras.Model, unfreeze_from: int | str) -> int:
+def check_unfreeze_from(model: keras.Model, unfreeze_from: float | int | str) -> int:
     """Return the index of the first base layer to unfreeze, or raise a clear error.
 
-    Changes nothing: call it before training to find a bad value before any epoch runs.
+    ``unfreeze_from`` is a fraction of the base's depth in ``[0, 1)`` (a ``float``: layer
+    ``round(fraction * depth)``, the same share of any backbone), a layer index (an ``int``)
+    or a layer name. Changes nothing: call it before training to find a bad value before any
+    epoch runs.
 
     Examples:
         ```python
-        check_unfreeze_from(model, 100)
+        check_unfreeze_from(model, 0.65)  # MobileNetV2: 154 layers
         # 100
         ```
     """
     names = [layer.name for layer in get_base(model).layers]
+    if isinstance(unfreeze_from, float):
+        if not is_number_in(unfreeze_from, 0, 1, high_included=False):
+            raise InvalidArgumentError(
+                f"unfreeze_from as a fraction of the base's depth must be in [0, 1), got "
+                f"{unfreeze_from!r}; pass an int for a layer index."
+            )
+        return min(round(unfreeze_from * len(names)), len(names) - 1)
     if isinstance(unfreeze_from, str):
         if unfreeze_from not in names:
             raise InvalidArgumentError(
@@ -431,8 +449,8 @@ def check_unfreeze_from(model: keras.Model, unfreeze_from: int | str) -> int:
         or not (0 <= unfreeze_from < len(names))
     ):
         raise InvalidArgumentError(
-            f"unfreeze_from must be a layer index in 0..{len(names) - 1} or a layer name, got "
-            f"{unfreeze_from!r}."
+            f"unfreeze_from must be a fraction of the base's depth in [0, 1), a layer index in "
+            f"0..{len(names) - 1} or a layer name, got {unfreeze_from!r}."
         )
     else:
         start = unfreeze_from
@@ -443,7 +461,7 @@ def fine_tune(
     model: keras.Model,
     splits: Splits,
     *,
-    unfreeze_from: int | str = 100,
+    unfreeze_from: float | int | str = DEFAULT_UNFREEZE_FROM,
     learning_rate: float = 1e-5,
     epochs: int = 10,
     history: keras.callbacks.History | dict | None = None,

@@ -34,6 +34,7 @@ from catdog._rules import (
     is_number_in,
     is_positive_number,
 )
+from catdog.backbones import BACKBONES
 from catdog.data import Splits
 from catdog.io import write_json
 from catdog.models import build_model, compile_model
@@ -43,6 +44,8 @@ FAMILIES = ("baseline", "augmented", "preprocessed", "transfer")
 CNN_FAMILIES = FAMILIES[:3]
 AUGMENTED_FAMILIES = FAMILIES[1:]
 TUNERS = ("random", "hyperband", "bayesian")
+SMALL_BACKBONES = ("mobilenet_v2", "efficientnet_b0", "mobilenet_v3_small")
+"""The ``backbone`` choices of the ``transfer`` family unless ``backbones=`` is given."""
 
 
 class CatDogHyperModel(kt.HyperModel):
@@ -54,7 +57,10 @@ class CatDogHyperModel(kt.HyperModel):
     - CNN families: ``conv_blocks`` 1-4, ``filters_{i}`` per block, ``kernel_size``
       (3, 5, 7, 9), ``pool_size`` (2, 3, 4); blocks that would shrink the feature map of a
       small input to nothing are left out of that trial's model;
-    - ``transfer``: ``pooling`` (max/avg), ``fine_tune_base`` and then ``unfreeze_from``;
+    - ``transfer``: ``backbone`` (``backbones`` restricts it; default
+      [`SMALL_BACKBONES`][catdog.tuning.SMALL_BACKBONES], or MobileNetV2 alone with a
+      weights file), ``pooling`` (max/avg), ``fine_tune_base`` and then ``unfreeze_from``
+      (a fraction of the base's depth, 0.5-0.9);
     - head: ``dense_units``, ``dropout``;
     - augmenting families: ``augment``, then ``flip``, ``rotation``, ``zoom``, ``contrast``;
     - ``learning_rate`` (log scale).
@@ -74,6 +80,7 @@ class CatDogHyperModel(kt.HyperModel):
         class_names: Sequence[str] | None = None,
         families: Sequence[str] = FAMILIES,
         weights: str | os.PathLike | None = "imagenet",
+        backbones: Sequence[str] | None = None,
         name: str | None = None,
         tunable: bool = True,
     ):
@@ -89,6 +96,7 @@ class CatDogHyperModel(kt.HyperModel):
         if self.class_names:
             self.num_classes = len(self.class_names)
         self.families, self.weights = families, weights
+        self.backbones = check_backbones(backbones, weights)
 
     def conditions(self, name: str) -> list[tuple[str, list]]:
         """The ``(parent, values)`` conditions under which hyperparameter ``name`` exists."""
@@ -99,7 +107,7 @@ class CatDogHyperModel(kt.HyperModel):
             return [("family", cnn)]
         if name.startswith("filters_") and name[8:].isdigit():
             return [("family", cnn), ("conv_blocks", list(range(int(name[8:]) + 1, 5)))]
-        if name in ("pooling", "fine_tune_base"):
+        if name in ("backbone", "pooling", "fine_tune_base"):
             return [("family", transfer)]
         if name == "unfreeze_from":
             return [("family", transfer), ("fine_tune_base", [True])]
@@ -137,10 +145,11 @@ class CatDogHyperModel(kt.HyperModel):
             ]
         unfreeze_from = None
         if family == "transfer":
+            kwargs["backbone"] = get("Choice", "backbone", self.backbones)
             kwargs["pooling"] = get("Choice", "pooling", ["max", "avg"])
             kwargs["weights"] = self.weights
             if get("Boolean", "fine_tune_base", default=False):
-                unfreeze_from = get("Int", "unfreeze_from", 100, 150, step=25)
+                unfreeze_from = get("Float", "unfreeze_from", 0.5, 0.9, step=0.1, default=0.7)
         kwargs["dense_units"] = get("Int", "dense_units", 16, 256, sampling="log", default=64)
         kwargs["dropout"] = get("Float", "dropout", 0.0, 0.5, step=0.1, default=0.0)
         if family in AUGMENTED_FAMILIES:
@@ -189,6 +198,26 @@ class CatDogHyperModel(kt.HyperModel):
         return kt.HyperParameters.from_config(config)
 
 
+def check_backbones(backbones: Sequence[str] | None, weights=None) -> list[str]:
+    """The ``transfer`` family's backbone choices, checked (see ``CatDogHyperModel``)."""
+    from catdog.backbones import get_backbone
+
+    file_weights = weights not in (None, "imagenet")
+    if backbones is None:
+        backbones = ("mobilenet_v2",) if file_weights else SMALL_BACKBONES
+    backbones = [backbones] if isinstance(backbones, str) else list(backbones)
+    if not backbones:
+        raise InvalidArgumentError("backbones must name at least one backbone, got none.")
+    for name in backbones:
+        get_backbone(name)
+    if file_weights and len(backbones) > 1:
+        raise InvalidArgumentError(
+            f"A weights file fits one backbone, but backbones={backbones!r}; pass the one "
+            "the file belongs to."
+        )
+    return backbones
+
+
 def _blocks_that_fit(input_shape, kernel: int, pool: int, blocks: int) -> int:
     """How many of ``blocks`` conv blocks (valid conv + pooling) fit the input, at least 1."""
     size, fitting = min(input_shape[:2]), 0
@@ -217,6 +246,11 @@ _RULES = {
     "learning_rate": (is_positive_number, "a positive number"),
     "family": (lambda v: v in FAMILIES, f"one of {FAMILIES}"),
     "pooling": (lambda v: v in ("max", "avg"), "'max' or 'avg'"),
+    "backbone": (lambda v: v in BACKBONES, "a backbone name (catdog.list_models())"),
+    "unfreeze_from": (
+        lambda v: is_number_in(v, 0, 1, high_included=False),
+        "a fraction of the base's depth in [0, 1)",
+    ),
     "flip": (
         lambda v: v in ("horizontal", "vertical", "horizontal_and_vertical", "none"),
         "'horizontal', 'vertical', 'horizontal_and_vertical' or 'none'",
@@ -302,6 +336,7 @@ def tune(
     overwrite: bool = False,
     families: Sequence[str] = FAMILIES,
     weights: str | os.PathLike | None = "imagenet",
+    backbones: Sequence[str] | None = None,
     hypermodel: kt.HyperModel | None = None,
     hyperparameters: kt.HyperParameters | None = None,
     tune_new_entries: bool = True,
@@ -326,6 +361,9 @@ def tune(
         overwrite: start the search afresh instead of resuming it.
         families: the model families to search (a subset of ``FAMILIES``).
         weights: the transfer family's base weights: ``"imagenet"``, ``None`` or a file.
+        backbones: the transfer family's backbone choices (default
+            [`SMALL_BACKBONES`][catdog.tuning.SMALL_BACKBONES]; MobileNetV2 alone with a
+            weights file, which fits one backbone).
         hypermodel: your own ``keras_tuner.HyperModel`` instead of ``CatDogHyperModel``.
         hyperparameters: a ``keras_tuner.HyperParameters`` restricting the space
             (``hp.Fixed``, ``hp.Choice``...); its values are checked before any trial.
@@ -351,11 +389,15 @@ def tune(
         if "family" in hyperparameters:  # build (and download) only the families searched
             entry = next(e for e in hyperparameters.space if e.name == "family")
             families = [f for f in FAMILIES if f in _possible_values(entry)]
+        if "backbone" in hyperparameters:  # likewise for the backbones
+            entry = next(e for e in hyperparameters.space if e.name == "backbone")
+            backbones = _possible_values(entry)
     hypermodel = hypermodel or CatDogHyperModel(
         input_shape=(*splits.image_size, 3),
         class_names=splits.class_names,
         families=families,
         weights=weights,
+        backbones=backbones,
     )
     if hyperparameters is not None and isinstance(hypermodel, CatDogHyperModel):
         hyperparameters = hypermodel.condition(hyperparameters)

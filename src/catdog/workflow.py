@@ -24,6 +24,7 @@ from catdog._rules import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_IMAGE_SIDE,
     DEFAULT_SEED,
+    DEFAULT_UNFREEZE_FROM,
     check_int,
     check_positive_number,
 )
@@ -62,9 +63,13 @@ class RunConfig:
 
     ``None`` for ``cache_features``, ``augment_copies``, ``fine_tune_epochs`` or
     ``early_stopping`` means the model's default
-    ([`FROZEN_BASE_DEFAULTS`][catdog.workflow.FROZEN_BASE_DEFAULTS] for a transfer model with a
-    frozen base, else [`OTHER_DEFAULTS`][catdog.workflow.OTHER_DEFAULTS]);
-    ``early_stopping=0`` is off.
+    ([`FROZEN_BASE_DEFAULTS`][catdog.workflow.FROZEN_BASE_DEFAULTS] for a model with a frozen
+    pretrained base, else [`OTHER_DEFAULTS`][catdog.workflow.OTHER_DEFAULTS]);
+    ``early_stopping=0`` is off. ``image_size=None`` means the model's default input size
+    ([`ModelSpec.input_size`][catdog.models.ModelSpec]: 160 for the tutorial's models, the
+    ImageNet size for a backbone). ``unfreeze_from`` is a fraction of the base's depth, a
+    layer index or a layer name (see
+    [`check_unfreeze_from`][catdog.training.check_unfreeze_from]).
     """
 
     out: Path
@@ -72,8 +77,8 @@ class RunConfig:
     data: str = "cats_and_dogs"
     epochs: int = 20
     fine_tune_epochs: int | None = None
-    unfreeze_from: int = 100
-    image_size: int = DEFAULT_IMAGE_SIDE
+    unfreeze_from: float | int | str = DEFAULT_UNFREEZE_FROM
+    image_size: int | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-5
@@ -136,10 +141,14 @@ def resolve_defaults(config: RunConfig) -> RunConfig:
         >>> resolve_defaults(RunConfig(out=Path("runs/x"), model="baseline")).cache_features
         False
     """
-    frozen_base = config.model == "transfer" and not config.model_kwargs.get("base_trainable")
+    from catdog.models import model_spec
+
+    spec = model_spec(config.model)
+    frozen_base = spec.pretrained and not config.model_kwargs.get("base_trainable")
     defaults = FROZEN_BASE_DEFAULTS if frozen_base else OTHER_DEFAULTS
     if config.cache_features is False:
         defaults = {**defaults, "augment_copies": 0}  # no cached copies to make
+    defaults = {**defaults, "image_size": spec.input_size or DEFAULT_IMAGE_SIDE}
     return replace(config, **{k: v for k, v in defaults.items() if getattr(config, k) is None})
 
 
@@ -179,12 +188,12 @@ def load_data(config: RunConfig):
 def _build(config: RunConfig, class_names: list[str]):
     """The configured model, with one output per class (and the names, if its factory takes
     them; otherwise ``train`` gives a catdog model its names)."""
-    from catdog.models import build_model, factory_parameters
+    from catdog.models import build_model, factory_parameters, model_spec
 
     kwargs = {"num_classes": len(class_names), **config.model_kwargs}
     if "class_names" in factory_parameters(config.model):
         kwargs = {"class_names": class_names, **config.model_kwargs}
-    if config.model == "transfer":
+    if model_spec(config.model).pretrained:
         kwargs.setdefault("weights", config.weights)
     return build_model(
         config.model,
@@ -347,12 +356,15 @@ def check_config(config: RunConfig) -> None:
         ...
         catdog.errors.InvalidArgumentError: epochs must be a positive integer, got 0.
     """
-    from catdog.models import check_model_name
+    from catdog.models import model_spec
 
-    check_model_name(config.model)
-    if (config.fine_tune_epochs or config.cache_features) and config.model != "transfer":
+    if (config.fine_tune_epochs or config.cache_features) and not model_spec(
+        config.model
+    ).pretrained:
         raise InvalidArgumentError(
-            "--fine-tune-epochs and --cache-features need --model transfer (a pretrained base)."
+            f"--fine-tune-epochs and --cache-features need a model with a pretrained base, and "
+            f"{config.model!r} has none: use --model transfer or a backbone such as "
+            "efficientnet_v2_b0 (`catdog models` lists them)."
         )
     check_int("epochs", config.epochs)
     check_int("fine_tune_epochs", config.fine_tune_epochs, minimum=0)

@@ -1,0 +1,98 @@
+"""Inference engines: TensorFlow and LiteRT give the same probabilities; conversions are cached."""
+
+import logging
+import sys
+
+import numpy as np
+import pytest
+
+import catdog.inference as inference
+from catdog import build_model, build_transfer_model
+from catdog.errors import InvalidArgumentError
+from catdog.inference import Predictor, predict
+
+from .conftest import random_images
+
+MODELS = {
+    "baseline": lambda: build_model("baseline", input_shape=(48, 48, 3)),
+    "augmented": lambda: build_model("augmented", input_shape=(48, 48, 3)),
+    "preprocessed": lambda: build_model("preprocessed", input_shape=(48, 48, 3)),
+    "transfer": lambda: build_transfer_model((48, 48, 3), weights=None),
+    "mobilenet_v3_small": lambda: build_model(
+        "mobilenet_v3_small", input_shape=(48, 48, 3), weights=None, classifier_activation=None
+    ),
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_litert_equals_tensorflow(name, rng, tmp_path):
+    model = MODELS[name]()
+    tensorflow = Predictor(model, engine="tensorflow")
+    litert = Predictor(model, engine="litert", cache_dir=tmp_path)
+    assert (tensorflow.engine, litert.engine) == ("tensorflow", "litert")
+    for batch in (1, 5, 1):  # other batch sizes resize the input, no reconversion
+        images = random_images(rng, batch, 48)
+        expected = tensorflow(images)
+        np.testing.assert_allclose(litert(images), expected, atol=1e-4)
+        np.testing.assert_allclose(litert(images).sum(axis=1), 1.0, atol=1e-5)
+    assert len(list(tmp_path.glob("*.tflite"))) == 1
+
+
+def test_conversions_are_cached_on_disk_by_config_and_weights(rng, tmp_path, monkeypatch):
+    model = MODELS["baseline"]()
+    Predictor(model, engine="litert", cache_dir=tmp_path)
+    calls = []
+    real = inference.litert_flatbuffer
+    monkeypatch.setattr(inference, "litert_flatbuffer", lambda m: calls.append(m) or real(m))
+    images = random_images(rng, 2, 48)
+    first = Predictor(model, engine="litert", cache_dir=tmp_path)(images)
+    assert calls == []  # the second predictor read the file: no conversion
+    last = model.layers[-1]
+    last.kernel.assign(np.zeros(last.kernel.shape))  # other weights (all 0.5), another file
+    changed = Predictor(model, engine="litert", cache_dir=tmp_path)
+    assert len(calls) == 1 and len(list(tmp_path.glob("*.tflite"))) == 2
+    assert not np.allclose(changed(images), first)
+    np.testing.assert_allclose(changed(images), 0.5, atol=1e-6)
+    assert not list(tmp_path.glob("*.tmp*"))  # written atomically
+
+
+def test_auto_falls_back_to_tensorflow_with_a_notice(rng, tmp_path, monkeypatch, caplog):
+    model = MODELS["baseline"]()
+
+    def broken(_):
+        raise RuntimeError("converter failed")
+
+    monkeypatch.setattr(inference, "litert_flatbuffer", broken)
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        predictor = Predictor(model, engine="auto", cache_dir=tmp_path)
+    assert predictor.engine == "tensorflow"
+    assert "predicting with TensorFlow" in caplog.text
+    assert predictor(random_images(rng, 2, 48)).shape == (2, 2)
+    with pytest.raises(InvalidArgumentError, match="Could not convert"):
+        Predictor(model, engine="litert", cache_dir=tmp_path)
+    with pytest.raises(InvalidArgumentError, match="engine must be one of"):
+        Predictor(model, engine="onnx")
+
+
+def test_without_the_litert_package_tensorflows_interpreter_runs_it(rng, tmp_path, monkeypatch):
+    model = MODELS["baseline"]()
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # import fails: not installed
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    images = random_images(rng, 3, 48)
+    litert = Predictor(model, engine="litert", cache_dir=tmp_path)
+    np.testing.assert_allclose(litert(images), Predictor(model)(images), atol=1e-4)
+
+
+def test_predict_and_the_cache_follow_training(rng, tmp_path, monkeypatch):
+    from catdog.models import compile_model
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    model = compile_model(MODELS["baseline"](), learning_rate=0.1)
+    images = random_images(rng, 4, 48)
+    before = [p.probabilities for p in predict(model, images, engine="litert")]
+    model.fit(images, np.array([0, 1, 0, 1]), epochs=1, verbose=0)  # the weights move on
+    after = [p.probabilities for p in predict(model, images, engine="litert")]
+    expected = [p.probabilities for p in predict(model, images, engine="tensorflow")]
+    assert before != after
+    for got, want in zip(after, expected, strict=True):
+        assert got == pytest.approx(want, abs=1e-4)
