@@ -118,7 +118,7 @@ def test_input_size_rules_and_unknown_names():
         build_transfer_model((64, 64, 3), backbone="inception_v3", weights=None)
     with pytest.raises(InvalidArgumentError, match="at least 71x71"):
         build_transfer_model((64, 64, 3), backbone="xception", weights=None)
-    with pytest.raises(InvalidArgumentError, match="fit only 331x331 inputs"):
+    with pytest.raises(InvalidArgumentError, match="ImageNet weights fit only 331x331 inputs"):
         build_transfer_model((160, 160, 3), backbone="nasnet_large", weights="imagenet")
     with pytest.raises(ValueError, match="Did you mean 'efficientnet_v2_b0'"):
         build_transfer_model(backbone="efficientnetv2_b0", weights=None)

@@ -96,3 +96,17 @@ def test_predict_and_the_cache_follow_training(rng, tmp_path, monkeypatch):
     assert before != after
     for got, want in zip(after, expected, strict=True):
         assert got == pytest.approx(want, abs=1e-4)
+
+
+def test_predict_follows_cached_feature_training_and_set_weights(rng, tmp_path, monkeypatch):
+    """Training a head on cached features moves no model optimizer; the cache notices anyway."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    model = MODELS["baseline"]()
+    images = random_images(rng, 2, 48)
+    predict(model, images, engine="litert")
+    last = model.layers[-1]
+    last.kernel.assign(np.zeros(last.kernel.shape))  # as a head trained elsewhere would
+    after = np.array(
+        [list(p.probabilities.values()) for p in predict(model, images, engine="litert")]
+    )
+    np.testing.assert_allclose(after, 0.5, atol=1e-6)

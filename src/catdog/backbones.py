@@ -38,8 +38,8 @@ class Backbone:
         params: the parameters of catdog's two-class transfer model on it with the default
             head (the same at every input size).
         top1: ImageNet top-1 accuracy (%) as published for the Keras weights.
-        fixed_size: whether pretrained weights fit only at ``input_size`` (NASNet: its cells
-            change with the input size).
+        fixed_size: whether the ImageNet weights fit only at ``input_size`` (NASNet: its cells
+            change with the input size; weights files made at another size fit that size).
     """
 
     name: str
@@ -168,13 +168,13 @@ def check_input_side(backbone: Backbone, input_shape, weights=None) -> None:
         >>> check_input_side(get_backbone("nasnet_mobile"), (160, 160, 3), "imagenet")
         Traceback (most recent call last):
         ...
-        catdog.errors.InvalidArgumentError: nasnet_mobile's pretrained weights fit only \
+        catdog.errors.InvalidArgumentError: nasnet_mobile's ImageNet weights fit only \
 224x224 inputs, got input_shape=(160, 160, 3). Use --image-size 224 (or weights=None).
     """
     size = backbone.input_size
-    if backbone.fixed_size and weights is not None and tuple(input_shape[:2]) != (size, size):
+    if backbone.fixed_size and weights == "imagenet" and tuple(input_shape[:2]) != (size, size):
         raise InvalidArgumentError(
-            f"{backbone.name}'s pretrained weights fit only {size}x{size} inputs, got "
+            f"{backbone.name}'s ImageNet weights fit only {size}x{size} inputs, got "
             f"input_shape={tuple(input_shape)}. Use --image-size {size} (or weights=None)."
         )
     if min(input_shape[:2]) < backbone.min_size:

@@ -232,7 +232,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         families=families,
         weights=args.weights,
-        backbones=args.backbones.split(",") if args.backbones else None,
+        backbones=[b.strip() for b in args.backbones.split(",")] if args.backbones else None,
         seed=args.seed,
     )
     best = search.oracle.get_best_trials(1)

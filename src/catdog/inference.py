@@ -365,20 +365,26 @@ class Predictor:
         return self._run(array)
 
 
-def _training_step(model: keras.Model) -> int | None:
-    """The optimizer's step count: it moves whenever training changes the weights."""
+def _weights_token(model: keras.Model) -> tuple:
+    """Cheap evidence that the weights moved: the optimizer's step count and the output
+    layer's weights (every kind of training, ``set_weights`` and ``load_weights`` change
+    them; hashing every weight would cost more than a LiteRT prediction)."""
     optimizer = getattr(model, "optimizer", None)
     iterations = getattr(optimizer, "iterations", None)
-    return None if iterations is None else int(iterations.numpy())
+    step = None if iterations is None else int(iterations.numpy())
+    last = next((layer for layer in reversed(model.layers) if layer.weights), None)
+    head = b"".join(np.asarray(w.numpy()).tobytes() for w in last.weights) if last else b""
+    return step, head
 
 
 def predictor_for(model: keras.Model, engine: str = "tensorflow") -> Predictor:
     """The cached [`Predictor`][catdog.inference.Predictor] of ``model`` on ``engine``.
 
-    A LiteRT predictor is made again once training has moved the model's weights on.
+    A LiteRT predictor is made again once the model's weights have moved on (its optimizer
+    stepped or its output layer changed).
     """
     cached = _PREDICTORS.setdefault(model, {})
-    step = _training_step(model) if engine != "tensorflow" else None
+    step = _weights_token(model) if engine != "tensorflow" else None
     entry = cached.get(engine)
     if entry is None or entry[1] != step:
         entry = cached[engine] = (Predictor(model, engine=engine), step)

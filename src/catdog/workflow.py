@@ -234,14 +234,21 @@ def run_record(folder: str | os.PathLike) -> dict | None:
 def changed_fields(old: dict, new: dict) -> list[str]:
     """The configuration fields that differ between two records, as ``name: old -> new``.
 
+    ``unfreeze_from`` only counts where the run fine-tunes.
+
     Examples:
         >>> changed_fields({"epochs": 5}, {"epochs": 10})
         ['epochs: 5 -> 10']
+        >>> changed_fields({"unfreeze_from": 100, "fine_tune_epochs": 0},
+        ...                {"unfreeze_from": 0.65, "fine_tune_epochs": 0})
+        []
     """
     keys = sorted((set(old) | set(new)) - set(_NOT_COMPARED))
 
     def value(record: dict, key: str):
         found = record.get(key)
+        if key == "unfreeze_from" and not record.get("fine_tune_epochs"):
+            return None  # no fine-tuning: where it would start does not matter
         return 0 if key == "early_stopping" and found is None else found  # None and 0: off
 
     return [
