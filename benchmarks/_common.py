@@ -5,9 +5,22 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import statistics
+import time
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("README.md")
+
+
+def median_seconds(fn, repeats: int) -> float:
+    """The median wall time of ``repeats`` calls of ``fn``, after one warm-up call."""
+    fn()  # warm up (tracing, allocation)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def machine() -> str:

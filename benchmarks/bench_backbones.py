@@ -17,23 +17,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm up (tracing, allocation)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def measure(name: str, batch_repeats: int, single_repeats: int) -> list[str]:
@@ -41,6 +29,7 @@ def measure(name: str, batch_repeats: int, single_repeats: int) -> list[str]:
     import keras
     import numpy as np
     import tensorflow as tf
+    from _common import median_seconds
 
     from catdog.backbones import get_backbone
     from catdog.feature_cache import split_transfer_model
@@ -55,10 +44,10 @@ def measure(name: str, batch_repeats: int, single_repeats: int) -> list[str]:
     single = batch[:1]
     extractor, _ = split_transfer_model(model)
     extract = tf.function(lambda x: extractor(x, training=False))
-    per_batch = _median_seconds(lambda: extract(batch).numpy(), batch_repeats)
+    per_batch = median_seconds(lambda: extract(batch).numpy(), batch_repeats)
     predictor = Predictor(model)
-    ours = _median_seconds(lambda: predictor(single), single_repeats)
-    plain = _median_seconds(lambda: model.predict_on_batch(single), single_repeats)
+    ours = median_seconds(lambda: predictor(single), single_repeats)
+    plain = median_seconds(lambda: model.predict_on_batch(single), single_repeats)
     keras.backend.clear_session()
     return [
         f"`{name}`",

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -26,16 +25,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))
-
-
-def _timed(fn, repeats: int) -> float:
-    fn()  # warm up (tracing, allocation)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _trained_transfer_model(size: int):
@@ -68,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import numpy as np
-    from _common import append_results, machine
+    from _common import append_results, machine, median_seconds
 
     import catdog
     from catdog.inference import LiteRTModel, Predictor
@@ -127,8 +116,8 @@ def main() -> None:
         }
         results = {}
         for name, fn in paths.items():
-            latency = _timed(lambda fn=fn: fn(one), args.repeats)
-            per_batch = _timed(lambda fn=fn: fn(batch), max(5, args.repeats // 5))
+            latency = median_seconds(lambda fn=fn: fn(one), args.repeats)
+            per_batch = median_seconds(lambda fn=fn: fn(batch), max(5, args.repeats // 5))
             results[name] = (latency, 32 / per_batch)
 
     base_latency, base_throughput = results["model.predict_on_batch"]

@@ -262,7 +262,7 @@ def test_fast_mixed_precision_cli_run(synthetic_root, tmp_path):
             "--out",
             tmp_path / "x",
         ),
-        "need --model transfer",
+        "need a model with a pretrained base",
     )
 
 

@@ -38,8 +38,6 @@ class Backbone:
         params: the parameters of catdog's two-class transfer model on it with the default
             head (the same at every input size).
         top1: ImageNet top-1 accuracy (%) as published for the Keras weights.
-        fixed_size: whether the ImageNet weights fit only at ``input_size`` (NASNet: its cells
-            change with the input size; weights files made at another size fit that size).
     """
 
     name: str
@@ -50,7 +48,6 @@ class Backbone:
     min_size: int
     params: int
     top1: float
-    fixed_size: bool = False
 
     @property
     def description(self) -> str:
@@ -61,11 +58,9 @@ class Backbone:
         )
 
 
-def _entries(family, preprocessing, min_size, rows, fixed_size=False):
+def _entries(family, preprocessing, min_size, rows):
     return {
-        name: Backbone(
-            name, keras_class, family, preprocessing, size, min_size, params, top1, fixed_size
-        )
+        name: Backbone(name, keras_class, family, preprocessing, size, min_size, params, top1)
         for name, keras_class, size, params, top1 in rows
     }
 
@@ -122,8 +117,8 @@ BACKBONES: dict[str, Backbone] = {
     ]),
     **_entries("nasnet", "tf", 32, [
         ("nasnet_mobile", "NASNetMobile", 224, 4_337_494, 74.4),
-        ("nasnet_large", "NASNetLarge", 331, 85_146_164, 82.5),
-    ], fixed_size=True),
+        ("nasnet_large", "NASNetLarge", 331, 85_175_060, 82.5),
+    ]),
     **_entries("resnet", "caffe", 32, [
         ("resnet50", "ResNet50", 224, 23_718_978, 74.9),
         ("resnet101", "ResNet101", 224, 42_789_442, 76.4),
@@ -161,22 +156,20 @@ def get_backbone(name: str) -> Backbone:
     )
 
 
-def check_input_side(backbone: Backbone, input_shape, weights=None) -> None:
-    """Raise an error unless ``input_shape`` suits the backbone (and its ``weights``).
+def check_input_side(backbone: Backbone, input_shape) -> None:
+    """Raise an error unless both sides of ``input_shape`` reach the backbone's minimum.
+
+    (No backbone needs its ImageNet size: without their top, the Keras models, NASNet's
+    included, have the same weights at every size.)
 
     Examples:
-        >>> check_input_side(get_backbone("nasnet_mobile"), (160, 160, 3), "imagenet")
+        >>> check_input_side(get_backbone("xception"), (64, 64, 3))
         Traceback (most recent call last):
         ...
-        catdog.errors.InvalidArgumentError: nasnet_mobile's ImageNet weights fit only \
-224x224 inputs, got input_shape=(160, 160, 3). Use --image-size 224 (or weights=None).
+        catdog.errors.InvalidArgumentError: xception needs inputs of at least 71x71, got \
+input_shape=(64, 64, 3). Its ImageNet weights were trained at 299x299; use that size or one \
+close to it.
     """
-    size = backbone.input_size
-    if backbone.fixed_size and weights == "imagenet" and tuple(input_shape[:2]) != (size, size):
-        raise InvalidArgumentError(
-            f"{backbone.name}'s ImageNet weights fit only {size}x{size} inputs, got "
-            f"input_shape={tuple(input_shape)}. Use --image-size {size} (or weights=None)."
-        )
     if min(input_shape[:2]) < backbone.min_size:
         raise InvalidArgumentError(
             f"{backbone.name} needs inputs of at least {backbone.min_size}x{backbone.min_size}, "
@@ -231,7 +224,7 @@ def build_base(backbone: Backbone, input_shape, weights) -> keras.Model:
         >>> build_base(get_backbone("mobilenet_v2"), (96, 96, 3), None).name
         'mobilenetv2_1.00_96'
     """
-    check_input_side(backbone, input_shape, weights)
+    check_input_side(backbone, input_shape)
     if weights is not None and weights != "imagenet":
         if not isinstance(weights, (str, os.PathLike)) or not os.path.isfile(weights):
             raise InputFileNotFoundError(

@@ -614,8 +614,7 @@ def build_transfer_model(
     Args:
         input_shape: ``(height, width, 3)`` of the input images, positive integers at least
             the backbone's minimum side (32 for most, 71 for Xception, 75 for the Inception
-            models); the model takes raw RGB pixels in 0..255. NASNet's pretrained weights
-            fit only its ImageNet size (224, NASNetLarge 331).
+            models); the model takes raw RGB pixels in 0..255.
         num_classes: the number of classes (outputs), at least 2. Defaults to 2, or to the
             number of ``class_names``.
         backbone: the pretrained base, a ``keras.applications`` class name in snake case:
