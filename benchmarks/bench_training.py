@@ -7,7 +7,9 @@ run, measures wall time (data pipeline included) and accuracy of:
     test split carved from validation with take/skip, its Sequential model (functional
     preprocessor, RandomFlip, RandomRotation(0.2), frozen MobileNetV2, sigmoid head);
 (b) catdog's default path: `from_directory` + `build_transfer_model` + `train`;
-(c) catdog with frozen-feature caching (`cache_features=True`), also with 2 augmented copies;
+(c) catdog with frozen-feature caching (`cache_features=True`), also with 2 augmented copies,
+    the features computed by TensorFlow (c, c2) or by LiteRT (c3 with an empty conversion
+    cache, so its time includes converting the base; c4 with 2 copies, the base converted);
 (d) catdog's default path with `mixed_bfloat16` layers;
 (e) `catdog train --model transfer` with no tuning flags (its defaults: cached features with 2
     augmented copies, early stopping, fine-tuning; default epochs), through `run_training`,
@@ -88,6 +90,8 @@ def catdog_run(root: Path, weights: Path, epochs: int, size: int, **options):
     import catdog
 
     precision = options.pop("precision", None)
+    if options.pop("fresh_cache", False):  # converting the base for LiteRT counts in this run
+        os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="bench-keras-")
     splits = catdog.from_directory(root, image_size=(size, size), batch_size=32)
     model = catdog.build_model(
         "transfer", input_shape=(size, size, 3), weights=str(weights), precision=precision
@@ -122,7 +126,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--scaling", default="", help="e.g. 1000,2000,4000")
     parser.add_argument("--scaling-epochs", type=int, help="epochs of the scaling runs")
-    parser.add_argument("--skip", default="", help="comma-separated paths to skip: a,b,c,c2,d,e")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated paths to skip: a,b,c,c2,c3,c4,d,e"
+    )
     parser.add_argument("--no-append", action="store_true", help="do not write README.md")
     args = parser.parse_args()
 
@@ -159,12 +165,49 @@ def main() -> None:
             "b": ("catdog default", lambda: catdog_run(root, weights, args.epochs, size)),
             "c": (
                 "catdog cache_features",
-                lambda: catdog_run(root, weights, args.epochs, size, cache_features=True),
+                lambda: catdog_run(
+                    root,
+                    weights,
+                    args.epochs,
+                    size,
+                    cache_features=True,
+                    extraction_engine="tensorflow",
+                ),
             ),
             "c2": (
                 "catdog cache_features, 2 aug. copies",
                 lambda: catdog_run(
-                    root, weights, args.epochs, size, cache_features=True, augment_copies=2
+                    root,
+                    weights,
+                    args.epochs,
+                    size,
+                    cache_features=True,
+                    augment_copies=2,
+                    extraction_engine="tensorflow",
+                ),
+            ),
+            "c3": (
+                "catdog cache_features, LiteRT extraction (converting)",
+                lambda: catdog_run(
+                    root,
+                    weights,
+                    args.epochs,
+                    size,
+                    cache_features=True,
+                    extraction_engine="litert",
+                    fresh_cache=True,
+                ),
+            ),
+            "c4": (
+                "catdog cache_features, 2 aug. copies, LiteRT extraction",
+                lambda: catdog_run(
+                    root,
+                    weights,
+                    args.epochs,
+                    size,
+                    cache_features=True,
+                    augment_copies=2,
+                    extraction_engine="litert",
                 ),
             ),
             "d": (
@@ -206,7 +249,8 @@ def main() -> None:
         scaling_epochs = args.scaling_epochs or args.epochs
         for images in [int(n) for n in args.scaling.split(",") if n]:
             data = dataset(images)
-            for key, options in (("b", {}), ("c", {"cache_features": True})):
+            cached = {"cache_features": True, "extraction_engine": "tensorflow"}
+            for key, options in (("b", {}), ("c", cached)):
                 start = time.perf_counter()
                 catdog_run(data, weights, scaling_epochs, size, **options)
                 scaling.append((images, runs[key][0], time.perf_counter() - start))

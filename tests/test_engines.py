@@ -43,7 +43,9 @@ def test_conversions_are_cached_on_disk_by_config_and_weights(rng, tmp_path, mon
     Predictor(model, engine="litert", cache_dir=tmp_path)
     calls = []
     real = inference.litert_flatbuffer
-    monkeypatch.setattr(inference, "litert_flatbuffer", lambda m: calls.append(m) or real(m))
+    monkeypatch.setattr(
+        inference, "litert_flatbuffer", lambda m, **kw: calls.append(m) or real(m, **kw)
+    )
     images = random_images(rng, 2, 48)
     first = Predictor(model, engine="litert", cache_dir=tmp_path)(images)
     assert calls == []  # the second predictor read the file: no conversion
@@ -59,7 +61,7 @@ def test_conversions_are_cached_on_disk_by_config_and_weights(rng, tmp_path, mon
 def test_auto_falls_back_to_tensorflow_with_a_notice(rng, tmp_path, monkeypatch, caplog):
     model = MODELS["baseline"]()
 
-    def broken(_):
+    def broken(*_, **__):
         raise RuntimeError("converter failed")
 
     monkeypatch.setattr(inference, "litert_flatbuffer", broken)
@@ -110,3 +112,25 @@ def test_predict_follows_cached_feature_training_and_set_weights(rng, tmp_path, 
         [list(p.probabilities.values()) for p in predict(model, images, engine="litert")]
     )
     np.testing.assert_allclose(after, 0.5, atol=1e-6)
+
+
+def test_feature_extraction_on_litert_equals_tensorflow(synthetic_splits, tmp_path, monkeypatch):
+    from catdog.feature_cache import extract_features, extraction_engine, split_transfer_model
+    from catdog.training import train
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    model = build_transfer_model((64, 64, 3), weights=None, class_names=["cats", "dogs"])
+    extractor, _ = split_transfer_model(model)
+    assert extraction_engine(extractor, passes=100) == "tensorflow"  # too few to pay off
+    assert extraction_engine(extractor, passes=10_000) == "litert"
+    x_tf, y_tf = extract_features(extractor, synthetic_splits.validation)
+    x_lite, y_lite = extract_features(extractor, synthetic_splits.validation, engine="litert")
+    np.testing.assert_array_equal(y_lite, y_tf)
+    np.testing.assert_allclose(x_lite, x_tf, rtol=1e-4, atol=1e-4 * float(np.abs(x_tf).max()))
+    assert extraction_engine(extractor, passes=100) == "litert"  # converted: free from now on
+    x_aug, _ = extract_features(extractor, synthetic_splits.validation, 1, engine="litert")
+    assert x_aug.shape == (2 * len(x_tf), x_tf.shape[1])
+    assert not np.allclose(x_aug[len(x_tf) :], x_tf, atol=0)  # the copy was augmented
+    history = train(model, synthetic_splits, 2, cache_features=True, extraction_engine="litert",
+                    verbose=0)  # fmt: skip
+    assert len(history.history["val_accuracy"]) == 2

@@ -207,10 +207,13 @@ def probability_model(model: keras.Model) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"{model.name}_probabilities")
 
 
-def litert_flatbuffer(model: keras.Model, quantize: str | None = None) -> bytes:
+def litert_flatbuffer(
+    model: keras.Model, quantize: str | None = None, *, probabilities: bool = True
+) -> bytes:
     """The model's inference-time form (probabilities out) converted to a LiteRT flatbuffer.
 
     ``quantize``: ``None`` (float32), ``"float16"`` or ``"dynamic"`` (int8 weights).
+    ``probabilities=False`` converts ``model`` exactly as it is (a feature extractor).
 
     Examples:
         ```python
@@ -221,8 +224,9 @@ def litert_flatbuffer(model: keras.Model, quantize: str | None = None) -> bytes:
 
     import tensorflow as tf
 
+    converted = probability_model(model) if probabilities else model
     with tempfile.TemporaryDirectory() as tmp:
-        probability_model(model).export(tmp, format="tf_saved_model", verbose=False)
+        converted.export(tmp, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         if quantize:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]  # int8 weights ("dynamic")
@@ -231,7 +235,7 @@ def litert_flatbuffer(model: keras.Model, quantize: str | None = None) -> bytes:
         return converter.convert()
 
 
-def litert_cache_key(model: keras.Model) -> str:
+def litert_cache_key(model: keras.Model, *, probabilities: bool = True) -> str:
     """A SHA-256 of the model's config, its weights and the converter's version."""
     import hashlib
     import json
@@ -239,7 +243,14 @@ def litert_cache_key(model: keras.Model) -> str:
     import tensorflow as tf
 
     digest = hashlib.sha256()
-    config = {"model": model.get_config(), "tensorflow": tf.__version__, "format": 1}
+    config = {  # the layers' configs: a model's own name and input name do not matter
+        "class": type(model).__name__,
+        "input_shape": list(model.input_shape),
+        "layers": [layer.get_config() for layer in model.layers],
+        "tensorflow": tf.__version__,
+        "format": 1,
+        "probabilities": probabilities,
+    }
     digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     for weight in model.weights:
         digest.update(weight.path.encode())
@@ -247,14 +258,22 @@ def litert_cache_key(model: keras.Model) -> str:
     return digest.hexdigest()
 
 
-def cached_litert_file(model: keras.Model, cache_dir: str | os.PathLike | None = None) -> Path:
+def cached_litert_file(
+    model: keras.Model,
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    probabilities: bool = True,
+    convert: bool = True,
+) -> Path | None:
     """The model converted for LiteRT, from the on-disk cache or converted into it.
 
     The file is named by [`litert_cache_key`][catdog.inference.litert_cache_key] (config and
     weights), written atomically under ``cache_dir`` (default: ``litert/`` in the Keras cache
     folder, ``$KERAS_HOME`` or ``~/.keras``, where catdog keeps its datasets) while a lock
     keeps concurrent conversions of the same model from racing: converting once serves every
-    later process.
+    later process. ``probabilities`` is as in
+    [`litert_flatbuffer`][catdog.inference.litert_flatbuffer]; ``convert=False`` only looks:
+    it returns ``None`` when the cache holds no file for the model.
 
     Examples:
         ```python
@@ -265,12 +284,12 @@ def cached_litert_file(model: keras.Model, cache_dir: str | os.PathLike | None =
     from catdog.io import file_lock, write_atomic
 
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "litert"
-    path = folder / f"{litert_cache_key(model)}.tflite"
-    if path.is_file():
-        return path
+    path = folder / f"{litert_cache_key(model, probabilities=probabilities)}.tflite"
+    if path.is_file() or not convert:
+        return path if path.is_file() else None
     with file_lock(folder / f".{path.stem}.lock"):
         if not path.is_file():
-            flatbuffer = litert_flatbuffer(model)
+            flatbuffer = litert_flatbuffer(model, probabilities=probabilities)
             write_atomic(path, lambda out: out.write_bytes(flatbuffer))
     return path
 

@@ -195,6 +195,7 @@ def train(
     strategy: tf.distribute.Strategy | None = None,
     cache_features: bool = False,
     augment_copies: int = 0,
+    extraction_engine: str = "auto",
     jit_compile: bool | str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: str | int = "auto",
@@ -229,6 +230,10 @@ def train(
             [`catdog.feature_cache`][catdog.feature_cache]).
         augment_copies: with ``cache_features``, augmented versions of each training image to
             cache as well.
+        extraction_engine: with ``cache_features``, where the base computes the features:
+            ``"tensorflow"``, ``"litert"`` (about twice as fast on a CPU, after a one-off
+            conversion cached on disk) or ``"auto"``, LiteRT when it pays off (see
+            [`extraction_engine`][catdog.feature_cache.extraction_engine]).
         jit_compile: passed to ``compile``.
         callbacks: more Keras callbacks (e.g. TensorBoard).
         verbose: passed to ``fit``.
@@ -260,7 +265,7 @@ def train(
     fit_model, train_data, validation_data = model, splits.train, splits.validation
     if cache_features:
         fit_model, train_data, validation_data = _cached_feature_data(
-            model, splits, augment_copies, jit_compile, scope
+            model, splits, augment_copies, jit_compile, scope, extraction_engine, strategy
         )
     standard, history_csv = _standard_callbacks(
         model, checkpoint, monitor, early_stopping, backup_dir, best_so_far
@@ -366,21 +371,23 @@ def _raise_if_diverged(model: keras.Model, history: dict) -> None:
     )
 
 
-def _cached_feature_data(model, splits, copies, jit_compile, scope):
+def _cached_feature_data(model, splits, copies, jit_compile, scope, engine, strategy):
     """The head model and tf.data pipelines of cached features (see catdog.feature_cache).
 
     The head is compiled like ``model`` (already compiled): same learning rate.
     """
     import tensorflow as tf
 
-    from catdog.feature_cache import extract_features, split_transfer_model
+    from catdog.feature_cache import extract_features, extraction_engine, split_transfer_model
 
     check_int("augment_copies", copies, minimum=0)
     extractor, head = split_transfer_model(model)
     with scope:
         compile_model(head, _learning_rate(model), jit_compile=jit_compile)
-    x_train, y_train = extract_features(extractor, splits.train, copies)
-    x_val, y_val = extract_features(extractor, splits.validation)
+    passes = len(splits.files["train"]) * (1 + copies) + len(splits.files["validation"])
+    engine = extraction_engine(extractor, passes, engine, strategy=strategy)
+    x_train, y_train = extract_features(extractor, splits.train, copies, engine=engine)
+    x_val, y_val = extract_features(extractor, splits.validation, engine=engine)
     train_data = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
         .shuffle(len(y_train), reshuffle_each_iteration=True)
