@@ -9,7 +9,8 @@ run, measures wall time (data pipeline included) and accuracy of:
 (b) catdog's default path: `from_directory` + `build_transfer_model` + `train`;
 (c) catdog with frozen-feature caching (`cache_features=True`), also with 2 augmented copies,
     the features computed by TensorFlow (c, c2) or by LiteRT (c3 with an empty conversion
-    cache, so its time includes converting the base; c4 with 2 copies, the base converted);
+    cache, so its time includes converting the base; c4 with 2 copies and c5 without, the
+    base already converted, as in every later run with the same base);
 (d) catdog's default path with `mixed_bfloat16` layers;
 (e) `catdog train --model transfer` with no tuning flags (its defaults: cached features with 2
     augmented copies, early stopping, fine-tuning; default epochs), through `run_training`,
@@ -127,7 +128,7 @@ def main() -> None:
     parser.add_argument("--scaling", default="", help="e.g. 1000,2000,4000")
     parser.add_argument("--scaling-epochs", type=int, help="epochs of the scaling runs")
     parser.add_argument(
-        "--skip", default="", help="comma-separated paths to skip: a,b,c,c2,c3,c4,d,e"
+        "--skip", default="", help="comma-separated paths to skip: a,b,c,c2,c3,c4,c5,d,e"
     )
     parser.add_argument("--no-append", action="store_true", help="do not write README.md")
     args = parser.parse_args()
@@ -207,6 +208,17 @@ def main() -> None:
                     size,
                     cache_features=True,
                     augment_copies=2,
+                    extraction_engine="litert",
+                ),
+            ),
+            "c5": (
+                "catdog cache_features, LiteRT extraction (base converted)",
+                lambda: catdog_run(
+                    root,
+                    weights,
+                    args.epochs,
+                    size,
+                    cache_features=True,
                     extraction_engine="litert",
                 ),
             ),

@@ -2,7 +2,7 @@
 
     python docs/make_figures.py          # about five minutes on 2 CPU cores
 
-Runs examples 01-07 in order with ``--demo`` (generated images, 64x64) into a temporary
+Runs examples 01-08 in order with ``--demo`` (generated images, 64x64) into a temporary
 folder, then copies their plots into ``docs/images/`` and the comparison table of
 ``06_score_on_test.py`` into ``docs/generated/comparison.md``. Nothing in ``docs/images/``
 is drawn by hand; rerun this script after changing an example or a plot.
@@ -33,6 +33,8 @@ FIGURES = {  # example output -> docs/images/ name
     "transfer/history.png": "history_transfer.png",
     "confusion_matrix.png": "confusion_matrix.png",
     "misclassified.png": "misclassified.png",
+    "understand/gradcam.png": "gradcam.png",
+    "understand/lr_find.png": "lr_find.png",
 }
 
 

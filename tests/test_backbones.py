@@ -158,6 +158,7 @@ def test_stand_in_weights_for_another_backbone(synthetic_splits, tmp_path):
     assert len(str(error.value)) < 600  # Keras' message prints whole tensors; ours does not
 
 
+@pytest.mark.slow
 def test_cli_trains_a_backbone_with_cached_features_and_fine_tuning(
     synthetic_root, tmp_path, capsys
 ):

@@ -24,7 +24,12 @@ MODELS = {
 }
 
 
-@pytest.mark.parametrize("name", MODELS)
+FAST = ("baseline", "transfer")  # the rest run with the slow tests
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in MODELS]
+)
 def test_litert_equals_tensorflow(name, rng, tmp_path):
     model = MODELS[name]()
     tensorflow = Predictor(model, engine="tensorflow")

@@ -30,6 +30,7 @@ RUNS = [
     ),
     ("06_score_on_test.py", []),
     ("07_tune_downstream.py", [*ONE_EPOCH, "--trials", "2"]),
+    ("08_understand.py", []),
 ]
 
 
@@ -158,3 +159,11 @@ def test_an_example_runs_as_a_script(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "label_counts.png").is_file() and "majority baseline" in done.stdout
+
+
+def test_understanding_example_draws_gradcam_and_the_lr_finder(example_runs):
+    out, printed = example_runs
+    assert png_size(out / "understand" / "gradcam.png")[0] > 500
+    assert (out / "understand" / "lr_find.png").is_file()
+    text = printed["08_understand.py"]
+    assert "with flip TTA:" in text and "suggested learning rate:" in text

@@ -68,6 +68,10 @@ _EXPORTS = {
     "plot_history": "plotting",
     "plot_confusion_matrix": "plotting",
     "plot_misclassified": "plotting",
+    "plot_gradcam": "plotting",
+    "plot_lr_find": "plotting",
+    "gradcam": "interpret",
+    "lr_find": "lr_finder",
     "CatdogError": "errors",
     "DatasetError": "errors",
     "DatasetNotFoundError": "errors",
@@ -122,12 +126,18 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
         load_images,
         predict,
     )
+    from catdog.interpret import (
+        gradcam,
+    )
     from catdog.layers import (
         ImageNetPreprocessing,
         InferenceMode,
         augmentation_layers,
         build_augmentation,
         mobilenet_v2_preprocessing,
+    )
+    from catdog.lr_finder import (
+        lr_find,
     )
     from catdog.models import (
         ImageClassifier,
@@ -149,8 +159,10 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
     from catdog.plotting import (
         plot_augmentation,
         plot_confusion_matrix,
+        plot_gradcam,
         plot_history,
         plot_label_counts,
+        plot_lr_find,
         plot_misclassified,
         plot_samples,
     )
@@ -173,8 +185,8 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
 
 _SUBMODULES = {
     "backbones", "card", "cli", "data", "download", "errors", "evaluation", "feature_cache",
-    "inference", "io", "layers", "models", "plotting", "saving", "synthetic", "training",
-    "tuning", "weights", "workflow",
+    "inference", "interpret", "io", "layers", "lr_finder", "models", "plotting", "saving",
+    "synthetic", "training", "tuning", "weights", "workflow",
 }  # fmt: skip
 
 __all__ = ["__version__", *_EXPORTS]

@@ -56,6 +56,16 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def learning_rate(text: str) -> float | str:
+    """``--learning-rate``: a number, or ``auto`` (the learning-rate finder)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
 def layer_position(text: str) -> float | int | str:
     """``--unfreeze-from``: a fraction (``0.65``), a layer index (``100``) or a layer name."""
     for kind in (int, float):
@@ -163,7 +173,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             data,
             args.split,
         )
-    report = evaluate(model, splits, split=args.split, engine=args.engine)
+    report = evaluate(model, splits, split=args.split, engine=args.engine, tta=args.tta)
     print(report)
     if args.out:
         report.save(args.out)
@@ -183,7 +193,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
     own = model.class_names if isinstance(model, LiteRTModel) else class_names_of(model)
     names = names or own or _class_names_beside(args.model)
-    for p in predict(model, args.images, names, engine=args.engine):
+    for p in predict(model, args.images, names, engine=args.engine, tta=args.tta):
         print(f"{p.path}\t{p.class_name}\t{p.probability:.4f}")
     return 0
 
@@ -233,6 +243,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         families=families,
         weights=args.weights,
         backbones=[b.strip() for b in args.backbones.split(",")] if args.backbones else None,
+        callbacks=_tensorboard(args.tensorboard),
         seed=args.seed,
     )
     best = search.oracle.get_best_trials(1)
@@ -303,7 +314,17 @@ def _add_train(sub) -> None:
         f"the ImageNet size for a backbone; {DEMO_DEFAULTS['image_size']} with --demo)",
     )
     add("--batch-size", type=positive_int, help=f"default {_DEFAULTS['batch_size']}")
-    add("--learning-rate", type=float, help=f"default {_DEFAULTS['learning_rate']:g}")
+    add(
+        "--learning-rate",
+        type=learning_rate,
+        help=f"default {_DEFAULTS['learning_rate']:g}; auto runs the learning-rate finder first",
+    )
+    add(
+        "--class-weight",
+        choices=("balanced",),
+        help="balanced: weigh each class's images so that rare classes count as much",
+    )
+    add("--tensorboard", metavar="DIR", help="write TensorBoard logs to DIR")
     add("--fine-tune-learning-rate", type=float, help=_default("fine_tune_learning_rate"))
     add(
         "--weights",
@@ -357,6 +378,14 @@ def _default(field: str) -> str:
     return f"default {_DEFAULTS[field]:g}"
 
 
+def _tensorboard(folder: str | None) -> list:
+    if not folder:
+        return []
+    import keras
+
+    return [keras.callbacks.TensorBoard(log_dir=folder)]
+
+
 def _add_engine(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine",
@@ -364,6 +393,11 @@ def _add_engine(parser: argparse.ArgumentParser) -> None:
         choices=ENGINES,
         help="where a .keras model runs: litert (converted once, cached; fastest on a CPU), "
         "tensorflow, or auto (default: litert, else tensorflow)",
+    )
+    parser.add_argument(
+        "--tta",
+        choices=("flip",),
+        help="test-time augmentation: average each image's and its mirror image's prediction",
     )
 
 
@@ -445,6 +479,7 @@ def _add_tune(sub) -> None:
         help="transfer base weights: imagenet, none, or a weights file",
     )
     add("--overwrite", action="store_true", help="start the search afresh")
+    add("--tensorboard", metavar="DIR", help="TensorBoard logs of every trial under DIR")
     add("--seed", type=int, default=DEFAULT_SEED)
     tune.set_defaults(func=cmd_tune)
 

@@ -203,6 +203,7 @@ def evaluate(
     files: Sequence[str] | None = None,
     split: str = "test",
     engine: str = "tensorflow",
+    tta: str | None = None,
 ) -> Report:
     """Score ``model`` on a labelled dataset and return a [`Report`][catdog.evaluation.Report].
 
@@ -210,7 +211,8 @@ def evaluate(
     ``files`` in dataset order to name misclassified files) or a
     [`catdog.Splits`][catdog.data.Splits], whose ``split`` (default ``"test"``) is used with its
     class names and files. ``engine`` runs the model as
-    [`Predictor`][catdog.inference.Predictor] says (``"litert"`` is faster on a CPU).
+    [`Predictor`][catdog.inference.Predictor] says (``"litert"`` is faster on a CPU);
+    ``tta="flip"`` scores the average of each image's and its mirror image's probabilities.
 
     Examples:
         ```python
@@ -234,7 +236,7 @@ def evaluate(
     if not class_names:
         raise InvalidArgumentError("evaluate needs class_names (or a Splits object).")
     batches = [
-        (predict_probabilities(model, x, engine), np.asarray(y).reshape(-1)) for x, y in data
+        (predict_probabilities(model, x, engine, tta), np.asarray(y).reshape(-1)) for x, y in data
     ]
     if not batches:  # one pass: images and labels stay aligned even if the data reshuffles
         raise InvalidArgumentError("Cannot evaluate on an empty dataset.")

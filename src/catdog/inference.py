@@ -410,19 +410,33 @@ def predictor_for(model: keras.Model, engine: str = "tensorflow") -> Predictor:
     return entry[0]
 
 
-def predict_probabilities(model: keras.Model, images, engine: str = "tensorflow") -> np.ndarray:
+TTA_MODES = (None, "flip")
+"""Test-time augmentation: none, or ``"flip"`` (the image and its mirror image, averaged)."""
+
+
+def predict_probabilities(
+    model: keras.Model, images, engine: str = "tensorflow", tta: str | None = None
+) -> np.ndarray:
     """Class probabilities for an image array ``(n, h, w, 3)``, in inference mode.
 
     Uses the model's cached [`Predictor`][catdog.inference.Predictor] on ``engine``; logit
-    models get a softmax.
+    models get a softmax. ``tta="flip"`` averages the probabilities of each image and of its
+    left-right mirror image (test-time augmentation: twice the compute).
 
     Examples:
         ```python
-        predict_probabilities(model, images).shape
+        predict_probabilities(model, images, tta="flip").shape
         # (32, 2)
         ```
     """
-    return predictor_for(model, engine)(images).astype(np.float64)
+    if tta not in TTA_MODES:
+        raise InvalidArgumentError(f"tta must be one of {TTA_MODES}, got {tta!r}.")
+    predictor = predictor_for(model, engine)
+    probabilities = predictor(images).astype(np.float64)
+    if tta == "flip":
+        mirrored = np.asarray(images, dtype=np.float32)[..., ::-1, :]  # width is axis -2
+        probabilities = (probabilities + predictor(mirrored).astype(np.float64)) / 2
+    return probabilities
 
 
 # ----------------------------------------------------------------------------- predictions
@@ -512,6 +526,7 @@ def predict(
     class_names: Sequence[str] | None = None,
     *,
     engine: str = "tensorflow",
+    tta: str | None = None,
 ) -> list[Prediction]:
     """Predict the class of image files (any size/format) or of an image array.
 
@@ -519,7 +534,9 @@ def predict(
     class name and its probability. Classes are named by ``class_names``, else by the names the
     model carries ([`class_names_of`][catdog.models.class_names_of]), else ``class_0``,
     ``class_1``... ``engine`` (``"tensorflow"``, ``"litert"``, ``"auto"``) runs a Keras model
-    as [`Predictor`][catdog.inference.Predictor] says.
+    as [`Predictor`][catdog.inference.Predictor] says; ``tta="flip"`` averages each image's
+    prediction with its mirror image's (see
+    [`predict_probabilities`][catdog.inference.predict_probabilities]).
 
     Examples:
         ```python
@@ -543,9 +560,11 @@ def predict(
         names = [str(p) for p in images_or_paths]
         array = load_images(names, (height, width))
     if isinstance(model, LiteRTModel):
+        if tta is not None:
+            raise InvalidArgumentError("tta needs a Keras model, not a LiteRT file.")
         probabilities = model(array)
     else:
-        probabilities = predict_probabilities(model, array, engine)
+        probabilities = predict_probabilities(model, array, engine, tta)
     return named_predictions(probabilities, class_names or known, names)
 
 

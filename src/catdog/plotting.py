@@ -251,9 +251,14 @@ def plot_misclassified(
     n: int = 9,
     *,
     image_size: tuple[int, int] = (160, 160),
+    model=None,
     path: str | os.PathLike | None = None,
 ):
     """A grid of the most confidently wrong images of a report (needs known file paths).
+
+    Given the ``model``, each image shows its Grad-CAM heatmap for the wrongly predicted
+    class: what the model took as evidence for it (models without a conv layer or pretrained
+    base are drawn without).
 
     Examples:
         ```python
@@ -268,10 +273,72 @@ def plot_misclassified(
     fig = _figure(2.6 * cols, 2.6 * rows)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     images = load_images([m.path for m in wrong], image_size) if wrong else []
-    for ax, m, image in zip(axes, wrong, images, strict=False):
+    heatmaps = [None] * len(wrong)
+    if model is not None and wrong:
+        from catdog.interpret import gradcam
+
+        try:
+            heatmaps = gradcam(model, images)  # the predicted (wrong) class of each
+        except InvalidArgumentError:  # a model of your own that Grad-CAM cannot explain
+            heatmaps = [None] * len(wrong)
+    for ax, m, image, heatmap in zip(axes, wrong, images, heatmaps, strict=False):
         _show(ax, image, f"{m.true} -> {m.predicted} ({m.confidence:.2f})")
+        if heatmap is not None:
+            ax.imshow(heatmap, cmap="jet", alpha=0.4, vmin=0.0, vmax=1.0)
     for ax in axes[len(wrong) :]:
         ax.axis("off")
     if not wrong:
         axes[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+    return _finish(fig, path)
+
+
+def plot_gradcam(
+    images,
+    heatmaps,
+    titles: Sequence[str] | None = None,
+    *,
+    alpha: float = 0.45,
+    path: str | os.PathLike | None = None,
+):
+    """Images with their Grad-CAM heatmaps laid over them (see ``catdog.interpret.gradcam``).
+
+    Examples:
+        ```python
+        from catdog.interpret import gradcam
+        plot_gradcam(images, gradcam(model, images), path="gradcam.png")
+        ```
+    """
+    images, heatmaps = np.asarray(images), np.asarray(heatmaps)
+    if len(images) != len(heatmaps) or images.shape[1:3] != heatmaps.shape[1:3]:
+        raise InvalidArgumentError(
+            f"images {images.shape} and heatmaps {heatmaps.shape} must match in number and size."
+        )
+    cols = max(1, min(4, len(images)))
+    rows = max(1, -(-len(images) // cols))
+    fig = _figure(2.6 * cols, 2.6 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for i, (ax, image, heatmap) in enumerate(zip(axes, images, heatmaps, strict=False)):
+        _show(ax, image, titles[i] if titles else None)
+        ax.imshow(heatmap, cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)
+    for ax in axes[len(images) :]:
+        ax.axis("off")
+    return _finish(fig, path)
+
+
+def plot_lr_find(result, *, path: str | os.PathLike | None = None):
+    """The learning-rate finder's loss against the learning rate, the suggestion marked.
+
+    Examples:
+        ```python
+        plot_lr_find(lr_find(model, splits), path="lr_find.png")
+        ```
+    """
+    fig = _figure(6, 4)
+    ax = fig.subplots()
+    ax.plot(result.learning_rates, result.losses)
+    ax.set_xscale("log")
+    ax.axvline(result.suggestion, color="tab:red", linestyle="--")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss (smoothed)")
+    ax.set_title(f"suggested learning rate: {result.suggestion:.2g}")
     return _finish(fig, path)

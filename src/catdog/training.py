@@ -25,7 +25,9 @@ from catdog._rules import (
     DEFAULT_UNFREEZE_FROM,
     check_int,
     history_dict,
+    is_int,
     is_number_in,
+    is_positive_number,
     monitor_mode,
 )
 from catdog.data import Splits, check_split_sizes
@@ -182,7 +184,7 @@ def _best_of(values, monitor: str):
 
 def train(
     model: keras.Model,
-    splits: Splits,
+    splits: Splits | tuple[tf.data.Dataset, tf.data.Dataset],
     epochs: int = 20,
     *,
     learning_rate: float = 1e-3,
@@ -196,6 +198,7 @@ def train(
     cache_features: bool = False,
     augment_copies: int = 0,
     extraction_engine: str = "auto",
+    class_weight: str | dict | None = None,
     jit_compile: bool | str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: str | int = "auto",
@@ -211,7 +214,9 @@ def train(
 
     Args:
         model: the Keras model to train (in place).
-        splits: the data; its validation split must not be empty.
+        splits: the data: [`Splits`][catdog.data.Splits] (its validation split must not be
+            empty), or a pair of batched ``(images, labels)`` datasets ``(train, validation)``
+            of your own (``tf.data``; then the model's class names are not checked).
         epochs: epochs to run, counted from ``initial_epoch``.
         learning_rate: Adam's learning rate, when ``train`` compiles the model.
         checkpoint: a ``.keras`` path that keeps the best model (by ``monitor``), written
@@ -234,8 +239,13 @@ def train(
             ``"tensorflow"``, ``"litert"`` (about twice as fast on a CPU, after a one-off
             conversion cached on disk) or ``"auto"``, LiteRT when it pays off (see
             [`extraction_engine`][catdog.feature_cache.extraction_engine]).
+        class_weight: ``"balanced"`` weighs each class's examples by ``n / (k * n_class)``
+            (``n`` training images, ``k`` classes), so rare classes count as much as common
+            ones in the loss; or a dict from class index or name to weight (missing classes
+            weigh 1). Defaults to `None` (every example weighs 1).
         jit_compile: passed to ``compile``.
-        callbacks: more Keras callbacks (e.g. TensorBoard).
+        callbacks: more Keras callbacks: ``keras.callbacks.TensorBoard``, or an MLflow or
+            Weights & Biases callback (see the training guide).
         verbose: passed to ``fit``.
 
     Examples:
@@ -245,8 +255,13 @@ def train(
         ```
     """
     check_int("epochs", epochs)
-    check_split_sizes(splits, ("train", "validation"))
-    attach_class_names(model, splits.class_names)
+    own_datasets = not isinstance(splits, Splits)
+    if own_datasets:
+        _check_dataset_pair(splits)
+    else:
+        check_split_sizes(splits, ("train", "validation"))
+        attach_class_names(model, splits.class_names)
+    weights_per_class = class_weights(splits, class_weight, model.output_shape[-1])
     if early_stopping is not None:
         check_int("early_stopping", early_stopping)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
@@ -262,7 +277,7 @@ def train(
             # only the head is fitted: build the whole model's optimizer so that checkpoints
             # hold its (empty) state and load without Keras' "skipping variables" warning
             model.optimizer.build(model.trainable_variables)
-    fit_model, train_data, validation_data = model, splits.train, splits.validation
+    fit_model, (train_data, validation_data) = model, train_and_validation(splits)
     if cache_features:
         fit_model, train_data, validation_data = _cached_feature_data(
             model, splits, augment_copies, jit_compile, scope, extraction_engine, strategy
@@ -276,6 +291,7 @@ def train(
         epochs=initial_epoch + epochs,
         initial_epoch=initial_epoch,
         callbacks=[*standard, *callbacks],
+        class_weight=weights_per_class,
         shuffle=False,  # splits.train is already reshuffled every epoch
         verbose=verbose,
     )
@@ -384,18 +400,87 @@ def _cached_feature_data(model, splits, copies, jit_compile, scope, engine, stra
     extractor, head = split_transfer_model(model)
     with scope:
         compile_model(head, _learning_rate(model), jit_compile=jit_compile)
-    passes = len(splits.files["train"]) * (1 + copies) + len(splits.files["validation"])
+    train_images, validation_images = train_and_validation(splits)
+    if isinstance(splits, Splits):
+        batch_size = splits.batch_size
+        passes = len(splits.files["train"]) * (1 + copies) + len(splits.files["validation"])
+    else:  # your own datasets: their batch size; sizes unknown without reading them
+        batch_size = int(next(iter(train_images))[0].shape[0])
+        passes = 0
     engine = extraction_engine(extractor, passes, engine, strategy=strategy)
-    x_train, y_train = extract_features(extractor, splits.train, copies, engine=engine)
-    x_val, y_val = extract_features(extractor, splits.validation, engine=engine)
+    x_train, y_train = extract_features(extractor, train_images, copies, engine=engine)
+    x_val, y_val = extract_features(extractor, validation_images, engine=engine)
     train_data = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
         .shuffle(len(y_train), reshuffle_each_iteration=True)
-        .batch(splits.batch_size)
+        .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
-    validation_data = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(splits.batch_size)
+    validation_data = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(batch_size)
     return head, train_data, validation_data
+
+
+def train_and_validation(splits) -> tuple:
+    """``(train, validation)`` datasets of ``Splits`` or of a pair of datasets.
+
+    Examples:
+        ```python
+        train_data, validation_data = train_and_validation(splits)
+        ```
+    """
+    return (splits.train, splits.validation) if isinstance(splits, Splits) else tuple(splits)
+
+
+def _check_dataset_pair(data) -> None:
+    import tensorflow as tf
+
+    if not (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and all(isinstance(d, tf.data.Dataset) for d in data)
+    ):
+        raise InvalidArgumentError(
+            "splits must be catdog Splits or a pair (train, validation) of batched tf.data "
+            f"datasets of (images, labels), got {type(data).__name__}."
+        )
+
+
+def class_weights(data, class_weight: str | dict | None, num_classes: int) -> dict | None:
+    """The ``{class index: weight}`` dict that ``fit`` takes, from ``train``'s argument.
+
+    Examples:
+        ```python
+        class_weights(splits, "balanced", 2)  # 900 cats, 100 dogs
+        # {0: 0.5556, 1: 5.0}
+        ```
+    """
+    from catdog.data import label_counts
+
+    if class_weight is None:
+        return None
+    names = list(data.class_names) if isinstance(data, Splits) else []
+    if class_weight == "balanced":
+        counts = (
+            list(label_counts(data).values())
+            if isinstance(data, Splits)
+            else [label_counts(data[0]).get(i, 0) for i in range(num_classes)]
+        )
+        total, present = sum(counts), sum(1 for c in counts if c)
+        return {i: (total / (present * c) if c else 1.0) for i, c in enumerate(counts)}
+    if not isinstance(class_weight, dict):
+        raise InvalidArgumentError(
+            f"class_weight must be 'balanced', a dict or None, got {class_weight!r}."
+        )
+    weights = dict.fromkeys(range(num_classes), 1.0)
+    for key, value in class_weight.items():
+        index = names.index(key) if key in names else key
+        if not (is_int(index, minimum=0) and index < num_classes) or not is_positive_number(value):
+            raise InvalidArgumentError(
+                f"class_weight maps a class index (0..{num_classes - 1}) or name "
+                f"({names or 'none known'}) to a positive weight; got {key!r}: {value!r}."
+            )
+        weights[index] = float(value)
+    return weights
 
 
 def unfreeze_base(

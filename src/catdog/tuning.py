@@ -342,6 +342,7 @@ def tune(
     tune_new_entries: bool = True,
     objective: str = "val_accuracy",
     seed: int | None = DEFAULT_SEED,
+    callbacks: Sequence = (),
     verbose: int = 1,
 ):
     """Run a KerasTuner search over the catdog space on ``splits``; return the tuner.
@@ -371,6 +372,8 @@ def tune(
             (``False`` keeps them at their defaults).
         objective: the metric to maximise (or minimise, for a loss).
         seed: the tuner's seed.
+        callbacks: Keras callbacks for every trial's ``fit`` (``keras.callbacks.TensorBoard``:
+            KerasTuner gives each trial its own log folder).
         verbose: passed to ``fit``.
 
     Examples:
@@ -420,6 +423,7 @@ def tune(
         validation_data=splits.validation,
         verbose=verbose,
         shuffle=False,
+        callbacks=list(callbacks),
         **fit_kwargs,
     )
     write_summary(search, Path(directory) / project_name, class_names=splits.class_names)

@@ -69,7 +69,11 @@ class RunConfig:
     ([`ModelSpec.input_size`][catdog.models.ModelSpec]: 160 for the tutorial's models, the
     ImageNet size for a backbone). ``unfreeze_from`` is a fraction of the base's depth, a
     layer index or a layer name (see
-    [`check_unfreeze_from`][catdog.training.check_unfreeze_from]).
+    [`check_unfreeze_from`][catdog.training.check_unfreeze_from]). ``learning_rate="auto"``
+    runs the [learning-rate finder][catdog.lr_finder.lr_find] on the built model first and
+    trains with its suggestion (recorded in ``config.json`` as ``learning_rate_found``).
+    ``class_weight="balanced"`` weighs rare classes up; ``tensorboard`` is a folder for
+    TensorBoard logs.
     """
 
     out: Path
@@ -80,12 +84,14 @@ class RunConfig:
     unfreeze_from: float | int | str = DEFAULT_UNFREEZE_FROM
     image_size: int | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
-    learning_rate: float = 1e-3
+    learning_rate: float | str = 1e-3
     fine_tune_learning_rate: float = 1e-5
     weights: str | None = "imagenet"
     early_stopping: int | None = None
     cache_features: bool | None = None
     augment_copies: int | None = None
+    class_weight: str | None = None
+    tensorboard: str | None = None
     precision: str | None = None
     jit_compile: bool | str = "auto"
     seed: int = DEFAULT_SEED
@@ -205,7 +211,10 @@ def _build(config: RunConfig, class_names: list[str]):
 
 # ----------------------------------------------------------------------------- run records
 # may differ between the runs of one configuration, or are results rather than settings
-_NOT_COMPARED = ("out", "verbose", "class_names", "splits", "versions", "parameters")
+_NOT_COMPARED = (
+    "out", "verbose", "class_names", "splits", "versions", "parameters", "learning_rate_found",
+    "tensorboard",
+)  # fmt: skip
 
 
 def config_record(config: RunConfig) -> dict:
@@ -384,7 +393,12 @@ def check_config(config: RunConfig) -> None:
             "augments every epoch anyway."
         )
     check_int("early_stopping", config.early_stopping or 0, minimum=0)
-    check_positive_number("learning_rate", config.learning_rate)
+    if config.learning_rate != "auto":
+        check_positive_number("learning_rate", config.learning_rate)
+    if config.class_weight not in (None, "balanced"):
+        raise InvalidArgumentError(
+            f"class_weight must be 'balanced' or None, got {config.class_weight!r}."
+        )
     check_positive_number("fine_tune_learning_rate", config.fine_tune_learning_rate)
 
 
@@ -439,6 +453,11 @@ def _run_locked(config: RunConfig, out: Path, staging: Path) -> dict:
             f"The data changed since the unfinished run in {str(out)!r} started (its splits "
             f"differ). Restore the data, or delete {str(staging)!r} to start afresh."
         )
+    if config.learning_rate == "auto":
+        record["learning_rate_found"] = (pending or {}).get("learning_rate_found") or _find_rate(
+            model, splits
+        )
+        config = replace(config, learning_rate=record["learning_rate_found"])
     write_json(staging / "config.json", record)
     try:
         history, fine_tune_start = _fit_stages(config, splits, model, staging)
@@ -464,11 +483,25 @@ def _prepare(config: RunConfig):
     return splits, model
 
 
+def _find_rate(model, splits) -> float:
+    """The learning-rate finder's suggestion for ``model`` (its weights left as they were)."""
+    from catdog.lr_finder import lr_find
+
+    suggestion = lr_find(model, splits).suggestion
+    logger.info("learning rate finder: training with %.2g", suggestion)
+    return suggestion
+
+
 def _fit_stages(config: RunConfig, splits, model, staging: Path):
     """Train (resuming what ``staging`` holds) and return (history, fine_tune_start)."""
     from catdog.saving import load_model, save_model
     from catdog.training import fine_tune, merge_histories, train
 
+    callbacks = []
+    if config.tensorboard:
+        import keras
+
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(config.tensorboard)))
     fitted = read_json(staging / "fitted.json")
     if fitted is not None:
         logger.warning("Resuming: training finished before; writing the run's files.")
@@ -490,7 +523,9 @@ def _fit_stages(config: RunConfig, splits, model, staging: Path):
             backup_dir=staging / "stage1",
             cache_features=config.cache_features,
             augment_copies=config.augment_copies,
+            class_weight=config.class_weight,
             jit_compile=config.jit_compile,
+            callbacks=callbacks,
             verbose=config.verbose,
         ).history
         if config.fine_tune_epochs:
@@ -510,7 +545,9 @@ def _fit_stages(config: RunConfig, splits, model, staging: Path):
             checkpoint=best,
             early_stopping=config.early_stopping or None,
             backup_dir=staging / "stage2",
+            class_weight=config.class_weight,
             jit_compile=config.jit_compile,
+            callbacks=callbacks,
             verbose=config.verbose,
         )
         histories.append(second.history)
@@ -545,8 +582,8 @@ def _publish(out: Path, staging: Path, splits, record, history, fine_tune_start)
         path=out / "history.png",
     )
     plotting.plot_confusion_matrix(report, path=out / "confusion_matrix.png")
-    plotting.plot_misclassified(
-        report, image_size=splits.image_size, path=out / "misclassified.png"
+    plotting.plot_misclassified(  # with Grad-CAM: what the model took as evidence
+        report, image_size=splits.image_size, model=model, path=out / "misclassified.png"
     )
     try:
         write_model_card(out)

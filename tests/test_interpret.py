@@ -1,0 +1,149 @@
+"""Understanding and improving a model: Grad-CAM, test-time augmentation, the learning-rate
+finder, class weights, tracking, and training on datasets of your own."""
+
+import json
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from catdog import build_cnn_model, build_transfer_model
+from catdog.errors import InvalidArgumentError
+from catdog.inference import predict, predict_probabilities
+from catdog.interpret import gradcam
+
+from .conftest import random_images
+
+
+def shape_images(rng, n: int, size: int = 32):
+    """Noise images with one bright square (class 1) or a dark square (class 0) at a random
+    place; returns (images, labels, masks of the square)."""
+    images = rng.uniform(60, 120, (n, size, size, 3)).astype("float32")
+    labels = rng.integers(0, 2, n)
+    masks = np.zeros((n, size, size), bool)
+    for i in range(n):
+        side = size // 4
+        y, x = rng.integers(0, size - side, 2)
+        images[i, y : y + side, x : x + side] = 250.0 if labels[i] else 0.0
+        masks[i, y : y + side, x : x + side] = True
+    return images, labels, masks
+
+
+def test_gradcam_points_at_the_shape_that_decides_the_class(rng):
+    keras.utils.set_random_seed(0)
+    images, labels, masks = shape_images(rng, 400)
+    model = build_cnn_model((32, 32, 3), filters=(16, 32), flip=None, rotation=None)
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(images, labels, epochs=8, batch_size=32, verbose=0)
+    test, test_labels, test_masks = shape_images(np.random.default_rng(1), 40)
+    assert model.evaluate(test, test_labels, verbose=0)[1] > 0.9  # it learned the shapes
+    heatmaps = gradcam(model, test)
+    assert heatmaps.shape == (40, 32, 32)
+    assert heatmaps.min() >= 0 and heatmaps.max() <= 1
+    inside = np.array([h[m].mean() for h, m in zip(heatmaps, test_masks, strict=True)])
+    outside = np.array([h[~m].mean() for h, m in zip(heatmaps, test_masks, strict=True)])
+    assert inside.mean() > 3 * outside.mean(), (inside.mean(), outside.mean())
+    assert np.mean(inside > outside) > 0.6  # image by image, too
+
+
+def test_gradcam_explains_a_transfer_models_nested_base(rng):
+    model = build_transfer_model((64, 64, 3), weights=None)
+    heatmaps = gradcam(model, random_images(rng, 3, 64), class_index=1)
+    assert heatmaps.shape == (3, 64, 64) and np.all((heatmaps >= 0) & (heatmaps <= 1))
+    with pytest.raises(InvalidArgumentError, match="class_index"):
+        gradcam(model, random_images(rng, 1, 64), class_index=2)
+    with pytest.raises(InvalidArgumentError, match="shape"):
+        gradcam(model, random_images(rng, 1, 32))
+
+
+def test_flip_tta_is_the_mean_of_an_image_and_its_mirror_image(rng):
+    model = build_cnn_model((32, 32, 3), filters=(4,), flip=None, rotation=None)
+    images = random_images(rng, 5, 32)
+    plain = predict_probabilities(model, images)
+    mirrored = predict_probabilities(model, images[:, :, ::-1, :])
+    np.testing.assert_allclose(
+        predict_probabilities(model, images, tta="flip"), (plain + mirrored) / 2, atol=1e-6
+    )
+    assert not np.allclose(plain, mirrored)  # the test means something
+    best = [p.probabilities for p in predict(model, images, tta="flip")]
+    np.testing.assert_allclose([list(b.values()) for b in best], (plain + mirrored) / 2)
+    with pytest.raises(InvalidArgumentError, match="tta"):
+        predict_probabilities(model, images, tta="rotate")
+
+
+def test_lr_find_suggests_a_rate_and_leaves_the_model_untouched(synthetic_splits, tmp_path):
+    from catdog.lr_finder import lr_find
+    from catdog.models import compile_model
+
+    model = compile_model(build_cnn_model((64, 64, 3), filters=(8,), dense_units=8))
+    model.fit(synthetic_splits.train.take(1), verbose=0)  # a used optimizer, with state
+    weights = [w.numpy() for w in model.weights]
+    state = [v.numpy() for v in model.optimizer.variables]
+    result = lr_find(model, synthetic_splits, steps=20)
+    assert 1e-7 <= result.suggestion <= 1.0
+    assert len(result.learning_rates) == len(result.losses) >= 3
+    assert np.all(np.diff(result.learning_rates) > 0)
+    for before, after in zip(weights, model.weights, strict=True):
+        np.testing.assert_array_equal(before, after.numpy())
+    for before, after in zip(state, model.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(before, after.numpy())
+    result.plot(path=tmp_path / "lr.png")
+    assert (tmp_path / "lr.png").stat().st_size > 1000
+    with pytest.raises(InvalidArgumentError, match="start must be below end"):
+        lr_find(model, synthetic_splits, start=1.0, end=0.1)
+
+
+def test_balanced_class_weights_raise_the_minority_recall(synthetic_root, tmp_path):
+    from catdog.data import from_directory
+    from catdog.evaluation import evaluate
+    from catdog.training import class_weights, train
+
+    root = tmp_path / "imbalanced"
+    shutil.copytree(synthetic_root, root)
+    for split in ("train", "validation"):  # keep 1 dog in 10
+        dogs = sorted((root / split / "dogs").iterdir())
+        for path in dogs[len(dogs) // 9 :]:
+            path.unlink()
+    splits = from_directory(root, image_size=(64, 64), batch_size=16, seed=5)
+    weights = class_weights(splits, "balanced", 2)
+    cats, dogs = (splits.labels["train"].count(i) for i in (0, 1))
+    assert weights[1] / weights[0] == pytest.approx(cats / dogs)
+    recalls = {}
+    for mode in (None, "balanced"):
+        keras.utils.set_random_seed(0)
+        model = build_cnn_model((64, 64, 3), filters=(8, 16), flip=None, rotation=None)
+        train(model, splits, 4, class_weight=mode, learning_rate=3e-4, verbose=0)
+        recalls[mode] = evaluate(model, splits, split="train").per_class["dogs"].recall
+    assert recalls["balanced"] > recalls[None], recalls
+    named = class_weights(splits, {"dogs": 3.0}, 2)
+    assert named == {0: 1.0, 1: 3.0}
+    with pytest.raises(InvalidArgumentError, match="class_weight"):
+        class_weights(splits, {"wolves": 2.0}, 2)
+
+
+def test_train_takes_datasets_of_your_own(synthetic_splits):
+    from catdog.training import train
+
+    model = build_cnn_model((64, 64, 3), filters=(8,), dense_units=8, flip=None, rotation=None)
+    pair = (synthetic_splits.train, synthetic_splits.validation)
+    history = train(model, pair, 2, class_weight="balanced", verbose=0)
+    assert len(history.history["val_accuracy"]) == 2
+    with pytest.raises(InvalidArgumentError, match="pair"):
+        train(model, [synthetic_splits.train], 1)
+
+
+def test_cli_learning_rate_auto_class_weights_and_tensorboard(synthetic_root, tmp_path, capsys):
+    from catdog.cli import main
+
+    out, logs = tmp_path / "run", tmp_path / "logs"
+    status = main([
+        "train", "--model", "baseline", "--data", str(synthetic_root), "--image-size", "32",
+        "--epochs", "1", "--learning-rate", "auto", "--class-weight", "balanced",
+        "--tensorboard", str(logs), "--out", str(out),
+    ])  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())
+    assert config["learning_rate"] == "auto" and 0 < config["learning_rate_found"] < 1
+    assert config["class_weight"] == "balanced"
+    assert any(logs.rglob("events.out.tfevents.*"))
