@@ -132,10 +132,27 @@ def test_feature_extraction_on_litert_equals_tensorflow(synthetic_splits, tmp_pa
     x_lite, y_lite = extract_features(extractor, synthetic_splits.validation, engine="litert")
     np.testing.assert_array_equal(y_lite, y_tf)
     np.testing.assert_allclose(x_lite, x_tf, rtol=1e-4, atol=1e-4 * float(np.abs(x_tf).max()))
-    assert extraction_engine(extractor, passes=100) == "litert"  # converted: free from now on
+    assert len(list((tmp_path / "litert").glob("*.tflite"))) == 1  # converted once, reused
     x_aug, _ = extract_features(extractor, synthetic_splits.validation, 1, engine="litert")
     assert x_aug.shape == (2 * len(x_tf), x_tf.shape[1])
     assert not np.allclose(x_aug[len(x_tf) :], x_tf, atol=0)  # the copy was augmented
     history = train(model, synthetic_splits, 2, cache_features=True, extraction_engine="litert",
                     verbose=0)  # fmt: skip
     assert len(history.history["val_accuracy"]) == 2
+
+
+def test_auto_extraction_stays_on_tensorflow_when_the_base_does_not_convert(
+    tmp_path, monkeypatch, caplog
+):
+    from catdog.feature_cache import extraction_engine, split_transfer_model
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+
+    def broken(*_, **__):
+        raise RuntimeError("converter failed")
+
+    monkeypatch.setattr(inference, "litert_flatbuffer", broken)
+    extractor, _ = split_transfer_model(build_transfer_model((32, 32, 3), weights=None))
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        assert extraction_engine(extractor, passes=10_000) == "tensorflow"
+    assert "extracting features with TensorFlow" in caplog.text

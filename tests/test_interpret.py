@@ -55,6 +55,12 @@ def test_gradcam_explains_a_transfer_models_nested_base(rng):
         gradcam(model, random_images(rng, 1, 64), class_index=2)
     with pytest.raises(InvalidArgumentError, match="shape"):
         gradcam(model, random_images(rng, 1, 32))
+    softmax_layer = keras.Sequential(
+        [keras.Input((32, 32, 3)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(),
+         keras.layers.Dense(2), keras.layers.Softmax()]
+    )  # fmt: skip
+    with pytest.raises(InvalidArgumentError, match="ends in Softmax"):
+        gradcam(softmax_layer, random_images(rng, 1, 32))
 
 
 def test_flip_tta_is_the_mean_of_an_image_and_its_mirror_image(rng):
@@ -145,5 +151,13 @@ def test_cli_learning_rate_auto_class_weights_and_tensorboard(synthetic_root, tm
     assert status == 0, capsys.readouterr().err
     config = json.loads((out / "config.json").read_text())
     assert config["learning_rate"] == "auto" and 0 < config["learning_rate_found"] < 1
+    trained = keras.saving.load_model(out / "model.keras")  # it trained at the found rate
+    assert float(trained.optimizer.learning_rate.numpy()) == pytest.approx(
+        config["learning_rate_found"], rel=1e-5
+    )
+    assert (
+        f"{config['learning_rate_found']:.2g} (learning-rate finder)"
+        in (out / "README.md").read_text()
+    )
     assert config["class_weight"] == "balanced"
     assert any(logs.rglob("events.out.tfevents.*"))

@@ -23,6 +23,7 @@ _SETTINGS = (
     "early_stopping",
     "cache_features",
     "augment_copies",
+    "class_weight",
     "precision",
     "seed",
 )
@@ -99,7 +100,11 @@ def _data_section(config: dict) -> str:
 
 def _model_section(config: dict) -> str:
     parameters = config.get("parameters")
-    settings = "\n".join(f"| {k} | {config.get(k)} |" for k in _SETTINGS if k in config)
+    shown = dict(config)
+    if config.get("learning_rate") == "auto" and config.get("learning_rate_found"):
+        shown["learning_rate"] = f"{config['learning_rate_found']:.2g} (learning-rate finder)"
+    shown["class_weight"] = config.get("class_weight")
+    settings = "\n".join(f"| {k} | {shown.get(k)} |" for k in _SETTINGS if k in shown)
     return (
         "## Model and training\n\n"
         f"- Model: `{config['model']}`"

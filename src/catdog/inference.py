@@ -243,10 +243,19 @@ def litert_cache_key(model: keras.Model, *, probabilities: bool = True) -> str:
     import tensorflow as tf
 
     digest = hashlib.sha256()
-    config = {  # the layers' configs: a model's own name and input name do not matter
+    import keras
+
+    # a Sequential model is its layers in order (its own and its input's names do not
+    # matter); any other model is its whole config, wiring included
+    architecture = (
+        [layer.get_config() for layer in model.layers]
+        if isinstance(model, keras.Sequential)
+        else model.get_config()
+    )
+    config = {
         "class": type(model).__name__,
         "input_shape": list(model.input_shape),
-        "layers": [layer.get_config() for layer in model.layers],
+        "architecture": architecture,
         "tensorflow": tf.__version__,
         "format": 1,
         "probabilities": probabilities,
@@ -263,8 +272,7 @@ def cached_litert_file(
     cache_dir: str | os.PathLike | None = None,
     *,
     probabilities: bool = True,
-    convert: bool = True,
-) -> Path | None:
+) -> Path:
     """The model converted for LiteRT, from the on-disk cache or converted into it.
 
     The file is named by [`litert_cache_key`][catdog.inference.litert_cache_key] (config and
@@ -272,8 +280,7 @@ def cached_litert_file(
     folder, ``$KERAS_HOME`` or ``~/.keras``, where catdog keeps its datasets) while a lock
     keeps concurrent conversions of the same model from racing: converting once serves every
     later process. ``probabilities`` is as in
-    [`litert_flatbuffer`][catdog.inference.litert_flatbuffer]; ``convert=False`` only looks:
-    it returns ``None`` when the cache holds no file for the model.
+    [`litert_flatbuffer`][catdog.inference.litert_flatbuffer].
 
     Examples:
         ```python
@@ -285,8 +292,8 @@ def cached_litert_file(
 
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "litert"
     path = folder / f"{litert_cache_key(model, probabilities=probabilities)}.tflite"
-    if path.is_file() or not convert:
-        return path if path.is_file() else None
+    if path.is_file():
+        return path
     with file_lock(folder / f".{path.stem}.lock"):
         if not path.is_file():
             flatbuffer = litert_flatbuffer(model, probabilities=probabilities)

@@ -86,12 +86,18 @@ def gradcam(
     layers = inference_model(model).layers
     target = [layer.name for layer in layers].index(gradcam_layer(model))
     output = layers[-1]
+    if not isinstance(output, keras.layers.Dense) or output.bias is None:
+        raise InvalidArgumentError(
+            f"Grad-CAM needs a model that ends in a Dense layer with a bias (catdog's head); "
+            f"{model.name!r} ends in {type(output).__name__}."
+        )
     x = tf.convert_to_tensor(images)
     with tf.GradientTape() as tape:
         for layer in layers[: target + 1]:
             x = layer(x, training=False)
-        feature_map = x
+        feature_map = tf.cast(x, tf.float32)  # float32 gradients under mixed precision too
         tape.watch(feature_map)
+        x = feature_map
         for layer in layers[target + 1 : -1]:
             x = layer(x, training=False)
         x = tf.cast(x, tf.float32)  # mixed precision: the output layer is float32
@@ -104,7 +110,7 @@ def gradcam(
         score = tf.gather(logits, chosen, axis=1, batch_dims=1)
     gradients = tf.cast(tape.gradient(score, feature_map), tf.float32)
     weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(feature_map, tf.float32), axis=-1))
+    cam = tf.nn.relu(tf.reduce_sum(weights * feature_map, axis=-1))
     cam = tf.image.resize(cam[..., None], (height, width), method="bilinear")[..., 0]
     peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
     return (cam / tf.where(peak > 0, peak, 1.0)).numpy()

@@ -46,12 +46,14 @@ def lr_find(
     """Sweep the learning rate over one pass of the training data; suggest one.
 
     The rate grows exponentially from ``start`` to ``end`` over ``steps`` batches (default:
-    one pass of ``splits.train``, at least 10 batches, the data repeated if shorter). Losses
+    one pass of ``splits.train``, at least 100 batches, the data repeated if shorter). Losses
     are exponentially smoothed (``smoothing``); the sweep stops once the loss exceeds
     ``divergence`` times its minimum. The suggestion is the rate of the steepest descent of the
     smoothed loss. An uncompiled model is compiled with
-    [`compile_model`][catdog.models.compile_model]. Weights and optimizer state (including
-    its learning rate) are exactly as before when it returns.
+    [`compile_model`][catdog.models.compile_model] (at its default rate: compile it again
+    with the suggestion before ``train``, which keeps a compiled model's optimizer). Weights,
+    other variables (random seeds' states) and optimizer state (including its learning rate)
+    are exactly as before when it returns.
 
     Examples:
         ```python
@@ -71,16 +73,20 @@ def lr_find(
     if not 0 <= smoothing < 1:
         raise InvalidArgumentError(f"smoothing must be in [0, 1), got {smoothing!r}.")
     train_data, _ = train_and_validation(splits)
-    if steps is None:
-        cardinality = int(train_data.cardinality())
-        steps = max(10, cardinality) if cardinality > 0 else 100
+    if steps is None:  # one pass, at least 100 batches (the data repeated if shorter)
+        steps = max(100, int(train_data.cardinality()))
     check_int("steps", steps, minimum=2)
     if not model.compiled:
         compile_model(model)
     optimizer = model.optimizer
+    if not hasattr(optimizer.learning_rate, "assign"):
+        raise InvalidArgumentError(
+            "lr_find sets the optimizer's learning rate batch by batch; this optimizer has a "
+            "schedule. Compile the model with a constant learning rate (compile_model)."
+        )
     if not optimizer.built:
         optimizer.build(model.trainable_variables)
-    saved_weights = [v.numpy() for v in model.weights]
+    saved_weights = [v.numpy() for v in model.variables]
     saved_state = [v.numpy() for v in optimizer.variables]
     factor = (end / start) ** (1 / (steps - 1))
     rates, losses, smoothed, best = [], [], 0.0, math.inf
@@ -97,7 +103,7 @@ def lr_find(
             rates.append(rate)
             losses.append(value)
     finally:
-        for variable, value in zip(model.weights, saved_weights, strict=True):
+        for variable, value in zip(model.variables, saved_weights, strict=True):
             variable.assign(value)
         for variable, value in zip(optimizer.variables, saved_state, strict=True):
             variable.assign(value)

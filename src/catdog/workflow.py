@@ -458,6 +458,7 @@ def _run_locked(config: RunConfig, out: Path, staging: Path) -> dict:
             model, splits
         )
         config = replace(config, learning_rate=record["learning_rate_found"])
+        _compile_for(config, model)  # the finder compiled it at its own rate
     write_json(staging / "config.json", record)
     try:
         history, fine_tune_start = _fit_stages(config, splits, model, staging)
@@ -490,6 +491,13 @@ def _find_rate(model, splits) -> float:
     suggestion = lr_find(model, splits).suggestion
     logger.info("learning rate finder: training with %.2g", suggestion)
     return suggestion
+
+
+def _compile_for(config: RunConfig, model) -> None:
+    """Compile ``model`` with the run's (found) learning rate, as ``train`` would have."""
+    from catdog.models import compile_model
+
+    compile_model(model, config.learning_rate, jit_compile=config.jit_compile)
 
 
 def _fit_stages(config: RunConfig, splits, model, staging: Path):
