@@ -87,6 +87,22 @@ def post_recipe(root: Path, weights: Path, epochs: int, size: int):
     return model4, history
 
 
+_TF, _LITE = {"extraction_engine": "tensorflow"}, {"extraction_engine": "litert"}
+_CACHED, _COPIES = {"cache_features": True}, {"cache_features": True, "augment_copies": 2}
+CATDOG_PATHS = {  # key: (row name, train() options)
+    "b": ("catdog default", {}),
+    "c": ("catdog cache_features", {**_CACHED, **_TF}),
+    "c2": ("catdog cache_features, 2 aug. copies", {**_COPIES, **_TF}),
+    "c3": (
+        "catdog cache_features, LiteRT extraction (converting)",
+        {**_CACHED, **_LITE, "fresh_cache": True},
+    ),
+    "c4": ("catdog cache_features, 2 aug. copies, LiteRT extraction", {**_COPIES, **_LITE}),
+    "c5": ("catdog cache_features, LiteRT extraction (base converted)", {**_CACHED, **_LITE}),
+    "d": ("catdog mixed_bfloat16", {"precision": "mixed_bfloat16"}),
+}
+
+
 def catdog_run(root: Path, weights: Path, epochs: int, size: int, **options):
     import catdog
 
@@ -163,69 +179,14 @@ def main() -> None:
                 "post recipe (plain Keras)",
                 lambda: post_recipe(root, weights, args.epochs, size),
             ),
-            "b": ("catdog default", lambda: catdog_run(root, weights, args.epochs, size)),
-            "c": (
-                "catdog cache_features",
-                lambda: catdog_run(
-                    root,
-                    weights,
-                    args.epochs,
-                    size,
-                    cache_features=True,
-                    extraction_engine="tensorflow",
-                ),
-            ),
-            "c2": (
-                "catdog cache_features, 2 aug. copies",
-                lambda: catdog_run(
-                    root,
-                    weights,
-                    args.epochs,
-                    size,
-                    cache_features=True,
-                    augment_copies=2,
-                    extraction_engine="tensorflow",
-                ),
-            ),
-            "c3": (
-                "catdog cache_features, LiteRT extraction (converting)",
-                lambda: catdog_run(
-                    root,
-                    weights,
-                    args.epochs,
-                    size,
-                    cache_features=True,
-                    extraction_engine="litert",
-                    fresh_cache=True,
-                ),
-            ),
-            "c4": (
-                "catdog cache_features, 2 aug. copies, LiteRT extraction",
-                lambda: catdog_run(
-                    root,
-                    weights,
-                    args.epochs,
-                    size,
-                    cache_features=True,
-                    augment_copies=2,
-                    extraction_engine="litert",
-                ),
-            ),
-            "c5": (
-                "catdog cache_features, LiteRT extraction (base converted)",
-                lambda: catdog_run(
-                    root,
-                    weights,
-                    args.epochs,
-                    size,
-                    cache_features=True,
-                    extraction_engine="litert",
-                ),
-            ),
-            "d": (
-                "catdog mixed_bfloat16",
-                lambda: catdog_run(root, weights, args.epochs, size, precision="mixed_bfloat16"),
-            ),
+            # the catdog paths: train() options on the same data, weights and epochs
+            **{
+                key: (
+                    name,
+                    lambda options=options: catdog_run(root, weights, args.epochs, size, **options),
+                )
+                for key, (name, options) in CATDOG_PATHS.items()
+            },
         }
         results = {}
         if "e" not in skip:
@@ -261,8 +222,8 @@ def main() -> None:
         scaling_epochs = args.scaling_epochs or args.epochs
         for images in [int(n) for n in args.scaling.split(",") if n]:
             data = dataset(images)
-            cached = {"cache_features": True, "extraction_engine": "tensorflow"}
-            for key, options in (("b", {}), ("c", cached)):
+            for key in ("b", "c"):
+                options = CATDOG_PATHS[key][1]
                 start = time.perf_counter()
                 catdog_run(data, weights, scaling_epochs, size, **options)
                 scaling.append((images, runs[key][0], time.perf_counter() - start))

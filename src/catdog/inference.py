@@ -236,33 +236,29 @@ def litert_flatbuffer(
 
 
 def litert_cache_key(model: keras.Model, *, probabilities: bool = True) -> str:
-    """A SHA-256 of the model's config, its weights and the converter's version."""
+    """A SHA-256 of the model's architecture, its weights and the converter's version.
+
+    Layer and model names are replaced by their order of appearance: Keras numbers the names
+    it makes up (``input_layer_3``), so the same model built twice hashes the same, while
+    its wiring still counts.
+    """
     import hashlib
     import json
+    import re
 
     import tensorflow as tf
 
-    digest = hashlib.sha256()
-    import keras
-
-    # a Sequential model is its layers in order (its own and its input's names do not
-    # matter); any other model is its whole config, wiring included
-    architecture = (
-        [layer.get_config() for layer in model.layers]
-        if isinstance(model, keras.Sequential)
-        else model.get_config()
+    text = json.dumps(
+        {"model": model.get_config(), "input_shape": list(model.input_shape)},
+        sort_keys=True,
+        default=str,
     )
-    config = {
-        "class": type(model).__name__,
-        "input_shape": list(model.input_shape),
-        "architecture": architecture,
-        "tensorflow": tf.__version__,
-        "format": 1,
-        "probabilities": probabilities,
+    order = {
+        name: i for i, name in enumerate(dict.fromkeys(re.findall(r'"name": "([^"]*)"', text)))
     }
-    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    text = re.sub(r'"([^"]*)"', lambda m: f'"#{order[m[1]]}"' if m[1] in order else m[0], text)
+    digest = hashlib.sha256(f"{text}|tf {tf.__version__}|format 2|{probabilities}".encode())
     for weight in model.weights:
-        digest.update(weight.path.encode())
         digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
     return digest.hexdigest()
 

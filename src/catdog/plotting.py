@@ -27,6 +27,17 @@ def _finish(fig, path):
     return fig
 
 
+def _grid(count: int, max_cols: int, cell: float = 2.6):
+    """A figure of ``count`` image cells, at most ``max_cols`` a row: (figure, axes, used)."""
+    cols = max(1, min(max_cols, count))
+    rows = max(1, -(-count // cols))
+    fig = _figure(cell * cols, cell * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[count:]:  # the cells left over stay blank
+        ax.axis("off")
+    return fig, axes
+
+
 def _show(ax, image, title: str | None = None) -> None:
     ax.imshow(np.clip(np.asarray(image), 0, 255).astype("uint8"))
     if title:
@@ -268,10 +279,7 @@ def plot_misclassified(
     from catdog.inference import load_images
 
     wrong = [m for m in report.misclassified if m.path][:n]
-    cols = max(1, min(3, len(wrong)))
-    rows = max(1, -(-len(wrong) // cols))
-    fig = _figure(2.6 * cols, 2.6 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    fig, axes = _grid(len(wrong), 3)
     images = load_images([m.path for m in wrong], image_size) if wrong else []
     heatmaps = [None] * len(wrong)
     if model is not None and wrong:
@@ -285,8 +293,6 @@ def plot_misclassified(
         _show(ax, image, f"{m.true} -> {m.predicted} ({m.confidence:.2f})")
         if heatmap is not None:
             ax.imshow(heatmap, cmap="jet", alpha=0.4, vmin=0.0, vmax=1.0)
-    for ax in axes[len(wrong) :]:
-        ax.axis("off")
     if not wrong:
         axes[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
     return _finish(fig, path)
@@ -313,15 +319,10 @@ def plot_gradcam(
         raise InvalidArgumentError(
             f"images {images.shape} and heatmaps {heatmaps.shape} must match in number and size."
         )
-    cols = max(1, min(4, len(images)))
-    rows = max(1, -(-len(images) // cols))
-    fig = _figure(2.6 * cols, 2.6 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    fig, axes = _grid(len(images), 4)
     for i, (ax, image, heatmap) in enumerate(zip(axes, images, heatmaps, strict=False)):
         _show(ax, image, titles[i] if titles else None)
         ax.imshow(heatmap, cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)
-    for ax in axes[len(images) :]:
-        ax.axis("off")
     return _finish(fig, path)
 
 
