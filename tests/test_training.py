@@ -171,6 +171,10 @@ MIRRORED_SCRIPT = textwrap.dedent(
         model = catdog.build_baseline_model(input_shape=(32, 32, 3), filters=(4,), dense_units=8)
     history = train(model, splits, epochs=2, strategy=strategy, verbose=0)
     print("replicas", strategy.num_replicas_in_sync, "epochs", len(history.epoch))
+    with strategy.scope():  # the head on cached features trains under the strategy too
+        transfer = catdog.build_transfer_model(input_shape=(32, 32, 3), weights=None)
+    cached = train(transfer, splits, epochs=1, strategy=strategy, cache_features=True, verbose=0)
+    print("cached epochs", len(cached.epoch))
     try:
         train(catdog.build_baseline_model(input_shape=(32, 32, 3)), splits, strategy=strategy)
     except ValueError as error:
@@ -190,6 +194,7 @@ def test_mirrored_strategy_on_two_logical_cpus(synthetic_root, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "replicas 2 epochs 2" in done.stdout
+    assert "cached epochs 1" in done.stdout
     assert "error: The model was not built under this strategy" in done.stdout
 
 

@@ -78,6 +78,7 @@ _EXPORTS = {
     "InputFileNotFoundError": "errors",
     "OutputError": "errors",
     "BusyError": "errors",
+    "ClusterError": "errors",
     "TrainingDivergedError": "errors",
     "MissingExtraError": "errors",
     "DownloadError": "errors",
@@ -104,6 +105,7 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
     from catdog.errors import (
         BusyError,
         CatdogError,
+        ClusterError,
         DatasetError,
         DatasetNotFoundError,
         DownloadError,
@@ -184,9 +186,9 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
     )
 
 _SUBMODULES = {
-    "backbones", "card", "cli", "data", "download", "errors", "evaluation", "feature_cache",
-    "inference", "interpret", "io", "layers", "lr_finder", "models", "plotting", "saving",
-    "synthetic", "training", "tuning", "weights", "workflow",
+    "backbones", "card", "cli", "data", "distribute", "download", "errors", "evaluation",
+    "feature_cache", "inference", "interpret", "io", "layers", "lr_finder", "models",
+    "plotting", "saving", "synthetic", "training", "tuning", "weights", "workflow",
 }  # fmt: skip
 
 __all__ = ["__version__", *_EXPORTS]

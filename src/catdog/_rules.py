@@ -24,6 +24,8 @@ EXPORT_FORMAT_ALIASES = {"saved_model": "tf_saved_model", "tflite": "litert"}
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 ENGINES = ("tensorflow", "litert", "auto")
 """Where prediction runs: see [`Predictor`][catdog.inference.Predictor]."""
+STRATEGIES = ("none", "mirrored", "multi_worker")
+"""Where training runs: see [`make_strategy`][catdog.distribute.make_strategy]."""
 
 
 def is_int(value, minimum: int = 1) -> bool:

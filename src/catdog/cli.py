@@ -24,6 +24,7 @@ from catdog._rules import (
     EXPORT_FORMATS,
     PRECISIONS,
     SPLIT_NAMES,
+    STRATEGIES,
 )
 from catdog.errors import CatdogError, InvalidArgumentError
 from catdog.io import read_json
@@ -103,9 +104,18 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    result = run_training(run_config(args))
-    print(result["report"])
-    print(f"\nrun folder: {result['out']}")
+    from catdog.distribute import describe_task, is_chief, make_strategy
+
+    strategy = make_strategy(args.strategy)  # first: before any other TensorFlow operation
+    result = run_training(run_config(args), strategy=strategy)
+    task = describe_task(strategy)
+    if not is_chief(strategy):
+        print(f"{task}: training finished; the chief writes the run folder {result['out']}")
+    else:
+        print(result["report"])
+        print(f"\nrun folder: {result['out']}")
+    if task and result.get("weights_sha256"):
+        print(f"{task}: final weights sha256 {result['weights_sha256']}")
     return 0
 
 
@@ -210,7 +220,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from catdog.tuning import FAMILIES
+    from catdog.tuning import FAMILIES, distributed_role
+
+    role = distributed_role()  # a bad KERASTUNER_* variable fails before the data loads
 
     families = [f.strip() for f in args.families.split(",")] if args.families else list(FAMILIES)
     unknown = [f for f in families if f not in FAMILIES]
@@ -246,6 +258,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         callbacks=_tensorboard(args.tensorboard),
         seed=args.seed,
     )
+    if role not in (None, "chief"):  # the oracle is the chief's, and may be gone
+        print(f"{role}: no trial left; the chief writes {out / 'summary.json'}")
+        return 0
     best = search.oracle.get_best_trials(1)
     if best:
         print(f"best {search.oracle.objective.name}: {best[0].score:.4f}")
@@ -371,6 +386,14 @@ def _add_speed_options(train) -> None:
         choices=tuple(_JIT),
         default="auto",
         help="XLA compilation of the training step",
+    )
+    add(
+        "--strategy",
+        choices=STRATEGIES,
+        help="where to train: none (this process), mirrored (every GPU of this machine) or "
+        "multi_worker (the cluster in TF_CONFIG; run the same command on every worker with "
+        "the same --out on shared storage). Default: mirrored when several GPUs are visible, "
+        "else none",
     )
 
 

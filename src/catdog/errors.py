@@ -44,6 +44,10 @@ class OutputError(CatdogError, OSError):
     """An output path cannot be written: under a file, not writable, or it holds other data."""
 
 
+class ClusterError(CatdogError, ConnectionError):
+    """A worker of a multi-worker cluster went away; restart every worker to resume."""
+
+
 class BusyError(CatdogError, RuntimeError):
     """Another catdog process is using the same run folder; wait for it or pick another."""
 

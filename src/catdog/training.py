@@ -8,7 +8,6 @@ training at a low learning rate, continuing the epoch count.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import logging
 import math
@@ -31,6 +30,12 @@ from catdog._rules import (
     monitor_mode,
 )
 from catdog.data import Splits, check_split_sizes
+from catdog.distribute import (
+    lost_workers_as_errors,
+    scratch_folder,
+    shard_by_example,
+    strategy_scope,
+)
 from catdog.errors import InvalidArgumentError, TrainingDivergedError
 from catdog.io import read_json, sha256sum, write_atomic, write_json
 from catdog.models import ImageClassifier, compile_model, get_base
@@ -103,9 +108,12 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         ```
     """
 
-    def __init__(self, backup_dir, *, reset_also=(), **kwargs):
+    def __init__(self, backup_dir, *, reset_also=(), restore_from=None, **kwargs):
         super().__init__(backup_dir, **kwargs)
         self.reset_also = [Path(p) for p in reset_also]
+        # a worker other than the chief resumes from the chief's state (on shared storage),
+        # so that every worker of the cluster starts again from the same epoch
+        self.restore_from = restore_from
 
     # Keras' BackupAndRestore has no public hook for how it writes its state: these override
     # its private _save_model/_load_model (and read its private path attributes).
@@ -123,12 +131,20 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         )
 
     def _load_model(self):
-        metadata = read_json(self._training_metadata_path)
-        if Path(self._weights_path).exists() or metadata is not None:
-            recorded = metadata.get("sha256") if isinstance(metadata, dict) else None
-            if recorded != sha256sum(self._weights_path):
-                raise ValueError("the weights file and the epoch record do not belong together")
-        super()._load_model()
+        own = self._weights_path, self._training_metadata_path
+        if self.restore_from is not None:
+            self._weights_path, self._training_metadata_path = (
+                str(Path(self.restore_from) / Path(path).name) for path in own
+            )
+        try:
+            metadata = read_json(self._training_metadata_path)
+            if Path(self._weights_path).exists() or metadata is not None:
+                recorded = metadata.get("sha256") if isinstance(metadata, dict) else None
+                if recorded != sha256sum(self._weights_path):
+                    raise ValueError("the weights file and the epoch record do not belong together")
+            super()._load_model()
+        finally:
+            self._weights_path, self._training_metadata_path = own
 
     def on_train_begin(self, logs=None):
         weights = self.model.get_weights()
@@ -229,7 +245,12 @@ def train(
         initial_epoch: the number of the first epoch (a later training stage).
         best_so_far: the best ``monitor`` value of an earlier stage (``fine_tune`` passes it):
             the checkpoint is then only replaced by an epoch that beats it.
-        strategy: a ``tf.distribute`` strategy whose ``scope()`` the model was built in.
+        strategy: a ``tf.distribute`` strategy whose ``scope()`` the model was built in
+            (see [`make_strategy`][catdog.distribute.make_strategy]). The data is sharded by
+            example across workers; on a multi-worker cluster only the chief writes
+            ``checkpoint`` and ``backup_dir`` (the others write to temporary folders and
+            resume from the chief's ``backup_dir``, which must be on storage they share), and
+            a lost worker raises [`ClusterError`][catdog.errors.ClusterError].
         cache_features: for a transfer model with a frozen base: compute the base's features
             once per image and train only the head on them: same model, far less compute (see
             [`catdog.feature_cache`][catdog.feature_cache]).
@@ -264,13 +285,12 @@ def train(
     weights_per_class = class_weights(splits, class_weight, model.output_shape[-1])
     if early_stopping is not None:
         check_int("early_stopping", early_stopping)
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     if strategy is not None and model.distribute_strategy is not strategy:
         raise InvalidArgumentError(
             "The model was not built under this strategy. Build it inside "
             "`with strategy.scope():` and pass the same strategy to train()."
         )
-    with scope:
+    with strategy_scope(strategy):
         if not model.compiled:
             compile_model(model, learning_rate, jit_compile=jit_compile)
         if cache_features and not model.optimizer.built:
@@ -280,31 +300,43 @@ def train(
     fit_model, (train_data, validation_data) = model, train_and_validation(splits)
     if cache_features:
         fit_model, train_data, validation_data = _cached_feature_data(
-            model, splits, augment_copies, jit_compile, scope, extraction_engine, strategy
+            model, splits, augment_copies, jit_compile, extraction_engine, strategy
         )
-    standard, history_csv = _standard_callbacks(
-        model, checkpoint, monitor, early_stopping, backup_dir, best_so_far
-    )
-    history = fit_model.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=initial_epoch + epochs,
-        initial_epoch=initial_epoch,
-        callbacks=[*standard, *callbacks],
-        class_weight=weights_per_class,
-        shuffle=False,  # splits.train is already reshuffled every epoch
-        verbose=verbose,
-    )
-    if history_csv is not None:  # the killed and the resumed epochs together
-        merged = _read_history_csv(history_csv)
-        if merged:
-            history.history = merged
-            history.epoch = list(
-                range(initial_epoch, initial_epoch + len(next(iter(merged.values()))))
-            )
-        history_csv.unlink(missing_ok=True)
+    if strategy is not None:  # each worker trains on its share of every batch
+        train_data, validation_data = map(shard_by_example, (train_data, validation_data))
+    with scratch_folder(strategy) as scratch, lost_workers_as_errors(strategy):
+        restore_from = None
+        if scratch is not None:  # not the chief: write to scratch, resume from the chief's
+            restore_from = backup_dir and Path(backup_dir) / "state"
+            checkpoint = checkpoint and scratch / Path(checkpoint).name
+            backup_dir = backup_dir and scratch / "backup"
+        standard, history_csv = _standard_callbacks(
+            model, checkpoint, monitor, early_stopping, backup_dir, best_so_far, restore_from
+        )
+        history = fit_model.fit(
+            train_data,
+            validation_data=validation_data,
+            epochs=initial_epoch + epochs,
+            initial_epoch=initial_epoch,
+            callbacks=[*standard, *callbacks],
+            class_weight=weights_per_class,
+            shuffle=False,  # splits.train is already reshuffled every epoch
+            verbose=verbose,
+        )
+        _merge_resumed_epochs(history, history_csv, initial_epoch)
     _raise_if_diverged(model, history.history)
     return history
+
+
+def _merge_resumed_epochs(history, history_csv: Path | None, initial_epoch: int) -> None:
+    """Give ``history`` the epochs of the killed run too (a resumable run's CSV log)."""
+    if history_csv is None:
+        return
+    merged = _read_history_csv(history_csv)
+    if merged:
+        history.history = merged
+        history.epoch = list(range(initial_epoch, initial_epoch + len(next(iter(merged.values())))))
+    history_csv.unlink(missing_ok=True)
 
 
 def attach_class_names(model: keras.Model, class_names: Sequence[str]) -> None:
@@ -338,7 +370,9 @@ def attach_class_names(model: keras.Model, class_names: Sequence[str]) -> None:
         )
 
 
-def _standard_callbacks(model, checkpoint, monitor, early_stopping, backup_dir, best_so_far):
+def _standard_callbacks(
+    model, checkpoint, monitor, early_stopping, backup_dir, best_so_far, restore_from=None
+):
     """catdog's callbacks for ``train``, and the CSV history file of a resumable run."""
     history_csv, previous = None, {}
     result: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
@@ -349,7 +383,10 @@ def _standard_callbacks(model, checkpoint, monitor, early_stopping, backup_dir, 
         previous = _read_history_csv(history_csv)
         result += [
             AtomicBackupAndRestore(
-                str(backup_dir / "state"), delete_checkpoint=True, reset_also=[history_csv]
+                str(backup_dir / "state"),
+                delete_checkpoint=True,
+                reset_also=[history_csv],
+                restore_from=restore_from,
             ),
             keras.callbacks.CSVLogger(str(history_csv), append=True),
         ]
@@ -387,7 +424,7 @@ def _raise_if_diverged(model: keras.Model, history: dict) -> None:
     )
 
 
-def _cached_feature_data(model, splits, copies, jit_compile, scope, engine, strategy):
+def _cached_feature_data(model, splits, copies, jit_compile, engine, strategy):
     """The head model and tf.data pipelines of cached features (see catdog.feature_cache).
 
     The head is compiled like ``model`` (already compiled): same learning rate.
@@ -397,8 +434,8 @@ def _cached_feature_data(model, splits, copies, jit_compile, scope, engine, stra
     from catdog.feature_cache import extract_features, extraction_engine, split_transfer_model
 
     check_int("augment_copies", copies, minimum=0)
-    extractor, head = split_transfer_model(model)
-    with scope:
+    with strategy_scope(strategy):  # the head's optimizer belongs to the strategy too
+        extractor, head = split_transfer_model(model)
         compile_model(head, _learning_rate(model), jit_compile=jit_compile)
     train_images, validation_images = train_and_validation(splits)
     if isinstance(splits, Splits):
@@ -589,8 +626,7 @@ def fine_tune(
     """
     check_int("epochs", epochs)
     unfreeze_base(model, unfreeze_from)
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    with scope:
+    with strategy_scope(strategy):
         compile_model(model, learning_rate, jit_compile=train_kwargs.get("jit_compile", "auto"))
     previous = history_dict(history)
     if initial_epoch is None:

@@ -11,6 +11,7 @@ tuners you create yourself).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -39,6 +40,8 @@ from catdog.data import Splits
 from catdog.io import write_json
 from catdog.models import build_model, compile_model
 from catdog.saving import save_model
+
+logger = logging.getLogger("catdog")
 
 FAMILIES = ("baseline", "augmented", "preprocessed", "transfer")
 CNN_FAMILIES = FAMILIES[:3]
@@ -352,6 +355,12 @@ def tune(
     checkpoint, named with the data's classes). Running the same call again resumes the search
     there (finished trials are not repeated) unless ``overwrite=True``.
 
+    Distributed search is KerasTuner's own (see
+    [`distributed_role`][catdog.tuning.distributed_role]): run the same call on every
+    process, with ``directory`` on storage they share; the chief
+    serves the oracle and alone writes ``summary.json`` and ``best_model.keras``, the
+    workers run the trials.
+
     Args:
         splits: the data; trials train on ``train`` and are scored on ``validation``.
         tuner: ``"random"``, ``"hyperband"`` or ``"bayesian"``.
@@ -385,6 +394,10 @@ def tune(
     """
     if tuner not in TUNERS:
         raise InvalidArgumentError(f"tuner must be one of {TUNERS}, got {tuner!r}.")
+    role = distributed_role()
+    if overwrite and role not in (None, "chief"):
+        overwrite = False  # a worker starting afresh would delete the chief's search
+        logger.warning("%s: --overwrite is the chief's to apply; ignored on a worker.", role)
     check_int("max_trials", max_trials)
     check_int("epochs", epochs)
     if hyperparameters is not None:
@@ -418,7 +431,7 @@ def tune(
         tune_new_entries=tune_new_entries,
     )
     fit_kwargs = {} if tuner == "hyperband" else {"epochs": epochs}
-    search.search(
+    search.search(  # the chief of a distributed search serves the oracle until it is done
         splits.train,
         validation_data=splits.validation,
         verbose=verbose,
@@ -426,8 +439,40 @@ def tune(
         callbacks=list(callbacks),
         **fit_kwargs,
     )
-    write_summary(search, Path(directory) / project_name, class_names=splits.class_names)
+    if role in (None, "chief"):
+        write_summary(search, Path(directory) / project_name, class_names=splits.class_names)
     return search
+
+
+def distributed_role(environ: dict | None = None) -> str | None:
+    """This process's part in a distributed KerasTuner search: ``None`` (not distributed),
+    ``"chief"`` (it serves the oracle) or the worker's tuner ID; the variables are checked.
+
+    KerasTuner reads ``KERASTUNER_TUNER_ID``, ``KERASTUNER_ORACLE_IP`` and
+    ``KERASTUNER_ORACLE_PORT``; a tuner ID containing ``chief`` makes the chief.
+
+    Examples:
+        >>> distributed_role({})
+        >>> distributed_role({"KERASTUNER_TUNER_ID": "tuner1", "KERASTUNER_ORACLE_IP": "10.0.0.1",
+        ...                   "KERASTUNER_ORACLE_PORT": "8000"})
+        'tuner1'
+    """
+    environ = os.environ if environ is None else environ
+    names = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
+    given = [name for name in names if environ.get(name)]
+    if "KERASTUNER_ORACLE_IP" not in given:
+        return None
+    missing = [name for name in names if name not in given]
+    port = environ.get("KERASTUNER_ORACLE_PORT", "")
+    if missing or not (port.isdigit() and 0 < int(port) < 65536):
+        raise InvalidArgumentError(
+            f"A distributed search needs {', '.join(names)} on every process (the tuner ID "
+            "'chief' on the one serving the oracle, e.g. tuner0, tuner1 on the others; the "
+            f"chief's address and a port number); missing or invalid: "
+            f"{', '.join(missing) or f'KERASTUNER_ORACLE_PORT={port!r}'}."
+        )
+    tuner_id = environ["KERASTUNER_TUNER_ID"]
+    return "chief" if "chief" in tuner_id else tuner_id
 
 
 def write_summary(

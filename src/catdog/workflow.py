@@ -25,6 +25,7 @@ from catdog._rules import (
     DEFAULT_IMAGE_SIDE,
     DEFAULT_SEED,
     DEFAULT_UNFREEZE_FROM,
+    STRATEGIES,
     check_int,
     check_positive_number,
 )
@@ -73,7 +74,9 @@ class RunConfig:
     runs the [learning-rate finder][catdog.lr_finder.lr_find] on the built model first and
     trains with its suggestion (recorded in ``config.json`` as ``learning_rate_found``).
     ``class_weight="balanced"`` weighs rare classes up; ``tensorboard`` is a folder for
-    TensorBoard logs.
+    TensorBoard logs. ``strategy`` is ``"none"``, ``"mirrored"`` or ``"multi_worker"`` (see
+    [`make_strategy`][catdog.distribute.make_strategy]; ``None``: mirrored when several GPUs
+    are visible).
     """
 
     out: Path
@@ -93,6 +96,7 @@ class RunConfig:
     class_weight: str | None = None
     tensorboard: str | None = None
     precision: str | None = None
+    strategy: str | None = None
     jit_compile: bool | str = "auto"
     seed: int = DEFAULT_SEED
     verbose: str | int = "auto"
@@ -213,7 +217,7 @@ def _build(config: RunConfig, class_names: list[str]):
 # may differ between the runs of one configuration, or are results rather than settings
 _NOT_COMPARED = (
     "out", "verbose", "class_names", "splits", "versions", "parameters", "learning_rate_found",
-    "tensorboard",
+    "tensorboard", "strategy",
 )  # fmt: skip
 
 
@@ -319,7 +323,7 @@ def versions() -> dict:
 
 
 # ----------------------------------------------------------------------------- the job
-def run_training(config: RunConfig) -> dict:
+def run_training(config: RunConfig, strategy=None) -> dict:
     """Train (and fine-tune) as configured; write the run folder; return a summary dict.
 
     The run folder gets ``model.keras`` (best by validation accuracy), ``class_names.json``,
@@ -334,18 +338,29 @@ def run_training(config: RunConfig) -> dict:
     changed fields; one into a folder holding a finished run replaces it when it finishes. A
     second process training into the same folder at the same time is refused.
 
+    On a multi-worker cluster (``config.strategy="multi_worker"``) every worker runs this
+    with the same configuration and the same ``out`` on storage they share: the chief trains
+    and writes the run folder as above, the other workers train with it, read its resume state
+    and write nothing there. The summary's ``weights_sha256`` is a digest of the final weights
+    (equal on every worker).
+
     Examples:
         ```python
         run_training(RunConfig(out=Path("runs/demo"), model="baseline"))
         ```
     """
+    from catdog.distribute import is_chief, make_strategy
+
     config = resolve_defaults(config)
     check_config(config)
+    strategy = strategy if strategy is not None else make_strategy(config.strategy)
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise InvalidArgumentError(f"The run folder {str(out)!r} is a file; choose a folder.")
     created = not out.exists()
     staging = out / ".resume"
+    if not is_chief(strategy):  # the chief holds the lock and owns the folder
+        return _run_locked(config, out, staging, strategy)
     with file_lock(
         staging / "lock",
         wait=False,
@@ -353,7 +368,7 @@ def run_training(config: RunConfig) -> dict:
         "finish, or choose another --out.",
     ):
         try:
-            return _run_locked(config, out, staging)
+            return _run_locked(config, out, staging, strategy)
         finally:  # while the lock is held: a run that left no state leaves no folder
             if {p.name for p in staging.iterdir()} <= {"lock"}:
                 # filelock detects a lock file unlinked under a waiting process and retries
@@ -400,6 +415,16 @@ def check_config(config: RunConfig) -> None:
             f"class_weight must be 'balanced' or None, got {config.class_weight!r}."
         )
     check_positive_number("fine_tune_learning_rate", config.fine_tune_learning_rate)
+    if config.strategy not in (None, *STRATEGIES):
+        raise InvalidArgumentError(
+            f"strategy must be one of {STRATEGIES} (or None: mirrored on several GPUs), got "
+            f"{config.strategy!r}."
+        )
+    if config.strategy == "multi_worker" and config.learning_rate == "auto":
+        raise InvalidArgumentError(
+            "--learning-rate auto runs on one machine: find the rate with a single-worker run "
+            "(its config.json records learning_rate_found) and pass it to the cluster."
+        )
 
 
 def _clear_state(staging: Path) -> None:
@@ -411,20 +436,14 @@ def _clear_state(staging: Path) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def _run_locked(config: RunConfig, out: Path, staging: Path) -> dict:
+def _run_locked(config: RunConfig, out: Path, staging: Path, strategy) -> dict:
+    from catdog.distribute import is_chief, weights_digest
+
+    chief = is_chief(strategy)  # the other workers of a cluster only read the folder
     record = config_record(config)
     finished = run_record(out)
     pending = read_json(staging / "config.json")
-    if pending is None:
-        _clear_state(staging)  # leftovers of a run killed while clearing its state
-    else:
-        changed = changed_fields(pending, record)
-        if changed:
-            raise InvalidArgumentError(
-                f"{str(out)!r} holds an unfinished run with another configuration (changed: "
-                f"{'; '.join(changed)}). Rerun it with its own arguments to finish it, choose "
-                f"another --out, or delete {str(staging)!r} to drop it."
-            )
+    _check_pending(pending, record, out, staging, clear=chief)
     if pending is None and finished is not None and (out / "report.json").is_file():
         if not changed_fields(finished, record):
             logger.warning(
@@ -434,8 +453,8 @@ def _run_locked(config: RunConfig, out: Path, staging: Path) -> dict:
             )
             return _finished_summary(out)
     logger.info("%s", describe_settings(config))
-    splits, model = _prepare(config)  # every check before any training or writing
-    if pending is None and finished is not None and changed_fields(finished, record):
+    splits, model = _prepare(config, strategy)  # every check before any training or writing
+    if pending is None and finished is not None and changed_fields(finished, record) and chief:
         logger.warning(
             "%s holds a finished run with another configuration (changed: %s); it is replaced "
             "when this run finishes.",
@@ -459,17 +478,39 @@ def _run_locked(config: RunConfig, out: Path, staging: Path) -> dict:
         )
         config = replace(config, learning_rate=record["learning_rate_found"])
         _compile_for(config, model)  # the finder compiled it at its own rate
-    write_json(staging / "config.json", record)
+    if chief:
+        write_json(staging / "config.json", record)
     try:
-        history, fine_tune_start = _fit_stages(config, splits, model, staging)
+        history, fine_tune_start, model = _fit_stages(config, splits, model, staging, strategy)
     except TrainingDivergedError:
-        _clear_state(staging)  # nothing worth resuming
+        if chief:
+            _clear_state(staging)  # nothing worth resuming
         raise
-    return _publish(out, staging, splits, record, history, fine_tune_start)
+    summary = {"out": str(out), "report": None, "history": history}
+    if chief:
+        summary = _publish(out, staging, splits, record, history, fine_tune_start)
+    return {**summary, "weights_sha256": weights_digest(model)}
 
 
-def _prepare(config: RunConfig):
-    """Load and check the data, build the model, check the fine-tuning arguments."""
+def _check_pending(pending: dict | None, record: dict, out: Path, staging: Path, clear: bool):
+    """Refuse to go on with an unfinished run of another configuration; with ``clear``, drop
+    the leftovers of a run killed while clearing its state."""
+    if pending is None:
+        if clear:
+            _clear_state(staging)
+        return
+    changed = changed_fields(pending, record)
+    if changed:
+        raise InvalidArgumentError(
+            f"{str(out)!r} holds an unfinished run with another configuration (changed: "
+            f"{'; '.join(changed)}). Rerun it with its own arguments to finish it, choose "
+            f"another --out, or delete {str(staging)!r} to drop it."
+        )
+
+
+def _prepare(config: RunConfig, strategy=None):
+    """Load and check the data, build the model (in ``strategy``'s scope), check the
+    fine-tuning arguments."""
     import keras
 
     from catdog.data import check_split_sizes
@@ -478,7 +519,10 @@ def _prepare(config: RunConfig):
     keras.utils.set_random_seed(config.seed)  # shuffling, initial weights, augmentation
     splits = load_data(config)
     check_split_sizes(splits)
-    model = _build(config, splits.class_names)
+    from catdog.distribute import strategy_scope
+
+    with strategy_scope(strategy):
+        model = _build(config, splits.class_names)
     if config.fine_tune_epochs:
         check_unfreeze_from(model, config.unfreeze_from)
     return splits, model
@@ -500,43 +544,41 @@ def _compile_for(config: RunConfig, model) -> None:
     compile_model(model, config.learning_rate, jit_compile=config.jit_compile)
 
 
-def _fit_stages(config: RunConfig, splits, model, staging: Path):
-    """Train (resuming what ``staging`` holds) and return (history, fine_tune_start)."""
+def _fit_stages(config: RunConfig, splits, model, staging: Path, strategy=None):
+    """Train (resuming what ``staging`` holds); return (history, fine_tune_start, model).
+
+    Only the chief writes into ``staging``; every worker reads it, so all of them resume
+    from the same point.
+    """
+    from catdog.distribute import is_chief, strategy_scope
     from catdog.saving import load_model, save_model
     from catdog.training import fine_tune, merge_histories, train
 
-    callbacks = []
-    if config.tensorboard:
-        import keras
-
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(config.tensorboard)))
+    chief = is_chief(strategy)
     fitted = read_json(staging / "fitted.json")
     if fitted is not None:
         logger.warning("Resuming: training finished before; writing the run's files.")
-        return fitted["history"], fitted["fine_tune_start"]
+        return fitted["history"], fitted["fine_tune_start"], model
     best = staging / "best.keras"
+    common = _stage_arguments(config, best, strategy, chief)
     stage1_done = staging / "stage1.json"
     if stage1_done.exists():
         logger.warning("Resuming: the first training stage is already done.")
         first = json.loads(stage1_done.read_text())
-        model = load_model(staging / "stage1.keras")
+        with strategy_scope(strategy):
+            model = load_model(staging / "stage1.keras")
     else:
         first = train(
             model,
             splits,
             config.epochs,
             learning_rate=config.learning_rate,
-            checkpoint=best,
-            early_stopping=config.early_stopping or None,
             backup_dir=staging / "stage1",
             cache_features=config.cache_features,
             augment_copies=config.augment_copies,
-            class_weight=config.class_weight,
-            jit_compile=config.jit_compile,
-            callbacks=callbacks,
-            verbose=config.verbose,
+            **common,
         ).history
-        if config.fine_tune_epochs:
+        if config.fine_tune_epochs and chief:
             save_model(model, staging / "stage1.keras")
             write_json(stage1_done, first)
     histories = [first]
@@ -550,20 +592,35 @@ def _fit_stages(config: RunConfig, splits, model, staging: Path):
             learning_rate=config.fine_tune_learning_rate,
             epochs=config.fine_tune_epochs,
             history=first,  # numbers the epochs on; the checkpoint must beat stage 1's best
-            checkpoint=best,
-            early_stopping=config.early_stopping or None,
             backup_dir=staging / "stage2",
-            class_weight=config.class_weight,
-            jit_compile=config.jit_compile,
-            callbacks=callbacks,
-            verbose=config.verbose,
+            **common,
         )
         histories.append(second.history)
     history = merge_histories(*histories)
-    if not best.exists():  # no validation improvement was ever recorded
-        save_model(model, best)
-    write_json(staging / "fitted.json", {"history": history, "fine_tune_start": fine_tune_start})
-    return history, fine_tune_start
+    if chief:
+        if not best.exists():  # no validation improvement was ever recorded
+            save_model(model, best)
+        fitted = {"history": history, "fine_tune_start": fine_tune_start}
+        write_json(staging / "fitted.json", fitted)
+    return history, fine_tune_start, model
+
+
+def _stage_arguments(config: RunConfig, best: Path, strategy, chief: bool) -> dict:
+    """The arguments both training stages pass to ``train``."""
+    callbacks = []
+    if config.tensorboard and chief:
+        import keras
+
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(config.tensorboard)))
+    return dict(
+        checkpoint=best,
+        early_stopping=config.early_stopping or None,
+        class_weight=config.class_weight,
+        jit_compile=config.jit_compile,
+        callbacks=callbacks,
+        verbose=config.verbose,
+        strategy=strategy,
+    )
 
 
 def _publish(out: Path, staging: Path, splits, record, history, fine_tune_start) -> dict:

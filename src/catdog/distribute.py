@@ -1,0 +1,249 @@
+"""Training on several devices or machines with TensorFlow's own strategies.
+
+``make_strategy`` builds ``tf.distribute.MirroredStrategy`` (the GPUs of one machine) or
+``tf.distribute.MultiWorkerMirroredStrategy`` (several machines, described by the
+``TF_CONFIG`` environment variable). [`train`][catdog.training.train] and ``catdog train
+--strategy`` use them as the TensorFlow multi-worker guide prescribes: every worker runs the
+same program on its shard of each epoch, only the chief writes files (the others write to
+temporary folders and delete them), and ``BackupAndRestore`` state lets a restarted cluster go
+on from the last finished epoch.
+
+Keras 3's ``fit`` hands ``Strategy.reduce`` a nested batch and reduces scalar metrics along
+axis 0, which ``MultiWorkerMirroredStrategy`` refuses (keras-team/keras#20585);
+[`MultiWorkerStrategy`][catdog.distribute.MultiWorkerStrategy] is that strategy with a
+``reduce`` that accepts both. Nothing else is changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from catdog._rules import STRATEGIES
+from catdog.errors import ClusterError, InvalidArgumentError
+
+
+class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """``tf.distribute.MultiWorkerMirroredStrategy`` that Keras 3's ``fit`` can drive.
+
+    Its ``reduce`` takes a nested structure of values (reducing each) and reduces a scalar
+    over all its (zero) axes: the two calls Keras 3 makes that the TensorFlow class refuses.
+    Create it at program start, before any other TensorFlow operation, as TensorFlow requires.
+
+    Examples:
+        ```python
+        strategy = MultiWorkerStrategy()  # reads TF_CONFIG
+        with strategy.scope():
+            model = build_model("baseline")
+        ```
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        def reduce_one(item):
+            local = item.values[0] if isinstance(item, tf.distribute.DistributedValues) else item
+            rank = getattr(getattr(local, "shape", None), "rank", None)
+            return super(MultiWorkerStrategy, self).reduce(
+                reduce_op, item, None if rank == 0 else axis
+            )
+
+        return tf.nest.map_structure(reduce_one, value)
+
+
+def cluster_spec(environ: dict | None = None) -> dict | None:
+    """The parsed ``TF_CONFIG`` (``cluster`` and ``task``), checked; ``None`` when unset.
+
+    Examples:
+        >>> spec = cluster_spec({"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b:2"]}, '
+        ...                      '"task": {"type": "worker", "index": 1}}'})
+        >>> spec["task"]
+        {'type': 'worker', 'index': 1}
+        >>> cluster_spec({"TF_CONFIG": '{"cluster": {"worker": ["a:1"]}}'})
+        Traceback (most recent call last):
+        ...
+        catdog.errors.InvalidArgumentError: TF_CONFIG has no "task" ...
+    """
+    text = (os.environ if environ is None else environ).get("TF_CONFIG")
+    if not text:
+        return None
+    example = (
+        'e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+        '"task": {"type": "worker", "index": 0}}'
+    )
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidArgumentError(f"TF_CONFIG is not valid JSON ({error}); {example}.") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("cluster"), dict):
+        raise InvalidArgumentError(f'TF_CONFIG has no "cluster" of task lists; {example}.')
+    task = spec.get("task")
+    if not isinstance(task, dict) or "type" not in task or "index" not in task:
+        raise InvalidArgumentError(
+            f'TF_CONFIG has no "task" with a "type" and an "index" (this process\'s place in '
+            f"the cluster); {example}."
+        )
+    hosts = spec["cluster"].get(task["type"])
+    if not isinstance(hosts, list) or not (
+        isinstance(task["index"], int) and 0 <= task["index"] < len(hosts)
+    ):
+        raise InvalidArgumentError(
+            f"TF_CONFIG's task {task} is not in its cluster {spec['cluster']}: the index must "
+            f"count from 0 within the cluster's {task['type']!r} list."
+        )
+    return spec
+
+
+def make_strategy(name: str | None = None) -> tf.distribute.Strategy | None:
+    """The strategy ``catdog train --strategy NAME`` trains with (``None``: no strategy).
+
+    ``"none"`` trains in this process without a strategy; ``"mirrored"`` on every GPU (or the
+    CPU) of this machine; ``"multi_worker"`` on the cluster that ``TF_CONFIG`` describes
+    (a [`MultiWorkerStrategy`][catdog.distribute.MultiWorkerStrategy]; call this at program
+    start, before any other TensorFlow operation). ``None`` picks ``"mirrored"`` when several
+    GPUs are visible, else ``"none"``.
+
+    Examples:
+        >>> make_strategy("none") is None
+        True
+    """
+    if name is None:
+        name = "mirrored" if len(tf.config.list_physical_devices("GPU")) > 1 else "none"
+    if name not in STRATEGIES:
+        raise InvalidArgumentError(f"strategy must be one of {STRATEGIES}, got {name!r}.")
+    if name == "none":
+        return None
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if cluster_spec() is None:
+        raise InvalidArgumentError(
+            "--strategy multi_worker needs the TF_CONFIG environment variable describing the "
+            "cluster and this worker's place in it (see the distributed training guide)."
+        )
+    return MultiWorkerStrategy()
+
+
+def strategy_scope(strategy: tf.distribute.Strategy | None):
+    """A fresh ``strategy.scope()`` (a scope cannot be entered twice), or a null context.
+
+    Examples:
+        ```python
+        with strategy_scope(strategy):
+            model = build_model("baseline")
+        ```
+    """
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def task_of(strategy: tf.distribute.Strategy | None) -> tuple[str | None, int | None]:
+    """``(task type, index)`` of this process in the strategy's cluster, or ``(None, None)``."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return None, None
+    return resolver.task_type, resolver.task_id
+
+
+def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
+    """True where this process writes the run's files: the ``chief`` task, or worker 0 of a
+    cluster without one (TensorFlow's rule), or any process that is not in a cluster.
+
+    Examples:
+        >>> is_chief(None)
+        True
+    """
+    task_type, task_id = task_of(strategy)
+    if task_type is None:
+        return True
+    cluster = strategy.cluster_resolver.cluster_spec().as_dict()
+    first_worker = task_type == "worker" and task_id == 0 and "chief" not in cluster
+    return task_type == "chief" or first_worker
+
+
+def describe_task(strategy: tf.distribute.Strategy | None) -> str:
+    """``"worker 1"``, ``"chief 0"``...: this process's name in the cluster (``""`` outside one)."""
+    task_type, task_id = task_of(strategy)
+    return "" if task_type is None else f"{task_type} {task_id}"
+
+
+@contextlib.contextmanager
+def scratch_folder(strategy: tf.distribute.Strategy | None) -> Iterator[Path | None]:
+    """``None`` on the chief; on another worker a temporary folder, deleted afterwards.
+
+    A worker writes its checkpoints and backups there, as TensorFlow's multi-worker guide
+    prescribes, so only the chief's files reach the shared run folder.
+
+    Examples:
+        >>> with scratch_folder(None) as scratch:
+        ...     print(scratch)
+        None
+    """
+    if is_chief(strategy):
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix=f"catdog-{describe_task(strategy).replace(' ', '')}-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def shard_by_example(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """``dataset`` with the ``DATA`` auto-shard policy: each worker keeps its share of every
+    global batch, so each example is seen once per epoch across the cluster.
+
+    catdog's datasets read images from a list of file names, which file-based sharding cannot
+    split; and every worker shuffles with the same seed, so the shares do not overlap.
+
+    Examples:
+        ```python
+        train_data = shard_by_example(splits.train)
+        ```
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+@contextlib.contextmanager
+def lost_workers_as_errors(strategy: tf.distribute.Strategy | None) -> Iterator[None]:
+    """Turn the errors of a cluster that lost a worker into a
+    [`ClusterError`][catdog.errors.ClusterError] saying how to resume (TensorFlow cannot take
+    a worker back into a running cluster)."""
+    if task_of(strategy)[0] is None:
+        yield
+        return
+    try:
+        yield
+    except (
+        tf.errors.UnavailableError,
+        tf.errors.AbortedError,
+        tf.errors.CancelledError,
+        tf.errors.DeadlineExceededError,
+    ) as error:
+        raise ClusterError(
+            f"{describe_task(strategy)} lost contact with the cluster ({type(error).__name__}): "
+            "another worker stopped or cannot be reached. Restart every worker with the same "
+            "command: training resumes from the last finished epoch."
+        ) from None
+
+
+def weights_digest(model: keras.Model) -> str:
+    """A SHA-256 of the model's weights: equal on every worker of a synchronous cluster.
+
+    Examples:
+        ```python
+        weights_digest(model)[:12]
+        # '5e77cf112bbb'
+        ```
+    """
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(weight.tobytes())
+    return digest.hexdigest()

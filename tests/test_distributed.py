@@ -1,0 +1,336 @@
+"""Multi-worker training and distributed tuning, with real processes on 127.0.0.1.
+
+A ``MultiWorkerMirroredStrategy`` can only be created at a process's start, so every test that
+needs one starts fresh worker processes with their own ``TF_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import types
+from dataclasses import replace
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from catdog.distribute import (
+    cluster_spec,
+    describe_task,
+    is_chief,
+    make_strategy,
+    scratch_folder,
+)
+from catdog.errors import InvalidArgumentError
+
+WORKER_TIMEOUT = 300
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def tf_config(ports: list[int], index: int) -> str:
+    workers = [f"127.0.0.1:{port}" for port in ports]
+    return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+
+
+def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
+    handle = open(log, "w")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        command, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT
+    )
+
+
+def finish(process: subprocess.Popen, log: Path) -> str:
+    try:
+        process.wait(WORKER_TIMEOUT)
+    finally:
+        process.kill()
+    return log.read_text()
+
+
+def start_workers(tmp_path: Path, args: list[str], ports: list[int], tag: str = "") -> list:
+    """One ``catdog`` process per port; each gets its own TMPDIR to check for leftovers."""
+    started = []
+    for index in range(len(ports)):
+        tmp = tmp_path / f"tmp{index}"
+        tmp.mkdir(exist_ok=True)
+        log = tmp_path / f"worker{index}{tag}.log"
+        env = {"TF_CONFIG": tf_config(ports, index), "TMPDIR": str(tmp)}
+        started.append((start([sys.executable, "-m", "catdog", *args], env, log), log))
+    return started
+
+
+def digest_of(log: str) -> str:
+    found = re.findall(r"final weights sha256 ([0-9a-f]{64})", log)
+    assert found, log[-3000:]
+    return found[-1]
+
+
+# ----------------------------------------------------------------------------- in-process
+def test_tf_config_is_checked_with_a_clear_message():
+    assert cluster_spec({}) is None
+    with pytest.raises(InvalidArgumentError, match="not valid JSON"):
+        cluster_spec({"TF_CONFIG": "{cluster"})
+    with pytest.raises(InvalidArgumentError, match='no "cluster"'):
+        cluster_spec({"TF_CONFIG": '{"task": {"type": "worker", "index": 0}}'})
+    with pytest.raises(InvalidArgumentError, match="not in its cluster"):
+        cluster_spec({"TF_CONFIG": tf_config([1, 2], 2)})
+    assert cluster_spec({"TF_CONFIG": tf_config([1, 2], 1)})["task"]["index"] == 1
+
+
+def test_make_strategy_names_and_refusals(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert make_strategy("none") is None
+    assert make_strategy(None) is None  # no GPU here
+    with pytest.raises(InvalidArgumentError, match="TF_CONFIG"):
+        make_strategy("multi_worker")
+    with pytest.raises(InvalidArgumentError, match="strategy must be one of"):
+        make_strategy("horovod")
+
+
+def fake_strategy(cluster: dict, task_type: str, task_id: int):
+    import tensorflow as tf
+
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id
+    )
+    return types.SimpleNamespace(cluster_resolver=resolver)
+
+
+def test_the_chief_is_tensorflows_chief_or_first_worker():
+    workers = {"worker": ["a:1", "b:2"]}
+    assert is_chief(None)
+    assert is_chief(fake_strategy(workers, "worker", 0))
+    assert not is_chief(fake_strategy(workers, "worker", 1))
+    with_chief = {"chief": ["c:3"], **workers}
+    assert is_chief(fake_strategy(with_chief, "chief", 0))
+    assert not is_chief(fake_strategy(with_chief, "worker", 0))
+    assert describe_task(fake_strategy(workers, "worker", 1)) == "worker 1"
+
+
+def test_only_other_workers_get_a_scratch_folder_and_it_is_removed():
+    with scratch_folder(None) as scratch:
+        assert scratch is None
+    with scratch_folder(fake_strategy({"worker": ["a:1", "b:2"]}, "worker", 1)) as scratch:
+        assert scratch.is_dir()
+        (scratch / "best.keras").write_text("x")
+    assert not scratch.exists()
+
+
+def _tiny_model():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model
+
+
+def test_a_worker_resumes_from_the_chiefs_backup_and_writes_its_own(tmp_path):
+    from catdog.training import AtomicBackupAndRestore
+
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    chief_state = tmp_path / "chief"
+    chief = _tiny_model()  # its state kept, as when the chief is killed after epoch 2
+    chief.fit(
+        x,
+        y,
+        epochs=2,
+        verbose=0,
+        callbacks=[AtomicBackupAndRestore(str(chief_state), delete_checkpoint=False)],
+    )
+    kept = {p.name: p.read_bytes() for p in chief_state.iterdir()}
+    assert json.loads(kept["training_metadata.json"])["epoch"] == 2
+
+    worker = _tiny_model()
+    own = tmp_path / "worker"
+    history = worker.fit(
+        x,
+        y,
+        epochs=4,
+        verbose=0,
+        callbacks=[
+            AtomicBackupAndRestore(str(own), delete_checkpoint=False, restore_from=chief_state)
+        ],
+    )
+    assert history.epoch == [2, 3]  # went on after the chief's two epochs
+    assert json.loads((own / "training_metadata.json").read_text())["epoch"] == 4
+    assert {p.name: p.read_bytes() for p in chief_state.iterdir()} == kept  # untouched
+
+
+def test_cli_refuses_multi_worker_without_tf_config(tmp_path, monkeypatch, capsys):
+    from catdog.cli import main
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    code = main(["train", "--demo", "--out", str(tmp_path / "run"), "--strategy", "multi_worker"])
+    assert code == 2
+    assert "TF_CONFIG" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_learning_rate_finder_is_refused_on_a_cluster(tmp_path):
+    from catdog.workflow import RunConfig, check_config, resolve_defaults
+
+    config = resolve_defaults(RunConfig(out=tmp_path, model="baseline", strategy="multi_worker"))
+    check_config(config)
+    with pytest.raises(InvalidArgumentError, match="single-worker run"):
+        check_config(replace(config, learning_rate="auto"))
+    with pytest.raises(InvalidArgumentError, match="strategy must be one of"):
+        check_config(replace(config, strategy="ring"))
+
+
+def test_distributed_tuning_variables_are_checked():
+    pytest.importorskip("keras_tuner")
+    from catdog.tuning import distributed_role
+
+    assert distributed_role({}) is None
+    assert distributed_role({"KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_IP": "h",
+                             "KERASTUNER_ORACLE_PORT": "8000"}) == "chief"  # fmt: skip
+    with pytest.raises(InvalidArgumentError, match="KERASTUNER_TUNER_ID"):
+        distributed_role({"KERASTUNER_ORACLE_IP": "h", "KERASTUNER_ORACLE_PORT": "8000"})
+    with pytest.raises(InvalidArgumentError, match="KERASTUNER_ORACLE_PORT='x'"):
+        environ = {"KERASTUNER_TUNER_ID": "t1", "KERASTUNER_ORACLE_IP": "h"}
+        distributed_role({**environ, "KERASTUNER_ORACLE_PORT": "x"})
+
+
+# ----------------------------------------------------------------------------- processes
+TRAIN_ARGS = ["train", "--model", "baseline", "--image-size", "32", "--batch-size", "8"]
+
+
+@pytest.mark.slow
+def test_two_workers_train_one_run_folder_with_identical_weights(tmp_path, synthetic_root):
+    out = tmp_path / "run"
+    args = [*TRAIN_ARGS, "--data", str(synthetic_root), "--epochs", "2", "--out", str(out)]
+    workers = start_workers(tmp_path, [*args, "--strategy", "multi_worker"], free_ports(2))
+    logs = [finish(process, log) for process, log in workers]
+    assert [process.returncode for process, _ in workers] == [0, 0], logs[1][-3000:]
+    assert digest_of(logs[0]) == digest_of(logs[1])
+    assert "the chief writes the run folder" in logs[1]
+    assert [p.relative_to(out) for p in out.rglob("*.keras")] == [Path("model.keras")]
+    assert not (out / ".resume").exists()
+    assert not any((tmp_path / "tmp1").iterdir())  # the worker's scratch folder is gone
+    history = json.loads((out / "history.json").read_text())["history"]
+    assert len(history["val_accuracy"]) == 2
+
+    from catdog.inference import predict
+    from catdog.saving import load_model
+
+    result = predict(load_model(out / "model.keras"), sorted(synthetic_root.rglob("*.jpg"))[:3])
+    assert len(result) == 3 and all(r.class_name in ("cats", "dogs") for r in result)
+
+
+SHARD_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, sys
+    from catdog.distribute import make_strategy, shard_by_example
+    strategy = make_strategy("multi_worker")
+    from catdog.data import from_directory
+    splits = from_directory(sys.argv[1], image_size=(32, 32), batch_size=8, seed=3)
+    seen = []
+    for epoch in range(2):
+        for images, _ in strategy.experimental_distribute_dataset(shard_by_example(splits.train)):
+            for local in strategy.experimental_local_results(images):
+                seen += [hashlib.sha256(i.tobytes()).hexdigest() for i in local.numpy()]
+    print("SEEN", json.dumps({"seen": seen, "total": len(splits.files["train"])}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_each_training_image_is_seen_once_per_epoch_across_workers(tmp_path, synthetic_root):
+    script = tmp_path / "shard.py"
+    script.write_text(SHARD_SCRIPT)
+    ports, runs = free_ports(2), []
+    for index in range(2):
+        log = tmp_path / f"shard{index}.log"
+        env = {"TF_CONFIG": tf_config(ports, index)}
+        runs.append((start([sys.executable, str(script), str(synthetic_root)], env, log), log))
+    outputs = [finish(process, log) for process, log in runs]
+    seen = [json.loads(out.split("SEEN ", 1)[1].splitlines()[0]) for out in outputs]
+    total = seen[0]["total"]
+    first, second = (s["seen"] for s in seen)
+    # two epochs: each worker sees its half twice; together every image twice
+    assert len(first) + len(second) == 2 * total
+    assert len(set(first) | set(second)) == total
+    epoch1 = [first[: len(first) // 2], second[: len(second) // 2]]
+    assert len(set(epoch1[0]) | set(epoch1[1])) == total  # epoch 1: all of them,
+    assert not set(epoch1[0]) & set(epoch1[1])  # and no image on both workers
+
+
+def _state_epoch(out: Path) -> int:
+    record = out / ".resume" / "stage1" / "state" / "training_metadata.json"
+    try:
+        return json.loads(record.read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.mark.slow
+def test_a_killed_worker_restarted_with_the_cluster_completes_the_run(tmp_path):
+    out, epochs = tmp_path / "run", 8
+    args = [*TRAIN_ARGS, "--demo", "--epochs", str(epochs), "--out", str(out)]
+    args += ["--strategy", "multi_worker"]
+    ports = free_ports(2)
+    (chief, chief_log), (worker, worker_log) = start_workers(tmp_path, args, ports)
+    deadline = time.monotonic() + WORKER_TIMEOUT
+    while _state_epoch(out) < 1 and time.monotonic() < deadline and chief.poll() is None:
+        time.sleep(0.05)
+    assert _state_epoch(out) >= 1, chief_log.read_text()[-3000:]
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    log = finish(chief, chief_log)
+    assert chief.returncode == 2, log[-3000:]  # the cluster lost a worker: a one-line error
+    assert "lost contact with the cluster" in log and "Restart every worker" in log
+    assert not (out / "model.keras").exists()
+    resumed_from = _state_epoch(out)
+    assert 1 <= resumed_from < epochs
+
+    restarted = start_workers(tmp_path, args, free_ports(2), tag="-restart")
+    logs = [finish(process, log) for process, log in restarted]
+    assert [process.returncode for process, _ in restarted] == [0, 0], logs[0][-3000:]
+    assert digest_of(logs[0]) == digest_of(logs[1])
+    history = json.loads((out / "history.json").read_text())["history"]
+    assert len(history["val_accuracy"]) == epochs  # the killed run's epochs and the rest
+    assert f"Epoch {resumed_from + 1}/{epochs}" in logs[1]
+    assert f"Epoch 1/{epochs}" not in logs[1]  # the worker resumed, too
+
+
+@pytest.mark.slow
+def test_distributed_search_one_chief_two_workers(tmp_path):
+    pytest.importorskip("keras_tuner")
+    out = tmp_path / "search"
+    args = ["tune", "--demo", "--tuner", "random", "--max-trials", "4", "--epochs", "1"]
+    args += ["--families", "baseline", "--out", str(out)]
+    (port,) = free_ports(1)
+    common = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(port)}
+    runs = []
+    for tuner_id in ("chief", "tuner0", "tuner1"):
+        log = tmp_path / f"{tuner_id}.log"
+        env = {**common, "KERASTUNER_TUNER_ID": tuner_id}
+        runs.append((start([sys.executable, "-m", "catdog", *args], env, log), log))
+    logs = [finish(process, log) for process, log in runs]
+    assert [process.returncode for process, _ in runs] == [0, 0, 0], logs[1][-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    completed = [t for t in summary["trials"] if t["status"] == "COMPLETED"]
+    assert len(completed) == len(summary["trials"]) == 4
+    assert len({t["trial_id"] for t in completed}) == 4
+    assert len({json.dumps(t["hyperparameters"], sort_keys=True) for t in completed}) == 4
+    assert len(list(out.glob("trial_*"))) == 4
+    assert (out / "best_model.keras").is_file()
+    assert "the chief writes" in logs[1] and "the chief writes" in logs[2]
+    assert "best val_accuracy" in logs[0]
