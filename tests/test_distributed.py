@@ -22,6 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from catdog.distribute import (
     cluster_spec,
@@ -98,7 +99,8 @@ def test_tf_config_is_checked_with_a_clear_message():
 def test_make_strategy_names_and_refusals(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     assert make_strategy("none") is None
-    assert make_strategy(None) is None  # no GPU here
+    if not tf.config.list_physical_devices("GPU"):
+        assert make_strategy(None) is None  # mirrored only with several GPUs
     with pytest.raises(InvalidArgumentError, match="TF_CONFIG"):
         make_strategy("multi_worker")
     with pytest.raises(InvalidArgumentError, match="strategy must be one of"):
@@ -106,7 +108,6 @@ def test_make_strategy_names_and_refusals(monkeypatch):
 
 
 def fake_strategy(cluster: dict, task_type: str, task_id: int):
-    import tensorflow as tf
 
     resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
         tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id
@@ -184,12 +185,13 @@ def test_cli_refuses_multi_worker_without_tf_config(tmp_path, monkeypatch, capsy
 
 
 def test_learning_rate_finder_is_refused_on_a_cluster(tmp_path):
-    from catdog.workflow import RunConfig, check_config, resolve_defaults
+    from catdog.workflow import RunConfig, check_config, resolve_defaults, run_training
 
-    config = resolve_defaults(RunConfig(out=tmp_path, model="baseline", strategy="multi_worker"))
-    check_config(config)
+    config = resolve_defaults(RunConfig(out=tmp_path / "run", model="baseline"))
+    worker = fake_strategy({"worker": ["a:1", "b:2"]}, "worker", 1)
     with pytest.raises(InvalidArgumentError, match="single-worker run"):
-        check_config(replace(config, learning_rate="auto"))
+        run_training(replace(config, learning_rate="auto"), strategy=worker)
+    assert not (tmp_path / "run").exists()
     with pytest.raises(InvalidArgumentError, match="strategy must be one of"):
         check_config(replace(config, strategy="ring"))
 
@@ -282,7 +284,7 @@ def _state_epoch(out: Path) -> int:
 
 @pytest.mark.slow
 def test_a_killed_worker_restarted_with_the_cluster_completes_the_run(tmp_path):
-    out, epochs = tmp_path / "run", 8
+    out, epochs = tmp_path / "run", 12  # enough epochs left to kill the worker mid-run
     args = [*TRAIN_ARGS, "--demo", "--epochs", str(epochs), "--out", str(out)]
     args += ["--strategy", "multi_worker"]
     ports = free_ports(2)

@@ -231,7 +231,7 @@ def lost_workers_as_errors(strategy: tf.distribute.Strategy | None) -> Iterator[
             f"{describe_task(strategy)} lost contact with the cluster ({type(error).__name__}): "
             "another worker stopped or cannot be reached. Restart every worker with the same "
             "command: training resumes from the last finished epoch."
-        ) from None
+        ) from error
 
 
 def weights_digest(model: keras.Model) -> str:

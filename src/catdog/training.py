@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from catdog._rules import (
+    DEFAULT_SEED,
     DEFAULT_UNFREEZE_FROM,
     check_int,
     history_dict,
@@ -449,7 +450,8 @@ def _cached_feature_data(model, splits, copies, jit_compile, engine, strategy):
     x_val, y_val = extract_features(extractor, validation_images, engine=engine)
     train_data = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
-        .shuffle(len(y_train), reshuffle_each_iteration=True)
+        # seeded: every worker of a cluster shuffles alike, so the DATA shards do not overlap
+        .shuffle(len(y_train), seed=DEFAULT_SEED, reshuffle_each_iteration=True)
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )

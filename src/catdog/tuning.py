@@ -459,7 +459,7 @@ def distributed_role(environ: dict | None = None) -> str | None:
     """
     environ = os.environ if environ is None else environ
     names = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
-    given = [name for name in names if environ.get(name)]
+    given = [name for name in names if name in environ]  # KerasTuner's rule: set at all
     if "KERASTUNER_ORACLE_IP" not in given:
         return None
     missing = [name for name in names if name not in given]

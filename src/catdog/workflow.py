@@ -349,11 +349,16 @@ def run_training(config: RunConfig, strategy=None) -> dict:
         run_training(RunConfig(out=Path("runs/demo"), model="baseline"))
         ```
     """
-    from catdog.distribute import is_chief, make_strategy
+    from catdog.distribute import is_chief, make_strategy, task_of
 
     config = resolve_defaults(config)
     check_config(config)
     strategy = strategy if strategy is not None else make_strategy(config.strategy)
+    if config.learning_rate == "auto" and task_of(strategy)[0] is not None:
+        raise InvalidArgumentError(
+            "--learning-rate auto runs on one machine: find the rate with a single-worker run "
+            "(its config.json records learning_rate_found) and pass it to the cluster."
+        )
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise InvalidArgumentError(f"The run folder {str(out)!r} is a file; choose a folder.")
@@ -420,11 +425,6 @@ def check_config(config: RunConfig) -> None:
             f"strategy must be one of {STRATEGIES} (or None: mirrored on several GPUs), got "
             f"{config.strategy!r}."
         )
-    if config.strategy == "multi_worker" and config.learning_rate == "auto":
-        raise InvalidArgumentError(
-            "--learning-rate auto runs on one machine: find the rate with a single-worker run "
-            "(its config.json records learning_rate_found) and pass it to the cluster."
-        )
 
 
 def _clear_state(staging: Path) -> None:
@@ -437,7 +437,7 @@ def _clear_state(staging: Path) -> None:
 
 
 def _run_locked(config: RunConfig, out: Path, staging: Path, strategy) -> dict:
-    from catdog.distribute import is_chief, weights_digest
+    from catdog.distribute import is_chief, strategy_scope, weights_digest
 
     chief = is_chief(strategy)  # the other workers of a cluster only read the folder
     record = config_record(config)
@@ -473,11 +473,11 @@ def _run_locked(config: RunConfig, out: Path, staging: Path, strategy) -> dict:
             f"differ). Restore the data, or delete {str(staging)!r} to start afresh."
         )
     if config.learning_rate == "auto":
-        record["learning_rate_found"] = (pending or {}).get("learning_rate_found") or _find_rate(
-            model, splits
-        )
-        config = replace(config, learning_rate=record["learning_rate_found"])
-        _compile_for(config, model)  # the finder compiled it at its own rate
+        with strategy_scope(strategy):  # the optimizer belongs to the model's strategy
+            found = (pending or {}).get("learning_rate_found") or _find_rate(model, splits)
+            config = replace(config, learning_rate=found)
+            _compile_for(config, model)  # the finder compiled it at its own rate
+        record["learning_rate_found"] = found
     if chief:
         write_json(staging / "config.json", record)
     try:
