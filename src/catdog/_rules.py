@@ -28,6 +28,15 @@ STRATEGIES = ("none", "mirrored", "multi_worker")
 """Where training runs: see [`make_strategy`][catdog.distribute.make_strategy]."""
 
 
+def check_strategy(name: str | None) -> None:
+    """Raise unless ``name`` is one of ``STRATEGIES`` or ``None`` (the default choice)."""
+    if name not in (None, *STRATEGIES):
+        raise InvalidArgumentError(
+            f"strategy must be one of {STRATEGIES} (or None: mirrored when several GPUs are "
+            f"visible), got {name!r}."
+        )
+
+
 def is_int(value, minimum: int = 1) -> bool:
     """True for an ``int`` (not a ``bool``) of at least ``minimum``."""
     return not isinstance(value, bool) and isinstance(value, int) and value >= minimum

@@ -28,7 +28,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from catdog._rules import STRATEGIES
+from catdog._rules import check_strategy
 from catdog.errors import ClusterError, InvalidArgumentError
 
 
@@ -114,10 +114,9 @@ def make_strategy(name: str | None = None) -> tf.distribute.Strategy | None:
         >>> make_strategy("none") is None
         True
     """
+    check_strategy(name)
     if name is None:
         name = "mirrored" if len(tf.config.list_physical_devices("GPU")) > 1 else "none"
-    if name not in STRATEGIES:
-        raise InvalidArgumentError(f"strategy must be one of {STRATEGIES}, got {name!r}.")
     if name == "none":
         return None
     if name == "mirrored":

@@ -25,9 +25,9 @@ from catdog._rules import (
     DEFAULT_IMAGE_SIDE,
     DEFAULT_SEED,
     DEFAULT_UNFREEZE_FROM,
-    STRATEGIES,
     check_int,
     check_positive_number,
+    check_strategy,
 )
 from catdog.download import default_cache_dir
 from catdog.errors import InvalidArgumentError, OutputError, TrainingDivergedError
@@ -420,11 +420,7 @@ def check_config(config: RunConfig) -> None:
             f"class_weight must be 'balanced' or None, got {config.class_weight!r}."
         )
     check_positive_number("fine_tune_learning_rate", config.fine_tune_learning_rate)
-    if config.strategy not in (None, *STRATEGIES):
-        raise InvalidArgumentError(
-            f"strategy must be one of {STRATEGIES} (or None: mirrored on several GPUs), got "
-            f"{config.strategy!r}."
-        )
+    check_strategy(config.strategy)
 
 
 def _clear_state(staging: Path) -> None:
