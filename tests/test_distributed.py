@@ -236,6 +236,48 @@ def test_two_workers_train_one_run_folder_with_identical_weights(tmp_path, synth
     assert len(result) == 3 and all(r.class_name in ("cats", "dogs") for r in result)
 
 
+@pytest.mark.slow
+def test_a_worker_failing_before_training_stops_the_others(tmp_path, synthetic_root):
+    out = tmp_path / "run"
+    ports, runs = free_ports(2), []
+    for index, data in enumerate([synthetic_root, tmp_path / "missing"]):
+        args = [*TRAIN_ARGS, "--data", str(data), "--epochs", "1", "--out", str(out)]
+        env = {"TF_CONFIG": tf_config(ports, index)}
+        log = tmp_path / f"worker{index}.log"
+        runs.append((start([sys.executable, "-m", "catdog", *args, "--strategy", "multi_worker"],
+                           env, log), log))  # fmt: skip
+    logs = [finish(process, log) for process, log in runs]
+    assert [process.returncode for process, _ in runs] == [2, 2]  # no worker waits forever
+    assert "missing" in logs[1].splitlines()[-1]  # the failing worker's own error
+    assert "Another worker of the cluster failed before training" in logs[0]
+    assert not (out / "model.keras").exists() and not (out / ".resume").exists()
+
+
+@pytest.mark.slow
+def test_workers_that_see_different_run_folders_refuse_to_train(tmp_path, synthetic_root):
+    args = [*TRAIN_ARGS, "--data", str(synthetic_root), "--epochs", "1"]
+    finished = tmp_path / "finished"
+    done = subprocess.run(
+        [sys.executable, "-m", "catdog", *args, "--out", str(finished)],
+        capture_output=True,
+        text=True,
+        timeout=WORKER_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ports, runs = free_ports(2), []
+    for index, out in enumerate([finished, tmp_path / "empty"]):  # as if --out were not shared
+        env = {"TF_CONFIG": tf_config(ports, index)}
+        log = tmp_path / f"worker{index}.log"
+        command = [sys.executable, "-m", "catdog", *args, "--out", str(out)]
+        runs.append((start([*command, "--strategy", "multi_worker"], env, log), log))
+    logs = [finish(process, log) for process, log in runs]
+    assert [process.returncode for process, _ in runs] == [2, 2]
+    for log in logs:
+        assert "The workers disagree on whether the run is already finished ([1, 0]" in log
+        assert "same --out (on shared storage)" in log
+    assert not (tmp_path / "empty" / "model.keras").exists()
+
+
 SHARD_SCRIPT = textwrap.dedent(
     """
     import hashlib, json, sys

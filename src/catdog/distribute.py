@@ -233,6 +233,61 @@ def lost_workers_as_errors(strategy: tf.distribute.Strategy | None) -> Iterator[
         ) from error
 
 
+FAILED = -1
+"""What a worker that raised contributes to [`agree`][catdog.distribute.agree]."""
+
+
+def values_of_workers(strategy: tf.distribute.Strategy | None, value: int) -> list[int]:
+    """Every worker's ``value``, in task order (``[value]`` outside a cluster).
+
+    A collective operation: every worker of the cluster must call it, in the same order as
+    the others.
+    """
+    if task_of(strategy)[0] is None:
+        return [value]
+    local = strategy.run(lambda: tf.constant([value], dtype=tf.int64))
+    return [int(v) for v in strategy.gather(local, axis=0).numpy()]
+
+
+def agree(strategy: tf.distribute.Strategy | None, value: int, what: str) -> None:
+    """Check that every worker decided the same ``value`` (a collective, like
+    [`values_of_workers`][catdog.distribute.values_of_workers]); else raise
+    [`ClusterError`][catdog.errors.ClusterError] on every worker.
+
+    Workers decide from the files they read (the run folder, the chief's backup); a worker
+    that sees other files would otherwise train out of step with the rest.
+
+    Examples:
+        >>> agree(None, 3, "the epoch to resume from")  # outside a cluster: nothing to check
+    """
+    values = values_of_workers(strategy, value)
+    if len(set(values)) == 1:
+        return
+    task = describe_task(strategy)
+    if FAILED in values:
+        raise ClusterError(
+            f"Another worker of the cluster failed before training (its own output says why), "
+            f"so {task} stops too. Fix the problem and restart every worker."
+        )
+    raise ClusterError(
+        f"The workers disagree on {what} ({values}, in task order), so {task} stops. Every "
+        "worker must see the same --out (on shared storage) and the same data."
+    )
+
+
+@contextlib.contextmanager
+def failures_shared(strategy: tf.distribute.Strategy | None) -> Iterator[None]:
+    """Let a worker that raises in the block tell the others, which would otherwise wait for
+    it forever; the others learn it at their next [`agree`][catdog.distribute.agree]."""
+    try:
+        yield
+    except Exception:
+        if task_of(strategy)[0] is not None:
+            with contextlib.suppress(Exception):  # keep the worker's own error
+                values_of_workers(strategy, FAILED)
+        raise
+
+
 def weights_digest(model: keras.Model) -> str:
     """A SHA-256 of the model's weights: equal on every worker of a synchronous cluster.
 

@@ -32,6 +32,7 @@ from catdog._rules import (
 )
 from catdog.data import Splits, check_split_sizes
 from catdog.distribute import (
+    agree,
     lost_workers_as_errors,
     scratch_folder,
     shard_by_example,
@@ -165,6 +166,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             shutil.rmtree(self.backup_dir, ignore_errors=True)
             for path in self.reset_also:
                 path.unlink(missing_ok=True)
+        epoch = getattr(self.model, "_initial_epoch", None) or 0
+        agree(self.model.distribute_strategy, epoch, "the epoch to resume from")
 
 
 def _as_float(text: str) -> float:

@@ -349,7 +349,7 @@ def run_training(config: RunConfig, strategy=None) -> dict:
         run_training(RunConfig(out=Path("runs/demo"), model="baseline"))
         ```
     """
-    from catdog.distribute import is_chief, make_strategy, task_of
+    from catdog.distribute import agree, failures_shared, is_chief, make_strategy, task_of
 
     config = resolve_defaults(config)
     check_config(config)
@@ -362,25 +362,32 @@ def run_training(config: RunConfig, strategy=None) -> dict:
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise InvalidArgumentError(f"The run folder {str(out)!r} is a file; choose a folder.")
-    created = not out.exists()
-    staging = out / ".resume"
-    if not is_chief(strategy):  # the chief holds the lock and owns the folder
-        return _run_locked(config, out, staging, strategy)
-    with file_lock(
-        staging / "lock",
-        wait=False,
-        busy=f"Another catdog train is writing into {str(out)!r} right now. Wait for it to "
-        "finish, or choose another --out.",
-    ):
-        try:
-            return _run_locked(config, out, staging, strategy)
-        finally:  # while the lock is held: a run that left no state leaves no folder
-            if {p.name for p in staging.iterdir()} <= {"lock"}:
-                # filelock detects a lock file unlinked under a waiting process and retries
-                shutil.rmtree(staging, ignore_errors=True)
-                with contextlib.suppress(OSError):  # another process may be arriving
-                    if created and not any(out.iterdir()):
-                        out.rmdir()
+    staging, created = out / ".resume", not out.exists()
+    with contextlib.ExitStack() as held:
+        with failures_shared(strategy):  # every check, on every worker, before any training
+            if is_chief(strategy):  # the chief holds the lock and owns the folder
+                held.enter_context(
+                    file_lock(
+                        staging / "lock",
+                        wait=False,
+                        busy=f"Another catdog train is writing into {str(out)!r} right now. "
+                        "Wait for it to finish, or choose another --out.",
+                    )
+                )
+                held.callback(_drop_empty_state, out, staging, created)  # runs before unlocking
+            finished, plan = _plan(config, out, staging, strategy)
+        agree(strategy, finished is not None, "whether the run is already finished")
+        return finished or _train_and_publish(config, out, staging, strategy, *plan)
+
+
+def _drop_empty_state(out: Path, staging: Path, created: bool) -> None:
+    """While the lock is held: a run that left no state leaves no folder."""
+    if staging.is_dir() and {p.name for p in staging.iterdir()} <= {"lock"}:
+        # filelock detects a lock file unlinked under a waiting process and retries
+        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):  # another process may be arriving
+            if created and not any(out.iterdir()):
+                out.rmdir()
 
 
 def check_config(config: RunConfig) -> None:
@@ -432,8 +439,13 @@ def _clear_state(staging: Path) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def _run_locked(config: RunConfig, out: Path, staging: Path, strategy) -> dict:
-    from catdog.distribute import is_chief, strategy_scope, weights_digest
+def _plan(config: RunConfig, out: Path, staging: Path, strategy):
+    """Check the folder and the data: ``(summary of the finished run, None)`` when there is
+    nothing to train, else ``(None, (record, pending, splits))``."""
+    import keras
+
+    from catdog.data import check_split_sizes
+    from catdog.distribute import is_chief
 
     chief = is_chief(strategy)  # the other workers of a cluster only read the folder
     record = config_record(config)
@@ -447,9 +459,11 @@ def _run_locked(config: RunConfig, out: Path, staging: Path, strategy) -> dict:
                 "delete the folder) to train again.",
                 out,
             )
-            return _finished_summary(out)
+            return _finished_summary(out), None
     logger.info("%s", describe_settings(config))
-    splits, model = _prepare(config, strategy)  # every check before any training or writing
+    keras.utils.set_random_seed(config.seed)  # shuffling, initial weights, augmentation
+    splits = load_data(config)
+    check_split_sizes(splits)
     if pending is None and finished is not None and changed_fields(finished, record) and chief:
         logger.warning(
             "%s holds a finished run with another configuration (changed: %s); it is replaced "
@@ -457,17 +471,23 @@ def _run_locked(config: RunConfig, out: Path, staging: Path, strategy) -> dict:
             out,
             "; ".join(changed_fields(finished, record)),
         )
-    record.update(
-        class_names=splits.class_names,
-        splits=split_fingerprint(splits),
-        parameters=int(model.count_params()),
-        versions=versions(),
-    )
+    record.update(class_names=splits.class_names, splits=split_fingerprint(splits))
     if pending is not None and not splits_match(pending.get("splits"), record["splits"]):
         raise InvalidArgumentError(
             f"The data changed since the unfinished run in {str(out)!r} started (its splits "
             f"differ). Restore the data, or delete {str(staging)!r} to start afresh."
         )
+    return None, (record, pending, splits)
+
+
+def _train_and_publish(config, out, staging, strategy, record, pending, splits) -> dict:
+    """Build the model, train it (resuming what ``staging`` holds) and, on the chief, write
+    the run folder."""
+    from catdog.distribute import is_chief, strategy_scope, weights_digest
+
+    chief = is_chief(strategy)
+    model = _build_checked(config, splits, strategy)
+    record.update(parameters=int(model.count_params()), versions=versions())
     if config.learning_rate == "auto":
         with strategy_scope(strategy):  # the optimizer belongs to the model's strategy
             found = (pending or {}).get("learning_rate_found") or _find_rate(model, splits)
@@ -504,24 +524,17 @@ def _check_pending(pending: dict | None, record: dict, out: Path, staging: Path,
         )
 
 
-def _prepare(config: RunConfig, strategy=None):
-    """Load and check the data, build the model (in ``strategy``'s scope), check the
-    fine-tuning arguments."""
-    import keras
-
-    from catdog.data import check_split_sizes
-    from catdog.training import check_unfreeze_from
-
-    keras.utils.set_random_seed(config.seed)  # shuffling, initial weights, augmentation
-    splits = load_data(config)
-    check_split_sizes(splits)
+def _build_checked(config: RunConfig, splits, strategy=None):
+    """Build the model (in ``strategy``'s scope) and check the fine-tuning arguments against
+    it."""
     from catdog.distribute import strategy_scope
+    from catdog.training import check_unfreeze_from
 
     with strategy_scope(strategy):
         model = _build(config, splits.class_names)
     if config.fine_tune_epochs:
         check_unfreeze_from(model, config.unfreeze_from)
-    return splits, model
+    return model
 
 
 def _find_rate(model, splits) -> float:
@@ -546,18 +559,19 @@ def _fit_stages(config: RunConfig, splits, model, staging: Path, strategy=None):
     Only the chief writes into ``staging``; every worker reads it, so all of them resume
     from the same point.
     """
-    from catdog.distribute import is_chief, strategy_scope
+    from catdog.distribute import agree, is_chief, strategy_scope
     from catdog.saving import load_model, save_model
     from catdog.training import fine_tune, merge_histories, train
 
     chief = is_chief(strategy)
     fitted = read_json(staging / "fitted.json")
+    stage1_done = staging / "stage1.json"
+    agree(strategy, 2 if fitted else int(stage1_done.exists()), "the training stage to resume")
     if fitted is not None:
         logger.warning("Resuming: training finished before; writing the run's files.")
         return fitted["history"], fitted["fine_tune_start"], model
     best = staging / "best.keras"
     common = _stage_arguments(config, best, strategy, chief)
-    stage1_done = staging / "stage1.json"
     if stage1_done.exists():
         logger.warning("Resuming: the first training stage is already done.")
         first = json.loads(stage1_done.read_text())
