@@ -58,6 +58,21 @@ def test_atomic_save_never_leaves_a_partial_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
 
 
+def test_a_stage_after_a_resumed_stage_starts_at_its_own_epoch(synthetic_splits, tmp_path):
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    data, backup = synthetic_splits, tmp_path / "backup"
+    with pytest.raises(KeyboardInterrupt):
+        train(small_cnn(), data, 4, backup_dir=backup, callbacks=[Interrupt()], verbose=0)
+    model = small_cnn()  # the rerun: resumes after epoch 2 of 4
+    assert train(model, data, 4, backup_dir=backup, verbose=0).epoch == [0, 1, 2, 3]
+    second = train(model, data, 1, initial_epoch=4, backup_dir=tmp_path / "b2", verbose=0)
+    assert second.epoch == [4]  # not the first stage's resume epoch again
+
+
 RESUME_SCRIPT = textwrap.dedent(
     """
     import json, os, signal, sys

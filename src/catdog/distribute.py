@@ -238,15 +238,17 @@ FAILED = -1
 
 
 def values_of_workers(strategy: tf.distribute.Strategy | None, value: int) -> list[int]:
-    """Every worker's ``value``, in task order (``[value]`` outside a cluster).
+    """Every replica's ``value`` in task order (one per worker with one device each), or
+    ``[value]`` outside a cluster.
 
     A collective operation: every worker of the cluster must call it, in the same order as
     the others.
     """
     if task_of(strategy)[0] is None:
         return [value]
-    local = strategy.run(lambda: tf.constant([value], dtype=tf.int64))
-    return [int(v) for v in strategy.gather(local, axis=0).numpy()]
+    with lost_workers_as_errors(strategy):
+        local = strategy.run(lambda: tf.constant([value], dtype=tf.int64))
+        return [int(v) for v in strategy.gather(local, axis=0).numpy()]
 
 
 def agree(strategy: tf.distribute.Strategy | None, value: int, what: str) -> None:
@@ -282,9 +284,8 @@ def failures_shared(strategy: tf.distribute.Strategy | None) -> Iterator[None]:
     try:
         yield
     except Exception:
-        if task_of(strategy)[0] is not None:
-            with contextlib.suppress(Exception):  # keep the worker's own error
-                values_of_workers(strategy, FAILED)
+        with contextlib.suppress(Exception):  # keep the worker's own error
+            values_of_workers(strategy, FAILED)
         raise
 
 

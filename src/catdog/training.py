@@ -169,6 +169,12 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         epoch = getattr(self.model, "_initial_epoch", None) or 0
         agree(self.model.distribute_strategy, epoch, "the epoch to resume from")
 
+    def on_train_end(self, logs=None):
+        super().on_train_end(logs)
+        # Keras never clears the resume epoch it set: a later fit of this model (the
+        # fine-tuning stage) would start from it instead of its own initial_epoch
+        self.model._initial_epoch = None
+
 
 def _as_float(text: str) -> float:
     try:

@@ -360,11 +360,13 @@ def run_training(config: RunConfig, strategy=None) -> dict:
             "(its config.json records learning_rate_found) and pass it to the cluster."
         )
     out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise InvalidArgumentError(f"The run folder {str(out)!r} is a file; choose a folder.")
     staging, created = out / ".resume", not out.exists()
     with contextlib.ExitStack() as held:
         with failures_shared(strategy):  # every check, on every worker, before any training
+            if out.exists() and not out.is_dir():
+                raise InvalidArgumentError(
+                    f"The run folder {str(out)!r} is a file; choose a folder."
+                )
             if is_chief(strategy):  # the chief holds the lock and owns the folder
                 held.enter_context(
                     file_lock(
@@ -377,7 +379,9 @@ def run_training(config: RunConfig, strategy=None) -> dict:
                 held.callback(_drop_empty_state, out, staging, created)  # runs before unlocking
             finished, plan = _plan(config, out, staging, strategy)
         agree(strategy, finished is not None, "whether the run is already finished")
-        return finished or _train_and_publish(config, out, staging, strategy, *plan)
+        if finished is not None:
+            return finished
+        return _train_and_publish(config, out, staging, strategy, *plan)
 
 
 def _drop_empty_state(out: Path, staging: Path, created: bool) -> None:
@@ -524,7 +528,7 @@ def _check_pending(pending: dict | None, record: dict, out: Path, staging: Path,
         )
 
 
-def _build_checked(config: RunConfig, splits, strategy=None):
+def _build_checked(config: RunConfig, splits, strategy):
     """Build the model (in ``strategy``'s scope) and check the fine-tuning arguments against
     it."""
     from catdog.distribute import strategy_scope
@@ -566,13 +570,14 @@ def _fit_stages(config: RunConfig, splits, model, staging: Path, strategy=None):
     chief = is_chief(strategy)
     fitted = read_json(staging / "fitted.json")
     stage1_done = staging / "stage1.json"
-    agree(strategy, 2 if fitted else int(stage1_done.exists()), "the training stage to resume")
-    if fitted is not None:
+    stage = 2 if fitted is not None else 1 if stage1_done.exists() else 0
+    agree(strategy, stage, "the training stage to resume")
+    if stage == 2:
         logger.warning("Resuming: training finished before; writing the run's files.")
         return fitted["history"], fitted["fine_tune_start"], model
     best = staging / "best.keras"
     common = _stage_arguments(config, best, strategy, chief)
-    if stage1_done.exists():
+    if stage == 1:
         logger.warning("Resuming: the first training stage is already done.")
         first = json.loads(stage1_done.read_text())
         with strategy_scope(strategy):
