@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,7 +51,9 @@ def test_report_on_splits_and_save(synthetic_splits, tmp_path):
     model = catdog.build_baseline_model(input_shape=(64, 64, 3), filters=(4,), dense_units=8)
     report = evaluate(model, synthetic_splits)
     assert report.count == len(synthetic_splits.files["test"])
-    assert all(m.path in synthetic_splits.files["test"] for m in report.misclassified)
+    # paths relative to the data folder (report.data); path_of gives the full one
+    assert all(not Path(m.path).is_absolute() for m in report.misclassified)
+    assert all(report.path_of(m) in synthetic_splits.files["test"] for m in report.misclassified)
     txt, js = report.save(tmp_path)
     assert json.loads(js.read_text())["accuracy"] == pytest.approx(report.accuracy)
     assert txt.read_text().startswith("examples:")

@@ -79,6 +79,23 @@ def _copy_run(config: RunConfig, target: Path) -> RunConfig:
     return replace(config, out=target)
 
 
+def assert_same_report(got, want, rel: float = 1e-5, where: str = "report") -> None:
+    """Two report.json dicts hold the same fields and counts, their numbers equal within
+    ``rel``: floats from two processes, CPUs or engines differ in the last digits."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), where
+        for key in want:
+            assert_same_report(got[key], want[key], rel, f"{where}.{key}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (a, b) in enumerate(zip(got, want, strict=True)):
+            assert_same_report(a, b, rel, f"{where}[{i}]")
+    elif isinstance(want, float) or isinstance(got, float):
+        assert got == pytest.approx(want, rel=rel, abs=1e-7), where
+    else:
+        assert got == want, where
+
+
 def _snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
@@ -286,7 +303,9 @@ def test_evaluate_uses_the_run_split(finished_run, tmp_path, capsys, monkeypatch
     status, stdout, stderr = cli_in_process(capsys, "evaluate", model, "--out", "scores")
     assert status == 0, stderr
     recorded = json.loads((finished_run.out / "report.json").read_text())
-    assert json.loads((tmp_path / "scores" / "report.json").read_text()) == recorded
+    scored = json.loads((tmp_path / "scores" / "report.json").read_text())
+    assert scored["engine"] == recorded["engine"] == "tensorflow"  # the run's engine
+    assert_same_report(scored, recorded)  # another process or CPU: the last digits may differ
 
     run = _copy_run(finished_run, tmp_path / "changed")  # its files differ from the record
     config = json.loads((run.out / "config.json").read_text())
@@ -597,3 +616,177 @@ def test_folder_conventions(tmp_path, caplog):
     assert str(webp) in splits.files["train"]  # WebP: as in predict
     assert not any(".thumbnails" in p for p in splits.files["train"])
     assert "unsorted/" in caplog.text
+
+
+# ----------------------------------------------------------------------------- issue 23
+def test_reports_record_their_engine_and_name_files_relative_to_the_data(
+    finished_run, tmp_path, capsys
+):
+    from catdog.evaluation import Report
+
+    recorded = json.loads((finished_run.out / "report.json").read_text())
+    assert recorded["engine"] == "tensorflow"  # what the run scored with
+    assert recorded["data"] == os.path.abspath(finished_run.data)
+    for wrong in recorded["misclassified"]:  # relative to the data folder, which is recorded
+        assert not os.path.isabs(wrong["path"])
+        assert os.path.isfile(os.path.join(recorded["data"], wrong["path"]))
+    report = Report.from_dict(recorded)
+    assert all(os.path.isabs(report.path_of(m)) for m in report.misclassified)
+
+    model = finished_run.out / "model.keras"  # another engine, asked for: recorded, close
+    status, _, stderr = cli_in_process(
+        capsys, "evaluate", model, "--engine", "litert", "--out", tmp_path / "lite"
+    )
+    assert status == 0, stderr
+    lite = json.loads((tmp_path / "lite" / "report.json").read_text())
+    assert lite["engine"] == "litert" and lite["data"] == recorded["data"]
+    assert lite["loss"] == pytest.approx(recorded["loss"], rel=1e-3)
+    assert all(not os.path.isabs(m["path"]) for m in lite["misclassified"])
+
+    old = _copy_run(finished_run, tmp_path / "old")  # a report from before engines were kept
+    for name in ("engine", "data"):
+        recorded.pop(name)
+    (old.out / "report.json").write_text(json.dumps(recorded))
+    assert Report.from_dict(recorded).engine is None
+    status, _, stderr = cli_in_process(
+        capsys, "evaluate", old.out / "model.keras", "--out", tmp_path / "again"
+    )
+    assert status == 0, stderr
+    assert json.loads((tmp_path / "again" / "report.json").read_text())["engine"] == "tensorflow"
+
+
+def _run_with_seed(finished_run, target: Path, data: Path, seed: int) -> Path:
+    """A copy of the finished run, recorded as trained on ``data`` with ``seed``."""
+    from catdog.workflow import split_fingerprint
+
+    run = _copy_run(finished_run, target)
+    config = json.loads((run.out / "config.json").read_text())
+    splits = from_directory(data, image_size=(16, 16), seed=seed)
+    config.update(data=str(data), seed=seed, splits=split_fingerprint(splits))
+    (run.out / "config.json").write_text(json.dumps(config))
+    return run.out / "model.keras"
+
+
+def test_evaluate_recognises_the_runs_data_after_a_move(
+    finished_run, synthetic_root, tmp_path, capsys, monkeypatch
+):
+    flat = tmp_path / "flat"  # one folder per class, split three ways by the seed
+    for name in ("cats", "dogs"):
+        shutil.copytree(Path(synthetic_root) / "train" / name, flat / name)
+    model = _run_with_seed(finished_run, tmp_path / "run", flat, seed=7)
+    moved = tmp_path / "moved"
+    flat.rename(moved)
+
+    seeds = []
+    real = catdog_data.from_directory
+    monkeypatch.setattr(
+        catdog_data, "from_directory", lambda *a, **k: seeds.append(k["seed"]) or real(*a, **k)
+    )
+    status, _, stderr = cli_in_process(capsys, "evaluate", model, "--data", moved)
+    assert status == 0, stderr
+    assert seeds[-1] == 7, "the moved data is the run's: its split is the run's"
+    trained_on = set(real(moved, image_size=(16, 16), seed=7).files["train"])
+    default_test = set(real(moved, image_size=(16, 16), seed=1337).files["test"])
+    assert trained_on & default_test, "the default seed's test split holds training images"
+
+    line = _one_line_error(capsys, "evaluate", model, "--data", moved, "--seed", 1337)
+    assert "--seed 7" in line and "training images" in line
+    assert cli_in_process(capsys, "evaluate", model, "--data", moved, "--seed", 7)[0] == 0
+
+    other = tmp_path / "other"  # other files: not the run's data, the usual default seed
+    shutil.copytree(moved, other)
+    next((other / "cats").iterdir()).unlink()
+    seeds.clear()
+    assert cli_in_process(capsys, "evaluate", model, "--data", other)[0] == 0
+    assert seeds[-1] == 1337
+    assert cli_in_process(capsys, "evaluate", model, "--data", other, "--seed", 3)[0] == 0
+
+
+def test_a_folder_given_for_a_file_and_duplicate_class_names_are_one_line_errors(
+    finished_run, tmp_path, capsys
+):
+    model = finished_run.out / "model.keras"
+    image = next((Path(finished_run.data) / "validation" / "cats").iterdir())
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "saved_model.pb").write_bytes(b"")
+    line = _one_line_error(capsys, "predict", model, tmp_path)
+    assert "is a folder" in line and "image files" in line
+    line = _one_line_error(capsys, "predict", served, image)
+    assert "SavedModel" in line and ".keras" in line and "does not exist" not in line
+    line = _one_line_error(capsys, "evaluate", served)
+    assert "SavedModel" in line and ".keras" in line
+    line = _one_line_error(capsys, "evaluate", model, "--data", image)
+    assert "is a file, not a folder" in line
+    with pytest.raises(InvalidArgumentError, match="SavedModel export"):
+        catdog.load_model(served)
+
+    line = _one_line_error(capsys, "predict", model, image, "--class-names", "a,a")
+    assert "--class-names" in line and "'a' more than once" in line
+    net = catdog.build_baseline_model(input_shape=(16, 16, 3), filters=(4,), dense_units=8)
+    tflite = export(net, tmp_path / "m.tflite", format="tflite")
+    catdog_inference.labels_path(tflite).write_text("cats\ncats\n")
+    line = _one_line_error(capsys, "predict", tflite, image)
+    assert "m.labels.txt" in line and "'cats' more than once" in line
+
+
+def test_hand_edited_run_files_are_one_line_errors_naming_the_field(
+    finished_run, tmp_path, capsys, caplog
+):
+    from catdog.evaluation import Report
+
+    run = _copy_run(finished_run, tmp_path / "run")
+    config_path, report_path = run.out / "config.json", run.out / "report.json"
+    good_config, good_report = config_path.read_text(), report_path.read_text()
+    model = run.out / "model.keras"
+    for field_, value in (("seed", "7"), ("data", 12345), ("model", None)):
+        config = json.loads(good_config)
+        config[field_] = value
+        config_path.write_text(json.dumps(config))
+        line = _one_line_error(capsys, "evaluate", model)
+        assert "config.json" in line and f"field {field_!r}" in line, line
+        line = _one_line_error(capsys, "card", run.out)
+        assert "config.json" in line and f"field {field_!r}" in line, line
+    config_path.write_text("{not json")
+    assert "not valid JSON" in _one_line_error(capsys, "evaluate", model)
+    config_path.write_text(good_config)
+
+    report = json.loads(good_report)
+    del report["confusion"]
+    report_path.write_text(json.dumps(report))
+    for argv in (("evaluate", model), ("card", run.out)):
+        line = _one_line_error(capsys, *argv)
+        assert "report.json" in line and "'confusion'" in line and "missing" in line, line
+    with pytest.raises(InvalidArgumentError, match="'per_class'"):
+        Report.from_dict({**json.loads(good_report), "per_class": {"cats": {}}})
+
+    # training into the folder: the damaged record is named, and the run replaces it
+    report_path.write_text(json.dumps(report))
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        result = run_training(run)
+    assert "'confusion'" in caplog.text and "Training the run again" in caplog.text
+    assert "finished_before" not in result
+    assert "confusion" in json.loads(report_path.read_text())
+
+
+def test_an_output_folder_that_is_a_file_fails_before_any_work(
+    synthetic_root, tmp_path, capsys, monkeypatch
+):
+    from catdog import workflow
+
+    a_file = tmp_path / "logs"
+    a_file.write_text("")
+    loads = []
+    monkeypatch.setattr(workflow, "load_data", lambda *a, **k: loads.append(1))
+    for where in (a_file, a_file / "run1"):
+        line = _one_line_error(
+            capsys,
+            *("train", "--model", "baseline", "--data", synthetic_root),
+            *("--out", tmp_path / "run", "--tensorboard", where),
+        )
+        assert "--tensorboard" in line and "not a folder" in line, line
+    assert loads == [] and not (tmp_path / "run").exists()
+    line = _one_line_error(capsys, "tune", "--data", tmp_path / "missing", "--tensorboard", a_file)
+    assert "--tensorboard" in line and "not a folder" in line, line
+    line = _one_line_error(capsys, "tune", "--data", tmp_path / "missing", "--out", a_file)
+    assert "--out" in line and "not a folder" in line, line

@@ -6,7 +6,7 @@ A rule written twice drifts apart: the checks below raise
 
 from __future__ import annotations
 
-from catdog.errors import InvalidArgumentError
+from catdog.errors import InvalidArgumentError, OutputError
 
 DEFAULT_IMAGE_SIDE = 160
 """The square side of the cats_and_dogs_filtered recipe's images, in pixels."""
@@ -131,3 +131,30 @@ def did_you_mean(name, known) -> str:
         return ""
     options = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
     return f" Did you mean {options}?"
+
+
+def check_output_folder(option: str, path) -> None:
+    """Refuse an output folder that cannot be one (a file, or under a file), before any work.
+
+    ``None`` (not given) passes.
+
+    Examples:
+        >>> check_output_folder("--tensorboard", "/dev/null")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        catdog.errors.OutputError: --tensorboard '/dev/null' is a file, not a folder; ...
+    """
+    import os
+
+    if path is None or path == "":
+        return
+    path = os.fspath(path)
+    here = path
+    while here and not os.path.exists(here):
+        parent = os.path.dirname(here)
+        here = parent if parent != here else ""
+    if here and not os.path.isdir(here):
+        where = "is a file" if here == path else f"is under the file {here!r}"
+        raise OutputError(
+            f"{option} {path!r} {where}, not a folder; pass a folder (it is created if missing)."
+        )

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from catdog.errors import DatasetNotFoundError, OutputError
-from catdog.io import read_json, write_text
+from catdog.io import write_text
 
 _SETTINGS = (
     "epochs",
@@ -43,8 +43,13 @@ def model_card(run_folder: str | os.PathLike) -> str:
         print(model_card("runs/demo"))
         ```
     """
+    from catdog.evaluation import Report
+    from catdog.workflow import read_run_file, run_record
+
     folder = Path(run_folder)
-    config, report = read_json(folder / "config.json"), read_json(folder / "report.json")
+    config, report = run_record(folder), read_run_file(folder / "report.json")
+    if report is not None:  # checked: a hand-edited field is named, not a traceback
+        Report.from_dict(report, source=repr(str(folder / "report.json")))
     if not isinstance(config, dict) or not isinstance(report, dict):
         raise DatasetNotFoundError(
             f"{str(folder)!r} is not a finished catdog run folder (config.json and report.json "

@@ -25,9 +25,9 @@ from catdog._rules import (
     PRECISIONS,
     SPLIT_NAMES,
     STRATEGIES,
+    check_output_folder,
 )
 from catdog.errors import CatdogError, InvalidArgumentError
-from catdog.io import read_json
 from catdog.workflow import (
     DEMO_DEFAULTS,
     FROZEN_BASE_DEFAULTS,
@@ -119,29 +119,116 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_class_names(names: list, source: str) -> list[str]:
+    """``names`` if they are distinct, non-empty strings; else a one-line error naming
+    ``source``."""
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise InvalidArgumentError(f"{source} must list class names (non-empty strings).")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidArgumentError(
+            f"{source} names {', '.join(map(repr, twice))} more than once; give each class "
+            "its own name, in the model's output order."
+        )
+    return names
+
+
 def _class_names_beside(model_path: str) -> list[str] | None:
     """The class names in ``class_names.json`` next to the model (its run folder), or None."""
-    names = read_json(Path(model_path).with_name("class_names.json"))
-    return names if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
+    from catdog.workflow import read_run_file
+
+    path = Path(model_path).with_name("class_names.json")
+    names = read_run_file(path)
+    return None if names is None else _check_class_names(names, repr(str(path)))
+
+
+def _input_file(path: str, expected: str) -> None:
+    """Refuse a folder given where a file is expected, saying what it is."""
+    if Path(path).is_dir():
+        kind = (
+            "a SavedModel folder (an export, for TensorFlow Serving)"
+            if (Path(path) / "saved_model.pb").is_file()
+            else "a folder"
+        )
+        raise InvalidArgumentError(f"{path!r} is {kind}; {expected}.")
+
+
+_MODEL_FILE = "pass a .keras model file (catdog train writes RUN/model.keras)"
 
 
 def _same_data(a: str, b: str) -> bool:
     return a == b or Path(a).resolve() == Path(b).resolve()
 
 
-def _evaluation_seed(args: argparse.Namespace, run: dict | None, data: str) -> int:
-    """The seed that reproduces the run's split of its own data; refuse another one."""
-    from catdog.data import DEFAULT_SEED
+def _run_engine(model_path: str, run: dict | None) -> str | None:
+    """The engine the run scored its report with (``report.json`` beside the model)."""
+    from catdog.evaluation import Report
+    from catdog.workflow import read_run_file
 
-    if run is None or not _same_data(data, run["data"]):
-        return DEFAULT_SEED if args.seed is None else args.seed
-    if args.seed is not None and args.seed != run["seed"]:
+    path = Path(model_path).with_name("report.json")
+    found = read_run_file(path) if run is not None else None
+    if found is None:
+        return None
+    engine = Report.from_dict(found, source=repr(str(path))).engine
+    if engine is None:
+        return "tensorflow"  # a report from before engines were recorded: the run's default
+    if engine not in ENGINES:
         raise InvalidArgumentError(
-            f"{args.model} was trained on {data} with --seed {run['seed']}; with --seed "
+            f"{str(path)!r}: field 'engine' must be one of {ENGINES}, got {engine!r}; the file "
+            "was edited or damaged. Restore it, or pass --engine."
+        )
+    return engine
+
+
+def _refuse_another_seed(args: argparse.Namespace, run: dict, data: str, moved: bool) -> None:
+    if args.seed is not None and args.seed != run["seed"]:
+        where = f"the files in {data} (recorded in {run['data']})" if moved else data
+        raise InvalidArgumentError(
+            f"{args.model} was trained on {where} with --seed {run['seed']}; with --seed "
             f"{args.seed} its split would put training images into the {args.split} split. "
             "Leave --seed out to use the run's split."
         )
-    return run["seed"]
+
+
+def _evaluation_splits(args: argparse.Namespace, run: dict | None, data: str, load):
+    """The splits to score on: for the run's data, the run's split.
+
+    The run's data is recognised where it was trained, and anywhere else by the files the
+    run recorded (``config.json``'s split fingerprints, relative to the data folder): a moved
+    copy gets the run's seed too. Another ``--seed`` for the run's data is refused.
+    """
+    from catdog.workflow import split_fingerprint, splits_match
+
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    if run is None:
+        return load(seed)
+    recorded = run.get("splits")
+    if _same_data(data, run["data"]):
+        _refuse_another_seed(args, run, data, moved=False)
+        splits = load(run["seed"])
+        if recorded and not splits_match(recorded, split_fingerprint(splits)):
+            logger.warning(
+                "The files in %s changed since the model was trained: its splits differ from "
+                "the run's, so the %s split may hold images the model was trained on.",
+                data,
+                args.split,
+            )
+        return splits
+    if not recorded:  # a run without fingerprints: its data is known by its place only
+        return load(seed)
+    splits = load(run["seed"])
+    if splits_match(recorded, split_fingerprint(splits)):
+        _refuse_another_seed(args, run, data, moved=True)
+        logger.info(
+            "%s holds the files the model was trained on (recorded in %s): scoring the run's "
+            "%s split (seed %s).",
+            data,
+            run["data"],
+            args.split,
+            run["seed"],
+        )
+        return splits
+    return splits if seed == run["seed"] else load(seed)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -149,8 +236,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from catdog.evaluation import evaluate
     from catdog.models import class_names_of
     from catdog.saving import load_model
-    from catdog.workflow import split_fingerprint, splits_match
 
+    _input_file(args.model, _MODEL_FILE)
     model = load_model(args.model)
     run = run_record(Path(args.model).parent)
     data = args.data or (run or {}).get("data")
@@ -158,7 +245,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(
             "Pass --data FOLDER: the model has no run folder (config.json) to take it from."
         )
-    seed = _evaluation_seed(args, run, data)
+    engine = args.engine or _run_engine(args.model, run) or "auto"
     class_names = class_names_of(model) or _class_names_beside(args.model)
     if class_names is None:
         logger.warning(
@@ -166,24 +253,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "folders, sorted, are taken to be the model's outputs in order.",
             args.model,
         )
-    options = dict(image_size=tuple(model.input_shape[1:3]), batch_size=args.batch_size, seed=seed)
-    if data == "cats_and_dogs":
-        splits = load_cats_and_dogs(**options)
-    else:
-        splits = from_directory(data, class_names=class_names, **options)
-    recorded = (run or {}).get("splits")
-    if (
-        recorded
-        and _same_data(data, run["data"])
-        and not splits_match(recorded, split_fingerprint(splits))
-    ):
-        logger.warning(
-            "The files in %s changed since the model was trained: its splits differ from the "
-            "run's, so the %s split may hold images the model was trained on.",
-            data,
-            args.split,
-        )
-    report = evaluate(model, splits, split=args.split, engine=args.engine, tta=args.tta)
+    options = dict(image_size=tuple(model.input_shape[1:3]), batch_size=args.batch_size)
+
+    def load(seed: int):
+        if data == "cats_and_dogs":
+            return load_cats_and_dogs(seed=seed, **options)
+        return from_directory(data, class_names=class_names, seed=seed, **options)
+
+    splits = _evaluation_splits(args, run, data, load)
+    report = evaluate(model, splits, split=args.split, engine=engine, tta=args.tta)
     print(report)
     if args.out:
         report.save(args.out)
@@ -191,16 +269,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from catdog.inference import LiteRTModel, predict
+    from catdog.inference import LiteRTModel, labels_path, predict
     from catdog.models import class_names_of
 
+    _input_file(
+        args.model,
+        "pass a .keras model file, or a .tflite file (a SavedModel is predicted from the "
+        ".keras model it was exported from)",
+    )
+    for image in args.images:
+        _input_file(image, f"predict takes image files, e.g. {os.path.join(image, '*.jpg')}")
+    names = None
+    if args.class_names:
+        names = _check_class_names(
+            [n.strip() for n in args.class_names.split(",")], "--class-names"
+        )
     if Path(args.model).suffix == ".tflite":
         model = LiteRTModel(args.model)
+        if not names and model.class_names:
+            _check_class_names(model.class_names, repr(str(labels_path(args.model))))
     else:
         from catdog.saving import load_model
 
         model = load_model(args.model)
-    names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
     own = model.class_names if isinstance(model, LiteRTModel) else class_names_of(model)
     names = names or own or _class_names_beside(args.model)
     for p in predict(model, args.images, names, engine=args.engine, tta=args.tta):
@@ -211,6 +302,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from catdog.saving import export, load_model
 
+    _input_file(args.model, _MODEL_FILE)
     model = load_model(args.model)
     path = export(
         model, args.out, format=args.format, overwrite=args.overwrite, quantize=args.quantize
@@ -223,6 +315,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from catdog.tuning import FAMILIES, distributed_role
 
     role = distributed_role()  # a bad KERASTUNER_* variable fails before the data loads
+    check_output_folder("--out", args.out)  # output paths, before any work
+    check_output_folder("--tensorboard", args.tensorboard)
 
     families = [f.strip() for f in args.families.split(",")] if args.families else list(FAMILIES)
     unknown = [f for f in families if f not in FAMILIES]
@@ -409,13 +503,19 @@ def _tensorboard(folder: str | None) -> list:
     return [keras.callbacks.TensorBoard(log_dir=folder)]
 
 
-def _add_engine(parser: argparse.ArgumentParser) -> None:
+def _add_engine(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
     parser.add_argument(
         "--engine",
-        default="auto",
+        default=default,
         choices=ENGINES,
         help="where a .keras model runs: litert (converted once, cached; fastest on a CPU), "
-        "tensorflow, or auto (default: litert, else tensorflow)",
+        "tensorflow, or auto (litert, else tensorflow). Default: "
+        + (
+            "auto"
+            if default
+            else "the engine of the run's report.json (a run's model is scored as its run "
+            "scored it), else auto"
+        ),
     )
     parser.add_argument(
         "--tta",
@@ -435,10 +535,11 @@ def _add_evaluate_predict_export(sub) -> None:
     evaluate.add_argument(
         "--seed",
         type=int,
-        help=f"split seed; default: the run's (config.json beside the model), else {DEFAULT_SEED}",
+        help="split seed; default: the run's (config.json beside the model), for its data "
+        f"wherever it is now (recognised by its files), else {DEFAULT_SEED}",
     )
     evaluate.add_argument("--out", help="folder for report.txt and report.json")
-    _add_engine(evaluate)
+    _add_engine(evaluate, default=None)
     evaluate.set_defaults(func=cmd_evaluate)
 
     predict = sub.add_parser("predict", help="classify image files")

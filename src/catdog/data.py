@@ -279,6 +279,11 @@ def split_files(
     check_fraction("test_fraction", test_fraction)
     check_fraction("validation_fraction", validation_fraction)
     root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise DatasetError(
+            f"Data folder {str(root)!r} is a file, not a folder. Pass a folder with train/ and "
+            "validation/ sub-folders, or one sub-folder per class."
+        )
     if not root.is_dir():
         raise DatasetNotFoundError(
             f"Data folder {str(root)!r} does not exist. Pass a folder with train/ and "

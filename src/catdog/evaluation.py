@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from catdog.inference import (  # noqa: F401  (predict and load_images moved the
     load_images,
     predict,
     predict_probabilities,
+    predictor_for,
 )
 from catdog.io import write_json, write_text
 
@@ -67,7 +69,12 @@ class Report:
 
     ``confusion[i][j]`` counts examples of class i predicted as class j. ``misclassified``
     is sorted by confidence, most confidently wrong first; ``path`` is known when the files
-    were given.
+    were given. Scored on a [`Splits`][catdog.data.Splits], ``data`` is the data folder and
+    each ``path`` is relative to it (so a run's report and ``catdog evaluate``'s name the
+    same files the same way, wherever the data lives; [`path_of`][catdog.evaluation.Report.path_of]
+    gives the full path). ``engine`` is where the model ran (``"tensorflow"`` or
+    ``"litert"``, whose outputs differ in the last digits; ``None`` in reports written before
+    catdog recorded it).
     """
 
     loss: float
@@ -78,6 +85,8 @@ class Report:
     confusion: list[list[int]]
     misclassified: list[Misclassified] = field(default_factory=list)
     count: int = 0
+    engine: str | None = None
+    data: str | None = None
 
     @property
     def correct(self) -> int:
@@ -94,9 +103,18 @@ class Report:
         interval = self.accuracy_interval
         return {**asdict(self), "accuracy_ci95": list(interval) if interval else None}
 
+    def path_of(self, item: Misclassified) -> str | None:
+        """The full path of a misclassified file (its ``path`` joined to ``data``)."""
+        return None if item.path is None else os.path.join(self.data or "", item.path)
+
     @classmethod
-    def from_dict(cls, data: dict) -> Report:
+    def from_dict(cls, data: dict, source: str = "report.json") -> Report:
         """The report that [`to_dict`][catdog.evaluation.Report.to_dict] (or report.json) holds.
+
+        Every field is checked: a field missing or of the wrong type (a hand-edited file)
+        raises [`InvalidArgumentError`][catdog.errors.InvalidArgumentError] naming ``source``
+        and the field. Reports written before ``engine`` and ``data`` existed read as
+        ``None`` for them.
 
         Examples:
             ```python
@@ -104,11 +122,7 @@ class Report:
             report = Report.from_dict(data)
             ```
         """
-        values = {k: v for k, v in data.items() if k != "accuracy_ci95"}
-        values["loss"] = float("nan") if values.get("loss") is None else values["loss"]
-        values["per_class"] = {k: ClassMetrics(**v) for k, v in values["per_class"].items()}
-        values["misclassified"] = [Misclassified(**m) for m in values.get("misclassified", [])]
-        return cls(**values)
+        return cls(**_checked_report(data, source))
 
     def save(self, folder: str | os.PathLike, stem: str = "report") -> tuple[Path, Path]:
         """Write ``stem.txt`` (the table) and ``stem.json`` atomically into ``folder``."""
@@ -151,6 +165,114 @@ class Report:
             for m in self.misclassified[:10]:
                 lines.append(f"  {m.path or '?'}: {m.true} -> {m.predicted} ({m.confidence:.2f})")
         return "\n".join(lines)
+
+
+_MISSING = object()
+
+
+def _bad_field(source: str, name: str, expected: str, value=None, missing: bool = False):
+    shown = "it is missing" if missing else f"got {_json_text(value)[:60]}"
+    return InvalidArgumentError(
+        f"{source}: field {name!r} must be {expected}, {shown}. Restore the file, or write it "
+        "again (catdog train, or catdog evaluate --out)."
+    )
+
+
+def _json_text(value) -> str:
+    """``value`` as JSON text (how it looks in the file), for error messages."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _checked_report(data, source: str) -> dict:
+    """The fields of a report dict, checked (see ``Report.from_dict``)."""
+    from catdog._rules import is_int
+
+    if not isinstance(data, dict):
+        raise InvalidArgumentError(
+            f"{source} does not hold a report (a JSON object). Restore the file, or write it "
+            "again (catdog train, or catdog evaluate --out)."
+        )
+
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    def get(name: str, check, expected: str, default=_MISSING):
+        if name not in data:
+            if default is _MISSING:
+                raise _bad_field(source, name, expected, missing=True)
+            return default
+        if not check(data[name]):
+            raise _bad_field(source, name, expected, data[name])
+        return data[name]
+
+    names = get(
+        "class_names",
+        lambda v: isinstance(v, list) and v and all(isinstance(n, str) for n in v),
+        "a list of class names",
+    )
+    n = len(names)
+    values = {
+        "loss": get("loss", lambda v: v is None or number(v), "a number or null"),
+        "accuracy": get("accuracy", number, "a number"),
+        "baseline": get("baseline", number, "a number"),
+        "class_names": names,
+        "count": get("count", lambda v: is_int(v, minimum=0), "an integer >= 0", 0),
+        "engine": get("engine", lambda v: v is None or isinstance(v, str), "a string", None),
+        "data": get("data", lambda v: v is None or isinstance(v, str), "a string", None),
+    }
+    values["loss"] = float("nan") if values["loss"] is None else values["loss"]
+    metric_keys = {"precision", "recall", "f1", "support"}
+    per_class = get(
+        "per_class",
+        lambda v: (
+            isinstance(v, dict)
+            and list(v) == names
+            and all(
+                isinstance(m, dict)
+                and set(m) == metric_keys
+                and all(number(m[k]) for k in ("precision", "recall", "f1"))
+                and is_int(m["support"], minimum=0)
+                for m in v.values()
+            )
+        ),
+        "an object of precision, recall, f1 and support per class, in class_names order",
+    )
+    values["per_class"] = {k: ClassMetrics(**v) for k, v in per_class.items()}
+    values["confusion"] = get(
+        "confusion",
+        lambda v: (
+            isinstance(v, list)
+            and len(v) == n
+            and all(
+                isinstance(row, list) and len(row) == n and all(is_int(c, minimum=0) for c in row)
+                for row in v
+            )
+        ),
+        f"a {n}x{n} list of counts (one row per class)",
+    )
+    wrong_keys = {"path", "true", "predicted", "confidence"}
+    misclassified = get(
+        "misclassified",
+        lambda v: (
+            isinstance(v, list)
+            and all(
+                isinstance(m, dict)
+                and set(m) == wrong_keys
+                and (m["path"] is None or isinstance(m["path"], str))
+                and isinstance(m["true"], str)
+                and isinstance(m["predicted"], str)
+                and number(m["confidence"])
+                for m in v
+            )
+        ),
+        "a list of {path, true, predicted, confidence}",
+        [],
+    )
+    values["misclassified"] = [Misclassified(**m) for m in misclassified]
+    return values
 
 
 def compare_reports(first: Report, second: Report, names: Sequence[str] = ("A", "B")) -> str:
@@ -222,9 +344,11 @@ def evaluate(
     """
     from catdog.models import class_names_of
 
+    folder = None
     if isinstance(data, Splits):
         class_names = class_names or data.class_names
-        files = data.files[split]
+        folder = data_folder(data)
+        files = [os.path.relpath(os.path.abspath(p), folder) for p in data.files[split]]
         data = getattr(data, split)
     known = class_names_of(model)
     if known and class_names and list(class_names) != known:
@@ -276,4 +400,13 @@ def evaluate(
         confusion=confusion.tolist(),
         misclassified=misclassified,
         count=int(labels.size),
+        engine=predictor_for(model, engine).engine,  # the one that ran ("auto" resolved)
+        data=folder,
     )
+
+
+def data_folder(splits: Splits) -> str:
+    """The folder of a [`Splits`][catdog.data.Splits]' files, absolute: the folder holding
+    all of them (every split's)."""
+    every = [os.path.abspath(p) for files in splits.files.values() for p in files]
+    return os.path.commonpath(every) if every else os.path.abspath(".")

@@ -280,7 +280,7 @@ def plot_misclassified(
 
     wrong = [m for m in report.misclassified if m.path][:n]
     fig, axes = _grid(len(wrong), 3)
-    images = load_images([m.path for m in wrong], image_size) if wrong else []
+    images = load_images([report.path_of(m) for m in wrong], image_size) if wrong else []
     heatmaps = [None] * len(wrong)
     if model is not None and wrong:
         from catdog.interpret import gradcam

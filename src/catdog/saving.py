@@ -213,6 +213,12 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     import catdog.models  # noqa: F401  (registers ImageClassifier)
 
     path = Path(path)
+    if path.is_dir():
+        kind = "a SavedModel export" if (path / "saved_model.pb").is_file() else "a folder"
+        raise InvalidArgumentError(
+            f"{str(path)!r} is {kind}, not a model file. Pass a .keras file saved by catdog or "
+            "keras."
+        )
     if not path.is_file():
         raise InputFileNotFoundError(f"Model file {str(path)!r} does not exist.")
     try:

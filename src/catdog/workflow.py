@@ -26,8 +26,10 @@ from catdog._rules import (
     DEFAULT_SEED,
     DEFAULT_UNFREEZE_FROM,
     check_int,
+    check_output_folder,
     check_positive_number,
     check_strategy,
+    is_int,
 )
 from catdog.download import default_cache_dir
 from catdog.errors import InvalidArgumentError, OutputError, TrainingDivergedError
@@ -229,8 +231,56 @@ def config_record(config: RunConfig) -> dict:
     return json.loads(json.dumps(json_safe(record)))
 
 
+def read_run_file(path: str | os.PathLike):
+    """The JSON value of a run folder's file, or ``None`` when there is no such file.
+
+    A file that is not valid JSON (edited by hand, or damaged) raises
+    [`InvalidArgumentError`][catdog.errors.InvalidArgumentError] naming it: catdog writes
+    its files atomically, so it never leaves one half written.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise InvalidArgumentError(
+            f"{str(path)!r} is not valid JSON ({str(error).splitlines()[0]}); it was edited or "
+            "damaged. Restore it, or write it again (catdog train into a new --out)."
+        ) from None
+
+
+def _is_str_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _is_fingerprint(value) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(f, dict)
+        and is_int(f.get("count"), minimum=0)
+        and isinstance(f.get("sha256"), str)
+        and isinstance(f.get("per_class", {}), dict)
+        for f in value.values()
+    )
+
+
+_RECORD_FIELDS = {  # name: (check, what it must be, required)
+    "data": (lambda v: isinstance(v, str) and v != "", "a data folder (a string)", True),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer", True),
+    "model": (lambda v: isinstance(v, str) and v != "", "a model name (a string)", True),
+    "class_names": (_is_str_list, "a list of class names", False),
+    "splits": (_is_fingerprint, "an object of {count, sha256} per split", False),
+}
+
+
 def run_record(folder: str | os.PathLike) -> dict | None:
     """The ``config.json`` of a catdog run folder, or ``None`` if there is none (or not ours).
+
+    The fields read back (``data``, ``seed``, ``model``, ``class_names``, ``splits``) are
+    checked: a file edited by hand into another type (``"seed": "7"``) raises
+    [`InvalidArgumentError`][catdog.errors.InvalidArgumentError] naming the file and the
+    field. A JSON object with none of ``data``, ``seed`` and ``splits`` is not a catdog
+    record.
 
     Examples:
         ```python
@@ -238,10 +288,20 @@ def run_record(folder: str | os.PathLike) -> dict | None:
         # 1337
         ```
     """
-    record = read_json(Path(folder) / "config.json")
-    if isinstance(record, dict) and {"data", "seed", "model"} <= set(record):
-        return record
-    return None
+    path = Path(folder) / "config.json"
+    record = read_run_file(path)
+    if not isinstance(record, dict) or not {"data", "seed", "splits"} & set(record):
+        return None
+    for name, (check, expected, required) in _RECORD_FIELDS.items():
+        if name not in record and not required:
+            continue
+        if name not in record or not check(record[name]):
+            found = "it is missing" if name not in record else f"got {json.dumps(record[name])}"
+            raise InvalidArgumentError(
+                f"{str(path)!r}: field {name!r} must be {expected}, {found[:80]}; the file "
+                "was edited or damaged. Restore it (catdog train wrote it)."
+            )
+    return record
 
 
 def changed_fields(old: dict, new: dict) -> list[str]:
@@ -432,6 +492,7 @@ def check_config(config: RunConfig) -> None:
         )
     check_positive_number("fine_tune_learning_rate", config.fine_tune_learning_rate)
     check_strategy(config.strategy)
+    check_output_folder("--tensorboard", config.tensorboard)
 
 
 def _clear_state(staging: Path) -> None:
@@ -453,17 +514,26 @@ def _plan(config: RunConfig, out: Path, staging: Path, strategy):
 
     chief = is_chief(strategy)  # the other workers of a cluster only read the folder
     record = config_record(config)
-    finished = run_record(out)
+    try:
+        finished = run_record(out)
+    except InvalidArgumentError as error:  # edited by hand: the run is replaced
+        logger.warning("%s It is replaced when this run finishes.", error)
+        finished = None
     pending = read_json(staging / "config.json")
     _check_pending(pending, record, out, staging, clear=chief)
     if pending is None and finished is not None and (out / "report.json").is_file():
         if not changed_fields(finished, record):
-            logger.warning(
-                "%s already holds this finished run; nothing to train. Choose another --out (or "
-                "delete the folder) to train again.",
-                out,
-            )
-            return _finished_summary(out), None
+            try:
+                summary = _finished_summary(out)
+            except InvalidArgumentError as error:
+                logger.warning("%s Training the run again.", error)
+            else:
+                logger.warning(
+                    "%s already holds this finished run; nothing to train. Choose another --out "
+                    "(or delete the folder) to train again.",
+                    out,
+                )
+                return summary, None
     logger.info("%s", describe_settings(config))
     keras.utils.set_random_seed(config.seed)  # shuffling, initial weights, augmentation
     splits = load_data(config)
@@ -674,8 +744,20 @@ def _publish(out: Path, staging: Path, splits, record, history, fine_tune_start)
 
 
 def _finished_summary(out: Path) -> dict:
+    """The summary of the finished run in ``out``, from its files (checked)."""
     from catdog.evaluation import Report
 
-    report = Report.from_dict(json.loads((out / "report.json").read_text()))
-    history = (read_json(out / "history.json") or {}).get("history", {})
-    return {"out": str(out), "report": report, "history": history, "finished_before": True}
+    path = out / "report.json"
+    report = Report.from_dict(read_run_file(path), source=repr(str(path)))
+    history = read_run_file(out / "history.json") or {}
+    if not isinstance(history, dict) or not isinstance(history.get("history", {}), dict):
+        raise InvalidArgumentError(
+            f"{str(out / 'history.json')!r}: field 'history' must be an object of per-epoch "
+            "metrics; the file was edited or damaged. Restore it (catdog train wrote it)."
+        )
+    return {
+        "out": str(out),
+        "report": report,
+        "history": history.get("history", {}),
+        "finished_before": True,
+    }
