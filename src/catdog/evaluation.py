@@ -220,6 +220,7 @@ def evaluate(
         print(report)
         ```
     """
+    from catdog._rules import check_printable_class_names
     from catdog.models import class_names_of
 
     if isinstance(data, Splits):
@@ -235,6 +236,7 @@ def evaluate(
         )
     if not class_names:
         raise InvalidArgumentError("evaluate needs class_names (or a Splits object).")
+    check_printable_class_names(class_names)
     batches = [
         (predict_probabilities(model, x, engine, tta), np.asarray(y).reshape(-1)) for x, y in data
     ]
