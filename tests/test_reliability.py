@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -790,3 +791,116 @@ def test_an_output_folder_that_is_a_file_fails_before_any_work(
     assert "--tensorboard" in line and "not a folder" in line, line
     line = _one_line_error(capsys, "tune", "--data", tmp_path / "missing", "--out", a_file)
     assert "--out" in line and "not a folder" in line, line
+
+
+# ----------------------------------------------------------------------------- user text
+def _tree_hashes(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` but the run's own state (``.resume/``)."""
+    from catdog.io import sha256sum
+
+    return {
+        str(p.relative_to(folder)): sha256sum(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and ".resume" not in p.relative_to(folder).parts
+    }
+
+
+def _rename_class(root: Path, old: str, new: str) -> None:
+    for split in ("train", "validation"):
+        (root / split / old).rename(root / split / new)
+
+
+def test_class_names_with_dollar_signs_are_drawn_as_text(tmp_path):
+    root = make_synthetic_dataset(tmp_path / "data", images_per_class=6, image_size=(16, 16))
+    _rename_class(root, "cats", "notes_$5_$10")  # matplotlib would parse $5_$ as math
+    _rename_class(root, "dogs", "b")
+    out = tmp_path / "run"
+    run_training(_small_config(root, out))
+    for figure in ("samples.png", "history.png", "confusion_matrix.png", "misclassified.png"):
+        assert (out / figure).stat().st_size > 0, figure
+    assert json.loads((out / "class_names.json").read_text()) == ["b", "notes_$5_$10"]
+    assert r"notes\_$5\_$10" in (out / "README.md").read_text()
+    assert not (out / ".resume").exists()
+
+
+def test_a_failed_publish_leaves_the_previous_run_whole(finished_run, tmp_path, monkeypatch):
+    from catdog import plotting, workflow
+
+    run = _copy_run(finished_run, tmp_path / "run")
+    before = _tree_hashes(run.out)
+    again = replace(run, epochs=2)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(plotting, "plot_confusion_matrix", broken)  # while the files are written
+    with pytest.raises(RuntimeError, match="injected"):
+        run_training(again)
+    assert _tree_hashes(run.out) == before
+    monkeypatch.undo()
+
+    real_move, moves = workflow._move, []
+
+    def fails_on_the_fourth(source, target):
+        moves.append(target)
+        if len(moves) == 4:
+            raise OSError("injected")
+        real_move(source, target)
+
+    monkeypatch.setattr(workflow, "_move", fails_on_the_fourth)  # while they are swapped in
+    with pytest.raises(OSError, match="injected"):
+        run_training(again)
+    assert _tree_hashes(run.out) == before
+
+    moves.clear()  # a kill midway through the swap: nothing is put back ...
+    monkeypatch.setattr(workflow, "_restore", lambda *args: None)
+    with pytest.raises(OSError, match="injected"):
+        run_training(again)
+    assert _tree_hashes(run.out) != before
+    monkeypatch.undo()
+    starts = []
+    real_train = training.train
+    monkeypatch.setattr(training, "train", lambda *a, **k: starts.append(1) or real_train(*a, **k))
+    run_training(again)  # ... and the rerun publishes the new run whole, without training
+    assert starts == [] and not (run.out / ".resume").exists()
+    after = _tree_hashes(run.out)
+    assert set(after) == set(before) and after["history.json"] != before["history.json"]
+    assert json.loads((run.out / "config.json").read_text())["epochs"] == 2
+    history = json.loads((run.out / "history.json").read_text())["history"]
+    assert len(history["loss"]) == 2
+
+
+def test_class_names_are_escaped_in_the_model_card(finished_run, tmp_path):
+    from catdog.card import model_card
+
+    run = _copy_run(finished_run, tmp_path / "run")
+    evil = {"cats": "<img src=x onerror=alert(1)>", "dogs": "a|b\nc"}
+    for name in ("config.json", "report.json"):
+        text = (run.out / name).read_text()
+        for old, new in evil.items():
+            text = text.replace(f'"{old}"', json.dumps(new))
+        (run.out / name).write_text(text)
+    card = model_card(run.out)
+    assert "<img" not in card and "&lt;img src=x onerror=alert(1)&gt;" in card
+    assert r"a\|b c" in card
+    for table in card.split("\n\n"):
+        rows = [line for line in table.splitlines() if line.startswith("|")]
+        cells = {len(re.split(r"(?<!\\)\|", row)) for row in rows}
+        assert len(cells) <= 1, table  # every row has as many cells as the header
+
+
+def test_class_names_with_control_characters_are_refused(finished_run, tmp_path, capsys):
+    root = make_synthetic_dataset(tmp_path / "data", images_per_class=3, image_size=(16, 16))
+    _rename_class(root, "cats", "ca\nts")
+    with pytest.raises(DatasetError, match=r"ca\\nts'.*rename the folder"):
+        from_directory(root, image_size=(16, 16))
+    _rename_class(root, "ca\nts", "cats")
+    with pytest.raises(InvalidArgumentError, match="control character"):
+        from_directory(root, image_size=(16, 16), class_names=["cats", "dogs\t"])
+    with pytest.raises(InvalidArgumentError, match="control character"):
+        catdog.build_baseline_model(input_shape=(16, 16, 3), class_names=["a\u2028b", "c"])
+    image = next((root / "train" / "cats").iterdir())
+    line = _one_line_error(
+        capsys, "predict", finished_run.out / "model.keras", image, "--class-names", "x\ny,z"
+    )
+    assert "control character" in line

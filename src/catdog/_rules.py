@@ -6,6 +6,9 @@ A rule written twice drifts apart: the checks below raise
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Iterable
+
 from catdog.errors import InvalidArgumentError, OutputError
 
 DEFAULT_IMAGE_SIDE = 160
@@ -35,6 +38,35 @@ def check_strategy(name: str | None) -> None:
             f"strategy must be one of {STRATEGIES} (or None: mirrored when several GPUs are "
             f"visible), got {name!r}."
         )
+
+
+def has_control_characters(text: str) -> bool:
+    """True when ``text`` holds a character that is not visible text: a control, format,
+    surrogate, private-use or unassigned one (Unicode category ``C*``: a newline, a tab, a
+    right-to-left override, an undecodable byte of a file name) or a line or paragraph
+    separator. The zero-width joiners of emoji and of some scripts are allowed.
+
+    Examples:
+        >>> has_control_characters("cats"), has_control_characters("a\\nb")
+        (False, True)
+    """
+    return any(
+        (unicodedata.category(c).startswith("C") and c not in "\u200c\u200d") or c in "\u2028\u2029"
+        for c in text
+    )
+
+
+def check_printable_class_names(names: Iterable) -> None:
+    """Raise unless every string in ``names`` is free of control characters (see
+    ``has_control_characters``): class names go one a line into labels files, and into
+    reports and model cards."""
+    for name in names:
+        if isinstance(name, str) and has_control_characters(name):
+            raise InvalidArgumentError(
+                f"The class name {name!r} holds a control character (a line break, tab or "
+                "similar), which would break labels files and reports; use a name of printable "
+                "characters."
+            )
 
 
 def is_int(value, minimum: int = 1) -> bool:

@@ -7,9 +7,12 @@ majority baseline), which software made it, and what it is for and not for.
 
 from __future__ import annotations
 
+import html
 import os
+import re
 from pathlib import Path
 
+from catdog._rules import has_control_characters
 from catdog.errors import DatasetNotFoundError, OutputError
 from catdog.io import write_text
 
@@ -35,6 +38,39 @@ _FIGURES = (
 )
 
 
+def _one_line(text) -> str:
+    """``text`` with control characters (line breaks among them) as spaces."""
+    return "".join(" " if has_control_characters(c) else c for c in str(text))
+
+
+def _md(value) -> str:
+    r"""``value`` as literal Markdown text, safe in a table cell: HTML's ``&``, ``<``, ``>`` as
+    entities, Markdown's ``\ ` * _ [ ] | #`` backslash-escaped, control characters (a newline
+    would end a table row) as spaces.
+
+    Examples:
+        >>> print(_md("<img src=x onerror=alert(1)>|a_b"))
+        &lt;img src=x onerror=alert(1)&gt;\|a\_b
+    """
+    return re.sub(r"([\\`*_\[\]|#])", r"\\\1", html.escape(_one_line(value), quote=False))
+
+
+def _code(value) -> str:
+    """``value`` as a Markdown code span, fenced by more backticks than it holds."""
+    text = _one_line(value)
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def is_foreign_readme(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a file that is not a catdog model card (catdog leaves it alone)."""
+    path = Path(path)
+    return path.is_file() and not path.read_text(encoding="utf-8", errors="replace").startswith(
+        "# Model card:"
+    )
+
+
 def model_card(run_folder: str | os.PathLike) -> str:
     """The model card (Markdown) of a finished run folder.
 
@@ -56,7 +92,7 @@ def model_card(run_folder: str | os.PathLike) -> str:
             "are needed). Run `catdog train --out FOLDER` first."
         )
     sections = [
-        f"# Model card: {config['model']} on {Path(str(config['data'])).name}",
+        f"# Model card: {_md(config['model'])} on {_md(Path(str(config['data'])).name)}",
         _data_section(config),
         _model_section(config),
         _results_section(report),
@@ -80,7 +116,7 @@ def write_model_card(run_folder: str | os.PathLike) -> Path:
         ```
     """
     path = Path(run_folder) / "README.md"
-    if path.is_file() and not path.read_text(encoding="utf-8").startswith("# Model card:"):
+    if is_foreign_readme(path):
         raise OutputError(
             f"{str(path)!r} is not a catdog model card; catdog will not overwrite it. Move it, "
             "or train into another folder."
@@ -92,12 +128,12 @@ def _data_section(config: dict) -> str:
     splits = config.get("splits") or {}
     rows = ["| split | images | per class | file list SHA-256 |", "|---|---|---|---|"]
     for name, split in splits.items():
-        per_class = ", ".join(f"{k}: {v}" for k, v in (split.get("per_class") or {}).items())
-        rows.append(f"| {name} | {split['count']} | {per_class} | `{split['sha256'][:16]}…` |")
+        per_class = ", ".join(f"{_md(k)}: {v}" for k, v in (split.get("per_class") or {}).items())
+        rows.append(f"| {_md(name)} | {split['count']} | {per_class} | `{split['sha256'][:16]}…` |")
     return (
         "## Data\n\n"
-        f"- Folder: `{config['data']}`\n"
-        f"- Classes, in output order: {', '.join(config.get('class_names') or [])}\n"
+        f"- Folder: {_code(config['data'])}\n"
+        f"- Classes, in output order: {', '.join(map(_md, config.get('class_names') or []))}\n"
         f"- Split seed: {config['seed']} (every copy of an image is in one split)\n\n"
         + "\n".join(rows)
     )
@@ -109,13 +145,13 @@ def _model_section(config: dict) -> str:
     if config.get("learning_rate") == "auto" and config.get("learning_rate_found"):
         shown["learning_rate"] = f"{config['learning_rate_found']:.2g} (learning-rate finder)"
     shown["class_weight"] = config.get("class_weight")
-    settings = "\n".join(f"| {k} | {shown.get(k)} |" for k in _SETTINGS if k in shown)
+    settings = "\n".join(f"| {k} | {_md(shown.get(k))} |" for k in _SETTINGS if k in shown)
     return (
         "## Model and training\n\n"
-        f"- Model: `{config['model']}`"
+        f"- Model: {_code(config['model'])}"
         + (f", {parameters:,} parameters" if parameters else "")
         + f"; input {config['image_size']}x{config['image_size']} RGB pixels (0..255)\n"
-        f"- Weights of a pretrained base: {config.get('weights')}\n\n"
+        f"- Weights of a pretrained base: {_md(config.get('weights'))}\n\n"
         "| setting | value |\n|---|---|\n" + settings
     )
 
@@ -128,7 +164,7 @@ def _results_section(report: dict) -> str:
     for i, (name, m) in enumerate(report.get("per_class", {}).items()):
         recalled = report["confusion"][i][i]
         rows.append(
-            f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {recalled}/{m['support']} "
+            f"| {_md(name)} | {m['precision']:.3f} | {m['recall']:.3f} | {recalled}/{m['support']} "
             f"| {m['support']} |"
         )
     accuracy_line = ""
@@ -150,11 +186,11 @@ def _results_section(report: dict) -> str:
 
 def _versions_section(config: dict) -> str:
     found = config.get("versions") or {}
-    return "## Software\n\n" + "\n".join(f"- {name} {v}" for name, v in found.items())
+    return "## Software\n\n" + "\n".join(f"- {_md(name)} {_md(v)}" for name, v in found.items())
 
 
 def _use_section(config: dict, report: dict) -> str:
-    classes = ", ".join(config.get("class_names") or [])
+    classes = ", ".join(map(_md, config.get("class_names") or []))
     return (
         "## Intended use and limits\n\n"
         f"- Classifies an image as one of: {classes}. It always answers with one of these "

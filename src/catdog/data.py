@@ -33,7 +33,9 @@ from catdog._rules import (
     SPLIT_NAMES,
     check_fraction,
     check_int,
+    check_printable_class_names,
     check_sides,
+    has_control_characters,
 )
 from catdog.download import (
     CATS_AND_DOGS_FOLDER,
@@ -123,6 +125,13 @@ def scan_class_folders(path: str | os.PathLike) -> tuple[list[str], dict[str, li
             "two: put the images of each class in a sub-folder named after the class, e.g. "
             f"{root}/cats/ and {root}/dogs/."
         )
+    for class_dir in class_dirs:
+        if has_control_characters(class_dir.name):
+            raise DatasetError(
+                f"The class folder {str(class_dir)!r} has a control character (a line break, "
+                "tab or undecodable byte) in its name, which would break labels files and "
+                "reports; rename the folder with printable characters."
+            )
     files, undecodable_names = {}, []
     for class_dir in class_dirs:
         found = sorted(str(p) for p in class_dir.rglob("*") if _is_image_file(p, class_dir))
@@ -435,6 +444,7 @@ def build_splits(
     """
     image_size = check_sides("image_size", image_size, 2)
     check_int("batch_size", batch_size)
+    check_printable_class_names(class_names)
     _check_known_classes(class_names, {c for by_class in split_paths.values() for c in by_class})
     index = {name: i for i, name in enumerate(class_names)}
     datasets, files, labels, skipped = {}, {}, {}, []

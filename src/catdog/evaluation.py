@@ -342,6 +342,7 @@ def evaluate(
         print(report)
         ```
     """
+    from catdog._rules import check_printable_class_names
     from catdog.models import class_names_of
 
     folder = None
@@ -359,6 +360,7 @@ def evaluate(
         )
     if not class_names:
         raise InvalidArgumentError("evaluate needs class_names (or a Splits object).")
+    check_printable_class_names(class_names)
     batches = [
         (predict_probabilities(model, x, engine, tta), np.asarray(y).reshape(-1)) for x, y in data
     ]

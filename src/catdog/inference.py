@@ -575,8 +575,11 @@ def named_predictions(
     probabilities: np.ndarray, class_names: Sequence[str] | None, paths: Sequence[str] | None
 ) -> list[Prediction]:
     """One [`Prediction`][catdog.inference.Prediction] per row of ``probabilities``."""
+    from catdog._rules import check_printable_class_names
+
     count = probabilities.shape[1]
     class_names = list(class_names or [f"class_{i}" for i in range(count)])
+    check_printable_class_names(class_names)
     if len(class_names) != count:
         raise InvalidArgumentError(
             f"The model predicts {count} classes but {len(class_names)} class names were given."

@@ -31,6 +31,7 @@ from catdog._rules import (
     check_fraction,
     check_int,
     check_positive_number,
+    check_printable_class_names,
     check_sides,
     did_you_mean,
 )
@@ -134,6 +135,7 @@ def check_class_names(names) -> list[str]:
         raise InvalidArgumentError(
             f"class_names must be at least two distinct, non-empty strings, got {names!r}."
         )
+    check_printable_class_names(values)
     return values
 
 

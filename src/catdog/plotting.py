@@ -21,6 +21,17 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
+def _plain(text) -> str:
+    """``text`` as matplotlib shows it literally: every ``$`` escaped, so user text (class and
+    file names) is never parsed as mathtext (``notes_$5_$10`` would fail to draw).
+
+    Examples:
+        >>> _plain("notes_$5_$10")
+        'notes_\\\\$5_\\\\$10'
+    """
+    return str(text).replace("$", r"\$")
+
+
 def _finish(fig, path):
     if path is not None:
         write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
@@ -41,7 +52,7 @@ def _grid(count: int, max_cols: int, cell: float = 2.6):
 def _show(ax, image, title: str | None = None) -> None:
     ax.imshow(np.clip(np.asarray(image), 0, 255).astype("uint8"))
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(_plain(title), fontsize=9)
     ax.axis("off")
 
 
@@ -142,7 +153,7 @@ def plot_label_counts(data, *, path: str | os.PathLike | None = None):
         bars = ax.bar(positions + (i - 1) * width, counts, width, label=split)
         ax.bar_label(bars, fontsize=8)
         tallest = max(tallest, *counts)
-    ax.set_xticks(positions, names, rotation=45 if len(names) > 4 else 0)
+    ax.set_xticks(positions, [_plain(n) for n in names], rotation=45 if len(names) > 4 else 0)
     ax.set_ylim(0, tallest * 1.3)  # room for the legend above the bars
     baseline = majority_baseline(data) if data.labels["train"] else float("nan")
     ax.set(ylabel="images", title=f"label counts (majority baseline {baseline:.0%})")
@@ -218,7 +229,9 @@ def plot_history(
         if f"val_{metric}" in data:
             ax.plot(epochs, data[f"val_{metric}"], marker="o", label="validation")
         if fine_tune_start is not None:
-            ax.axvline(fine_tune_start + 0.5, color="gray", linestyle="--", label=fine_tune_label)
+            ax.axvline(
+                fine_tune_start + 0.5, color="gray", linestyle="--", label=_plain(fine_tune_label)
+            )
         if baseline is not None and metric == "accuracy":
             ax.axhline(baseline, color="red", linestyle=":", label="majority baseline")
         ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} comparison")
@@ -241,8 +254,8 @@ def plot_confusion_matrix(report, *, path: str | os.PathLike | None = None):
     ax = fig.subplots()
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax)
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), names)
+    ax.set_xticks(range(len(names)), [_plain(n) for n in names], rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), [_plain(n) for n in names])
     ax.set(xlabel="predicted", ylabel="true", title=f"accuracy {report.accuracy:.1%}")
     threshold = matrix.max() / 2 if matrix.size else 0
     for (i, j), value in np.ndenumerate(matrix):

@@ -32,8 +32,8 @@ from catdog._rules import (
     is_int,
 )
 from catdog.download import default_cache_dir
-from catdog.errors import InvalidArgumentError, OutputError, TrainingDivergedError
-from catdog.io import file_lock, json_safe, read_json, write_atomic, write_json
+from catdog.errors import InvalidArgumentError, TrainingDivergedError
+from catdog.io import file_lock, json_safe, read_json, write_json
 
 logger = logging.getLogger("catdog")
 
@@ -708,39 +708,109 @@ def _stage_arguments(config: RunConfig, best: Path, strategy, chief: bool) -> di
     )
 
 
+RUN_FILES = (
+    "model.keras",
+    "class_names.json",
+    "history.json",
+    "report.txt",
+    "report.json",
+    "samples.png",
+    "history.png",
+    "confusion_matrix.png",
+    "misclassified.png",
+    "README.md",
+    "config.json",  # last: a folder whose config.json is new holds the new run whole
+)
+"""The files of a finished run folder, in the order publishing swaps them in."""
+
+
 def _publish(out: Path, staging: Path, splits, record, history, fine_tune_start) -> dict:
-    """Write the run's files from the finished training state, then drop the state."""
+    """Write the run's files from the finished training state, then drop the state.
+
+    All or nothing: every file is first written into ``staging/publish``; only once all are
+    there are they swapped into ``out`` together (the previous run's files moved aside into
+    ``staging/previous`` and put back if any step fails), so a failure at any point leaves the
+    previous run whole.
+    """
     from catdog import plotting
-    from catdog.card import write_model_card
+    from catdog.card import is_foreign_readme, write_model_card
     from catdog.evaluation import evaluate
     from catdog.saving import load_model
 
+    previous = staging / "previous"
+    _restore(previous, out, [])  # a swap killed midway: put the previous run back first
+    new = staging / "publish"
+    shutil.rmtree(new, ignore_errors=True)  # a publish killed midway
+    new.mkdir()
     best = staging / "best.keras"
     model = load_model(best)
     report = evaluate(model, splits)
-    write_atomic(out / "model.keras", lambda tmp: shutil.copyfile(best, tmp))
-    write_json(out / "class_names.json", splits.class_names)
-    write_json(out / "config.json", record)
-    write_json(out / "history.json", {"history": history, "fine_tune_start": fine_tune_start})
-    report.save(out)
-    plotting.plot_samples(splits, path=out / "samples.png")
+    shutil.copyfile(best, new / "model.keras")
+    write_json(new / "class_names.json", splits.class_names)
+    write_json(new / "config.json", record)
+    write_json(new / "history.json", {"history": history, "fine_tune_start": fine_tune_start})
+    report.save(new)
+    plotting.plot_samples(splits, path=new / "samples.png")
     plotting.plot_history(
         history,
         fine_tune_start=fine_tune_start,
         baseline=report.baseline,
         fine_tune_label=STAGE_BOUNDARY if record.get("cache_features") else "fine-tuning",
-        path=out / "history.png",
+        path=new / "history.png",
     )
-    plotting.plot_confusion_matrix(report, path=out / "confusion_matrix.png")
+    plotting.plot_confusion_matrix(report, path=new / "confusion_matrix.png")
     plotting.plot_misclassified(  # with Grad-CAM: what the model took as evidence
-        report, image_size=splits.image_size, model=model, path=out / "misclassified.png"
+        report, image_size=splits.image_size, model=model, path=new / "misclassified.png"
     )
-    try:
-        write_model_card(out)
-    except OutputError as error:  # the user's own README.md stays
-        logger.warning("No model card written: %s", error)
+    if is_foreign_readme(out / "README.md"):  # the user's own README.md stays
+        logger.warning(
+            "No model card written: %r is not a catdog model card; catdog will not overwrite "
+            "it. Move it, or train into another folder.",
+            str(out / "README.md"),
+        )
+    else:
+        write_model_card(new)
+    _swap_in(new, out, previous)
     _clear_state(staging)  # the lock stays until the caller releases it
     return {"out": str(out), "report": report, "history": history}
+
+
+def _move(source: Path, target: Path) -> None:
+    """Rename ``source`` onto ``target`` (one folder tree: atomic)."""
+    os.replace(source, target)
+
+
+def _swap_in(new: Path, out: Path, previous: Path) -> None:
+    """Move every file of ``new`` into ``out``, the files they replace into ``previous``; on
+    any failure put the previous files back and remove the new ones."""
+    shutil.rmtree(previous, ignore_errors=True)
+    previous.mkdir()
+    placed: list[str] = []
+    try:
+        for name in RUN_FILES:
+            if not (new / name).exists():
+                continue
+            if (out / name).exists():
+                _move(out / name, previous / name)
+            placed.append(name)
+            _move(new / name, out / name)
+    except BaseException:
+        _restore(previous, out, placed)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+    shutil.rmtree(new, ignore_errors=True)
+
+
+def _restore(previous: Path, out: Path, placed: list[str]) -> None:
+    """Undo a swap: remove the new files ``placed`` in ``out``, move ``previous``'s back."""
+    if not previous.is_dir():
+        return
+    for name in placed:
+        if not (previous / name).exists():  # no previous file to put back in its place
+            (out / name).unlink(missing_ok=True)
+    for kept in previous.iterdir():
+        _move(kept, out / kept.name)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def _finished_summary(out: Path) -> dict:
