@@ -904,3 +904,162 @@ def test_class_names_with_control_characters_are_refused(finished_run, tmp_path,
         capsys, "predict", finished_run.out / "model.keras", image, "--class-names", "x\ny,z"
     )
     assert "control character" in line
+
+
+# ----------------------------------------------------------------------------- issue 23: exports
+def _tiny(class_names=None, classes=2):
+    return catdog.build_baseline_model(
+        input_shape=(16, 16, 3), filters=(4,), dense_units=8, class_names=class_names,
+        num_classes=None if class_names else classes,
+    )  # fmt: skip
+
+
+def test_each_export_has_its_own_labels_file_and_never_replaces_a_users(tmp_path):
+    from catdog.inference import LiteRTModel, exported_class_names, labels_path
+
+    pets, birds = _tiny(["cats", "dogs"]), _tiny(["owls", "crows", "gulls"])
+    export(pets, tmp_path / "x.tflite", format="litert")
+    export(birds, tmp_path / "x.onnx", format="onnx")  # same stem, another model
+    assert LiteRTModel(tmp_path / "x.tflite").class_names == ["cats", "dogs"]
+    assert (tmp_path / "x.tflite.labels.txt").read_text() == "cats\ndogs\n"
+    assert labels_path(tmp_path / "x.onnx").read_text().split() == ["owls", "crows", "gulls"]
+    assert not (tmp_path / "x.labels.txt").exists()
+    (tmp_path / "x.onnx.labels.txt").unlink()  # the names are inside the .onnx file too
+    assert exported_class_names(tmp_path / "x.onnx") == ["owls", "crows", "gulls"]
+    import onnxruntime
+
+    meta = onnxruntime.InferenceSession(str(tmp_path / "x.onnx")).get_modelmeta()
+    assert json.loads(meta.custom_metadata_map["class_names"]) == ["owls", "crows", "gulls"]
+
+    # a user's own labels file, under either name, is never written over without overwrite
+    (tmp_path / "y.labels.txt").write_text("mine\n")
+    (tmp_path / "y.tflite.labels.txt").write_text("also mine\n")
+    with pytest.raises(OutputError, match=r"y\.tflite\.labels\.txt' already exists"):
+        export(pets, tmp_path / "y.tflite", format="litert")
+    assert not (tmp_path / "y.tflite").exists()
+    assert (tmp_path / "y.tflite.labels.txt").read_text() == "also mine\n"
+    export(pets, tmp_path / "y.tflite", format="litert", overwrite=True)
+    assert (tmp_path / "y.tflite.labels.txt").read_text() == "cats\ndogs\n"
+    assert (tmp_path / "y.labels.txt").read_text() == "mine\n"  # not this export's file
+
+    # files exported by older versions (NAME.labels.txt) keep their names; wrong counts fail
+    shutil.copy(tmp_path / "x.tflite", tmp_path / "old.tflite")
+    (tmp_path / "old.labels.txt").write_text("cats\ndogs\n")
+    assert LiteRTModel(tmp_path / "old.tflite").class_names == ["cats", "dogs"]
+    (tmp_path / "old.labels.txt").write_text("owls\ncrows\ngulls\n")
+    with pytest.raises(InvalidArgumentError, match="names 3 classes but .* predicts 2"):
+        LiteRTModel(tmp_path / "old.tflite")
+
+
+def test_a_failed_export_changes_neither_the_model_nor_its_labels(tmp_path):
+    from catdog.saving import _write_with_labels
+
+    pets = _tiny(["cats", "dogs"])
+    path = export(pets, tmp_path / "m.tflite", format="litert")
+    before = path.read_bytes()
+
+    def torn(tmp):
+        tmp.write_bytes(b"half a model")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        _write_with_labels(path, ["a", "b"], torn)
+    assert path.read_bytes() == before
+    assert (tmp_path / "m.tflite.labels.txt").read_text() == "cats\ndogs\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite", "m.tflite.labels.txt"]
+
+
+def test_overwriting_a_saved_model_folder_keeps_files_it_did_not_write(tmp_path):
+    model = _tiny(["cats", "dogs"])
+    folder = export(model, tmp_path / "served", format="saved_model")
+    (folder / "notes.txt").write_text("precious")
+    with pytest.raises(OutputError, match=r"did not write \(notes\.txt\)"):
+        export(model, folder, format="saved_model", overwrite=True)
+    assert (folder / "notes.txt").read_text() == "precious" and (folder / "saved_model.pb").exists()
+    (folder / "notes.txt").unlink()
+    export(model, folder, format="saved_model", overwrite=True)  # only its own files: replaced
+    assert (folder / "saved_model.pb").is_file()
+
+
+def test_one_rule_names_the_classes_of_predictions_and_exports(tmp_path, capsys, caplog):
+    import tensorflow as tf
+
+    from catdog.inference import LiteRTModel, resolve_class_names
+    from catdog.saving import save_model
+
+    model = _tiny()  # names no classes, as a model from an older catdog
+    run = tmp_path / "run"
+    save_model(model, run / "model.keras")
+    (run / "class_names.json").write_text('["cats", "dogs"]')
+    image = tmp_path / "a.png"
+    Image.new("RGB", (20, 20), (200, 30, 30)).save(image)
+
+    status, out, _ = cli_in_process(capsys, "predict", run / "model.keras", image)
+    assert status == 0 and out.split("\t")[1] in ("cats", "dogs")
+    tflite = tmp_path / "m.tflite"
+    assert cli_in_process(capsys, "export", run / "model.keras", "--out", tflite)[0] == 0
+    assert LiteRTModel(tflite).class_names == ["cats", "dogs"]
+    served = tmp_path / "served"
+    argv = ("export", run / "model.keras", "--format", "saved_model", "--out", served)
+    assert cli_in_process(capsys, *argv)[0] == 0
+    signature = tf.saved_model.load(str(served)).signatures["serving_default"]
+    names = signature(image_bytes=tf.constant([image.read_bytes()]))["class_name"].numpy()
+    assert names[0].decode() in ("cats", "dogs")
+
+    # the library: class_names= for the exports; without names and a run folder, class_i
+    lite = LiteRTModel(export(model, tmp_path / "n.tflite", "litert", class_names=["a", "b"]))
+    assert lite.class_names == ["a", "b"]
+    assert resolve_class_names(model) == ["class_0", "class_1"]
+    with pytest.raises(InvalidArgumentError, match="keeps the model's own"):
+        export(model, tmp_path / "k.keras", class_names=["a", "b"])
+    with pytest.raises(InvalidArgumentError, match="predicts 2 classes but 3"):
+        export(model, tmp_path / "o.tflite", "litert", class_names=["a", "b", "c"])
+    (run / "class_names.json").write_text('["a", "b", "c"]')  # another model's
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        assert resolve_class_names(model, run / "model.keras") == ["class_0", "class_1"]
+    assert "not this model's" in caplog.text
+
+
+def test_a_damaged_litert_cache_file_is_converted_again(tmp_path, caplog):
+    from catdog.inference import Predictor, _first_line, cached_litert_file
+    from catdog.io import sha256sum
+
+    model = _tiny(["cats", "dogs"])
+    images = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    expected = Predictor(model)(images)
+    path = cached_litert_file(model, tmp_path)
+    good = path.read_bytes()
+    checksum = path.with_name(path.name + ".sha256")
+    assert checksum.read_text().strip() == sha256sum(path)
+    damages = {
+        "truncated": good[: len(good) // 2],  # litert used to fail on it on every run
+        "flipped": good[:-64] + bytes(64),  # loads, but is not the converted model
+        "garbage without checksum": b"not a flatbuffer",
+    }
+    for damage, content in damages.items():
+        path.write_bytes(content)
+        if "without checksum" in damage:
+            checksum.unlink()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="catdog"):
+            predictor = Predictor(model, engine="auto", cache_dir=tmp_path)
+        assert predictor.engine == "litert", damage
+        assert path.read_bytes() == good and checksum.read_text().strip() == sha256sum(path)
+        assert f"cached LiteRT file {path} is damaged" in caplog.text, damage
+        np.testing.assert_allclose(predictor(images), expected, atol=1e-4)
+    checksum.unlink()  # a sound file from before checksums: checked once, then recorded
+    assert cached_litert_file(model, tmp_path) == path and checksum.is_file()
+
+    # a cache that cannot be written is named, in a message cut nowhere
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cache = blocker / ("a-long-folder-name-" * 8) / "litert"
+    with pytest.raises(OutputError) as raised:
+        Predictor(model, engine="litert", cache_dir=cache)
+    message = str(raised.value)
+    assert str(cache) in message and message.endswith("or use engine='tensorflow'.")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        assert Predictor(model, engine="auto", cache_dir=cache).engine == "tensorflow"
+    assert str(cache) in caplog.text and "Predicting with TensorFlow" in caplog.text
+    assert _first_line(ValueError("word " * 100), limit=28) == "word word word word word ..."

@@ -269,8 +269,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from catdog.inference import LiteRTModel, labels_path, predict
-    from catdog.models import class_names_of
+    from catdog.inference import LiteRTModel, predict, resolve_class_names
 
     _input_file(
         args.model,
@@ -287,25 +286,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if Path(args.model).suffix == ".tflite":
         model = LiteRTModel(args.model)
         if not names and model.class_names:
-            _check_class_names(model.class_names, repr(str(labels_path(args.model))))
+            _check_class_names(model.class_names, f"the labels of {args.model!r}")
     else:
         from catdog.saving import load_model
 
         model = load_model(args.model)
-    own = model.class_names if isinstance(model, LiteRTModel) else class_names_of(model)
-    names = names or own or _class_names_beside(args.model)
+    names = resolve_class_names(model, args.model, names)
     for p in predict(model, args.images, names, engine=args.engine, tta=args.tta):
         print(f"{p.path}\t{p.class_name}\t{p.probability:.4f}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from catdog.saving import export, load_model
+    from catdog.inference import resolve_class_names
+    from catdog.saving import FORMAT_ALIASES, export, load_model
 
     _input_file(args.model, _MODEL_FILE)
     model = load_model(args.model)
+    keras_file = FORMAT_ALIASES.get(args.format, args.format) == "keras"
+    names = None if keras_file else resolve_class_names(model, args.model)  # as predict names them
     path = export(
-        model, args.out, format=args.format, overwrite=args.overwrite, quantize=args.quantize
+        model,
+        args.out,
+        format=args.format,
+        overwrite=args.overwrite,
+        quantize=args.quantize,
+        class_names=names,
     )
     print(path)
     return 0
@@ -564,7 +570,8 @@ def _add_evaluate_predict_export(sub) -> None:
     export.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an existing file, or a folder holding a previous SavedModel export",
+        help="replace an existing file and its labels file, or a folder holding nothing but "
+        "a previous SavedModel export",
     )
     export.set_defaults(func=cmd_export)
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from catdog.errors import InputFileNotFoundError, InvalidArgumentError
+from catdog.errors import InputFileNotFoundError, InvalidArgumentError, OutputError
 
 if TYPE_CHECKING:
     import keras
@@ -273,9 +273,12 @@ def cached_litert_file(
 
     The file is named by [`litert_cache_key`][catdog.inference.litert_cache_key] (config and
     weights), written atomically under ``cache_dir`` (default: ``litert/`` in the Keras cache
-    folder, ``$KERAS_HOME`` or ``~/.keras``, where catdog keeps its datasets) while a lock
-    keeps concurrent conversions of the same model from racing: converting once serves every
-    later process. ``probabilities`` is as in
+    folder, ``$KERAS_HOME`` or ``~/.keras``, where catdog keeps its datasets) with its SHA-256
+    beside it (``KEY.tflite.sha256``), while a lock keeps concurrent conversions of the same
+    model from racing: converting once serves every later process. A cached file that does
+    not match its SHA-256 (or, without one, that LiteRT cannot load) is converted again, with
+    a warning naming it. A cache folder that cannot be written raises an
+    [`OutputError`][catdog.errors.OutputError] naming it. ``probabilities`` is as in
     [`litert_flatbuffer`][catdog.inference.litert_flatbuffer].
 
     Examples:
@@ -284,17 +287,82 @@ def cached_litert_file(
         ```
     """
     from catdog.download import default_cache_dir
-    from catdog.io import file_lock, write_atomic
+    from catdog.io import file_lock, sha256sum, write_atomic, write_text
 
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "litert"
     path = folder / f"{litert_cache_key(model, probabilities=probabilities)}.tflite"
-    if path.is_file():
+    checksum = path.with_name(f"{path.name}.sha256")
+    damage = _cache_damage(path, checksum)
+    if damage is None:
+        if not checksum.is_file():  # converted by an older catdog, and it loads: record it
+            try:
+                write_text(checksum, sha256sum(path) + "\n")
+            except OSError:  # a read-only cache still serves its files
+                pass
         return path
+    problem = _cache_folder_problem(folder)
+    if problem:
+        found = "The" if damage == "missing" else f"{str(path)!r} is damaged ({damage}); the"
+        raise OutputError(
+            f"{found} LiteRT cache folder {str(folder)!r} cannot be written ({problem}). Set "
+            "KERAS_HOME to a writable folder (the cache is KERAS_HOME/litert), or use "
+            "engine='tensorflow'."
+        )
     with file_lock(folder / f".{path.stem}.lock"):
-        if not path.is_file():
+        damage = _cache_damage(path, checksum)
+        if damage is not None:
+            if path.exists():
+                logger.warning(
+                    "The cached LiteRT file %s is damaged (%s); converting the model again.",
+                    path,
+                    damage,
+                )
             flatbuffer = litert_flatbuffer(model, probabilities=probabilities)
             write_atomic(path, lambda out: out.write_bytes(flatbuffer))
+            write_text(checksum, sha256sum(path) + "\n")
     return path
+
+
+def _cache_damage(path: Path, checksum: Path) -> str | None:
+    """Why the cached file ``path`` cannot be used (missing, damaged), or ``None``."""
+    from catdog.io import sha256sum
+
+    if not path.is_file():
+        return "missing"
+    try:
+        expected = checksum.read_text(encoding="ascii").strip() if checksum.is_file() else ""
+        if expected:
+            if sha256sum(path) == expected:
+                return None
+            return f"its SHA-256 is not the one recorded in {checksum.name}"
+    except (OSError, ValueError) as error:
+        return f"it cannot be read: {error}"
+    try:  # written before catdog recorded checksums: usable if LiteRT can load it
+        _interpreter(path).allocate_tensors()
+    except Exception as error:  # LiteRT raises ValueError and RuntimeError
+        return f"LiteRT cannot load it: {_first_line(error)}"
+    return None
+
+
+def _cache_folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot hold cached files (created if missing), or ``None``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "not writable"
+    return None
+
+
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of ``error``'s message, shortened at a word boundary to ``limit``."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    if len(line) <= limit:
+        return line
+    cut = line[:limit].rsplit(" ", 1)[0]
+    return f"{cut} ..."
 
 
 class Predictor:
@@ -361,17 +429,22 @@ class Predictor:
     def _litert(model: keras.Model, engine: str, cache_dir):
         try:
             return LiteRTModel(cached_litert_file(model, cache_dir))
+        except OutputError as error:  # the cache folder, not the converter
+            if engine == "litert":
+                raise
+            logger.warning("%s Predicting with TensorFlow.", error)
+            return None
         except Exception as error:  # the converter raises many types
             if engine == "litert":
                 raise InvalidArgumentError(
                     f"Could not convert {model.name!r} for LiteRT ({type(error).__name__}: "
-                    f"{str(error).strip().splitlines()[0][:200] if str(error).strip() else ''}"
-                    "). Use engine='tensorflow'."
+                    f"{_first_line(error)}). Use engine='tensorflow'."
                 ) from error
             logger.warning(
-                "LiteRT could not convert %r (%s); predicting with TensorFlow.",
+                "LiteRT could not convert %r (%s: %s); predicting with TensorFlow.",
                 model.name,
                 type(error).__name__,
+                _first_line(error),
             )
             return None
 
@@ -454,14 +527,126 @@ class Prediction:
 
 
 def labels_path(path: str | os.PathLike) -> Path:
-    """The labels file beside an exported file: ``model.tflite`` -> ``model.labels.txt``.
+    """The labels file of an exported file: ``model.tflite`` -> ``model.tflite.labels.txt``.
+
+    One labels file per exported file, so ``model.tflite`` and ``model.onnx`` never share
+    one. Files exported by older catdog versions used ``model.labels.txt``, which
+    [`exported_class_names`][catdog.inference.exported_class_names] still reads.
 
     Examples:
         >>> str(labels_path("out/model.tflite"))
-        'out/model.labels.txt'
+        'out/model.tflite.labels.txt'
     """
     path = Path(path)
+    return path.with_name(f"{path.name}.labels.txt")
+
+
+def _old_labels_path(path: str | os.PathLike) -> Path:
+    """Where older catdog versions wrote the labels: ``model.tflite`` -> ``model.labels.txt``."""
+    path = Path(path)
     return path.with_name(f"{path.stem}.labels.txt")
+
+
+ONNX_CLASS_NAMES_KEY = "class_names"
+"""The ONNX ``metadata_props`` key under which catdog stores the class names (a JSON list)."""
+
+
+def _exported_names(path: str | os.PathLike) -> tuple[list[str] | None, str | None]:
+    """``(class names, where they were read)`` of an exported file, or ``(None, None)``."""
+    import json
+
+    path = Path(path)
+    if path.suffix == ".onnx":
+        try:
+            import onnx
+
+            proto = onnx.load(str(path), load_external_data=False)
+            stored = {p.key: p.value for p in proto.metadata_props}.get(ONNX_CLASS_NAMES_KEY)
+            names = json.loads(stored) if stored else None
+        except Exception:  # no onnx package, or no (valid) names inside: try the labels file
+            names = None
+        if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+            return names, str(path)
+    for labels in (labels_path(path), _old_labels_path(path)):
+        if labels.is_file():
+            lines = labels.read_text(encoding="utf-8").splitlines()
+            names = [n for n in lines if n]
+            if names:
+                return names, str(labels)
+    return None, None
+
+
+def exported_class_names(path: str | os.PathLike) -> list[str] | None:
+    """The class names of a ``.tflite`` or ``.onnx`` file exported by catdog, or ``None``.
+
+    Read from inside an ``.onnx`` file (``metadata_props``, when the ``onnx`` package is
+    installed), else from its labels file ([`labels_path`][catdog.inference.labels_path]),
+    else from the ``NAME.labels.txt`` that older catdog versions wrote.
+
+    Examples:
+        ```python
+        exported_class_names("model.tflite")
+        # ['cats', 'dogs']
+        ```
+    """
+    return _exported_names(path)[0]
+
+
+def class_names_beside(model_path: str | os.PathLike) -> list[str] | None:
+    """The names in ``class_names.json`` beside a model file (its run folder), or ``None``."""
+    from catdog.io import read_json
+
+    names = read_json(Path(model_path).with_name("class_names.json"))
+    return names if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
+
+
+def numbered_class_names(count: int) -> list[str]:
+    """``class_0``, ``class_1``...: the names of a model's outputs when nothing names them."""
+    return [f"class_{i}" for i in range(count)]
+
+
+def resolve_class_names(
+    model: keras.Model | LiteRTModel,
+    model_path: str | os.PathLike | None = None,
+    class_names: Sequence[str] | None = None,
+) -> list[str]:
+    """The names of ``model``'s outputs, by the one rule of predictions and exports.
+
+    ``class_names`` when given; else the names the model carries (a catdog model's, or a
+    [`LiteRTModel`][catdog.inference.LiteRTModel]'s labels); else ``class_names.json`` beside
+    ``model_path`` (a run folder of an older catdog) when it names as many classes as the
+    model has outputs; else ``class_0``, ``class_1``...
+
+    Examples:
+        >>> from catdog.models import build_baseline_model
+        >>> resolve_class_names(build_baseline_model(input_shape=(32, 32, 3)))
+        ['class_0', 'class_1']
+    """
+    from catdog.models import class_names_of
+
+    count = int(model.output_shape[-1])
+    if class_names is not None:
+        names = list(class_names)
+        if len(names) != count:
+            raise InvalidArgumentError(
+                f"The model predicts {count} classes but {len(names)} class names were given."
+            )
+        return names
+    own = model.class_names if isinstance(model, LiteRTModel) else class_names_of(model)
+    if own:
+        return list(own)
+    beside = class_names_beside(model_path) if model_path is not None else None
+    if beside is not None:
+        if len(beside) == count:
+            return beside
+        logger.warning(
+            "%s lists %d class names but the model predicts %d classes; it is not this "
+            "model's, so the classes are numbered.",
+            Path(model_path).with_name("class_names.json"),
+            len(beside),
+            count,
+        )
+    return numbered_class_names(count)
 
 
 def _interpreter(path: str | os.PathLike):
@@ -481,7 +666,9 @@ class LiteRTModel:
     """A ``.tflite`` file as a classifier: its input shape, class names and probabilities.
 
     The class names come from the labels file that [`export`][catdog.saving.export] writes
-    beside the file ([`labels_path`][catdog.inference.labels_path]). Any batch size works.
+    beside the file ([`exported_class_names`][catdog.inference.exported_class_names]); a
+    labels file that names another number of classes than the file predicts is refused. Any
+    batch size works.
 
     Examples:
         ```python
@@ -501,10 +688,16 @@ class LiteRTModel:
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self.input_shape = (None, *(int(d) for d in self._input["shape"][1:]))
+        self.output_shape = (None, int(self._output["shape"][-1]))
         self._shape = None
-        labels = labels_path(path)
-        names = labels.read_text(encoding="utf-8").splitlines() if labels.is_file() else None
-        self.class_names = [n for n in names if n] if names else None
+        names, source = _exported_names(path)
+        if names is not None and len(names) != self.output_shape[-1]:
+            raise InvalidArgumentError(
+                f"{source!r} names {len(names)} classes but {str(path)!r} predicts "
+                f"{self.output_shape[-1]}: it belongs to another model. Export the model "
+                "again, or pass the class names."
+            )
+        self.class_names = names
 
     def __call__(self, images) -> np.ndarray:
         array = np.asarray(images, dtype=np.float32)
@@ -535,10 +728,10 @@ def predict(
 
     Returns one [`Prediction`][catdog.inference.Prediction] per image, with the most likely
     class name and its probability. Classes are named by ``class_names``, else by the names the
-    model carries ([`class_names_of`][catdog.models.class_names_of]), else ``class_0``,
-    ``class_1``... ``engine`` (``"tensorflow"``, ``"litert"``, ``"auto"``) runs a Keras model
-    as [`Predictor`][catdog.inference.Predictor] says; ``tta="flip"`` averages each image's
-    prediction with its mirror image's (see
+    model carries ([`resolve_class_names`][catdog.inference.resolve_class_names]), else
+    ``class_0``, ``class_1``... ``engine`` (``"tensorflow"``, ``"litert"``, ``"auto"``) runs a
+    Keras model as [`Predictor`][catdog.inference.Predictor] says; ``tta="flip"`` averages each
+    image's prediction with its mirror image's (see
     [`predict_probabilities`][catdog.inference.predict_probabilities]).
 
     Examples:
@@ -547,10 +740,7 @@ def predict(
             print(p.path, p.class_name, round(p.probability, 3))
         ```
     """
-    from catdog.models import class_names_of
-
     height, width = model.input_shape[1:3]
-    known = model.class_names if isinstance(model, LiteRTModel) else class_names_of(model)
     if isinstance(images_or_paths, np.ndarray):
         array, names = images_or_paths.astype(np.float32), None
         if array.ndim == 3:
@@ -568,7 +758,8 @@ def predict(
         probabilities = model(array)
     else:
         probabilities = predict_probabilities(model, array, engine, tta)
-    return named_predictions(probabilities, class_names or known, names)
+    names_out = resolve_class_names(model, None, class_names or None)
+    return named_predictions(probabilities, names_out, names)
 
 
 def named_predictions(
@@ -578,7 +769,7 @@ def named_predictions(
     from catdog._rules import check_printable_class_names
 
     count = probabilities.shape[1]
-    class_names = list(class_names or [f"class_{i}" for i in range(count)])
+    class_names = list(class_names or numbered_class_names(count))
     check_printable_class_names(class_names)
     if len(class_names) != count:
         raise InvalidArgumentError(

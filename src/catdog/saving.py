@@ -1,13 +1,16 @@
 """Saving and loading: ``.keras`` files, SavedModels that serve, LiteRT (TFLite) files.
 
 Every artifact carries the model's class names: the ``.keras`` config, the SavedModel's
-``serving_default`` signature (encoded image bytes in, probabilities and class names out) and
-a labels file written beside a ``.tflite`` file.
+``serving_default`` signature (encoded image bytes in, probabilities and class names out), an
+``.onnx`` file's metadata, and a labels file of its own beside each ``.tflite`` and ``.onnx``
+file.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -20,13 +23,15 @@ from catdog.errors import (
     OutputError,
 )
 from catdog.inference import (
+    ONNX_CLASS_NAMES_KEY,
     decode_image,
     inference_model,
     labels_path,
     litert_flatbuffer,
     probability_model,
+    resolve_class_names,
 )
-from catdog.io import atomic_path, write_atomic, write_text
+from catdog.io import atomic_path, write_atomic
 
 FORMATS = EXPORT_FORMATS
 """Keras' export format names: ``"keras"``, ``"tf_saved_model"``, ``"litert"``, ``"onnx"``."""
@@ -48,11 +53,30 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     return write_atomic(path, model.save)
 
 
+SAVED_MODEL_ENTRIES = frozenset({"saved_model.pb", "variables", "assets", "fingerprint.pb"})
+"""What a SavedModel export writes in its folder: all that ``overwrite=True`` may replace."""
+
+
 def _check_target(path: Path, format: str, overwrite: bool) -> None:  # noqa: A002
     """Refuse to replace anything an export did not write (and anything without overwrite)."""
+    if path.exists():
+        _check_existing(path, format, overwrite)
+    if format in ("litert", "onnx"):
+        labels = labels_path(path)
+        if labels.is_dir():
+            raise OutputError(
+                f"{str(labels)!r}, where the labels of {str(path)!r} go, is a folder. Choose "
+                "another path."
+            )
+        if labels.exists() and not overwrite:
+            raise OutputError(
+                f"{str(labels)!r} already exists. Choose a new path, or pass overwrite=True "
+                "(catdog export --overwrite) to replace a previous export and its labels."
+            )
+
+
+def _check_existing(path: Path, format: str, overwrite: bool) -> None:  # noqa: A002
     folder = format == "tf_saved_model"
-    if not path.exists():
-        return
     if path.is_dir() != folder:
         kind = "a folder" if path.is_dir() else "a file"
         wanted = "a folder" if folder else "a file"
@@ -69,6 +93,15 @@ def _check_target(path: Path, format: str, overwrite: bool) -> None:  # noqa: A0
             f"{str(path)!r} is a folder that does not hold a SavedModel export; catdog will "
             "not replace it, even with overwrite. Choose a new or empty folder."
         )
+    if not folder:
+        return
+    others = sorted(p.name for p in path.iterdir() if p.name not in SAVED_MODEL_ENTRIES)
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise OutputError(
+            f"{str(path)!r} holds files a SavedModel export did not write ({shown}); catdog "
+            "will not delete them, even with overwrite. Move them, or choose a new folder."
+        )
 
 
 def export(
@@ -78,6 +111,7 @@ def export(
     *,
     overwrite: bool = False,
     quantize: str | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> Path:
     """Write ``model`` to ``path`` in ``format``, atomically, and return the path.
 
@@ -89,16 +123,22 @@ def export(
       ``class_name``; its ``serve`` signature takes float32 pixels 0..255 of the model's size
       and returns probabilities;
     - ``"litert"`` (alias ``"tflite"``): a ``.tflite`` flatbuffer for LiteRT /
-      ``tf.lite.Interpreter``, taking pixels; the class names go to a labels file beside it
-      ([`labels_path`][catdog.inference.labels_path]), one per line, written atomically.
+      ``tf.lite.Interpreter``, taking pixels; the class names go to its own labels file
+      beside it (``model.tflite.labels.txt``, [`labels_path`][catdog.inference.labels_path]),
+      one per line, written with the model file (both staged, then moved in together).
       ``quantize="float16"`` halves the file, ``"dynamic"`` stores int8 weights;
     - ``"onnx"``: an ``.onnx`` file through Keras' own ``model.export(format="onnx")`` (needs
-      catdog's ``onnx`` extra: tf2onnx and onnx), taking pixels; labels file as for LiteRT.
+      catdog's ``onnx`` extra: tf2onnx and onnx), taking pixels; the class names go into its
+      ``metadata_props`` (key ``"class_names"``, a JSON list) and to a labels file as for
+      LiteRT (``model.onnx.labels.txt``).
 
-    Augmentation layers are left out of all of them, and every format outputs probabilities
-    (a logits model gets a softmax). An existing ``path`` is never replaced
-    unless ``overwrite=True``, and even then only a file, or a folder that holds a previous
-    SavedModel export: an export never deletes what it did not write.
+    The class names are ``class_names`` when given (not for ``"keras"``: a ``.keras`` file
+    keeps the model's own), else the model's own, else ``class_0``, ``class_1``...
+    ([`resolve_class_names`][catdog.inference.resolve_class_names]). Augmentation layers are
+    left out of all of them, and every format outputs probabilities (a logits model gets a
+    softmax). An existing ``path`` (or its labels file) is never replaced unless
+    ``overwrite=True``, and even then only a file, or a folder that holds nothing but a
+    previous SavedModel export: an export never deletes what it did not write.
 
     Examples:
         ```python
@@ -114,22 +154,44 @@ def export(
         raise InvalidArgumentError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}.")
     if quantize and format != "litert":
         raise InvalidArgumentError("quantize applies to format='litert' only.")
+    if format == "keras" and class_names is not None:
+        from catdog.models import class_names_of
+
+        if list(class_names) != class_names_of(model):
+            raise InvalidArgumentError(
+                "class_names applies to the tf_saved_model, litert and onnx formats; a .keras "
+                "file keeps the model's own (build the model with class_names=...)."
+            )
+    names = resolve_class_names(model, None, class_names)
     path = Path(path)
     _check_target(path, format, overwrite)
     if format == "keras":
         return save_model(model, path)
     if format == "tf_saved_model":
         with atomic_path(path, directory=True) as tmp:
-            _serving_archive(model).write_out(str(tmp), verbose=False)
+            _serving_archive(model, names).write_out(str(tmp), verbose=False)
         return path
     if format == "onnx":
-        return _export_onnx(model, path)
-    return _export_litert(model, path, quantize)
+        return _export_onnx(model, path, names)
+    return _export_litert(model, path, quantize, names)
 
 
-def _export_onnx(model: keras.Model, path: Path) -> Path:
+def _write_with_labels(path: Path, names: list[str], write) -> Path:
+    """``write(tmp)`` the model and stage its labels file; move both in only when both worked.
+
+    The labels go in first, the model right after: two renames apart, never a crash in the
+    middle of writing either ([`LiteRTModel`][catdog.inference.LiteRTModel] refuses labels
+    that do not fit the model).
+    """
+    with atomic_path(path) as tmp, atomic_path(labels_path(path)) as tmp_labels:
+        write(tmp)
+        tmp_labels.write_text("\n".join(names) + "\n", encoding="utf-8")
+    return path
+
+
+def _export_onnx(model: keras.Model, path: Path, names: list[str]) -> Path:
     try:
-        import onnx  # noqa: F401
+        import onnx
         import tf2onnx  # noqa: F401
     except ImportError:
         raise MissingExtraError(
@@ -140,20 +202,20 @@ def _export_onnx(model: keras.Model, path: Path) -> Path:
 
     probabilities = probability_model(model)
     probabilities(np.zeros((1, *model.input_shape[1:]), "float32"))  # Keras needs one call
-    with atomic_path(path) as tmp:
+
+    def write(tmp: Path) -> None:
         probabilities.export(str(tmp), format="onnx", verbose=False)
-    write_text(labels_path(path), "\n".join(_class_names(model)) + "\n")
-    return path
+        proto = onnx.load(str(tmp))
+        kept = [p for p in proto.metadata_props if p.key != ONNX_CLASS_NAMES_KEY]
+        del proto.metadata_props[:]
+        proto.metadata_props.extend(kept)
+        proto.metadata_props.add(key=ONNX_CLASS_NAMES_KEY, value=json.dumps(names))
+        onnx.save(proto, str(tmp))
+
+    return _write_with_labels(path, names, write)
 
 
-def _class_names(model: keras.Model) -> list[str]:
-    from catdog.models import class_names_of
-
-    names = class_names_of(model)
-    return names or [f"class_{i}" for i in range(model.output_shape[-1])]
-
-
-def _serving_archive(model: keras.Model):
+def _serving_archive(model: keras.Model, names: list[str] | None = None):
     """A Keras ExportArchive: ``serving_default`` on image bytes, ``serve`` on pixels."""
     import tensorflow as tf
 
@@ -161,7 +223,7 @@ def _serving_archive(model: keras.Model):
 
     without_augmentation = inference_model(model)
     height, width = model.input_shape[1:3]
-    names = tf.constant(_class_names(model))
+    names = tf.constant(names or resolve_class_names(model))
     logits = outputs_logits(model)
 
     def probabilities(pixels):
@@ -193,10 +255,9 @@ def _serving_archive(model: keras.Model):
     return archive
 
 
-def _export_litert(model: keras.Model, path: Path, quantize: str | None) -> Path:
+def _export_litert(model: keras.Model, path: Path, quantize: str | None, names: list[str]) -> Path:
     flatbuffer = litert_flatbuffer(model, quantize)
-    write_text(labels_path(path), "\n".join(_class_names(model)) + "\n")
-    return write_atomic(path, lambda out: out.write_bytes(flatbuffer))
+    return _write_with_labels(path, names, lambda out: out.write_bytes(flatbuffer))
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:
