@@ -52,7 +52,8 @@ def main() -> None:
     )
     result = lr_find(fresh, splits)
     result.plot(path=folder / "lr_find.png")
-    print(f"suggested learning rate: {result.suggestion:.2g}")
+    shown = "none" if result.suggestion is None else f"{result.suggestion:.2g}"
+    print(f"suggested learning rate: {shown}" + (f" ({result.note})" if result.note else ""))
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ def test_lr_find_suggests_a_rate_and_leaves_the_model_untouched(synthetic_splits
     from catdog.lr_finder import lr_find
     from catdog.models import compile_model
 
+    keras.utils.set_random_seed(0)
     model = compile_model(build_cnn_model((64, 64, 3), filters=(8,), dense_units=8))
     model.fit(synthetic_splits.train.take(1), verbose=0)  # a used optimizer, with state
     weights = [w.numpy() for w in model.weights]
@@ -161,3 +162,96 @@ def test_cli_learning_rate_auto_class_weights_and_tensorboard(synthetic_root, tm
     )
     assert config["class_weight"] == "balanced"
     assert any(logs.rglob("events.out.tfevents.*"))
+
+
+SWEEP = [1e-7 * 10 ** (7 * i / 99) for i in range(100)]  # lr_find's default sweep
+
+
+def test_lr_suggestion_takes_a_noisy_small_loss_for_noise_not_divergence():
+    from catdog.lr_finder import suggest_learning_rate
+
+    rng = np.random.default_rng(0)
+    losses = list(rng.uniform(0.005, 0.02, 100))  # a trained model: ~0.01 ...
+    losses[1] = losses[20] = losses[50] = 0.05  # ... that wiggles to 0.05
+    result = suggest_learning_rate(SWEEP, losses)
+    assert len(result.losses) == 100, "judged diverged"
+    assert result.suggestion is None and result.note.startswith("no clear descent")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_lr_suggestion_of_a_flat_noisy_loss_is_none_saying_why(seed):
+    from catdog.lr_finder import suggest_learning_rate
+
+    losses = 0.69 * np.random.default_rng(seed).lognormal(0, 0.3, 100)  # chance, noisy
+    result = suggest_learning_rate(SWEEP, losses)
+    assert result.suggestion is None and result.note.startswith("no clear descent")
+
+
+def test_lr_suggestion_of_a_u_shaped_loss_is_on_its_way_down():
+    from catdog.lr_finder import suggest_learning_rate
+
+    index = np.arange(100)  # falls from 0.7 to 0.2 around batch 50, explodes after 70
+    losses = 0.2 + 0.5 / (1 + np.exp((index - 50) / 4)) + np.where(index > 70, index - 70, 0)
+    result = suggest_learning_rate(SWEEP, losses)
+    assert len(result.losses) < 100  # stopped where it diverged
+    lowest = SWEEP[int(np.argmin(losses))]
+    assert SWEEP[35] < result.suggestion < lowest, result
+    assert result.note is None
+
+
+def test_lr_suggestion_is_none_at_the_bottom_edge_or_after_nan():
+    from catdog.lr_finder import suggest_learning_rate
+
+    falling = 0.1 + np.exp(-np.arange(100) / 8)  # falling fastest from the first batch
+    edge = suggest_learning_rate(SWEEP, falling)
+    assert edge.suggestion is None and "lower the start" in edge.note, edge.note
+    nan = suggest_learning_rate(SWEEP, [0.7, 0.7, float("nan")] + [0.7] * 97)
+    assert nan.suggestion is None and len(nan.losses) == 2 and "diverged" in nan.note
+    with pytest.raises(InvalidArgumentError, match="as long as"):
+        suggest_learning_rate(SWEEP, [0.7])
+
+
+def test_lr_find_on_a_trained_model_neither_raises_nor_suggests_the_bottom(synthetic_root):
+    from catdog.data import from_directory
+    from catdog.lr_finder import lr_find
+    from catdog.models import build_baseline_model, compile_model
+
+    splits = from_directory(synthetic_root, image_size=(32, 32), batch_size=16, seed=5)
+    keras.utils.set_random_seed(0)
+    model = compile_model(build_baseline_model((32, 32, 3), 2), 1e-3)
+    model.fit(splits.train, epochs=15, verbose=0)
+    assert model.evaluate(splits.train, verbose=0)[0] < 0.05  # trained: fine-tuning's case
+    weights = [w.numpy() for w in model.weights]
+    result = lr_find(model, splits, steps=40)  # was 1e-7, or "The loss diverged within 1 ..."
+    assert result.suggestion is None or result.suggestion > 1e-6, result  # not 1e-7
+    assert result.suggestion is not None or result.note.startswith("no clear descent")
+    for before, after in zip(weights, model.weights, strict=True):
+        np.testing.assert_array_equal(before, after.numpy())
+
+
+def test_learning_rate_auto_without_a_descent_trains_at_the_default_rate(
+    synthetic_root, tmp_path, monkeypatch, caplog
+):
+    import logging
+
+    from catdog import lr_finder
+    from catdog.cli import main
+
+    def flat_sweep(model, splits):  # the finder's loss never falls
+        return lr_finder.suggest_learning_rate(SWEEP, [0.69] * 100)
+
+    monkeypatch.setattr(lr_finder, "lr_find", flat_sweep)
+    out = tmp_path / "run"
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        status = main([
+            "train", "--model", "baseline", "--data", str(synthetic_root), "--image-size", "32",
+            "--epochs", "1", "--learning-rate", "auto", "--out", str(out),
+        ])  # fmt: skip
+    assert status == 0
+    assert "no clear descent" in caplog.text and "default rate 0.001" in caplog.text
+    config = json.loads((out / "config.json").read_text())
+    assert config["learning_rate"] == "auto" and config["learning_rate_found"] is None
+    assert config["learning_rate_note"].startswith("no clear descent")
+    trained = keras.saving.load_model(out / "model.keras")
+    assert float(trained.optimizer.learning_rate.numpy()) == pytest.approx(1e-3)
+    assert "learning-rate finder: no clear descent" in (out / "README.md").read_text()

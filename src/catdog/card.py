@@ -144,6 +144,8 @@ def _model_section(config: dict) -> str:
     shown = dict(config)
     if config.get("learning_rate") == "auto" and config.get("learning_rate_found"):
         shown["learning_rate"] = f"{config['learning_rate_found']:.2g} (learning-rate finder)"
+    elif config.get("learning_rate") == "auto" and config.get("learning_rate_note"):
+        shown["learning_rate"] = f"learning-rate finder: {config['learning_rate_note']}"
     shown["class_weight"] = config.get("class_weight")
     settings = "\n".join(f"| {k} | {_md(shown.get(k))} |" for k in _SETTINGS if k in shown)
     return (

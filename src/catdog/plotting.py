@@ -351,8 +351,11 @@ def plot_lr_find(result, *, path: str | os.PathLike | None = None):
     ax = fig.subplots()
     ax.plot(result.learning_rates, result.losses)
     ax.set_xscale("log")
-    ax.axvline(result.suggestion, color="tab:red", linestyle="--")
+    if result.suggestion is not None:
+        ax.axvline(result.suggestion, color="tab:red", linestyle="--")
+        ax.set_title(f"suggested learning rate: {result.suggestion:.2g}")
+    else:  # the note says why
+        ax.set_title("no suggested learning rate (see the note)")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss (smoothed)")
-    ax.set_title(f"suggested learning rate: {result.suggestion:.2g}")
     return _finish(fig, path)

@@ -74,7 +74,9 @@ class RunConfig:
     layer index or a layer name (see
     [`check_unfreeze_from`][catdog.training.check_unfreeze_from]). ``learning_rate="auto"``
     runs the [learning-rate finder][catdog.lr_finder.lr_find] on the built model first and
-    trains with its suggestion (recorded in ``config.json`` as ``learning_rate_found``).
+    trains with its suggestion (recorded in ``config.json`` as ``learning_rate_found``); when
+    it has none (no clear descent) the run warns and trains at the default rate, recording
+    ``learning_rate_found: null`` and the reason as ``learning_rate_note``.
     ``class_weight="balanced"`` weighs rare classes up; ``tensorboard`` is a folder for
     TensorBoard logs. ``strategy`` is ``"none"``, ``"mirrored"`` or ``"multi_worker"`` (see
     [`make_strategy`][catdog.distribute.make_strategy]; ``None``: mirrored when several GPUs
@@ -219,7 +221,7 @@ def _build(config: RunConfig, class_names: list[str]):
 # may differ between the runs of one configuration, or are results rather than settings
 _NOT_COMPARED = (
     "out", "verbose", "class_names", "splits", "versions", "parameters", "learning_rate_found",
-    "tensorboard", "strategy",
+    "learning_rate_note", "tensorboard", "strategy",
 )  # fmt: skip
 
 
@@ -564,10 +566,16 @@ def _train_and_publish(config, out, staging, strategy, record, pending, splits) 
     record.update(parameters=int(model.count_params()), versions=versions())
     if config.learning_rate == "auto":
         with strategy_scope(strategy):  # the optimizer belongs to the model's strategy
-            found = (pending or {}).get("learning_rate_found") or _find_rate(model, splits)
-            config = replace(config, learning_rate=found)
+            if pending is not None and "learning_rate_found" in pending:  # resuming
+                found, note = pending["learning_rate_found"], pending.get("learning_rate_note")
+            else:
+                found, note = _find_rate(model, splits)
+            rate = RunConfig.learning_rate if found is None else found
+            config = replace(config, learning_rate=rate)
             _compile_for(config, model)  # the finder compiled it at its own rate
         record["learning_rate_found"] = found
+        if note:
+            record["learning_rate_note"] = note
     if chief:
         write_json(staging / "config.json", record)
     try:
@@ -611,13 +619,18 @@ def _build_checked(config: RunConfig, splits, strategy):
     return model
 
 
-def _find_rate(model, splits) -> float:
-    """The learning-rate finder's suggestion for ``model`` (its weights left as they were)."""
+def _find_rate(model, splits) -> tuple[float | None, str | None]:
+    """The learning-rate finder's suggestion for ``model`` (its weights left as they were),
+    or ``None`` and why, when it has none (the run then trains at the default rate)."""
     from catdog.lr_finder import lr_find
 
-    suggestion = lr_find(model, splits).suggestion
-    logger.info("learning rate finder: training with %.2g", suggestion)
-    return suggestion
+    result = lr_find(model, splits)
+    if result.suggestion is None:
+        note = f"{result.note}; the run trains at the default rate {RunConfig.learning_rate:g}"
+        logger.warning("learning rate finder: %s", note)
+        return None, note
+    logger.info("learning rate finder: training with %.2g", result.suggestion)
+    return result.suggestion, None
 
 
 def _compile_for(config: RunConfig, model) -> None:
