@@ -1063,3 +1063,191 @@ def test_a_damaged_litert_cache_file_is_converted_again(tmp_path, caplog):
         assert Predictor(model, engine="auto", cache_dir=cache).engine == "tensorflow"
     assert str(cache) in caplog.text and "Predicting with TensorFlow" in caplog.text
     assert _first_line(ValueError("word " * 100), limit=28) == "word word word word word ..."
+
+
+def test_predict_runs_fixed_size_batches_and_takes_no_images(tmp_path):
+    model = catdog.build_baseline_model(input_shape=(16, 16, 3), filters=(4,), dense_units=8)
+    assert catdog.predict(model, []) == []
+    assert catdog.predict(model, np.zeros((0, 16, 16, 3), np.float32)) == []
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(10):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(paths[-1])
+    predictor = catdog_inference.predictor_for(model, "tensorflow")
+    seen, run = [], predictor._run
+    predictor._run = lambda batch: seen.append(len(batch)) or run(batch)
+    batched = catdog.predict(model, paths, batch_size=4)  # a tf.data pipeline of 3 batches
+    assert seen == [4, 4, 2] and [p.path for p in batched] == [str(p) for p in paths]
+    whole = catdog.predict(model, paths, batch_size=64)
+    np.testing.assert_allclose(
+        [list(p.probabilities.values()) for p in batched],
+        [list(p.probabilities.values()) for p in whole],
+        rtol=1e-5,
+    )
+    seen.clear()
+    assert predictor(np.zeros((10, 16, 16, 3), np.uint8), batch_size=3).shape == (10, 2)
+    assert seen == [3, 3, 3, 1]
+    seen.clear()
+    probabilities = catdog_inference.predict_probabilities(
+        model, np.zeros((10, 16, 16, 3)), tta="flip", batch_size=4
+    )
+    assert probabilities.shape == (10, 2) and max(seen) == 4
+    # a file that does not decode is named, in whichever batch it is
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(InvalidArgumentError, match=r"notes\.png' is not a readable image"):
+        catdog.predict(model, [*paths[:9], bad], batch_size=4)
+    # a missing file or one over the pixel limit: refused before any image is run
+    seen.clear()
+    with pytest.raises(catdog.InputFileNotFoundError, match="missing.png"):
+        catdog.predict(model, [*paths, tmp_path / "missing.png"], batch_size=4)
+    assert seen == []
+
+
+def _animated_gif(path: Path, seed: int, frames: int = 50, side: int = 64) -> np.ndarray:
+    """Write a GIF of different random frames; return its first frame's pixels."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    images = [
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).convert("P")
+        for _ in range(frames)
+    ]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=40, loop=0)
+    decoded = tf.io.decode_gif(path.read_bytes()).numpy()
+    assert decoded.shape == (frames, side, side, 3)
+    return decoded[0]
+
+
+@pytest.fixture
+def decoder_takes_one_gif_frame(monkeypatch):
+    """``tf.io.decode_image``, failing when the GIF bytes it is given hold several frames
+    (eagerly, in tf.data pipelines and in exported signatures alike)."""
+    import tensorflow as tf
+
+    decode = tf.io.decode_image
+
+    def checked(contents, *args, **kwargs):
+        frames = tf.cond(
+            tf.strings.substr(contents, 0, 3) == b"GIF",
+            lambda: tf.shape(tf.io.decode_gif(contents))[0],
+            lambda: tf.constant(1),
+        )
+        check = tf.debugging.assert_less_equal(frames, 1, message="every frame decoded")
+        with tf.control_dependencies([check]):
+            return decode(contents, *args, **kwargs)
+
+    monkeypatch.setattr(tf.io, "decode_image", checked)
+
+
+def test_an_animated_gif_is_read_from_its_first_frame_only(
+    tmp_path, caplog, decoder_takes_one_gif_frame
+):
+    import tensorflow as tf
+
+    gif = tmp_path / "animated.gif"
+    first = _animated_gif(gif, seed=0)
+    data = gif.read_bytes()
+    assert tf.io.decode_gif(catdog_inference.first_gif_frame(data)).shape == (1, 64, 64, 3)
+    pixels = catdog.decode_image(tf.constant(data), (64, 64)).numpy()
+    assert pixels.shape == (64, 64, 3) and np.array_equal(pixels, first)
+    png = tmp_path / "first.png"  # not a GIF: unchanged
+    Image.fromarray(first).save(png)
+    assert catdog_inference.first_gif_frame(png.read_bytes()).numpy() == png.read_bytes()
+    # predict
+    model = catdog.build_baseline_model(input_shape=(64, 64, 3), filters=(4,), dense_units=8)
+    expected = catdog.predict(model, first[None].astype(np.float32))[0].probabilities
+    assert catdog.predict(model, [gif])[0].probabilities == pytest.approx(expected, rel=1e-5)
+    # datasets
+    root = make_synthetic_dataset(tmp_path / "data", images_per_class=6, image_size=(64, 64))
+    gifs = [root / split / "cats" / f"animated_{split}.gif" for split in ("train", "validation")]
+    for seed, path in enumerate(gifs, start=1):
+        _animated_gif(path, seed=seed, frames=20)
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        splits = from_directory(root, image_size=(64, 64), batch_size=4)
+    kept = [p for files in splits.files.values() for p in files]
+    assert all(str(p) in kept for p in gifs) and "animated" not in caplog.text
+    # the SavedModel's bytes signature
+    served = tf.saved_model.load(str(export(model, tmp_path / "served", format="tf_saved_model")))
+    out = served.signatures["serving_default"](image_bytes=tf.constant([data, png.read_bytes()]))
+    np.testing.assert_allclose(out["probabilities"].numpy()[0], list(expected.values()), atol=1e-5)
+    np.testing.assert_allclose(out["probabilities"].numpy()[1], list(expected.values()), atol=1e-5)
+
+
+PEAK_MEMORY = textwrap.dedent(
+    """
+    import resource, sys
+    import catdog
+    import tensorflow as tf
+    from catdog.synthetic import make_synthetic_dataset
+
+    folder, image, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    model = catdog.build_baseline_model(input_shape=(64, 64, 3), class_names=["cats", "dogs"])
+    assert len(catdog.predict(model, [image] * count)) == count
+    if len(sys.argv) > 4:  # the same file through the serving signature and a dataset
+        served = tf.saved_model.load(sys.argv[4])
+        data = open(image, "rb").read()
+        served.signatures["serving_default"](image_bytes=tf.constant([data]))
+        root = make_synthetic_dataset(folder + "/data", images_per_class=6, image_size=(16, 16))
+        for i in range(3):
+            open(f"{root}/train/cats/image_{i}.gif", "wb").write(data + bytes(i))
+        catdog.from_directory(root, image_size=(64, 64))
+    print("peak", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    """
+)
+
+
+def _peak_memory_mb(tmp_path: Path, image: Path, count: int, served: Path | None = None) -> int:
+    """Peak resident memory (MB) of a process that predicts ``count`` times ``image``."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix=f"{image.stem}_{count}_", dir=tmp_path)
+    argv = [sys.executable, "-c", PEAK_MEMORY, str(folder), str(image), str(count)]
+    done = subprocess.run(
+        [*argv, *([str(served)] if served else [])],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return int(done.stdout.split("peak")[-1])
+
+
+@pytest.mark.slow
+def test_prediction_memory_does_not_grow_with_the_number_of_images(tmp_path):
+    image = tmp_path / "small.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)).save(image)
+    few, many = _peak_memory_mb(tmp_path, image, 1000), _peak_memory_mb(tmp_path, image, 5000)
+    # one batch of all (before): about 1.2 GB for 1,000 images and 3.5 GB for 5,000
+    assert many - few < 250, (few, many)
+
+
+def _gif_of_identical_frames(path: Path, frames: int, side: int) -> Path:
+    """A GIF of ``frames`` full ``side`` x ``side`` frames: a few KB each, so written fast."""
+    import io
+
+    one = Image.new("P", (side, side), 1)
+    one.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    buffer = io.BytesIO()
+    one.save(buffer, "GIF")
+    data = buffer.getvalue()
+    start = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)  # after the color table
+    path.write_bytes(data[:start] + data[start:-1] * frames + b"\x3b")
+    return path
+
+
+@pytest.mark.slow
+def test_an_animated_gif_costs_the_memory_of_one_frame(tmp_path):
+    import tensorflow as tf
+
+    still = _gif_of_identical_frames(tmp_path / "still.gif", 1, 1000)
+    animated = _gif_of_identical_frames(tmp_path / "animated.gif", 1000, 1000)
+    assert tf.io.decode_gif(catdog_inference.first_gif_frame(animated.read_bytes())).shape[0] == 1
+    model = catdog.build_baseline_model(input_shape=(64, 64, 3), class_names=["cats", "dogs"])
+    served = export(model, tmp_path / "served", format="tf_saved_model")
+    one = _peak_memory_mb(tmp_path, still, 1, served)
+    thousand = _peak_memory_mb(tmp_path, animated, 1, served)
+    # every frame decoded (before): 1,000 frames of 1000x1000 took 1 GB more
+    assert thousand - one < 250, (one, thousand)

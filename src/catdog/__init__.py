@@ -58,6 +58,7 @@ _EXPORTS = {
     "inference_model": "inference",
     "decode_image": "inference",
     "load_images": "inference",
+    "image_batches": "inference",
     "ImageClassifier": "models",
     "class_names_of": "models",
     "precision_scope": "models",
@@ -124,6 +125,7 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
     from catdog.inference import (
         Predictor,
         decode_image,
+        image_batches,
         inference_model,
         load_images,
         predict,
