@@ -378,3 +378,182 @@ def test_distributed_search_one_chief_two_workers(tmp_path):
     assert (out / "best_model.keras").is_file()
     assert "the chief writes" in logs[1] and "the chief writes" in logs[2]
     assert "best val_accuracy" in logs[0]
+
+
+# ----------------------------------------------------------------------------- issue 23
+def _unused_port() -> int:
+    (port,) = free_ports(1)
+    return port
+
+
+@pytest.mark.parametrize(
+    "cluster, task, message",
+    [
+        ({"worker": ["a:1"], "ps": ["b:2"]}, {"type": "worker", "index": 0}, "parameter-server"),
+        ({"worker": [12345, "b:2"]}, {"type": "worker", "index": 0}, r"\['worker'\]\[0\] is 12345"),
+        ({"worker": ["a:1", "b"]}, {"type": "worker", "index": 0}, "'b': each task's address"),
+        ({"worker": ["a:1", "b:99999"]}, {"type": "worker", "index": 0}, "port from 1 to 65535"),
+        ({"worker": "a:1"}, {"type": "worker", "index": 0}, "must be a list of addresses"),
+        ({"chief": ["a:1", "b:2"]}, {"type": "chief", "index": 0}, "a list of one address"),
+        ({"evaluator": ["a:1"]}, {"type": "evaluator", "index": 0}, "and nothing else"),
+        ({"worker": []}, {"type": "worker", "index": 0}, '"worker" tasks'),
+        ({"worker": ["a:1", "a:1"]}, {"type": "worker", "index": 0}, "several tasks"),
+        ({"worker": ["a:1"]}, {"type": "worker", "index": True}, "not in its cluster"),
+        ({"worker": ["a:1"]}, {"type": ["worker"], "index": 0}, "not in its cluster"),
+    ],
+)
+def test_tf_config_is_validated_up_front_with_one_line(cluster, task, message):
+    text = json.dumps({"cluster": cluster, "task": task})
+    with pytest.raises(InvalidArgumentError, match=message) as raised:
+        cluster_spec({"TF_CONFIG": text})
+    assert "\n" not in str(raised.value)
+    ipv6 = {"cluster": {"worker": ["[::1]:5000", "b:2"]}, "task": {"type": "worker", "index": 1}}
+    assert cluster_spec({"TF_CONFIG": json.dumps(ipv6)})["task"]["index"] == 1
+
+
+def test_cli_refuses_a_ps_cluster_before_any_work(tmp_path, monkeypatch, capsys):
+    from catdog.cli import main
+
+    config = {"cluster": {"worker": ["127.0.0.1:1"], "ps": ["127.0.0.1:2"]},
+              "task": {"type": "worker", "index": 0}}  # fmt: skip
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    code = main(["train", "--demo", "--out", str(tmp_path / "run"), "--strategy", "multi_worker"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "parameter-server training is not supported" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_tf_config_without_the_multi_worker_strategy_warns(monkeypatch, caplog):
+    import logging
+
+    from catdog import distribute
+
+    monkeypatch.setattr(distribute, "_warned_alone", False)
+    monkeypatch.setenv("TF_CONFIG", tf_config([1, 2], 0))
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        assert make_strategy("none") is None
+        assert make_strategy("none") is None  # once per process
+    warnings = [r.getMessage() for r in caplog.records if "TF_CONFIG is set" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "strategy is none" in warnings[0] and "--strategy multi_worker" in warnings[0]
+
+
+def test_a_missing_peer_stops_with_one_line_after_the_timeout(tmp_path, monkeypatch, capsys):
+    import logging
+
+    from catdog.cli import main
+
+    own, peer = free_ports(2)
+    config = {"cluster": {"worker": [f"127.0.0.1:{own}", f"127.0.0.1:{peer}"]},
+              "task": {"type": "worker", "index": 0}}  # fmt: skip
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    argv = ["train", "--demo", "--out", str(tmp_path / "run"), "--strategy", "multi_worker"]
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("catdog").addHandler(handler)
+    started = time.monotonic()
+    try:
+        code = main([*argv, "--cluster-timeout", "2"])
+    finally:
+        logging.getLogger("catdog").removeHandler(handler)
+    elapsed = time.monotonic() - started
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and elapsed < 10, elapsed
+    assert f"worker 1 at 127.0.0.1:{peer}" in err and "no answer within 2 s" in err
+    assert "--cluster-timeout" in err and "Traceback" not in err
+    said = " ".join(r.getMessage() for r in records)
+    assert f"worker 0: waiting up to 2 s for worker 1 at 127.0.0.1:{peer}" in said
+    assert not (tmp_path / "run").exists()
+    with socket.create_server(("127.0.0.1", own)):  # its own port is free again
+        pass
+
+
+def test_waiting_for_peers_honours_sigterm_and_sigint():
+    from catdog.distribute import wait_for_peers
+    from catdog.errors import ClusterError
+
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        pytest.skip("SIGTERM is handled by this process already")
+    peers = {"worker 1": f"127.0.0.1:{_unused_port()}"}
+    import threading
+
+    for signum, expected in [(signal.SIGTERM, ClusterError), (signal.SIGINT, KeyboardInterrupt)]:
+        timer = threading.Timer(0.5, os.kill, (os.getpid(), signum))
+        started = time.monotonic()
+        timer.start()
+        with pytest.raises(expected) as raised:
+            wait_for_peers(peers, 30, who="worker 0")
+        assert time.monotonic() - started < 5
+        timer.join()
+        if expected is ClusterError:
+            assert "stopped by SIGTERM while waiting for worker 1" in str(raised.value)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+
+
+def test_cluster_timeout_is_checked_and_not_a_training_setting(tmp_path):
+    from catdog.distribute import wait_for_peers
+    from catdog.workflow import RunConfig, changed_fields, check_config, resolve_defaults
+
+    assert changed_fields({"cluster_timeout": 300}, {"cluster_timeout": 5}) == []
+    config = resolve_defaults(RunConfig(out=tmp_path / "run", model="baseline"))
+    with pytest.raises(InvalidArgumentError, match="cluster_timeout must be a positive number"):
+        check_config(replace(config, cluster_timeout=0))
+    with pytest.raises(InvalidArgumentError, match="cluster_timeout"):
+        wait_for_peers({"worker 1": "a:1"}, -1)
+    with pytest.raises(InvalidArgumentError, match="host:port"):
+        wait_for_peers({"worker 1": "a"}, 1)
+
+
+def test_a_tuning_worker_checks_the_oracle_and_stops_after_the_timeout(
+    synthetic_splits, tmp_path, monkeypatch
+):
+    pytest.importorskip("keras_tuner")
+    from catdog.errors import ClusterError
+    from catdog.tuning import distributed_role, tune
+
+    worker = {"KERASTUNER_TUNER_ID": "tuner0", "KERASTUNER_ORACLE_PORT": "8000"}
+    for ip in ("", "  "):
+        with pytest.raises(InvalidArgumentError, match="KERASTUNER_ORACLE_IP="):
+            distributed_role({**worker, "KERASTUNER_ORACLE_IP": ip})
+    with pytest.raises(InvalidArgumentError, match="KERASTUNER_ORACLE_PORT='0'"):
+        distributed_role({**worker, "KERASTUNER_ORACLE_IP": "h", "KERASTUNER_ORACLE_PORT": "0"})
+    port = _unused_port()
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(port))
+    started = time.monotonic()
+    with pytest.raises(ClusterError) as raised:
+        tune(synthetic_splits, "random", 1, directory=tmp_path, cluster_timeout=1.5)
+    assert time.monotonic() - started < 8
+    message = str(raised.value)
+    assert f"tuner0: no answer within 1.5 s from the oracle (the chief) at 127.0.0.1:{port}" in (
+        message
+    )
+    assert "KERASTUNER_TUNER_ID=chief" in message and "\n" not in message
+    assert not any(tmp_path.iterdir())  # KerasTuner was never started
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_worker_waiting_for_its_cluster(tmp_path):
+    own, peer = free_ports(2)
+    config = {"cluster": {"worker": [f"127.0.0.1:{own}", f"127.0.0.1:{peer}"]},
+              "task": {"type": "worker", "index": 0}}  # fmt: skip
+    log = tmp_path / "worker.log"
+    args = ["train", "--demo", "--out", str(tmp_path / "run"), "--strategy", "multi_worker"]
+    process = start([sys.executable, "-m", "catdog", *args], {"TF_CONFIG": json.dumps(config)}, log)
+    try:
+        deadline = time.monotonic() + WORKER_TIMEOUT
+        while "waiting up to 300 s for worker 1" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)  # promptly, not after the timeout
+    finally:
+        process.kill()
+    assert process.returncode == 2
+    lines = [line for line in log.read_text().splitlines() if line.startswith("catdog")]
+    assert lines[-1] == (
+        f"catdog: error: worker 0: stopped by SIGTERM while waiting for worker 1 at "
+        f"127.0.0.1:{peer}."
+    )

@@ -29,6 +29,9 @@ ENGINES = ("tensorflow", "litert", "auto")
 """Where prediction runs: see [`Predictor`][catdog.inference.Predictor]."""
 STRATEGIES = ("none", "mirrored", "multi_worker")
 """Where training runs: see [`make_strategy`][catdog.distribute.make_strategy]."""
+DEFAULT_CLUSTER_TIMEOUT = 300.0
+"""Seconds a worker waits for the other workers of its cluster (or a tuning worker for the
+oracle) to answer before it stops: see [`wait_for_peers`][catdog.distribute.wait_for_peers]."""
 
 
 def check_strategy(name: str | None) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from catdog import __version__
 from catdog._rules import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_CLUSTER_TIMEOUT,
     DEFAULT_IMAGE_SIDE,
     DEFAULT_SEED,
     ENGINES,
@@ -54,6 +55,17 @@ def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """``argparse`` type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
 
 
@@ -106,7 +118,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     from catdog.distribute import describe_task, is_chief, make_strategy
 
-    strategy = make_strategy(args.strategy)  # first: before any other TensorFlow operation
+    timeout = args.cluster_timeout or DEFAULT_CLUSTER_TIMEOUT
+    strategy = make_strategy(args.strategy, timeout)  # first: before any TensorFlow operation
     result = run_training(run_config(args), strategy=strategy)
     task = describe_task(strategy)
     if not is_chief(strategy):
@@ -357,6 +370,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         backbones=[b.strip() for b in args.backbones.split(",")] if args.backbones else None,
         callbacks=_tensorboard(args.tensorboard),
         seed=args.seed,
+        cluster_timeout=args.cluster_timeout or DEFAULT_CLUSTER_TIMEOUT,
     )
     if role not in (None, "chief"):  # the oracle is the chief's, and may be gone
         print(f"{role}: no trial left; the chief writes {out / 'summary.json'}")
@@ -495,6 +509,17 @@ def _add_speed_options(train) -> None:
         "the same --out on shared storage). Default: mirrored when several GPUs are visible, "
         "else none",
     )
+    _add_cluster_timeout(add, "the other workers of TF_CONFIG")
+
+
+def _add_cluster_timeout(add, what: str) -> None:
+    add(
+        "--cluster-timeout",
+        type=seconds,
+        metavar="SECONDS",
+        help=f"how long to wait for {what} to start before stopping with an error "
+        f"(default {DEFAULT_CLUSTER_TIMEOUT:g})",
+    )
 
 
 def _default(field: str) -> str:
@@ -612,6 +637,7 @@ def _add_tune(sub) -> None:
     add("--overwrite", action="store_true", help="start the search afresh")
     add("--tensorboard", metavar="DIR", help="TensorBoard logs of every trial under DIR")
     add("--seed", type=int, default=DEFAULT_SEED)
+    _add_cluster_timeout(add, "the oracle (a worker of a distributed search)")
     tune.set_defaults(func=cmd_tune)
 
 

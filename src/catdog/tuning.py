@@ -28,9 +28,11 @@ except ImportError as error:  # pragma: no cover - exercised by a test in a subp
     ) from error
 
 from catdog._rules import (
+    DEFAULT_CLUSTER_TIMEOUT,
     DEFAULT_INPUT_SHAPE,
     DEFAULT_SEED,
     check_int,
+    check_positive_number,
     is_int,
     is_number_in,
     is_positive_number,
@@ -347,6 +349,7 @@ def tune(
     seed: int | None = DEFAULT_SEED,
     callbacks: Sequence = (),
     verbose: int = 1,
+    cluster_timeout: float = DEFAULT_CLUSTER_TIMEOUT,
 ):
     """Run a KerasTuner search over the catdog space on ``splits``; return the tuner.
 
@@ -384,6 +387,8 @@ def tune(
         callbacks: Keras callbacks for every trial's ``fit`` (``keras.callbacks.TensorBoard``:
             KerasTuner gives each trial its own log folder).
         verbose: passed to ``fit``.
+        cluster_timeout: the seconds a worker of a distributed search waits for the oracle
+            to answer before raising [`ClusterError`][catdog.errors.ClusterError].
 
     Examples:
         ```python
@@ -400,6 +405,7 @@ def tune(
         logger.warning("%s: --overwrite is the chief's to apply; ignored on a worker.", role)
     check_int("max_trials", max_trials)
     check_int("epochs", epochs)
+    check_positive_number("cluster_timeout", cluster_timeout)
     if hyperparameters is not None:
         validate_hyperparameters(hyperparameters)
         if "family" in hyperparameters:  # build (and download) only the families searched
@@ -417,6 +423,14 @@ def tune(
     )
     if hyperparameters is not None and isinstance(hypermodel, CatDogHyperModel):
         hyperparameters = hypermodel.condition(hyperparameters)
+    if role not in (None, "chief"):  # KerasTuner's client would wait for it forever
+        wait_for_oracle(role, cluster_timeout)
+    elif role == "chief":
+        logger.info(
+            "chief: serving the oracle at %s:%s for the workers",
+            os.environ["KERASTUNER_ORACLE_IP"],
+            os.environ["KERASTUNER_ORACLE_PORT"],
+        )
     search = _make_tuner(
         tuner,
         hypermodel,
@@ -462,17 +476,47 @@ def distributed_role(environ: dict | None = None) -> str | None:
     given = [name for name in names if name in environ]  # KerasTuner's rule: set at all
     if "KERASTUNER_ORACLE_IP" not in given:
         return None
-    missing = [name for name in names if name not in given]
-    port = environ.get("KERASTUNER_ORACLE_PORT", "")
-    if missing or not (port.isdigit() and 0 < int(port) < 65536):
+    bad = [name for name in names if name not in given]
+    if "KERASTUNER_TUNER_ID" in given and not environ["KERASTUNER_TUNER_ID"].strip():
+        bad.append("KERASTUNER_TUNER_ID=''")
+    if not environ["KERASTUNER_ORACLE_IP"].strip():
+        bad.append(f"KERASTUNER_ORACLE_IP={environ['KERASTUNER_ORACLE_IP']!r}")
+    port = environ.get("KERASTUNER_ORACLE_PORT")
+    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+        bad.append(f"KERASTUNER_ORACLE_PORT={port!r}")
+    if bad:
         raise InvalidArgumentError(
             f"A distributed search needs {', '.join(names)} on every process (the tuner ID "
             "'chief' on the one serving the oracle, e.g. tuner0, tuner1 on the others; the "
-            f"chief's address and a port number); missing or invalid: "
-            f"{', '.join(missing) or f'KERASTUNER_ORACLE_PORT={port!r}'}."
+            f"chief's address and a port number from 1 to 65535); missing or invalid: "
+            f"{', '.join(bad)}."
         )
     tuner_id = environ["KERASTUNER_TUNER_ID"]
     return "chief" if "chief" in tuner_id else tuner_id
+
+
+def wait_for_oracle(
+    role: str, timeout: float = DEFAULT_CLUSTER_TIMEOUT, environ: dict | None = None
+) -> None:
+    """Wait until the oracle at ``KERASTUNER_ORACLE_IP:KERASTUNER_ORACLE_PORT`` answers;
+    else raise [`ClusterError`][catdog.errors.ClusterError] after ``timeout`` seconds.
+
+    A worker of a distributed search calls it before KerasTuner, whose client waits for the
+    oracle forever and in silence (see [`wait_for_peers`][catdog.distribute.wait_for_peers]).
+    """
+    from catdog.distribute import wait_for_peers
+
+    environ = os.environ if environ is None else environ
+    ip, port = environ["KERASTUNER_ORACLE_IP"], environ["KERASTUNER_ORACLE_PORT"]
+    address = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    wait_for_peers(
+        {"the oracle (the chief)": address},
+        timeout,
+        who=role,
+        hint="Start the chief (KERASTUNER_TUNER_ID=chief) with the same command, check "
+        "KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT and that the port is open, or wait "
+        "longer with --cluster-timeout.",
+    )
 
 
 def write_summary(

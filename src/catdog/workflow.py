@@ -22,6 +22,7 @@ from pathlib import Path
 
 from catdog._rules import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_CLUSTER_TIMEOUT,
     DEFAULT_IMAGE_SIDE,
     DEFAULT_SEED,
     DEFAULT_UNFREEZE_FROM,
@@ -80,7 +81,8 @@ class RunConfig:
     ``class_weight="balanced"`` weighs rare classes up; ``tensorboard`` is a folder for
     TensorBoard logs. ``strategy`` is ``"none"``, ``"mirrored"`` or ``"multi_worker"`` (see
     [`make_strategy`][catdog.distribute.make_strategy]; ``None``: mirrored when several GPUs
-    are visible).
+    are visible); ``cluster_timeout`` is how many seconds a multi-worker task waits for the
+    others to start.
     """
 
     out: Path
@@ -101,6 +103,7 @@ class RunConfig:
     tensorboard: str | None = None
     precision: str | None = None
     strategy: str | None = None
+    cluster_timeout: float = DEFAULT_CLUSTER_TIMEOUT
     jit_compile: bool | str = "auto"
     seed: int = DEFAULT_SEED
     verbose: str | int = "auto"
@@ -221,7 +224,7 @@ def _build(config: RunConfig, class_names: list[str]):
 # may differ between the runs of one configuration, or are results rather than settings
 _NOT_COMPARED = (
     "out", "verbose", "class_names", "splits", "versions", "parameters", "learning_rate_found",
-    "learning_rate_note", "tensorboard", "strategy",
+    "learning_rate_note", "tensorboard", "strategy", "cluster_timeout",
 )  # fmt: skip
 
 
@@ -415,7 +418,8 @@ def run_training(config: RunConfig, strategy=None) -> dict:
 
     config = resolve_defaults(config)
     check_config(config)
-    strategy = strategy if strategy is not None else make_strategy(config.strategy)
+    if strategy is None:
+        strategy = make_strategy(config.strategy, config.cluster_timeout)
     if config.learning_rate == "auto" and task_of(strategy)[0] is not None:
         raise InvalidArgumentError(
             "--learning-rate auto runs on one machine: find the rate with a single-worker run "
@@ -495,6 +499,7 @@ def check_config(config: RunConfig) -> None:
     check_positive_number("fine_tune_learning_rate", config.fine_tune_learning_rate)
     check_strategy(config.strategy)
     check_output_folder("--tensorboard", config.tensorboard)
+    check_positive_number("cluster_timeout", config.cluster_timeout)
 
 
 def _clear_state(staging: Path) -> None:
