@@ -31,10 +31,10 @@ def measure(name: str, batch_repeats: int, single_repeats: int) -> list[str]:
     import tensorflow as tf
     from _common import median_seconds
 
-    from catdog.backbones import get_backbone
-    from catdog.feature_cache import split_transfer_model
-    from catdog.inference import Predictor
-    from catdog.models import build_model
+    from catdog.deploy.predict import Predictor
+    from catdog.models.backbones import get_backbone
+    from catdog.models.registry import build_model
+    from catdog.training.feature_cache import split_transfer_model
 
     spec = get_backbone(name)
     model = build_model(name, weights=None)
@@ -74,7 +74,7 @@ HEADER = [
 
 
 def main() -> None:
-    from catdog.backbones import BACKBONES
+    from catdog.models.backbones import BACKBONES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", help="comma-separated names (default: all)")

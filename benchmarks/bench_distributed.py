@@ -39,14 +39,15 @@ def run_worker(mode: str, root: str, size: int, epochs: int, batch: int) -> dict
     """Train once in this process; return the fit's seconds and the training images."""
     strategy = None
     if mode == "multi_worker":
-        from catdog.distribute import make_strategy
+        from catdog.training.distribute import make_strategy
 
         strategy = make_strategy("multi_worker")  # first, before any other TensorFlow op
     import keras
 
-    from catdog.data import from_directory
-    from catdog.distribute import strategy_scope
-    from catdog.models import build_model, compile_model
+    from catdog.data.pipelines import from_directory
+    from catdog.models.classifier import compile_model
+    from catdog.models.registry import build_model
+    from catdog.training.distribute import strategy_scope
 
     keras.utils.set_random_seed(0)
     if mode == "keras":  # the tutorial's pipeline and a plain fit
@@ -61,7 +62,7 @@ def run_worker(mode: str, root: str, size: int, epochs: int, batch: int) -> dict
         start = time.perf_counter()
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0)
         return {"seconds": time.perf_counter() - start, "images": images}
-    from catdog.training import train
+    from catdog.training.fit import train
 
     splits = from_directory(root, image_size=(size, size), batch_size=batch, seed=0)
     for _ in splits.train:  # decode and cache once, as every catdog run does before fitting
@@ -129,7 +130,7 @@ def main() -> None:
         return
     from _common import append_results
 
-    from catdog.synthetic import make_synthetic_dataset
+    from catdog.data.synthetic import make_synthetic_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         args.root = make_synthetic_dataset(

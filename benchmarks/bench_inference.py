@@ -32,7 +32,7 @@ def _trained_transfer_model(size: int):
     import numpy as np
 
     import catdog
-    from catdog.weights import make_stand_in_weights
+    from catdog.models.weights import make_stand_in_weights
 
     with tempfile.TemporaryDirectory() as tmp:
         root = catdog.make_synthetic_dataset(tmp, images_per_class=80, image_size=(size, size))
@@ -60,7 +60,8 @@ def main() -> None:
     from _common import append_results, machine, median_seconds
 
     import catdog
-    from catdog.inference import LiteRTModel, Predictor
+    from catdog.deploy.litert import LiteRTModel
+    from catdog.deploy.predict import Predictor
 
     model, held_out = _trained_transfer_model(args.size)
     rng = np.random.default_rng(0)
@@ -89,7 +90,7 @@ def main() -> None:
         agreement["catdog LiteRT engine"] = float((litert(held_out).argmax(1) == reference).mean())
         np.testing.assert_allclose(litert(batch), model.predict(batch, verbose=0), atol=1e-4)
         np.testing.assert_allclose(predictor(batch), model.predict(batch, verbose=0), atol=1e-5)
-        raw = LiteRTModel(catdog.inference.cached_litert_file(model, Path(tmp) / "cache"))
+        raw = LiteRTModel(catdog.deploy.litert.cached_litert_file(model, Path(tmp) / "cache"))
         interpreter, index = raw._interpreter, raw._input["index"]
         output = raw._output["index"]
 

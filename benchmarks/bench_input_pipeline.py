@@ -48,8 +48,8 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from catdog.data import from_directory
-    from catdog.synthetic import make_synthetic_dataset
+    from catdog.data.pipelines import from_directory
+    from catdog.data.synthetic import make_synthetic_dataset
 
     def post(train_dir):
         return keras.utils.image_dataset_from_directory(

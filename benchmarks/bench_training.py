@@ -18,7 +18,7 @@ run, measures wall time (data pipeline included) and accuracy of:
     best epoch's (the checkpoint it keeps).
 
 All use the same MobileNetV2 weights: random convolutions with BatchNorm statistics set from
-the data (no network here for ImageNet weights; see `catdog.weights.make_stand_in_weights`).
+the data (no network here for ImageNet weights; see `catdog.models.weights.make_stand_in_weights`).
 Accuracy is the last epoch's validation accuracy and, for every model, the accuracy on the
 same held-out files (catdog's test split). `--scaling 1000,2000,4000` times (b) and (c) at
 several dataset sizes. Results are printed and appended to benchmarks/README.md.
@@ -119,7 +119,8 @@ def catdog_run(root: Path, weights: Path, epochs: int, size: int, **options):
 
 def cli_defaults(root: Path, weights: Path, size: int, out: Path):
     """`catdog train --model transfer --data ROOT` (weights: the stand-in file)."""
-    from catdog.workflow import RunConfig, run_training
+    from catdog.runs.config import RunConfig
+    from catdog.runs.job import run_training
 
     config = RunConfig(out=out, data=str(root), image_size=size, weights=str(weights), verbose=0)
     return run_training(config)
@@ -172,7 +173,7 @@ def main() -> None:
         root = dataset(args.images)
         held_out = catdog.from_directory(root, image_size=(size, size), batch_size=32)
         sample = np.concatenate([x.numpy() for x, _ in held_out.train.take(2)])
-        weights = catdog.weights.make_stand_in_weights(tmp / "base.weights.h5", sample)
+        weights = catdog.models.weights.make_stand_in_weights(tmp / "base.weights.h5", sample)
 
         runs = {
             "a": (

@@ -17,8 +17,8 @@ import numpy as np
 from _common import load_splits, model_folder, parse_args, run
 
 from catdog import build_transfer_model, fine_tune, majority_baseline, plot_history, train
-from catdog.training import merge_histories
-from catdog.weights import make_stand_in_weights
+from catdog.models.weights import make_stand_in_weights
+from catdog.training.fine_tune import merge_histories
 
 
 def add_arguments(parser) -> None:

@@ -16,8 +16,8 @@ from catdog import (
     plot_confusion_matrix,
     plot_misclassified,
 )
-from catdog.evaluation import compare_reports
 from catdog.io import write_json, write_text
+from catdog.report.evaluation import compare_reports
 
 # What the post reports (validation accuracy while training; test accuracy for model D only).
 POST = {

@@ -12,7 +12,7 @@ import keras_tuner as kt
 from _common import load_splits, model_folder, parse_args, run
 
 from catdog import evaluate, load_model, train
-from catdog.tuning import CatDogHyperModel, validate_hyperparameters
+from catdog.training.tuning import CatDogHyperModel, validate_hyperparameters
 
 
 def add_arguments(parser) -> None:

@@ -234,7 +234,7 @@ def test_transfer_local_weights_file(tmp_path, rng):
 
 
 def test_stand_in_weights_give_features_a_head_learns_from(synthetic_splits, tmp_path):
-    from catdog.weights import make_stand_in_weights
+    from catdog.models.weights import make_stand_in_weights
 
     images = np.concatenate([x.numpy() for x, _ in synthetic_splits.train.take(2)])
     path = make_stand_in_weights(tmp_path / "stand_in.weights.h5", images)
@@ -290,7 +290,7 @@ def test_imagenet_download_failure_says_what_to_do(tmp_path):
 
 
 def test_registry():
-    from catdog.backbones import BACKBONES
+    from catdog.models.backbones import BACKBONES
 
     assert list_models(pretrained=False) == ["augmented", "baseline", "preprocessed"]
     assert list_models() == sorted(
@@ -308,7 +308,7 @@ def test_registry():
 
 
 def test_register_model_decorator():
-    from catdog.models import _REGISTRY, register_model
+    from catdog.models.registry import _REGISTRY, register_model
 
     @register_model("tiny_test")
     def build_tiny(input_shape=(32, 32, 3), num_classes=2):
@@ -317,7 +317,7 @@ def test_register_model_decorator():
     try:
         assert "tiny_test" in list_models("tiny*")
         assert build_model("tiny_test", num_classes=4).output_shape == (None, 4)
-        spec = catdog.models.model_spec("tiny_test")  # metadata from the defaults
+        spec = catdog.models.registry.model_spec("tiny_test")  # metadata from the defaults
         assert (spec.family, spec.input_size, spec.pretrained, spec.params) == (
             "custom", None, False, None,
         )  # fmt: skip

@@ -33,7 +33,7 @@ def test_every_public_name_resolves():
         assert getattr(catdog, name) is not None, name
     assert set(catdog.__all__) <= set(dir(catdog))
     assert callable(catdog.export) and callable(catdog.build_transfer_model)
-    assert catdog.tuning.CatDogHyperModel is not None  # submodules load on first use
+    assert catdog.training.tuning.CatDogHyperModel is not None  # submodules load on first use
 
 
 def test_no_text_promises_an_install_from_the_package_index():

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 import catdog
+from catdog.deploy.predict import Predictor, predictor_for
 from catdog.errors import InvalidArgumentError
-from catdog.feature_cache import extract_features, split_transfer_model
-from catdog.inference import Predictor, predictor_for
-from catdog.models import precision_scope
-from catdog.training import train
+from catdog.models.registry import precision_scope
+from catdog.training.feature_cache import extract_features, split_transfer_model
+from catdog.training.fit import train
 
 from .conftest import random_images
 

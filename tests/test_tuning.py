@@ -8,16 +8,16 @@ import keras
 import keras_tuner as kt
 import pytest
 
+from catdog.deploy.export import load_model
 from catdog.errors import InvalidArgumentError
-from catdog.saving import load_model
-from catdog.tuning import CatDogHyperModel, tune, validate_hyperparameters
+from catdog.training.tuning import CatDogHyperModel, tune, validate_hyperparameters
 
 CNNS = ["baseline", "augmented", "preprocessed"]
 
 
 @pytest.fixture(scope="module")
 def tiny_splits(synthetic_root):
-    from catdog.data import from_directory
+    from catdog.data.pipelines import from_directory
 
     return from_directory(synthetic_root, image_size=(32, 32), batch_size=16, seed=2)
 
@@ -211,7 +211,7 @@ MISSING_EXTRA = textwrap.dedent(
     import catdog
     assert "build_transfer_model" in dir(catdog)
     try:
-        import catdog.tuning
+        import catdog.training.tuning
     except ImportError as error:
         print("import:", error)
     from catdog.cli import main
@@ -228,10 +228,10 @@ def test_missing_extra_says_how_to_install(tmp_path):
         timeout=300,
         env={"KERAS_HOME": str(tmp_path), "PATH": "/usr/bin"},
     )
-    assert "import: catdog.tuning needs KerasTuner" in done.stdout
+    assert "import: catdog.training.tuning needs KerasTuner" in done.stdout
     assert "pip install keras-tuner tensorboard" in done.stdout
     assert done.returncode == 2
-    assert "catdog: error: catdog.tuning needs KerasTuner" in done.stderr
+    assert "catdog: error: catdog.training.tuning needs KerasTuner" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -26,12 +26,13 @@ EXPORT_FORMATS = ("keras", "tf_saved_model", "litert", "onnx")  # Keras' names
 EXPORT_FORMAT_ALIASES = {"saved_model": "tf_saved_model", "tflite": "litert"}
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 ENGINES = ("tensorflow", "litert", "auto")
-"""Where prediction runs: see [`Predictor`][catdog.inference.Predictor]."""
+"""Where prediction runs: see [`Predictor`][catdog.deploy.predict.Predictor]."""
 STRATEGIES = ("none", "mirrored", "multi_worker")
-"""Where training runs: see [`make_strategy`][catdog.distribute.make_strategy]."""
+"""Where training runs: see [`make_strategy`][catdog.training.distribute.make_strategy]."""
 DEFAULT_CLUSTER_TIMEOUT = 300.0
 """Seconds a worker waits for the other workers of its cluster (or a tuning worker for the
-oracle) to answer before it stops: see [`wait_for_peers`][catdog.distribute.wait_for_peers]."""
+oracle) to answer before it stops: see
+[`wait_for_peers`][catdog.training.distribute.wait_for_peers]."""
 
 
 def check_strategy(name: str | None) -> None:

@@ -29,14 +29,9 @@ from catdog._rules import (
     check_output_folder,
 )
 from catdog.errors import CatdogError, InvalidArgumentError
-from catdog.workflow import (
-    DEMO_DEFAULTS,
-    FROZEN_BASE_DEFAULTS,
-    RunConfig,
-    demo_data,
-    run_record,
-    run_training,
-)
+from catdog.runs.config import DEMO_DEFAULTS, FROZEN_BASE_DEFAULTS, RunConfig
+from catdog.runs.job import demo_data, run_training
+from catdog.runs.record import run_record
 
 logger = logging.getLogger("catdog")
 _DEFAULTS = {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
@@ -97,7 +92,7 @@ _JIT = {"auto": "auto", "true": True, "false": False}
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
-    """The [`RunConfig`][catdog.workflow.RunConfig] that ``catdog train``'s arguments describe.
+    """The [`RunConfig`][catdog.runs.config.RunConfig] that ``catdog train``'s arguments describe.
 
     Options left out take ``RunConfig``'s defaults (or, with ``--demo``, the demo's).
     """
@@ -116,7 +111,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from catdog.distribute import describe_task, is_chief, make_strategy
+    from catdog.training.distribute import describe_task, is_chief, make_strategy
 
     timeout = args.cluster_timeout or DEFAULT_CLUSTER_TIMEOUT
     strategy = make_strategy(args.strategy, timeout)  # first: before any TensorFlow operation
@@ -148,7 +143,7 @@ def _check_class_names(names: list, source: str) -> list[str]:
 
 def _class_names_beside(model_path: str) -> list[str] | None:
     """The class names in ``class_names.json`` next to the model (its run folder), or None."""
-    from catdog.workflow import read_run_file
+    from catdog.runs.record import read_run_file
 
     path = Path(model_path).with_name("class_names.json")
     names = read_run_file(path)
@@ -175,8 +170,8 @@ def _same_data(a: str, b: str) -> bool:
 
 def _run_engine(model_path: str, run: dict | None) -> str | None:
     """The engine the run scored its report with (``report.json`` beside the model)."""
-    from catdog.evaluation import Report
-    from catdog.workflow import read_run_file
+    from catdog.report.evaluation import Report
+    from catdog.runs.record import read_run_file
 
     path = Path(model_path).with_name("report.json")
     found = read_run_file(path) if run is not None else None
@@ -210,7 +205,7 @@ def _evaluation_splits(args: argparse.Namespace, run: dict | None, data: str, lo
     run recorded (``config.json``'s split fingerprints, relative to the data folder): a moved
     copy gets the run's seed too. Another ``--seed`` for the run's data is refused.
     """
-    from catdog.workflow import split_fingerprint, splits_match
+    from catdog.runs.record import split_fingerprint, splits_match
 
     seed = DEFAULT_SEED if args.seed is None else args.seed
     if run is None:
@@ -245,10 +240,11 @@ def _evaluation_splits(args: argparse.Namespace, run: dict | None, data: str, lo
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from catdog.data import from_directory, load_cats_and_dogs
-    from catdog.evaluation import evaluate
-    from catdog.models import class_names_of
-    from catdog.saving import load_model
+    from catdog.data.datasets import load_cats_and_dogs
+    from catdog.data.pipelines import from_directory
+    from catdog.deploy.export import load_model
+    from catdog.models.classifier import class_names_of
+    from catdog.report.evaluation import evaluate
 
     _input_file(args.model, _MODEL_FILE)
     model = load_model(args.model)
@@ -282,7 +278,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from catdog.inference import LiteRTModel, predict, resolve_class_names
+    from catdog.deploy.labels import resolve_class_names
+    from catdog.deploy.litert import LiteRTModel
+    from catdog.deploy.predict import predict
 
     _input_file(
         args.model,
@@ -301,7 +299,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if not names and model.class_names:
             _check_class_names(model.class_names, f"the labels of {args.model!r}")
     else:
-        from catdog.saving import load_model
+        from catdog.deploy.export import load_model
 
         model = load_model(args.model)
     names = resolve_class_names(model, args.model, names)
@@ -311,8 +309,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from catdog.inference import resolve_class_names
-    from catdog.saving import FORMAT_ALIASES, export, load_model
+    from catdog.deploy.export import FORMAT_ALIASES, export, load_model
+    from catdog.deploy.labels import resolve_class_names
 
     _input_file(args.model, _MODEL_FILE)
     model = load_model(args.model)
@@ -331,7 +329,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from catdog.tuning import FAMILIES, distributed_role
+    from catdog.training.tuning import FAMILIES, distributed_role
 
     role = distributed_role()  # a bad KERASTUNER_* variable fails before the data loads
     check_output_folder("--out", args.out)  # output paths, before any work
@@ -343,8 +341,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(
             f"Unknown families {unknown}; choose from {', '.join(FAMILIES)}."
         )
-    from catdog.data import from_directory
-    from catdog.tuning import tune
+    from catdog.data.pipelines import from_directory
+    from catdog.training.tuning import tune
 
     if args.demo:
         args.image_size = args.image_size or DEMO_DEFAULTS["image_size"]
@@ -384,14 +382,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from catdog.card import write_model_card
+    from catdog.runs.card import write_model_card
 
     print(write_model_card(args.run))
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from catdog.models import list_models, model_spec
+    from catdog.models.registry import list_models, model_spec
 
     print(f"{'name':<21}{'family':<20}{'input':>6}{'parameters':>13}{'top-1':>7}  description")
     for name in list_models(args.pattern):
