@@ -40,7 +40,8 @@ class ImageClassifier(keras.Sequential):
     ``augmentation`` (the names of the layers that only act in training) are part of its
     ``get_config``, so a saved ``.keras`` file describes itself: loaded anywhere with
     [`catdog.load_model`][catdog.deploy.export.load_model] (or ``keras.saving.load_model`` after
-    ``import catdog.models.classifier``, which registers this class), it still names its classes, and
+    ``import catdog.models.classifier``, which registers this class), it still names its classes,
+    and
     [`inference_model`][catdog.models.classifier.inference_model] drops its augmentation by name.
     ``keras.models.clone_model`` returns a plain ``keras.Sequential``: set ``class_names`` on
     an ``ImageClassifier`` again if you clone one.

@@ -60,8 +60,8 @@ def _publish(out: Path, staging: Path, splits, record, history, fine_tune_start)
     ``staging/previous`` and put back if any step fails), so a failure at any point leaves the
     previous run whole.
     """
-    from catdog.report import plotting
     from catdog.deploy.export import load_model
+    from catdog.report import plotting
     from catdog.report.evaluation import evaluate
     from catdog.runs.card import is_foreign_readme, write_model_card
 

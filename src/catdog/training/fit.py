@@ -97,7 +97,7 @@ def train(
             a lost worker raises [`ClusterError`][catdog.errors.ClusterError].
         cache_features: for a transfer model with a frozen base: compute the base's features
             once per image and train only the head on them: same model, far less compute (see
-            [`catdog.feature_cache`][catdog.feature_cache]).
+            [`catdog.training.feature_cache`][catdog.training.feature_cache]).
         augment_copies: with ``cache_features``, augmented versions of each training image to
             cache as well.
         extraction_engine: with ``cache_features``, where the base computes the features:
@@ -269,7 +269,7 @@ def _raise_if_diverged(model: keras.Model, history: dict) -> None:
 
 
 def _cached_feature_data(model, splits, copies, jit_compile, engine, strategy):
-    """The head model and tf.data pipelines of cached features (see catdog.feature_cache).
+    """The head model and tf.data pipelines of cached features (see catdog.training.feature_cache).
 
     The head is compiled like ``model`` (already compiled): same learning rate.
     """
