@@ -753,7 +753,7 @@ def test_a_folder_given_for_a_file_and_duplicate_class_names_are_one_line_errors
     tflite = export(net, tmp_path / "m.tflite", format="tflite")
     catdog.deploy.labels.labels_path(tflite).write_text("cats\ncats\n")
     line = _one_line_error(capsys, "predict", tflite, image)
-    assert "m.labels.txt" in line and "'cats' more than once" in line
+    assert "m.tflite.labels.txt" in line and "'cats' more than once" in line
 
 
 def test_hand_edited_run_files_are_one_line_errors_naming_the_field(

@@ -297,7 +297,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if Path(args.model).suffix == ".tflite":
         model = LiteRTModel(args.model)
         if not names and model.class_names:
-            _check_class_names(model.class_names, f"the labels of {args.model!r}")
+            _check_class_names(model.class_names, repr(str(model.labels_source)))
     else:
         from catdog.deploy.export import load_model
 

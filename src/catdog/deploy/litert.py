@@ -232,6 +232,7 @@ class LiteRTModel:
                 "again, or pass the class names."
             )
         self.class_names = names
+        self.labels_source = source  # the file the names came from, for messages
 
     def __call__(self, images, *, batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
         """Probabilities ``(n, classes)`` of an ``(n, h, w, 3)`` array, ``batch_size`` images
