@@ -268,6 +268,7 @@ def test_fast_mixed_precision_cli_run(synthetic_root, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_workflow_passes_speed_options_to_training(synthetic_root, tmp_path, monkeypatch):
     import catdog.training.fine_tune
     import catdog.training.fit

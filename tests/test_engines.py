@@ -119,6 +119,7 @@ def test_predict_follows_cached_feature_training_and_set_weights(rng, tmp_path, 
     np.testing.assert_allclose(after, 0.5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_feature_extraction_on_litert_equals_tensorflow(synthetic_splits, tmp_path, monkeypatch):
     from catdog.training.feature_cache import (
         extract_features,

@@ -84,7 +84,9 @@ def test_feature_caching_needs_a_frozen_transfer_base(splits96):
         train(frozen, splits96, epochs=1, cache_features=True, augment_copies=-1, verbose=0)
 
 
-@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+@pytest.mark.parametrize(
+    "precision", ["mixed_bfloat16", pytest.param("mixed_float16", marks=pytest.mark.slow)]
+)
 def test_mixed_precision_keeps_float32_outputs_and_learns(precision, synthetic_splits):
     before = keras.config.dtype_policy().name
     model = catdog.build_model(

@@ -26,6 +26,7 @@ def _summary(folder):
     return json.loads((folder / "summary.json").read_text())
 
 
+@pytest.mark.slow
 def test_random_search_reports_a_best_model(tiny_splits, tmp_path):
     search = tune(
         tiny_splits,
@@ -47,6 +48,7 @@ def test_random_search_reports_a_best_model(tiny_splits, tmp_path):
     assert search.get_best_hyperparameters()[0].values == summary["best_hyperparameters"]
 
 
+@pytest.mark.slow
 def test_hyperband_with_a_tiny_budget(tiny_splits, tmp_path):
     tune(
         tiny_splits,
@@ -111,6 +113,7 @@ def test_transfer_branch_with_fine_tuning():
     assert isinstance(model.get_layer("global_pool"), keras.layers.GlobalAveragePooling2D)
 
 
+@pytest.mark.slow
 def test_fixed_values_are_honoured(tiny_splits, tmp_path):
     hp = kt.HyperParameters()
     hp.Fixed("family", "preprocessed")
@@ -131,6 +134,7 @@ def test_fixed_values_are_honoured(tiny_splits, tmp_path):
     assert all(t["hyperparameters"]["kernel_size"] in (3, 5) for t in trials)
 
 
+@pytest.mark.slow
 def test_tune_new_entries_false_keeps_defaults(tiny_splits, tmp_path):
     hp = kt.HyperParameters()
     hp.Fixed("family", "baseline")
@@ -153,6 +157,7 @@ def test_tune_new_entries_false_keeps_defaults(tiny_splits, tmp_path):
         assert values["learning_rate"] == pytest.approx(1e-3)
 
 
+@pytest.mark.slow
 def test_resumed_search_does_not_repeat_trials(tiny_splits, tmp_path):
     kwargs = dict(
         directory=tmp_path, project_name="resume", families=["baseline"], epochs=1, verbose=0
