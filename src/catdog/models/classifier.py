@@ -47,6 +47,7 @@ class ImageClassifier(keras.Sequential):
     an ``ImageClassifier`` again if you clone one.
 
     Examples:
+        >>> from catdog import build_baseline_model
         >>> model = build_baseline_model(input_shape=(32, 32, 3), class_names=["a", "b", "c"])
         >>> model.class_names, model.output_shape
         (['a', 'b', 'c'], (None, 3))
@@ -116,6 +117,7 @@ def class_names_of(model: keras.Model) -> list[str] | None:
     """The class names a model carries (any catdog model, once built or trained), or ``None``.
 
     Examples:
+        >>> from catdog import build_baseline_model
         >>> class_names_of(build_baseline_model(input_shape=(32, 32, 3), class_names=["x", "y"]))
         ['x', 'y']
     """
@@ -145,6 +147,7 @@ def get_base(model: keras.Model) -> keras.Model:
     """Return the pretrained base of a transfer model (the network inside its ``base`` layer).
 
     Examples:
+        >>> from catdog import build_transfer_model
         >>> get_base(build_transfer_model(weights=None)).name
         'mobilenetv2_1.00_160'
     """
@@ -174,6 +177,7 @@ def compile_model(
     ``from_logits=True``. Returns the model, compiled in place.
 
     Examples:
+        >>> from catdog import build_baseline_model
         >>> model = compile_model(build_baseline_model(), learning_rate=1e-3)
     """
     check_positive_number("learning_rate", learning_rate)

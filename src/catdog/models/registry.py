@@ -146,6 +146,7 @@ def precision_scope(precision: str | None):
     output layer stays float32. Keras adds loss scaling for ``mixed_float16`` at compile time.
 
     Examples:
+        >>> from catdog import build_baseline_model
         >>> with precision_scope("mixed_bfloat16"):
         ...     model = build_baseline_model()
     """
