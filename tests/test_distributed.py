@@ -25,8 +25,8 @@ import pytest
 import tensorflow as tf
 
 from catdog.errors import InvalidArgumentError
+from catdog.training.cluster import cluster_spec
 from catdog.training.distribute import (
-    cluster_spec,
     describe_task,
     is_chief,
     make_strategy,
@@ -472,7 +472,7 @@ def test_a_missing_peer_stops_with_one_line_after_the_timeout(tmp_path, monkeypa
 
 def test_waiting_for_peers_honours_sigterm_and_sigint():
     from catdog.errors import ClusterError
-    from catdog.training.distribute import wait_for_peers
+    from catdog.training.cluster import wait_for_peers
 
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         pytest.skip("SIGTERM is handled by this process already")
@@ -494,7 +494,7 @@ def test_waiting_for_peers_honours_sigterm_and_sigint():
 
 def test_cluster_timeout_is_checked_and_not_a_training_setting(tmp_path):
     from catdog.runs.config import RunConfig, changed_fields, check_config, resolve_defaults
-    from catdog.training.distribute import wait_for_peers
+    from catdog.training.cluster import wait_for_peers
 
     assert changed_fields({"cluster_timeout": 300}, {"cluster_timeout": 5}) == []
     config = resolve_defaults(RunConfig(out=tmp_path / "run", model="baseline"))

@@ -123,7 +123,7 @@ def test_predict_follows_cached_feature_training_and_set_weights(rng, tmp_path, 
 def test_feature_extraction_on_litert_equals_tensorflow(synthetic_splits, tmp_path, monkeypatch):
     from catdog.training.feature_cache import (
         extract_features,
-        extraction_engine,
+        prepare_extraction_engine,
         split_transfer_model,
     )
     from catdog.training.fit import train
@@ -131,8 +131,8 @@ def test_feature_extraction_on_litert_equals_tensorflow(synthetic_splits, tmp_pa
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     model = build_transfer_model((64, 64, 3), weights=None, class_names=["cats", "dogs"])
     extractor, _ = split_transfer_model(model)
-    assert extraction_engine(extractor, passes=100) == "tensorflow"  # too few to pay off
-    assert extraction_engine(extractor, passes=10_000) == "litert"
+    assert prepare_extraction_engine(extractor, passes=100) == "tensorflow"  # too few to pay off
+    assert prepare_extraction_engine(extractor, passes=10_000) == "litert"
     x_tf, y_tf = extract_features(extractor, synthetic_splits.validation)
     x_lite, y_lite = extract_features(extractor, synthetic_splits.validation, engine="litert")
     np.testing.assert_array_equal(y_lite, y_tf)
@@ -149,7 +149,7 @@ def test_feature_extraction_on_litert_equals_tensorflow(synthetic_splits, tmp_pa
 def test_auto_extraction_stays_on_tensorflow_when_the_base_does_not_convert(
     tmp_path, monkeypatch, caplog
 ):
-    from catdog.training.feature_cache import extraction_engine, split_transfer_model
+    from catdog.training.feature_cache import prepare_extraction_engine, split_transfer_model
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
 
@@ -159,5 +159,5 @@ def test_auto_extraction_stays_on_tensorflow_when_the_base_does_not_convert(
     monkeypatch.setattr(catdog.deploy.litert, "litert_flatbuffer", broken)
     extractor, _ = split_transfer_model(build_transfer_model((32, 32, 3), weights=None))
     with caplog.at_level(logging.WARNING, logger="catdog"):
-        assert extraction_engine(extractor, passes=10_000) == "tensorflow"
+        assert prepare_extraction_engine(extractor, passes=10_000) == "tensorflow"
     assert "extracting features with TensorFlow" in caplog.text

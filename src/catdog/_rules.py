@@ -32,7 +32,7 @@ STRATEGIES = ("none", "mirrored", "multi_worker")
 DEFAULT_CLUSTER_TIMEOUT = 300.0
 """Seconds a worker waits for the other workers of its cluster (or a tuning worker for the
 oracle) to answer before it stops: see
-[`wait_for_peers`][catdog.training.distribute.wait_for_peers]."""
+[`wait_for_peers`][catdog.training.cluster.wait_for_peers]."""
 
 
 def check_strategy(name: str | None) -> None:

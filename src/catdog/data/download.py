@@ -65,6 +65,13 @@ def fetch_archive(
     check passed, so an interrupted or corrupt download is never taken for a good one. A
     second process asking for the same archive meanwhile waits, then uses it. A verified
     archive is used without taking the lock (a read-only cache works).
+
+    Args:
+        origin: the URL to download the archive from.
+        fname: the archive's file name in ``datasets_dir``.
+        datasets_dir: the folder that keeps downloaded archives.
+        expected_size: the archive's size in bytes, checked when ``file_hash`` is ``None``.
+        file_hash: the archive's SHA-256 (hex), or ``None`` to check the size only.
     """
     final = datasets_dir / fname
     if final.is_file():

@@ -250,40 +250,49 @@ def split_files(
             "validation/ sub-folders, or one sub-folder per class."
         )
     if (root / "train").is_dir():
-        if not (root / "validation").is_dir():
-            raise DatasetError(
-                f"{str(root)!r} has train/ but no validation/ folder. Add validation/<class>/ "
-                "folders, or pass the train/ folder itself to split it three ways."
-            )
-        _warn_stray_folders(root)
-        class_names, train = scan_class_folders(root / "train")
-        sets = {"train": train}
-        for name in ("validation", "test"):
-            if name == "test" and not (root / "test").is_dir():
-                continue
-            names, sets[name] = scan_class_folders(root / name)
-            if names != class_names:
-                raise DatasetError(
-                    f"train/ and {name}/ in {str(root)!r} have different class folders: "
-                    f"{class_names} vs {names}. Use the same class names in both."
-                )
-        keys = content_keys([p for by_class in sets.values() for c in by_class.values() for p in c])
-        if "test" not in sets:
-            sets["validation"], sets["test"] = _split_off(
-                sets["validation"], test_fraction, seed, keys
-            )
+        class_names, sets, keys = _presplit_sets(root, test_fraction, seed)
     else:
-        class_names, everything = scan_class_folders(root)
-        holdout = validation_fraction + test_fraction
-        if holdout >= 1:
-            raise InvalidArgumentError(
-                "validation_fraction + test_fraction must be below 1 to leave training data, "
-                f"got {validation_fraction} + {test_fraction}."
-            )
-        keys = content_keys([p for paths in everything.values() for p in paths])
-        train, held = _split_off(everything, holdout, seed, keys)
-        validation, test = _split_off(
-            held, test_fraction / holdout if holdout else 0, seed + 1, keys
-        )
-        sets = {"train": train, "validation": validation, "test": test}
+        class_names, sets, keys = _three_way_sets(root, validation_fraction, test_fraction, seed)
     return class_names, _one_split_per_image(sets, keys)
+
+
+def _presplit_sets(root: Path, test_fraction: float, seed: int):
+    """``(class names, {split: {class: [paths]}}, content keys)`` of a ``train/`` +
+    ``validation/`` (+ ``test/``) layout; without ``test/``, it is split off validation."""
+    if not (root / "validation").is_dir():
+        raise DatasetError(
+            f"{str(root)!r} has train/ but no validation/ folder. Add validation/<class>/ "
+            "folders, or pass the train/ folder itself to split it three ways."
+        )
+    _warn_stray_folders(root)
+    class_names, train = scan_class_folders(root / "train")
+    sets = {"train": train}
+    for name in ("validation", "test"):
+        if name == "test" and not (root / "test").is_dir():
+            continue
+        names, sets[name] = scan_class_folders(root / name)
+        if names != class_names:
+            raise DatasetError(
+                f"train/ and {name}/ in {str(root)!r} have different class folders: "
+                f"{class_names} vs {names}. Use the same class names in both."
+            )
+    keys = content_keys([p for by_class in sets.values() for c in by_class.values() for p in c])
+    if "test" not in sets:
+        sets["validation"], sets["test"] = _split_off(sets["validation"], test_fraction, seed, keys)
+    return class_names, sets, keys
+
+
+def _three_way_sets(root: Path, validation_fraction: float, test_fraction: float, seed: int):
+    """``(class names, {split: {class: [paths]}}, content keys)`` of a ``<class>/`` layout,
+    split three ways."""
+    class_names, everything = scan_class_folders(root)
+    holdout = validation_fraction + test_fraction
+    if holdout >= 1:
+        raise InvalidArgumentError(
+            "validation_fraction + test_fraction must be below 1 to leave training data, "
+            f"got {validation_fraction} + {test_fraction}."
+        )
+    keys = content_keys([p for paths in everything.values() for p in paths])
+    train, held = _split_off(everything, holdout, seed, keys)
+    validation, test = _split_off(held, test_fraction / holdout if holdout else 0, seed + 1, keys)
+    return class_names, {"train": train, "validation": validation, "test": test}, keys

@@ -83,42 +83,15 @@ def _gif_trimmer():
     steps; after ``_GIF_STEPS`` steps the file is cut where the walk stands."""
     import tensorflow as tf
 
-    def color_table(flags):  # bytes of the color table that a packed-fields byte announces
-        has_table = tf.bitwise.bitwise_and(flags, 0x80) > 0
-        return tf.where(has_table, 3 * tf.bitwise.left_shift(2, flags % 8), 0)
-
     @tf.function(input_signature=[tf.TensorSpec((), tf.string)], autograph=False)
     def trim(data):
         raw = tf.io.decode_raw(data, tf.uint8)
         size = tf.size(raw)
-
-        def at(i):  # the bytes at positions i, -1 past the end
-            byte = tf.cast(tf.gather(raw, tf.clip_by_value(i, 0, size - 1)), tf.int32)
-            return tf.where(i < size, byte, -1)
-
-        # states: 0 at a block, 1 in an extension's sub-blocks, 2 in the first image's,
-        # 3 after the first image, 4 not a GIF as expected (the decoder gets it all)
-        def step(pos, state):
-            b = at(pos)
-            if_block = (
-                tf.where(b == 0x21, pos + 2, pos + 11 + color_table(at(pos + 9))),
-                tf.where(b == 0x21, 1, tf.where(b == 0x2C, 2, 4)),
-            )  # extension: introducer, label; image: descriptor, color table, code size
-            run = at(pos + (b + 1) * tf.range(_GIF_RUN)) == b  # equal sub-blocks from pos
-            skipped = tf.argmin(tf.concat([tf.cast(run, tf.int32), [0]], 0), output_type=tf.int32)
-            if_sub_blocks = (
-                tf.where(b > 0, pos + (b + 1) * skipped, pos + 1),
-                tf.where(b < 0, 4, tf.where(b > 0, state, tf.where(state == 1, 0, 3))),
-            )
-            return (
-                tf.where(state == 0, if_block[0], if_sub_blocks[0]),
-                tf.where(state == 0, if_block[1], if_sub_blocks[1]),
-            )
-
-        start = 13 + color_table(at(10))  # header, screen descriptor, global color table
+        at = _gif_byte_reader(raw)
+        start = 13 + _gif_color_table(at(10))  # header, screen descriptor, global color table
         pos, state = tf.while_loop(
             lambda _pos, state: state < 3,
-            step,
+            lambda pos, state: _gif_step(at, pos, state),
             (start, tf.constant(0)),
             maximum_iterations=_GIF_STEPS,
         )
@@ -134,6 +107,51 @@ def _gif_trimmer():
         )
 
     return trim
+
+
+def _gif_color_table(flags):
+    """Bytes of the color table that a GIF packed-fields byte announces (in the graph)."""
+    import tensorflow as tf
+
+    has_table = tf.bitwise.bitwise_and(flags, 0x80) > 0
+    return tf.where(has_table, 3 * tf.bitwise.left_shift(2, flags % 8), 0)
+
+
+def _gif_byte_reader(raw):
+    """``at(i)``: the bytes of ``raw`` at positions ``i`` as int32, -1 past the end."""
+    import tensorflow as tf
+
+    size = tf.size(raw)
+
+    def at(i):
+        byte = tf.cast(tf.gather(raw, tf.clip_by_value(i, 0, size - 1)), tf.int32)
+        return tf.where(i < size, byte, -1)
+
+    return at
+
+
+def _gif_step(at, pos, state):
+    """One step of the walk through a GIF's blocks: the next ``(pos, state)``.
+
+    States: 0 at a block, 1 in an extension's sub-blocks, 2 in the first image's, 3 after the
+    first image, 4 not a GIF as expected (the decoder gets it all)."""
+    import tensorflow as tf
+
+    b = at(pos)
+    if_block = (
+        tf.where(b == 0x21, pos + 2, pos + 11 + _gif_color_table(at(pos + 9))),
+        tf.where(b == 0x21, 1, tf.where(b == 0x2C, 2, 4)),
+    )  # extension: introducer, label; image: descriptor, color table, code size
+    run = at(pos + (b + 1) * tf.range(_GIF_RUN)) == b  # equal sub-blocks from pos
+    skipped = tf.argmin(tf.concat([tf.cast(run, tf.int32), [0]], 0), output_type=tf.int32)
+    if_sub_blocks = (
+        tf.where(b > 0, pos + (b + 1) * skipped, pos + 1),
+        tf.where(b < 0, 4, tf.where(b > 0, state, tf.where(state == 1, 0, 3))),
+    )
+    return (
+        tf.where(state == 0, if_block[0], if_sub_blocks[0]),
+        tf.where(state == 0, if_block[1], if_sub_blocks[1]),
+    )
 
 
 def first_gif_frame(data: tf.Tensor) -> tf.Tensor:
@@ -312,7 +330,16 @@ def load_images(paths: Sequence[str | os.PathLike], image_size: tuple[int, int])
 def run_in_batches(run, images, input_shape: tuple, batch_size: int, classes: int) -> np.ndarray:
     """``run`` on ``images`` (one image or an ``(n, *input_shape)`` array) ``batch_size``
     images at a time, each batch cast to float32 on its own; the ``(n, classes)`` outputs
-    concatenated."""
+    concatenated.
+
+    Args:
+        run (Callable): a function from a float32 batch ``(k, *input_shape)`` to its
+            ``(k, classes)`` outputs.
+        images (np.ndarray): one image ``input_shape`` or an array ``(n, *input_shape)``.
+        input_shape: the shape of one image, as ``run`` expects it.
+        batch_size: images per call of ``run``, a positive integer.
+        classes: outputs per image (the width of the empty result for no image).
+    """
     from catdog._rules import check_int
 
     check_int("batch_size", batch_size)

@@ -177,20 +177,10 @@ def build_splits(
     datasets, files, labels, skipped = {}, {}, {}, []
     for split in SPLIT_NAMES:
         pairs = [(p, index[c]) for c in class_names for p in split_paths[split].get(c, [])]
-        too_large = {p: reason for p, _ in pairs if (reason := image_size_problem(p))}
-        skipped += list(too_large.items())
-        pairs = [(p, label) for p, label in pairs if p not in too_large]
-        paths = [p for p, _ in pairs]
-        split_labels = [label for _, label in pairs]
-        ds, kept = _decode_and_cache(paths, split_labels, image_size, cache, split)
-        kept_set = set(kept.tolist())
-        skipped += [
-            (paths[i], "not a decodable image") for i in range(len(paths)) if i not in kept_set
-        ]
-        files[split] = [paths[i] for i in sorted(kept_set)]
-        labels[split] = [split_labels[i] for i in sorted(kept_set)]
+        ds, files[split], labels[split], not_kept = _decoded_split(pairs, image_size, cache, split)
+        skipped += not_kept
         datasets[split] = _batch_pipeline(
-            ds, batch_size=batch_size, shuffle=split == "train", seed=seed, size=len(kept)
+            ds, batch_size=batch_size, shuffle=split == "train", seed=seed, size=len(files[split])
         )
     if skipped:
         logger.warning(
@@ -211,6 +201,22 @@ def build_splits(
         batch_size=batch_size,
         skipped=skipped,
     )
+
+
+def _decoded_split(pairs, image_size, cache, split: str):
+    """``(dataset of decoded images and labels, kept files, their labels, skipped)`` of one
+    split's ``(path, label)`` pairs: files too large or not decodable are skipped, with why."""
+    too_large = {p: reason for p, _ in pairs if (reason := image_size_problem(p))}
+    skipped = list(too_large.items())
+    pairs = [(p, label) for p, label in pairs if p not in too_large]
+    paths = [p for p, _ in pairs]
+    split_labels = [label for _, label in pairs]
+    ds, kept = _decode_and_cache(paths, split_labels, image_size, cache, split)
+    kept_set = set(kept.tolist())
+    skipped += [(paths[i], "not a decodable image") for i in range(len(paths)) if i not in kept_set]
+    files = [paths[i] for i in sorted(kept_set)]
+    labels = [split_labels[i] for i in sorted(kept_set)]
+    return ds, files, labels, skipped
 
 
 def _check_known_classes(class_names: Sequence[str], found: set[str]) -> None:

@@ -135,6 +135,14 @@ def export(
     ``overwrite=True``, and even then only a file, or a folder that holds nothing but a
     previous SavedModel export: an export never deletes what it did not write.
 
+    Args:
+        model: the trained model (augmentation layers are left out).
+        path: the file (or SavedModel folder) to write.
+        format: ``"keras"``, ``"tf_saved_model"``, ``"litert"`` or ``"onnx"`` (or an alias).
+        overwrite: replace an earlier export at ``path`` (never anything else).
+        quantize: for ``"litert"`` only: ``"float16"``, ``"dynamic"`` or ``None``.
+        class_names: the class names to write, instead of the model's own (not for ``"keras"``).
+
     Examples:
         ```python
         export(model, "model.tflite", format="litert", quantize="float16")

@@ -44,6 +44,14 @@ class Predictor:
     runs. Arrays of any length run ``batch_size`` images at a time, so memory does not grow
     with their length.
 
+    Args:
+        model: the Keras model (run in inference mode, augmentation left out).
+        engine: ``"tensorflow"``, ``"litert"`` or ``"auto"``.
+        jit_compile: with ``"tensorflow"``, compile the traced function with XLA.
+        cache_dir: with LiteRT, the folder of converted models (default: ``litert/`` in the
+            Keras cache folder).
+        batch_size: images run at a time, a positive integer.
+
     Examples:
         ```python
         predictor = Predictor(model, engine="litert")
@@ -173,6 +181,13 @@ def predict_probabilities(
     left-right mirror image (test-time augmentation: twice the compute). Runs ``batch_size``
     images at a time.
 
+    Args:
+        model: the Keras model.
+        images (np.ndarray): an image array ``(n, h, w, 3)`` of 0..255 pixels.
+        engine: ``"tensorflow"``, ``"litert"`` or ``"auto"`` (see ``Predictor``).
+        tta: ``"flip"`` for test-time augmentation, or ``None``.
+        batch_size: images run at a time, a positive integer.
+
     Examples:
         ```python
         predict_probabilities(model, images, tta="flip").shape
@@ -228,6 +243,15 @@ def predict(
     [`predict_probabilities`][catdog.deploy.predict.predict_probabilities]). Images are read and
     run ``batch_size`` at a time ([`image_batches`][catdog.data.images.image_batches]): memory
     does not grow with their number. No image gives an empty list.
+
+    Args:
+        model: a Keras model, or a [`LiteRTModel`][catdog.deploy.litert.LiteRTModel].
+        images_or_paths (Sequence[str] | np.ndarray): image files, or an image array
+            ``(n, h, w, 3)`` of 0..255 pixels.
+        class_names: names of the classes, in output order; default: the model's own.
+        engine: ``"tensorflow"``, ``"litert"`` or ``"auto"`` (for a Keras model).
+        tta: ``"flip"`` for test-time augmentation, or ``None``.
+        batch_size: images read and run at a time, a positive integer.
 
     Examples:
         ```python

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -119,7 +118,12 @@ class Report:
             report = Report.from_dict(data)
             ```
         """
-        return cls(**_checked_report(data, source))
+        from catdog.report._report_fields import checked_report_fields
+
+        values = checked_report_fields(data, source)
+        values["per_class"] = {k: ClassMetrics(**v) for k, v in values["per_class"].items()}
+        values["misclassified"] = [Misclassified(**m) for m in values["misclassified"]]
+        return cls(**values)
 
     def save(self, folder: str | os.PathLike, stem: str = "report") -> tuple[Path, Path]:
         """Write ``stem.txt`` (the table) and ``stem.json`` atomically into ``folder``."""
@@ -162,114 +166,6 @@ class Report:
             for m in self.misclassified[:10]:
                 lines.append(f"  {m.path or '?'}: {m.true} -> {m.predicted} ({m.confidence:.2f})")
         return "\n".join(lines)
-
-
-_MISSING = object()
-
-
-def _bad_field(source: str, name: str, expected: str, value=None, missing: bool = False):
-    shown = "it is missing" if missing else f"got {_json_text(value)[:60]}"
-    return InvalidArgumentError(
-        f"{source}: field {name!r} must be {expected}, {shown}. Restore the file, or write it "
-        "again (catdog train, or catdog evaluate --out)."
-    )
-
-
-def _json_text(value) -> str:
-    """``value`` as JSON text (how it looks in the file), for error messages."""
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _checked_report(data, source: str) -> dict:
-    """The fields of a report dict, checked (see ``Report.from_dict``)."""
-    from catdog._rules import is_int
-
-    if not isinstance(data, dict):
-        raise InvalidArgumentError(
-            f"{source} does not hold a report (a JSON object). Restore the file, or write it "
-            "again (catdog train, or catdog evaluate --out)."
-        )
-
-    def number(value) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-    def get(name: str, check, expected: str, default=_MISSING):
-        if name not in data:
-            if default is _MISSING:
-                raise _bad_field(source, name, expected, missing=True)
-            return default
-        if not check(data[name]):
-            raise _bad_field(source, name, expected, data[name])
-        return data[name]
-
-    names = get(
-        "class_names",
-        lambda v: isinstance(v, list) and v and all(isinstance(n, str) for n in v),
-        "a list of class names",
-    )
-    n = len(names)
-    values = {
-        "loss": get("loss", lambda v: v is None or number(v), "a number or null"),
-        "accuracy": get("accuracy", number, "a number"),
-        "baseline": get("baseline", number, "a number"),
-        "class_names": names,
-        "count": get("count", lambda v: is_int(v, minimum=0), "an integer >= 0", 0),
-        "engine": get("engine", lambda v: v is None or isinstance(v, str), "a string", None),
-        "data": get("data", lambda v: v is None or isinstance(v, str), "a string", None),
-    }
-    values["loss"] = float("nan") if values["loss"] is None else values["loss"]
-    metric_keys = {"precision", "recall", "f1", "support"}
-    per_class = get(
-        "per_class",
-        lambda v: (
-            isinstance(v, dict)
-            and list(v) == names
-            and all(
-                isinstance(m, dict)
-                and set(m) == metric_keys
-                and all(number(m[k]) for k in ("precision", "recall", "f1"))
-                and is_int(m["support"], minimum=0)
-                for m in v.values()
-            )
-        ),
-        "an object of precision, recall, f1 and support per class, in class_names order",
-    )
-    values["per_class"] = {k: ClassMetrics(**v) for k, v in per_class.items()}
-    values["confusion"] = get(
-        "confusion",
-        lambda v: (
-            isinstance(v, list)
-            and len(v) == n
-            and all(
-                isinstance(row, list) and len(row) == n and all(is_int(c, minimum=0) for c in row)
-                for row in v
-            )
-        ),
-        f"a {n}x{n} list of counts (one row per class)",
-    )
-    wrong_keys = {"path", "true", "predicted", "confidence"}
-    misclassified = get(
-        "misclassified",
-        lambda v: (
-            isinstance(v, list)
-            and all(
-                isinstance(m, dict)
-                and set(m) == wrong_keys
-                and (m["path"] is None or isinstance(m["path"], str))
-                and isinstance(m["true"], str)
-                and isinstance(m["predicted"], str)
-                and number(m["confidence"])
-                for m in v
-            )
-        ),
-        "a list of {path, true, predicted, confidence}",
-        [],
-    )
-    values["misclassified"] = [Misclassified(**m) for m in misclassified]
-    return values
 
 
 def compare_reports(first: Report, second: Report, names: Sequence[str] = ("A", "B")) -> str:
@@ -335,38 +231,24 @@ def evaluate(
     [`Predictor`][catdog.deploy.predict.Predictor] says (``"litert"`` is faster on a CPU);
     ``tta="flip"`` scores the average of each image's and its mirror image's probabilities.
 
+    Args:
+        model: the model to score.
+        data (Splits | tf.data.Dataset): a batched ``(images, labels)`` dataset, or a ``Splits``.
+        class_names: the class names in label order (default: the ``Splits``' own).
+        files: the dataset's files in order, to name misclassified ones (a ``Splits`` knows them).
+        split: which split of a ``Splits`` to score: ``"train"``, ``"validation"`` or ``"test"``.
+        engine: ``"tensorflow"``, ``"litert"`` or ``"auto"`` (see ``Predictor``).
+        tta: ``"flip"`` for test-time augmentation, or ``None``.
+
     Examples:
         ```python
         report = evaluate(model, splits)
         print(report)
         ```
     """
-    from catdog._rules import check_printable_class_names
-    from catdog.models.classifier import class_names_of
-
-    folder = None
-    if isinstance(data, Splits):
-        class_names = class_names or data.class_names
-        folder = data_folder(data)
-        files = [os.path.relpath(os.path.abspath(p), folder) for p in data.files[split]]
-        data = getattr(data, split)
-    known = class_names_of(model)
-    if known and class_names and list(class_names) != known:
-        raise InvalidArgumentError(
-            f"The model's classes are {known}, but the data's are {list(class_names)}. Build "
-            "the data with class_names=model.class_names (from_directory matches folders by "
-            "name)."
-        )
-    if not class_names:
-        raise InvalidArgumentError("evaluate needs class_names (or a Splits object).")
-    check_printable_class_names(class_names)
-    batches = [
-        (predict_probabilities(model, x, engine, tta), np.asarray(y).reshape(-1)) for x, y in data
-    ]
-    if not batches:  # one pass: images and labels stay aligned even if the data reshuffles
-        raise InvalidArgumentError("Cannot evaluate on an empty dataset.")
-    probs = np.concatenate([p for p, _ in batches])
-    labels = np.concatenate([y for _, y in batches]).astype(int)
+    data, class_names, files, folder = _labelled_data(data, class_names, files, split)
+    _check_class_names(model, class_names)
+    probs, labels = _probabilities_and_labels(model, data, engine, tta)
     n_classes = len(class_names)
     if probs.shape[1] != n_classes:
         raise InvalidArgumentError(
@@ -380,10 +262,64 @@ def evaluate(
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(labels.size), labels], eps, 1))))
     confusion = np.zeros((n_classes, n_classes), dtype=int)
     np.add.at(confusion, (labels, predicted), 1)
-    per_class = _per_class_metrics(confusion, class_names)
+    return Report(
+        loss=loss,
+        accuracy=float(np.mean(predicted == labels)),
+        baseline=float(np.bincount(labels, minlength=n_classes).max() / labels.size),
+        class_names=list(class_names),
+        per_class=_per_class_metrics(confusion, class_names),
+        confusion=confusion.tolist(),
+        misclassified=_misclassified(probs, labels, class_names, files),
+        count=int(labels.size),
+        engine=predictor_for(model, engine).engine,  # the one that ran ("auto" resolved)
+        data=folder,
+    )
+
+
+def _labelled_data(data, class_names, files, split: str):
+    """``(dataset, class names, files, data folder)``: a ``Splits``' ``split`` with its class
+    names and files relative to its folder, or the arguments as given (folder ``None``)."""
+    if not isinstance(data, Splits):
+        return data, class_names, files, None
+    folder = data_folder(data)
+    files = [os.path.relpath(os.path.abspath(p), folder) for p in data.files[split]]
+    return getattr(data, split), class_names or data.class_names, files, folder
+
+
+def _check_class_names(model: keras.Model, class_names) -> None:
+    """Raise unless there are printable class names, and the model's when it knows them."""
+    from catdog._rules import check_printable_class_names
+    from catdog.models.classifier import class_names_of
+
+    known = class_names_of(model)
+    if known and class_names and list(class_names) != known:
+        raise InvalidArgumentError(
+            f"The model's classes are {known}, but the data's are {list(class_names)}. Build "
+            "the data with class_names=model.class_names (from_directory matches folders by "
+            "name)."
+        )
+    if not class_names:
+        raise InvalidArgumentError("evaluate needs class_names (or a Splits object).")
+    check_printable_class_names(class_names)
+
+
+def _probabilities_and_labels(model, data, engine: str, tta: str | None):
+    """The model's probabilities and the labels of every example, read in one pass."""
+    batches = [
+        (predict_probabilities(model, x, engine, tta), np.asarray(y).reshape(-1)) for x, y in data
+    ]
+    if not batches:  # one pass: images and labels stay aligned even if the data reshuffles
+        raise InvalidArgumentError("Cannot evaluate on an empty dataset.")
+    probs = np.concatenate([p for p, _ in batches])
+    return probs, np.concatenate([y for _, y in batches]).astype(int)
+
+
+def _misclassified(probs, labels, class_names, files) -> list[Misclassified]:
+    """The wrong predictions, most confident first."""
+    predicted = probs.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)
     wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")]
-    misclassified = [
+    return [
         Misclassified(
             path=files[i] if files is not None else None,
             true=class_names[labels[i]],
@@ -392,18 +328,6 @@ def evaluate(
         )
         for i in wrong
     ]
-    return Report(
-        loss=loss,
-        accuracy=float(np.mean(predicted == labels)),
-        baseline=float(np.bincount(labels, minlength=n_classes).max() / labels.size),
-        class_names=list(class_names),
-        per_class=per_class,
-        confusion=confusion.tolist(),
-        misclassified=misclassified,
-        count=int(labels.size),
-        engine=predictor_for(model, engine).engine,  # the one that ran ("auto" resolved)
-        data=folder,
-    )
 
 
 def data_folder(splits: Splits) -> str:

@@ -64,26 +64,45 @@ def gradcam(
     import keras
     import tensorflow as tf
 
-    from catdog.data.images import load_images
-    from catdog.models.classifier import inference_model
-
     if not isinstance(model, keras.Sequential):
         raise InvalidArgumentError("gradcam needs a Sequential catdog model.")
     height, width = model.input_shape[1:3]
-    if isinstance(images_or_paths, np.ndarray):
-        images = images_or_paths.astype(np.float32)
-        images = images[None] if images.ndim == 3 else images
-        if images.shape[1:] != (height, width, 3):
-            raise InvalidArgumentError(
-                f"images must have shape (n, {height}, {width}, 3), got {images.shape}."
-            )
-    else:
-        images = load_images([str(p) for p in images_or_paths], (height, width))
+    images = _pixels(images_or_paths, height, width)
     classes = model.output_shape[-1]
     if class_index is not None and not (0 <= int(class_index) < classes):
         raise InvalidArgumentError(
             f"class_index must be in 0..{classes - 1} for this model, got {class_index!r}."
         )
+    feature_map, gradients = _feature_map_and_gradients(model, images, class_index)
+    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * feature_map, axis=-1))
+    cam = tf.image.resize(cam[..., None], (height, width), method="bilinear")[..., 0]
+    peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
+    return (cam / tf.where(peak > 0, peak, 1.0)).numpy()
+
+
+def _pixels(images_or_paths, height: int, width: int) -> np.ndarray:
+    """A float32 ``(n, height, width, 3)`` array of the images, or of the files read."""
+    from catdog.data.images import load_images
+
+    if not isinstance(images_or_paths, np.ndarray):
+        return load_images([str(p) for p in images_or_paths], (height, width))
+    images = images_or_paths.astype(np.float32)
+    images = images[None] if images.ndim == 3 else images
+    if images.shape[1:] != (height, width, 3):
+        raise InvalidArgumentError(
+            f"images must have shape (n, {height}, {width}, 3), got {images.shape}."
+        )
+    return images
+
+
+def _feature_map_and_gradients(model: keras.Model, images: np.ndarray, class_index):
+    """The explained layer's output and the gradient of the chosen class's logit along it."""
+    import keras
+    import tensorflow as tf
+
+    from catdog.models.classifier import inference_model
+
     layers = inference_model(model).layers
     target = [layer.name for layer in layers].index(gradcam_layer(model))
     output = layers[-1]
@@ -109,9 +128,4 @@ def gradcam(
             else tf.argmax(logits, axis=1, output_type=tf.int32)
         )
         score = tf.gather(logits, chosen, axis=1, batch_dims=1)
-    gradients = tf.cast(tape.gradient(score, feature_map), tf.float32)
-    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_sum(weights * feature_map, axis=-1))
-    cam = tf.image.resize(cam[..., None], (height, width), method="bilinear")[..., 0]
-    peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
-    return (cam / tf.where(peak > 0, peak, 1.0)).numpy()
+    return feature_map, tf.cast(tape.gradient(score, feature_map), tf.float32)

@@ -68,9 +68,8 @@ def plot_samples(
     """The tutorial's sample grid: one row per class, ``per_class`` images each, titled by class.
 
     Args:
-        data (Splits | tf.data.Dataset): a [`catdog.Splits`][catdog.data.pipelines.Splits] (images
-        are
-            read from its file lists, a random choice per class) or a batched
+        data (Splits | tf.data.Dataset): a [`catdog.Splits`][catdog.data.pipelines.Splits]
+            (images are read from its file lists, a random choice per class) or a batched
             ``(images, labels)`` dataset of 0..255 pixels and class indices (its first
             ``per_class`` images of each class are shown).
         class_names: the class names in label order; needed with a dataset, ignored with
@@ -174,6 +173,14 @@ def plot_augmentation(
 ):
     """One image and ``n`` augmented versions of it (default: the tutorial's flip + rotation).
 
+    Args:
+        image (np.ndarray): one image ``(h, w, 3)`` of 0..255 pixels.
+        augmentation (keras.Layer | None): the augmentation layer(s) to apply; default: the
+            tutorial's flip + rotation.
+        n: how many augmented versions to draw.
+        seed: seeds the default augmentation (``None``: a new draw each call).
+        path: where to save the figure (PNG), or ``None`` to only return it.
+
     Examples:
         ```python
         plot_augmentation(images[0], path="augmentation.png")
@@ -214,6 +221,13 @@ def plot_history(
     ``history`` is a Keras ``History`` or its ``.history`` dict; ``fine_tune_start`` (an
     epoch index) draws a line, labelled ``fine_tune_label``, where fine-tuning began;
     ``baseline`` a majority-baseline line.
+
+    Args:
+        history (keras.callbacks.History | dict): a Keras ``History`` or its ``.history`` dict.
+        fine_tune_start: the epoch index where fine-tuning began (draws a line), or ``None``.
+        baseline: the majority baseline's accuracy (draws a line), or ``None``.
+        fine_tune_label: the label of the fine-tuning line.
+        path: where to save the figure (PNG), or ``None`` to only return it.
 
     Examples:
         ```python
@@ -287,6 +301,14 @@ def plot_misclassified(
     class: what the model took as evidence for it (models without a conv layer or pretrained
     base are drawn without).
 
+    Args:
+        report (Report): an evaluation [`Report`][catdog.report.evaluation.Report] with file paths.
+        n: how many images to show at most.
+        image_size: ``(height, width)`` the images are read at.
+        model (keras.Model | None): the model that was evaluated, to draw Grad-CAM heatmaps;
+            ``None`` for none.
+        path: where to save the figure (PNG), or ``None`` to only return it.
+
     Examples:
         ```python
         plot_misclassified(report, path="misclassified.png")
@@ -323,6 +345,13 @@ def plot_gradcam(
     path: str | os.PathLike | None = None,
 ):
     """Images with their Grad-CAM heatmaps laid over them (see ``catdog.report.interpret.gradcam``).
+
+    Args:
+        images (np.ndarray): images ``(n, h, w, 3)`` of 0..255 pixels.
+        heatmaps (np.ndarray): their heatmaps ``(n, h, w)`` in 0..1, as ``gradcam`` returns them.
+        titles: one title per image, or ``None``.
+        alpha: the heatmaps' opacity, in 0..1.
+        path: where to save the figure (PNG), or ``None`` to only return it.
 
     Examples:
         ```python

@@ -8,7 +8,8 @@ the result is the same end-to-end model: it saves, loads and predicts like any o
 The base can run on LiteRT instead of TensorFlow (``engine="litert"``): about twice the
 images per second on a CPU, features equal within 1e-4, for a one-off conversion that is
 cached on disk (see [`catdog.deploy.predict.Predictor`][catdog.deploy.predict.Predictor]).
-[`extraction_engine`][catdog.training.feature_cache.extraction_engine] picks it when it pays off.
+[`prepare_extraction_engine`][catdog.training.feature_cache.prepare_extraction_engine] picks it
+when it pays off, and converts the base then.
 
 The trade-off: on-the-fly augmentation draws new random flips/rotations every epoch;
 cached features see only the ``augment_copies`` augmented versions drawn up front (plus the
@@ -76,10 +77,11 @@ converted), although the extraction alone runs 2-3x faster. The conversion itsel
 9 s for the whole model, less for the base) is cached on disk."""
 
 
-def extraction_engine(
+def prepare_extraction_engine(
     extractor: keras.Model, passes: int, engine: str = "auto", *, strategy=None
 ) -> str:
-    """The engine (``"tensorflow"``/``"litert"``) that extracts ``passes`` images' features.
+    """Choose the engine (``"tensorflow"``/``"litert"``) that extracts ``passes`` images'
+    features and, for LiteRT, convert the base now: that can take seconds (cached on disk).
 
     ``"auto"`` picks LiteRT for a float32 base on one device when ``passes`` reach
     [`LITERT_BREAK_EVEN_PASSES`][catdog.training.feature_cache.LITERT_BREAK_EVEN_PASSES] (then it
@@ -88,7 +90,7 @@ def extraction_engine(
 
     Examples:
         ```python
-        extraction_engine(extractor, passes=3 * 2000 + 1000)
+        prepare_extraction_engine(extractor, passes=3 * 2000 + 1000)
         # 'litert'
         ```
     """

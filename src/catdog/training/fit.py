@@ -103,7 +103,7 @@ def train(
         extraction_engine: with ``cache_features``, where the base computes the features:
             ``"tensorflow"``, ``"litert"`` (about twice as fast on a CPU, after a one-off
             conversion cached on disk) or ``"auto"``, LiteRT when it pays off (see
-            [`extraction_engine`][catdog.training.feature_cache.extraction_engine]).
+            [`prepare_extraction_engine`][catdog.training.feature_cache.prepare_extraction_engine]).
         class_weight: ``"balanced"`` weighs each class's examples by ``n / (k * n_class)``
             (``n`` training images, ``k`` classes), so rare classes count as much as common
             ones in the loss; or a dict from class index or name to weight (missing classes
@@ -277,7 +277,7 @@ def _cached_feature_data(model, splits, copies, jit_compile, engine, strategy):
 
     from catdog.training.feature_cache import (
         extract_features,
-        extraction_engine,
+        prepare_extraction_engine,
         split_transfer_model,
     )
 
@@ -292,7 +292,7 @@ def _cached_feature_data(model, splits, copies, jit_compile, engine, strategy):
     else:  # your own datasets: their batch size; sizes unknown without reading them
         batch_size = int(next(iter(train_images))[0].shape[0])
         passes = 0
-    engine = extraction_engine(extractor, passes, engine, strategy=strategy)
+    engine = prepare_extraction_engine(extractor, passes, engine, strategy=strategy)
     x_train, y_train = extract_features(extractor, train_images, copies, engine=engine)
     x_val, y_val = extract_features(extractor, validation_images, engine=engine)
     train_data = (

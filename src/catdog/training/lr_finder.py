@@ -11,8 +11,9 @@ descent. The model's weights and its optimizer's state are restored afterwards, 
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +68,16 @@ def lr_find(
     compiled model's optimizer). Weights, other variables (random seeds' states) and optimizer
     state (including its learning rate) are exactly as before when it returns.
 
+    Args:
+        model (keras.Model): the model to sweep (compiled, or compiled here at its default rate).
+        splits (Splits | tuple): a ``Splits``, or ``(train, validation)`` datasets; only the
+            training data is used.
+        start: the first learning rate, positive.
+        end: the last learning rate, above ``start``.
+        steps: batches in the sweep, at least 2 (default: one pass, at least 100).
+        smoothing: the exponential smoothing of the loss, in [0, 1).
+        divergence: the sweep stops when the smoothed loss exceeds this many times its minimum.
+
     Examples:
         ```python
         result = lr_find(model, splits)
@@ -75,7 +86,6 @@ def lr_find(
         result.plot(path="lr_find.png")
         ```
     """
-    from catdog.models.classifier import compile_model
     from catdog.training.fit import train_and_validation
 
     check_positive_number("start", start)
@@ -87,6 +97,20 @@ def lr_find(
     if steps is None:  # one pass, at least 100 batches (the data repeated if shorter)
         steps = max(100, int(train_data.cardinality()))
     check_int("steps", steps, minimum=2)
+    optimizer = _constant_rate_optimizer(model)
+    rates = [start * ((end / start) ** (1 / (steps - 1))) ** step for step in range(steps)]
+    warmup = _warmup(steps)
+    with _variables_restored(model, optimizer):
+        losses = _sweep(model, optimizer, train_data, rates, smoothing, warmup, divergence)
+    return suggest_learning_rate(
+        rates[: len(losses)], losses, smoothing=smoothing, divergence=divergence, warmup=warmup
+    )
+
+
+def _constant_rate_optimizer(model):
+    """The model's optimizer (compiling the model if needed), built, with a settable rate."""
+    from catdog.models.classifier import compile_model
+
     if not model.compiled:
         compile_model(model)
     optimizer = model.optimizer
@@ -97,32 +121,38 @@ def lr_find(
         )
     if not optimizer.built:
         optimizer.build(model.trainable_variables)
+    return optimizer
+
+
+@contextlib.contextmanager
+def _variables_restored(model, optimizer) -> Iterator[None]:
+    """Put the model's variables and the optimizer's state back as they were, whatever happens."""
     saved_weights = [v.numpy() for v in model.variables]
     saved_state = [v.numpy() for v in optimizer.variables]
-    factor = (end / start) ** (1 / (steps - 1))
-    warmup = _warmup(steps)
-    rates, losses = [], []
-    smoothed, best = 0.0, math.inf
     try:
-        for step, (images, labels) in enumerate(train_data.repeat().take(steps)):
-            rate = start * factor**step
-            optimizer.learning_rate.assign(rate)
-            loss = float(model.train_on_batch(images, labels, return_dict=True)["loss"])
-            rates.append(rate)
-            losses.append(loss)
-            smoothed = smoothing * smoothed + (1 - smoothing) * loss
-            value = smoothed / (1 - smoothing ** (step + 1))  # bias-corrected
-            if _diverged(value, best, step, warmup, divergence):
-                break
-            best = min(best, value)
+        yield
     finally:
         for variable, value in zip(model.variables, saved_weights, strict=True):
             variable.assign(value)
         for variable, value in zip(optimizer.variables, saved_state, strict=True):
             variable.assign(value)
-    return suggest_learning_rate(
-        rates, losses, smoothing=smoothing, divergence=divergence, warmup=warmup
-    )
+
+
+def _sweep(model, optimizer, train_data, rates, smoothing, warmup, divergence) -> list[float]:
+    """Train one batch at each rate of ``rates``; the batches' losses, up to divergence."""
+    losses = []
+    smoothed, best = 0.0, math.inf
+    batches = train_data.repeat().take(len(rates))
+    for step, ((images, labels), rate) in enumerate(zip(batches, rates, strict=False)):
+        optimizer.learning_rate.assign(rate)
+        loss = float(model.train_on_batch(images, labels, return_dict=True)["loss"])
+        losses.append(loss)
+        smoothed = smoothing * smoothed + (1 - smoothing) * loss
+        value = smoothed / (1 - smoothing ** (step + 1))  # bias-corrected
+        if _diverged(value, best, step, warmup, divergence):
+            break
+        best = min(best, value)
+    return losses
 
 
 def suggest_learning_rate(
@@ -150,6 +180,14 @@ def suggest_learning_rate(
     steepest descent is at the very start of the judged part of the sweep (the loss was
     falling before it: lower the start).
 
+    Args:
+        learning_rates: each batch's learning rate, positive and increasing.
+        losses: each batch's loss, as many as rates.
+        smoothing: the exponential smoothing of the loss, in [0, 1).
+        divergence: the sweep is cut where the smoothed loss exceeds this many times its minimum.
+        warmup: batches before divergence and descent are judged (default: a tenth, at least 10).
+        min_drop: the fraction of the warm-up's median loss the loss must fall by, in (0, 1).
+
     Examples:
         >>> rates = [1e-6 * 10 ** (i / 20) for i in range(100)]
         >>> u_shaped = [1.0 - 0.8 * math.exp(-((i - 60) / 15) ** 2) for i in range(100)]
@@ -160,28 +198,11 @@ def suggest_learning_rate(
         (True, 'no clear descent')
     """
     _check_smoothing(smoothing, divergence)
-    rates = [float(r) for r in learning_rates]
-    raw = [float(x) for x in losses]
-    if len(rates) != len(raw):
-        raise InvalidArgumentError(
-            f"learning_rates and losses must be as long as each other, got {len(rates)} "
-            f"and {len(raw)}."
-        )
-    if not all(0 < r for r in rates) or not all(np.diff(rates) > 0):
-        raise InvalidArgumentError("learning_rates must be positive and increasing.")
-    if not 0 < min_drop < 1:
-        raise InvalidArgumentError(f"min_drop must be in (0, 1), got {min_drop!r}.")
+    rates, raw = _checked_sweep(learning_rates, losses, min_drop)
     if warmup is None:
         warmup = _warmup(len(raw))
     check_int("warmup", warmup, minimum=1)
-    kept, smoothed, best = [], 0.0, math.inf
-    for step, loss in enumerate(raw):
-        smoothed = smoothing * smoothed + (1 - smoothing) * loss
-        value = smoothed / (1 - smoothing ** (step + 1))
-        if _diverged(value, best, step, warmup, divergence):
-            break
-        best = min(best, value)
-        kept.append(value)
+    kept = _smoothed_until_divergence(raw, smoothing, warmup, divergence)
     rates = rates[: len(kept)]
 
     def none(note: str) -> LRFinderResult:
@@ -204,13 +225,7 @@ def suggest_learning_rate(
             f"no clear descent: the smoothed loss never fell {needed:.2g} below "
             f"{reference:.3g}, the median loss of the warm-up (lowest {losses_[lowest]:.3g})"
         )
-    logs = np.log(np.asarray(rates))
-    window = max(1, len(kept) // 20)  # each side: the slope over a tenth of the sweep
-    index = np.arange(warmup, lowest + 1)
-    left = np.clip(index - window, warmup, lowest)
-    right = np.clip(index + window, warmup, lowest)
-    slopes = (losses_[right] - losses_[left]) / (logs[right] - logs[left])
-    steepest = int(index[np.argmin(slopes)])
+    steepest = _steepest_descent(rates, losses_, warmup, lowest)
     if steepest <= warmup:
         return none(
             f"no clear descent: the loss fell fastest at {rates[steepest]:.2g}, the first rate "
@@ -218,6 +233,47 @@ def suggest_learning_rate(
             "of the sweep"
         )
     return LRFinderResult(rates, kept, rates[steepest])
+
+
+def _checked_sweep(learning_rates, losses, min_drop: float) -> tuple[list[float], list[float]]:
+    """The rates and losses as floats, checked: as many of each, rates positive, increasing."""
+    rates = [float(r) for r in learning_rates]
+    raw = [float(x) for x in losses]
+    if len(rates) != len(raw):
+        raise InvalidArgumentError(
+            f"learning_rates and losses must be as long as each other, got {len(rates)} "
+            f"and {len(raw)}."
+        )
+    if not all(0 < r for r in rates) or not all(np.diff(rates) > 0):
+        raise InvalidArgumentError("learning_rates must be positive and increasing.")
+    if not 0 < min_drop < 1:
+        raise InvalidArgumentError(f"min_drop must be in (0, 1), got {min_drop!r}.")
+    return rates, raw
+
+
+def _smoothed_until_divergence(raw, smoothing: float, warmup: int, divergence: float) -> list:
+    """The bias-corrected smoothed losses, up to (not including) where the sweep diverged."""
+    kept, smoothed, best = [], 0.0, math.inf
+    for step, loss in enumerate(raw):
+        smoothed = smoothing * smoothed + (1 - smoothing) * loss
+        value = smoothed / (1 - smoothing ** (step + 1))
+        if _diverged(value, best, step, warmup, divergence):
+            break
+        best = min(best, value)
+        kept.append(value)
+    return kept
+
+
+def _steepest_descent(rates, losses_: np.ndarray, warmup: int, lowest: int) -> int:
+    """The batch between ``warmup`` and ``lowest`` where the smoothed loss falls fastest per
+    factor of rate (its slope over a window of a tenth of the sweep)."""
+    logs = np.log(np.asarray(rates))
+    window = max(1, len(losses_) // 20)  # each side: the slope over a tenth of the sweep
+    index = np.arange(warmup, lowest + 1)
+    left = np.clip(index - window, warmup, lowest)
+    right = np.clip(index + window, warmup, lowest)
+    slopes = (losses_[right] - losses_[left]) / (logs[right] - logs[left])
+    return int(index[np.argmin(slopes)])
 
 
 _LOSS_FLOOR = 0.1

@@ -504,9 +504,9 @@ def wait_for_oracle(
 
     A worker of a distributed search calls it before KerasTuner, whose client waits for the
     oracle forever and in silence (see
-    [`wait_for_peers`][catdog.training.distribute.wait_for_peers]).
+    [`wait_for_peers`][catdog.training.cluster.wait_for_peers]).
     """
-    from catdog.training.distribute import wait_for_peers
+    from catdog.training.cluster import wait_for_peers
 
     environ = os.environ if environ is None else environ
     ip, port = environ["KERASTUNER_ORACLE_IP"], environ["KERASTUNER_ORACLE_PORT"]
