@@ -23,9 +23,13 @@ from catdog._rules import (
     ENGINES,
     EXPORT_FORMAT_ALIASES,
     EXPORT_FORMATS,
+    EXPORT_QUANTIZATIONS,
     PRECISIONS,
     SPLIT_NAMES,
     STRATEGIES,
+    TUNERS,
+    TUNING_BACKBONES,
+    TUNING_FAMILIES,
     check_output_folder,
 )
 from catdog.errors import CatdogError, InvalidArgumentError
@@ -329,18 +333,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from catdog.training.tuning import FAMILIES, distributed_role
+    from catdog.training.tuning import FAMILIES, check_families, distributed_role
 
     role = distributed_role()  # a bad KERASTUNER_* variable fails before the data loads
     check_output_folder("--out", args.out)  # output paths, before any work
     check_output_folder("--tensorboard", args.tensorboard)
-
-    families = [f.strip() for f in args.families.split(",")] if args.families else list(FAMILIES)
-    unknown = [f for f in families if f not in FAMILIES]
-    if unknown:
-        raise InvalidArgumentError(
-            f"Unknown families {unknown}; choose from {', '.join(FAMILIES)}."
-        )
+    families = check_families(
+        [f.strip() for f in args.families.split(",")] if args.families else FAMILIES
+    )
     from catdog.data.pipelines import from_directory
     from catdog.training.tuning import tune
 
@@ -587,7 +587,7 @@ def _add_evaluate_predict_export(sub) -> None:
         "--format", default="litert", choices=(*EXPORT_FORMATS, *EXPORT_FORMAT_ALIASES)
     )
     export.add_argument(
-        "--quantize", choices=("float16", "dynamic"), help="litert: smaller weights"
+        "--quantize", choices=[q for q in EXPORT_QUANTIZATIONS if q], help="litert: smaller weights"
     )
     export.add_argument("--out", required=True, help="output file or folder")
     export.add_argument(
@@ -609,7 +609,7 @@ def _add_tune(sub) -> None:
     add = tune.add_argument
     add("--data", help="image folder (as for train)")
     add("--demo", action="store_true", help="generated data, offline")
-    add("--tuner", default="hyperband", choices=("random", "hyperband", "bayesian"))
+    add("--tuner", default="hyperband", choices=TUNERS)
     add("--max-trials", type=positive_int, default=10, help="trials for random and bayesian")
     add(
         "--epochs",
@@ -617,11 +617,15 @@ def _add_tune(sub) -> None:
         default=5,
         help="epochs per trial (hyperband: the most epochs of a trial)",
     )
-    add("--families", help="comma-separated subset of baseline,augmented,preprocessed,transfer")
+    add(
+        "--families",
+        help="comma-separated models to search: of family cnn, or pretrained (default "
+        f"{','.join(TUNING_FAMILIES)})",
+    )
     add(
         "--backbones",
-        help="comma-separated backbones of the transfer family (default "
-        "mobilenet_v2,efficientnet_b0,mobilenet_v3_small; mobilenet_v2 with a weights file)",
+        help="comma-separated backbones of the transfer model (default "
+        f"{','.join(TUNING_BACKBONES)}; mobilenet_v2 with a weights file)",
     )
     add("--out", default="runs/tuning", help="search folder")
     add("--image-size", type=positive_int, help=f"square side, default {DEFAULT_IMAGE_SIDE}")

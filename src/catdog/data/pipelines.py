@@ -21,6 +21,7 @@ from catdog._rules import (
     DEFAULT_IMAGE_SIZE,
     DEFAULT_SEED,
     SPLIT_NAMES,
+    check_choice,
     check_int,
     check_printable_class_names,
     check_sides,
@@ -330,8 +331,7 @@ def label_counts(data, split: str = "train") -> dict:
         ```
     """
     if isinstance(data, Splits):
-        if split not in data.labels:
-            raise InvalidArgumentError(f"split must be one of {SPLIT_NAMES}, got {split!r}.")
+        check_choice("split", split, data.labels)
         counts = Counter(data.labels[split])
         return {name: counts.get(i, 0) for i, name in enumerate(data.class_names)}
     counts = Counter()

@@ -15,7 +15,12 @@ from pathlib import Path
 
 import keras
 
-from catdog._rules import EXPORT_FORMAT_ALIASES, EXPORT_FORMATS
+from catdog._rules import (
+    EXPORT_FORMAT_ALIASES,
+    EXPORT_FORMATS,
+    EXPORT_QUANTIZATIONS,
+    check_choice,
+)
 from catdog.data.images import decode_image
 from catdog.deploy.labels import ONNX_CLASS_NAMES_KEY, labels_path, resolve_class_names
 from catdog.deploy.litert import litert_flatbuffer
@@ -32,7 +37,8 @@ FORMATS = EXPORT_FORMATS
 """Keras' export format names: ``"keras"``, ``"tf_saved_model"``, ``"litert"``, ``"onnx"``."""
 FORMAT_ALIASES = EXPORT_FORMAT_ALIASES
 """Older catdog names that still work."""
-QUANTIZATIONS = (None, "float16", "dynamic")
+QUANTIZATIONS = EXPORT_QUANTIZATIONS
+"""LiteRT weight quantizations: ``None`` (float32), ``"float16"``, ``"dynamic"`` (int8)."""
 
 
 def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
@@ -148,13 +154,9 @@ def export(
         export(model, "model.tflite", format="litert", quantize="float16")
         ```
     """
+    check_choice("format", format, (*FORMATS, *FORMAT_ALIASES))
     format = FORMAT_ALIASES.get(format, format)  # noqa: A001
-    if format not in FORMATS:
-        raise InvalidArgumentError(
-            f"format must be one of {FORMATS} (or {tuple(FORMAT_ALIASES)}), got {format!r}."
-        )
-    if quantize not in QUANTIZATIONS:
-        raise InvalidArgumentError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}.")
+    check_choice("quantize", quantize, QUANTIZATIONS)
     if quantize and format != "litert":
         raise InvalidArgumentError("quantize applies to format='litert' only.")
     if format == "keras" and class_names is not None:

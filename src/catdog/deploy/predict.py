@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from catdog._rules import check_choice
 from catdog.errors import InvalidArgumentError, OutputError
 
 if TYPE_CHECKING:
@@ -71,8 +72,7 @@ class Predictor:
     ):
         from catdog._rules import ENGINES, check_int
 
-        if engine not in ENGINES:
-            raise InvalidArgumentError(f"engine must be one of {ENGINES}, got {engine!r}.")
+        check_choice("engine", engine, ENGINES)
         self.batch_size = check_int("batch_size", batch_size)
         self.model = model
         self.input_shape = tuple(model.input_shape[1:])
@@ -194,8 +194,7 @@ def predict_probabilities(
         # (32, 2)
         ```
     """
-    if tta not in TTA_MODES:
-        raise InvalidArgumentError(f"tta must be one of {TTA_MODES}, got {tta!r}.")
+    check_choice("tta", tta, TTA_MODES)
     predictor = predictor_for(model, engine)
 
     def run(batch: np.ndarray) -> np.ndarray:

@@ -9,10 +9,30 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from catdog._rules import check_fraction
-from catdog.errors import InvalidArgumentError
+from catdog._rules import check_choice, check_fraction
 
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+"""The ``RandomFlip`` modes; ``flip=None`` leaves the flip out."""
+AUGMENTATION_FACTORS = ("rotation", "zoom", "contrast")
+"""The augmentation arguments that are a factor in ``[0, 1]`` (``None`` or ``0``: left out)."""
+
+
+def check_augmentation(flip: str | None = None, **factors: float | None) -> None:
+    """Raise unless ``flip`` and the factors (``rotation=``, ``zoom=``, ``contrast=``) are
+    values [`augmentation_layers`][catdog.models.layers.augmentation_layers] takes.
+
+    Examples:
+        >>> check_augmentation("vertical", rotation=0.1)
+        >>> check_augmentation(zoom=1.5)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        catdog.errors.InvalidArgumentError: zoom must be a number in [0, 1] (or None to leave...
+    """
+    if flip is not None:
+        check_choice("flip", flip, FLIP_MODES, hint="None leaves the flip out.")
+    for name, value in factors.items():
+        check_choice("augmentation factor", name, AUGMENTATION_FACTORS)
+        check_fraction(name, value, high_included=True, optional=True)
 
 
 def augmentation_layers(
@@ -46,10 +66,7 @@ def augmentation_layers(
         >>> [type(layer).__name__ for layer in augmentation_layers()]
         ['RandomFlip', 'RandomRotation']
     """
-    if flip is not None and flip not in FLIP_MODES:
-        raise InvalidArgumentError(f"flip must be one of {FLIP_MODES} or None, got {flip!r}.")
-    for name, value in (("rotation", rotation), ("zoom", zoom), ("contrast", contrast)):
-        check_fraction(name, value, high_included=True, optional=True)
+    check_augmentation(flip, rotation=rotation, zoom=zoom, contrast=contrast)
     result: list[keras.layers.Layer] = []
     if flip:
         result.append(layers.RandomFlip(flip, seed=seed, name="random_flip"))
@@ -135,9 +152,7 @@ class ImageNetPreprocessing(keras.layers.Layer):
 
     def __init__(self, mode: str = "caffe", **kwargs):
         super().__init__(**kwargs)
-        if mode not in PREPROCESSING_MODES:
-            raise InvalidArgumentError(f"mode must be one of {PREPROCESSING_MODES}, got {mode!r}.")
-        self.mode = mode
+        self.mode = check_choice("mode", mode, PREPROCESSING_MODES)
 
     def call(self, inputs):
         return keras.applications.imagenet_utils.preprocess_input(inputs, mode=self.mode)

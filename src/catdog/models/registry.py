@@ -17,6 +17,7 @@ import keras
 
 from catdog._rules import (
     PRECISIONS,
+    check_choice,
     check_int,
     did_you_mean,
 )
@@ -153,8 +154,7 @@ def precision_scope(precision: str | None):
     if precision is None:
         yield
         return
-    if precision not in PRECISIONS:
-        raise InvalidArgumentError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    check_choice("precision", precision, PRECISIONS)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:

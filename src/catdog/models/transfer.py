@@ -15,6 +15,7 @@ from catdog._rules import (
     DEFAULT_IMAGE_SIDE,
     DEFAULT_INPUT_SHAPE,
     DEFAULT_UNFREEZE_FROM,
+    check_choice,
     is_number_in,
 )
 from catdog.errors import InvalidArgumentError
@@ -32,6 +33,9 @@ from catdog.models.registry import register_model
 
 if TYPE_CHECKING:
     pass
+
+POOLINGS = ("max", "avg")
+"""How a transfer model pools its base's feature map: global max (the tutorial's) or average."""
 
 
 @register_model(
@@ -109,8 +113,7 @@ def build_transfer_model(
     spec = get_backbone(backbone)
     num_classes, class_names = _classes(num_classes, class_names)
     _check_head(dropout, dense_units, classifier_activation)
-    if pooling not in ("max", "avg"):
-        raise InvalidArgumentError(f"pooling must be 'max' or 'avg', got {pooling!r}.")
+    check_choice("pooling", pooling, POOLINGS)
     base = build_base(spec, input_shape, weights)
     base.trainable = bool(base_trainable)
     pool = (
@@ -192,11 +195,7 @@ def check_unfreeze_from(model: keras.Model, unfreeze_from: float | int | str) ->
     """
     names = [layer.name for layer in get_base(model).layers]
     if isinstance(unfreeze_from, float):
-        if not is_number_in(unfreeze_from, 0, 1, high_included=False):
-            raise InvalidArgumentError(
-                f"unfreeze_from as a fraction of the base's depth must be in [0, 1), got "
-                f"{unfreeze_from!r}; pass an int for a layer index."
-            )
+        check_unfreeze_fraction(unfreeze_from)
         return min(round(unfreeze_from * len(names)), len(names) - 1)
     if isinstance(unfreeze_from, str):
         if unfreeze_from not in names:
@@ -217,3 +216,18 @@ def check_unfreeze_from(model: keras.Model, unfreeze_from: float | int | str) ->
     else:
         start = unfreeze_from
     return start
+
+
+def check_unfreeze_fraction(fraction: float) -> float:
+    """Return ``fraction`` if it is a fraction of a base's depth in ``[0, 1)``; else raise.
+
+    Examples:
+        >>> check_unfreeze_fraction(0.65)
+        0.65
+    """
+    if not is_number_in(fraction, 0, 1, high_included=False):
+        raise InvalidArgumentError(
+            f"unfreeze_from as a fraction of the base's depth must be in [0, 1), got "
+            f"{fraction!r}; pass an int for a layer index."
+        )
+    return fraction

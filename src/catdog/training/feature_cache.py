@@ -94,11 +94,10 @@ def prepare_extraction_engine(
         # 'litert'
         ```
     """
-    from catdog._rules import ENGINES
+    from catdog._rules import ENGINES, check_choice
     from catdog.deploy.litert import cached_litert_file
 
-    if engine not in ENGINES:
-        raise InvalidArgumentError(f"engine must be one of {ENGINES}, got {engine!r}.")
+    check_choice("engine", engine, ENGINES)
     if engine != "auto":
         return engine
     _, back = _front_and_back(extractor)
