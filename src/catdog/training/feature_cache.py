@@ -69,12 +69,12 @@ def has_augmentation(model: keras.Model) -> bool:
 LITERT_BREAK_EVEN_PASSES = 5000
 """Forward passes of the base from which extracting features on LiteRT pays off.
 
-Measured by benchmarks/bench_training.py on 2 CPU cores (MobileNetV2 at 160x160, 2,000
-training + 1,000 validation images, 20 epochs): with 2 augmented copies (7,000 passes)
-LiteRT extraction cut the whole run from 57 s to 46 s (an earlier run: 56 s to 39 s);
-without copies (3,000 passes) it was slower end to end (21 s against 19 s, the base already
-converted), although the extraction alone runs 2-3x faster. The conversion itself (about
-9 s for the whole model, less for the base) is cached on disk."""
+Interpolated, not measured: in benchmarks/bench_training.py's run on 2 CPU cores
+(MobileNetV2 at 160x160, 2,000 training + 1,000 validation images, 20 epochs; figures in
+benchmarks/results/training.json), LiteRT extraction shortened the whole run with 2
+augmented copies (7,000 passes) and not without them (3,000 passes, the base already
+converted), although the extraction alone runs faster; 5,000 lies between the two. The
+conversion itself is cached on disk."""
 
 
 def prepare_extraction_engine(
