@@ -397,7 +397,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         params = f"{spec.params:,}" if spec.params else "?"
         top1 = f"{spec.top1:.1f}" if spec.top1 else "-"
         size = spec.input_size or "-"
-        print(f"{name:<21}{spec.family:<20}{size:>6}{params:>13}{top1:>7}  {spec.description}")
+        preset = f"(preset of {spec.preset_of}) " if spec.preset_of else ""
+        print(
+            f"{name:<21}{spec.family:<20}{size:>6}{params:>13}{top1:>7}  {preset}{spec.description}"
+        )
     return 0
 
 

@@ -31,7 +31,7 @@ from catdog.errors import (
     OutputError,
 )
 from catdog.io import atomic_path, write_atomic
-from catdog.models.classifier import inference_model, probability_model
+from catdog.models.classifier import inference_model, probabilities, probability_model
 
 FORMATS = EXPORT_FORMATS
 """Keras' export format names: ``"keras"``, ``"tf_saved_model"``, ``"litert"``, ``"onnx"``."""
@@ -205,11 +205,11 @@ def _export_onnx(model: keras.Model, path: Path, names: list[str]) -> Path:
         ) from None
     import numpy as np
 
-    probabilities = probability_model(model)
-    probabilities(np.zeros((1, *model.input_shape[1:]), "float32"))  # Keras needs one call
+    with_probabilities = probability_model(model)
+    with_probabilities(np.zeros((1, *model.input_shape[1:]), "float32"))  # Keras needs one call
 
     def write(tmp: Path) -> None:
-        probabilities.export(str(tmp), format="onnx", verbose=False)
+        with_probabilities.export(str(tmp), format="onnx", verbose=False)
         proto = onnx.load(str(tmp))
         kept = [p for p in proto.metadata_props if p.key != ONNX_CLASS_NAMES_KEY]
         del proto.metadata_props[:]
@@ -224,16 +224,12 @@ def _serving_archive(model: keras.Model, names: list[str] | None = None):
     """A Keras ExportArchive: ``serving_default`` on image bytes, ``serve`` on pixels."""
     import tensorflow as tf
 
-    from catdog.models.classifier import outputs_logits
-
     without_augmentation = inference_model(model)
     height, width = model.input_shape[1:3]
     names = tf.constant(names or resolve_class_names(model))
-    logits = outputs_logits(model)
 
-    def probabilities(pixels):
-        out = tf.cast(without_augmentation(pixels, training=False), tf.float32)
-        return tf.nn.softmax(out) if logits else out
+    def from_pixels(pixels):
+        return probabilities(model, without_augmentation(pixels, training=False))
 
     def from_bytes(image_bytes):
         pixels = tf.map_fn(
@@ -241,7 +237,7 @@ def _serving_archive(model: keras.Model, names: list[str] | None = None):
             image_bytes,
             fn_output_signature=tf.TensorSpec((height, width, 3), tf.uint8),
         )
-        probs = probabilities(tf.cast(pixels, tf.float32))
+        probs = from_pixels(tf.cast(pixels, tf.float32))
         index = tf.argmax(probs, axis=1, output_type=tf.int32)
         return {"probabilities": probs, "class_index": index, "class_name": tf.gather(names, index)}
 
@@ -254,7 +250,7 @@ def _serving_archive(model: keras.Model, names: list[str] | None = None):
     )
     archive.add_endpoint(
         "serve",
-        probabilities,
+        from_pixels,
         input_signature=[tf.TensorSpec((None, height, width, 3), tf.float32, name="pixels")],
     )
     return archive

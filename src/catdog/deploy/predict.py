@@ -88,14 +88,12 @@ class Predictor:
     def _tensorflow(model: keras.Model, jit_compile: bool):
         import tensorflow as tf
 
-        from catdog.models.classifier import outputs_logits
+        from catdog.models.classifier import probabilities
 
         without_augmentation = inference_model(model)
-        logits = outputs_logits(model)
 
         def run(images):
-            out = tf.cast(without_augmentation(images, training=False), tf.float32)
-            return tf.nn.softmax(out) if logits else out
+            return probabilities(model, without_augmentation(images, training=False))
 
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
         function = tf.function(run, input_signature=[spec], jit_compile=jit_compile)

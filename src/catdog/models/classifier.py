@@ -46,11 +46,23 @@ class ImageClassifier(keras.Sequential):
     ``keras.models.clone_model`` returns a plain ``keras.Sequential``: set ``class_names`` on
     an ``ImageClassifier`` again if you clone one.
 
+    Like keras-hub's ``ImageClassifier``, it also describes its head: ``num_classes``,
+    ``activation`` (``"softmax"``, or ``None`` for logits), ``pooling`` and ``dropout`` are
+    properties read from its layers and written into its ``get_config``; and
+    ``compile(loss="auto")`` (the default) picks the loss, ``from_logits`` included, from
+    ``activation``.
+
     Examples:
+<<<<<<< HEAD
         >>> from catdog import build_baseline_model
+=======
+        >>> from catdog.models.cnn import build_baseline_model
+>>>>>>> s24-2
         >>> model = build_baseline_model(input_shape=(32, 32, 3), class_names=["a", "b", "c"])
         >>> model.class_names, model.output_shape
         (['a', 'b', 'c'], (None, 3))
+        >>> model.num_classes, model.activation, model.pooling, model.dropout
+        (3, 'softmax', None, 0.0)
     """
 
     def __init__(self, layers=None, trainable=True, name=None, *, class_names=None,
@@ -83,18 +95,67 @@ class ImageClassifier(keras.Sequential):
     def augmentation(self, names) -> None:
         self._augmentation = None if names is None else tuple(str(n) for n in names)
 
+    @property
+    def num_classes(self) -> int:
+        """The number of outputs (classes)."""
+        return int(self.output_shape[-1])
+
+    @property
+    def activation(self) -> str | None:
+        """The output layer's activation: ``"softmax"`` (probabilities) or ``None`` (logits)."""
+        activation = getattr(self.layers[-1], "activation", None)
+        return None if outputs_logits(self) else getattr(activation, "__name__", str(activation))
+
+    @property
+    def pooling(self) -> str | None:
+        """How a transfer model pools its base's features (``"max"``, ``"avg"``), else ``None``."""
+        pool = next((layer for layer in self.layers if layer.name == "global_pool"), None)
+        return _POOLING.get(type(pool).__name__) if pool is not None else None
+
+    @property
+    def dropout(self) -> float:
+        """The rate of the head's ``Dropout`` layer (before the dense layers), ``0`` if none."""
+        head = next((layer for layer in self.layers if layer.name == "head_dropout"), None)
+        return float(head.rate) if head is not None else 0.0
+
     def get_config(self) -> dict:
+        """The ``keras.Sequential`` config with what the classifier is: its class names and
+        augmentation (restored on loading) and, read from its layers (for a reader of the
+        config; loading rebuilds them from the layers), ``num_classes``, ``activation``,
+        ``pooling`` and ``dropout``."""
         return {**super().get_config(), "class_names": self.class_names,
-                "augmentation": self.augmentation}  # fmt: skip
+                "augmentation": self.augmentation, "num_classes": self.num_classes,
+                "activation": self.activation, "pooling": self.pooling,
+                "dropout": self.dropout}  # fmt: skip
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
+        """Rebuild from ``get_config``; configs saved before a key existed load too."""
+        config = {k: v for k, v in config.items() if k not in _DERIVED_CONFIG}
         class_names = config.pop("class_names", None)
         augmentation = config.pop("augmentation", [])
         model = super().from_config(config, custom_objects=custom_objects)
         model.class_names, model.augmentation = class_names, augmentation
         return model
+
+    def compile(self, optimizer="rmsprop", loss="auto", **kwargs) -> None:
+        """``keras.Model.compile``, where ``loss="auto"`` (the default) is the sparse
+        categorical cross-entropy that matches the head (see
+        [`classifier_loss`][catdog.models.classifier.classifier_loss])."""
+        if isinstance(loss, str) and loss == "auto":
+            loss = classifier_loss(self)
+        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+
+    def compile_from_config(self, config: dict) -> None:
+        """Compile as saved (Keras leaves a model whose ``compile`` is its own uncompiled)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)  # its saved state loads into these
+
+
+_POOLING = {"GlobalMaxPooling2D": "max", "GlobalAveragePooling2D": "avg"}
+# get_config keys that describe the layers and are read back from them
+_DERIVED_CONFIG = ("num_classes", "activation", "pooling", "dropout")
 
 
 def check_class_names(names) -> list[str]:
@@ -117,7 +178,11 @@ def class_names_of(model: keras.Model) -> list[str] | None:
     """The class names a model carries (any catdog model, once built or trained), or ``None``.
 
     Examples:
+<<<<<<< HEAD
         >>> from catdog import build_baseline_model
+=======
+        >>> from catdog.models.cnn import build_baseline_model
+>>>>>>> s24-2
         >>> class_names_of(build_baseline_model(input_shape=(32, 32, 3), class_names=["x", "y"]))
         ['x', 'y']
     """
@@ -147,7 +212,11 @@ def get_base(model: keras.Model) -> keras.Model:
     """Return the pretrained base of a transfer model (the network inside its ``base`` layer).
 
     Examples:
+<<<<<<< HEAD
         >>> from catdog import build_transfer_model
+=======
+        >>> from catdog.models.transfer import build_transfer_model
+>>>>>>> s24-2
         >>> get_base(build_transfer_model(weights=None)).name
         'mobilenetv2_1.00_160'
     """
@@ -165,6 +234,39 @@ def outputs_logits(model: keras.Model) -> bool:
     return activation in (None, keras.activations.linear)
 
 
+def classifier_loss(model: keras.Model) -> keras.losses.Loss:
+    """The sparse categorical cross-entropy that matches the model's head.
+
+    Softmax heads get ``from_logits=False``, logit heads (``classifier_activation=None``)
+    ``from_logits=True``: ``ImageClassifier.compile(loss="auto")`` and
+    [`compile_model`][catdog.models.classifier.compile_model] use it.
+
+    Examples:
+        >>> from catdog.models.cnn import build_baseline_model
+        >>> classifier_loss(build_baseline_model(classifier_activation=None)).from_logits
+        True
+    """
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=outputs_logits(model))
+
+
+def probabilities(model: keras.Model, outputs):
+    """``model``'s ``outputs`` as float32 class probabilities: softmaxed if they are logits.
+
+    The one place where predictions, exports and evaluation turn outputs into probabilities
+    (mixed precision outputs are cast to float32 first).
+
+    Examples:
+        >>> import numpy as np
+        >>> from catdog.models.cnn import build_baseline_model
+        >>> model = build_baseline_model(input_shape=(32, 32, 3), classifier_activation=None)
+        >>> probs = probabilities(model, model(np.zeros((1, 32, 32, 3), "float32")))
+        >>> float(keras.ops.sum(probs))
+        1.0
+    """
+    outputs = keras.ops.cast(outputs, "float32")
+    return keras.ops.softmax(outputs, axis=-1) if outputs_logits(model) else outputs
+
+
 def compile_model(
     model: keras.Model,
     learning_rate: float = 1e-3,
@@ -173,17 +275,22 @@ def compile_model(
 ) -> keras.Model:
     """Compile with Adam, the sparse categorical loss that matches the head, and accuracy.
 
-    Softmax heads get ``from_logits=False``, logit heads (``classifier_activation=None``)
+    The loss is [`classifier_loss`][catdog.models.classifier.classifier_loss]'s: softmax heads
+    get ``from_logits=False``, logit heads (``classifier_activation=None``)
     ``from_logits=True``. Returns the model, compiled in place.
 
     Examples:
+<<<<<<< HEAD
         >>> from catdog import build_baseline_model
+=======
+        >>> from catdog.models.cnn import build_baseline_model
+>>>>>>> s24-2
         >>> model = compile_model(build_baseline_model(), learning_rate=1e-3)
     """
     check_positive_number("learning_rate", learning_rate)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=outputs_logits(model)),
+        loss=classifier_loss(model),
         metrics=["accuracy"],
         jit_compile=jit_compile,
     )

@@ -8,6 +8,7 @@ MobileNetV2 input scaling) and D (a frozen MobileNetV2 base under a small head).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import keras
@@ -212,13 +213,23 @@ def build_cnn_model(
     )
 
 
+# The presets pass **kwargs on to build_cnn_model: their specs declare its arguments.
+_CNN_ARGUMENTS = tuple(inspect.signature(build_cnn_model).parameters)
+
+
 def _preset(name: str, input_shape, num_classes, kwargs: dict) -> keras.Sequential:
     return build_cnn_model(
         input_shape, num_classes, **{**CNN_PRESETS[name], "name": name, **kwargs}
     )
 
 
-@register_model("baseline", family="cnn", input_size=DEFAULT_IMAGE_SIDE, params=2_962_594)
+@register_model(
+    "baseline",
+    family="cnn",
+    input_size=DEFAULT_IMAGE_SIDE,
+    params=2_962_594,
+    arguments=_CNN_ARGUMENTS,
+)
 def build_baseline_model(
     input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int | None = None, **kwargs
 ) -> keras.Sequential:
@@ -236,7 +247,13 @@ def build_baseline_model(
     return _preset("baseline", input_shape, num_classes, kwargs)
 
 
-@register_model("augmented", family="cnn", input_size=DEFAULT_IMAGE_SIDE, params=6_391_426)
+@register_model(
+    "augmented",
+    family="cnn",
+    input_size=DEFAULT_IMAGE_SIDE,
+    params=6_391_426,
+    arguments=_CNN_ARGUMENTS,
+)
 def build_augmented_model(
     input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int | None = None, **kwargs
 ) -> keras.Sequential:
@@ -252,7 +269,13 @@ def build_augmented_model(
     return _preset("augmented", input_shape, num_classes, kwargs)
 
 
-@register_model("preprocessed", family="cnn", input_size=DEFAULT_IMAGE_SIDE, params=2_962_594)
+@register_model(
+    "preprocessed",
+    family="cnn",
+    input_size=DEFAULT_IMAGE_SIDE,
+    params=2_962_594,
+    arguments=_CNN_ARGUMENTS,
+)
 def build_preprocessed_model(
     input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int | None = None, **kwargs
 ) -> keras.Sequential:

@@ -8,9 +8,12 @@ the ``catdog.models`` entry-point group); list and build by name with
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
+import functools
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import keras
@@ -53,6 +56,11 @@ class ModelSpec:
         params: the parameters of its two-class model at the defaults, if known.
         top1: the ImageNet top-1 accuracy (%) published for its backbone, if any.
         description: one line for model tables.
+        arguments: the keyword arguments its factory takes (declared at registration, or read
+            once from the factory's signature); see ``takes_class_names``.
+        preset_of: the registered model it is a preset of (the same factory with some
+            arguments set, see [`register_preset`][catdog.models.registry.register_preset]),
+            or ``None``.
     """
 
     name: str
@@ -63,6 +71,13 @@ class ModelSpec:
     params: int | None = None
     top1: float | None = None
     description: str = ""
+    arguments: tuple[str, ...] = ()
+    preset_of: str | None = None
+
+    @property
+    def takes_class_names(self) -> bool:
+        """Whether its factory takes ``class_names`` (so the built model carries them)."""
+        return "class_names" in self.arguments
 
 
 def register_model(
@@ -74,12 +89,26 @@ def register_model(
     params: int | None = None,
     top1: float | None = None,
     description: str | None = None,
+    arguments: Iterable[str] | None = None,
+    preset_of: str | None = None,
 ) -> Callable:
     """Decorator that adds a model factory to the registry under ``name``, with its metadata.
 
     The name defaults to the factory's (``build_tiny_model`` -> ``"tiny"``), the description
-    to its docstring's first line; the other arguments are the
-    [`ModelSpec`][catdog.models.registry.ModelSpec] fields.
+    to its docstring's first line, ``arguments`` to the names in the factory's signature (read
+    once, here; declare them when the factory passes ``**kwargs`` on); the other arguments are
+    the [`ModelSpec`][catdog.models.registry.ModelSpec] fields.
+
+    Args:
+        name: the registered name.
+        family: see [`ModelSpec`][catdog.models.registry.ModelSpec], as are the rest.
+        input_size: the default input side.
+        pretrained: whether it has a pretrained base.
+        params: its parameter count at the defaults.
+        top1: its backbone's published ImageNet top-1 accuracy (%).
+        description: one line for model tables.
+        arguments: the keyword arguments the factory takes.
+        preset_of: the registered model it is a preset of.
 
     Examples:
         ```python
@@ -97,10 +126,56 @@ def register_model(
         _REGISTRY[key] = ModelSpec(
             key, factory, family, input_size, bool(pretrained), params, top1,
             description if description is not None else (doc.splitlines() or [""])[0],
+            tuple(arguments) if arguments is not None else _signature_names(factory),
+            preset_of,
         )  # fmt: skip
         return factory
 
     return decorator
+
+
+def register_preset(
+    name: str,
+    of: str,
+    settings: dict,
+    *,
+    input_size: int | None = None,
+    description: str | None = None,
+) -> None:
+    """Register ``name`` as a preset of the registered model ``of``: the same factory with
+    ``settings`` as its new defaults (callers can still override them) and the same metadata,
+    but for ``input_size`` and ``description`` when given. Its spec's ``preset_of`` is ``of``.
+
+    Examples:
+        ```python
+        register_preset("transfer", "mobilenet_v2", {"name": "transfer"}, input_size=160)
+        build_model("transfer", backbone="resnet50")  # settings are only defaults
+        ```
+    """
+    if of not in _REGISTRY:  # not model_spec: presets register while the table loads
+        raise InvalidArgumentError(f"Register {of!r} before its preset {name!r}.")
+    base = _REGISTRY[of]
+    unknown = sorted(set(settings) - set(base.arguments))
+    if unknown:
+        raise InvalidArgumentError(
+            f"The preset {name!r} sets {unknown}, which the factory of {of!r} does not take; "
+            f"it takes {sorted(base.arguments)}."
+        )
+    if input_size is not None:
+        check_int("input_size", input_size)
+    _REGISTRY[name] = dataclasses.replace(
+        base, name=name, factory=functools.partial(base.factory, **settings), preset_of=of,
+        input_size=base.input_size if input_size is None else input_size,
+        description=base.description if description is None else description,
+    )  # fmt: skip
+
+
+def _signature_names(factory: Callable) -> tuple[str, ...]:
+    """The parameter names of ``factory`` (none when Python cannot read its signature)."""
+    try:
+        return tuple(inspect.signature(factory).parameters)
+    except (TypeError, ValueError):
+        return ()
 
 
 def model_spec(name: str) -> ModelSpec:
@@ -147,7 +222,11 @@ def precision_scope(precision: str | None):
     output layer stays float32. Keras adds loss scaling for ``mixed_float16`` at compile time.
 
     Examples:
+<<<<<<< HEAD
         >>> from catdog import build_baseline_model
+=======
+        >>> from catdog.models.cnn import build_baseline_model
+>>>>>>> s24-2
         >>> with precision_scope("mixed_bfloat16"):
         ...     model = build_baseline_model()
     """
@@ -185,10 +264,14 @@ def build_model(name: str, *, precision: str | None = None, **kwargs) -> keras.M
 
 
 def factory_parameters(name: str) -> set[str]:
-    """The keyword arguments that the factory of the registered model ``name`` names."""
-    import inspect
+    """The keyword arguments that the factory of the registered model ``name`` takes (its
+    spec's [`arguments`][catdog.models.registry.ModelSpec]).
 
-    return set(inspect.signature(model_spec(name).factory).parameters)
+    Examples:
+        >>> "class_names" in factory_parameters("transfer")
+        True
+    """
+    return set(model_spec(name).arguments)
 
 
 def describe_model(name: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import keras
 from keras import layers
@@ -29,19 +28,12 @@ from catdog.models.backbones import (
 from catdog.models.classifier import _classes, _classifier, get_base
 from catdog.models.cnn import _check_head, _check_input_shape, _head
 from catdog.models.layers import InferenceMode, augmentation_layers
-from catdog.models.registry import register_model
-
-if TYPE_CHECKING:
-    pass
+from catdog.models.registry import register_model, register_preset
 
 POOLINGS = ("max", "avg")
 """How a transfer model pools its base's feature map: global max (the tutorial's) or average."""
 
 
-@register_model(
-    "transfer", family="mobilenet_v2", input_size=DEFAULT_IMAGE_SIDE, pretrained=True,
-    params=BACKBONES["mobilenet_v2"].params, top1=BACKBONES["mobilenet_v2"].top1,
-)  # fmt: skip
 def build_transfer_model(
     input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
     num_classes: int | None = None,
@@ -152,7 +144,17 @@ def _register_backbones() -> None:
         )(factory)  # fmt: skip
 
 
+def _register_presets() -> None:
+    """Register the tutorial's model 4, ``"transfer"``: a preset of ``"mobilenet_v2"`` at the
+    tutorial's 160x160 with the factory's default head (the tutorial's), named ``transfer``."""
+    register_preset(
+        "transfer", "mobilenet_v2", {"name": "transfer"}, input_size=DEFAULT_IMAGE_SIDE,
+        description=(build_transfer_model.__doc__ or "").strip().splitlines()[0],
+    )  # fmt: skip
+
+
 _register_backbones()
+_register_presets()
 
 
 def unfreeze_base(

@@ -72,12 +72,13 @@ def load_data(config: RunConfig):
 def _build(config: RunConfig, class_names: list[str]):
     """The configured model, with one output per class (and the names, if its factory takes
     them; otherwise ``train`` gives a catdog model its names)."""
-    from catdog.models.registry import build_model, factory_parameters, model_spec
+    from catdog.models.registry import build_model, model_spec
 
+    spec = model_spec(config.model)
     kwargs = {"num_classes": len(class_names), **config.model_kwargs}
-    if "class_names" in factory_parameters(config.model):
+    if spec.takes_class_names:
         kwargs = {"class_names": class_names, **config.model_kwargs}
-    if model_spec(config.model).pretrained:
+    if spec.pretrained:
         kwargs.setdefault("weights", config.weights)
     return build_model(
         config.model,
