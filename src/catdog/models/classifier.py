@@ -53,11 +53,7 @@ class ImageClassifier(keras.Sequential):
     ``activation``.
 
     Examples:
-<<<<<<< HEAD
-        >>> from catdog import build_baseline_model
-=======
         >>> from catdog.models.cnn import build_baseline_model
->>>>>>> s24-2
         >>> model = build_baseline_model(input_shape=(32, 32, 3), class_names=["a", "b", "c"])
         >>> model.class_names, model.output_shape
         (['a', 'b', 'c'], (None, 3))
@@ -178,11 +174,7 @@ def class_names_of(model: keras.Model) -> list[str] | None:
     """The class names a model carries (any catdog model, once built or trained), or ``None``.
 
     Examples:
-<<<<<<< HEAD
-        >>> from catdog import build_baseline_model
-=======
         >>> from catdog.models.cnn import build_baseline_model
->>>>>>> s24-2
         >>> class_names_of(build_baseline_model(input_shape=(32, 32, 3), class_names=["x", "y"]))
         ['x', 'y']
     """
@@ -212,11 +204,7 @@ def get_base(model: keras.Model) -> keras.Model:
     """Return the pretrained base of a transfer model (the network inside its ``base`` layer).
 
     Examples:
-<<<<<<< HEAD
-        >>> from catdog import build_transfer_model
-=======
         >>> from catdog.models.transfer import build_transfer_model
->>>>>>> s24-2
         >>> get_base(build_transfer_model(weights=None)).name
         'mobilenetv2_1.00_160'
     """
@@ -280,11 +268,7 @@ def compile_model(
     ``from_logits=True``. Returns the model, compiled in place.
 
     Examples:
-<<<<<<< HEAD
-        >>> from catdog import build_baseline_model
-=======
         >>> from catdog.models.cnn import build_baseline_model
->>>>>>> s24-2
         >>> model = compile_model(build_baseline_model(), learning_rate=1e-3)
     """
     check_positive_number("learning_rate", learning_rate)

@@ -222,11 +222,7 @@ def precision_scope(precision: str | None):
     output layer stays float32. Keras adds loss scaling for ``mixed_float16`` at compile time.
 
     Examples:
-<<<<<<< HEAD
-        >>> from catdog import build_baseline_model
-=======
         >>> from catdog.models.cnn import build_baseline_model
->>>>>>> s24-2
         >>> with precision_scope("mixed_bfloat16"):
         ...     model = build_baseline_model()
     """
