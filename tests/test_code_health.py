@@ -13,16 +13,15 @@ MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 40
 
 # being split: the coordinator empties these lists when the helpers that rewrite them land
-LONG_MODULES_BEING_SPLIT = {"cli.py", "training/tuning.py"}
+LONG_MODULES_BEING_SPLIT = {"cli.py"}
 LONG_FUNCTIONS_BEING_SPLIT = {
     "cli.py::_add_train",
     "cli.py::_add_evaluate_predict_export",
     "cli.py::cmd_tune",
+    "cli.py::_add_tune",
     "runs/job.py::_fit_stages",
     "runs/job.py::_plan",
     "training/fit.py::train",
-    "training/tuning.py::tune",
-    "training/tuning.py::CatDogHyperModel.build",
 }
 
 
