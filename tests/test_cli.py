@@ -202,6 +202,7 @@ def test_workflow_resumes_into_fine_tuning(synthetic_root, tmp_path, monkeypatch
         raise KeyboardInterrupt  # the process dies during fine-tuning
 
     monkeypatch.setattr(catdog.training.fit, "train", counting_train)
+    monkeypatch.setattr(catdog.training.fine_tune, "train", counting_train)  # its own import
     monkeypatch.setattr(catdog.training.fine_tune, "fine_tune", crashing_fine_tune)
     with pytest.raises(KeyboardInterrupt):
         run_training(config)

@@ -160,15 +160,12 @@ def test_a_worker_resumes_from_the_chiefs_backup_and_writes_its_own(tmp_path):
 
     worker = _tiny_model()
     own = tmp_path / "worker"
-    history = worker.fit(
-        x,
-        y,
-        epochs=4,
-        verbose=0,
-        callbacks=[
-            AtomicBackupAndRestore(str(own), delete_checkpoint=False, restore_from=chief_state)
-        ],
-    )
+    backup = AtomicBackupAndRestore(own, delete_checkpoint=False, restore_from=chief_state)
+    start = backup.restore(worker)
+    assert start == 2  # the chief's weights, and the epoch to go on from
+    pairs = zip(worker.get_weights(), chief.get_weights(), strict=True)
+    assert all(np.array_equal(a, b) for a, b in pairs)
+    history = worker.fit(x, y, epochs=4, initial_epoch=start, verbose=0, callbacks=[backup])
     assert history.epoch == [2, 3]  # went on after the chief's two epochs
     assert json.loads((own / "training_metadata.json").read_text())["epoch"] == 4
     assert {p.name: p.read_bytes() for p in chief_state.iterdir()} == kept  # untouched

@@ -247,8 +247,7 @@ def test_resume_state_is_written_atomically_and_a_torn_state_is_survived(
 
     net = model()
     callback = catdog.training.callbacks.AtomicBackupAndRestore(str(tmp_path / "atomic"))
-    callback.set_model(net)
-    callback._save_model()
+    callback.save(net, 1)
     good = (tmp_path / "atomic" / "latest.weights.h5").read_bytes()
 
     def crash_midway(filepath, *args, **kwargs):
@@ -258,7 +257,7 @@ def test_resume_state_is_written_atomically_and_a_torn_state_is_survived(
     real_save = net.save_weights
     net.save_weights = crash_midway
     with pytest.raises(KeyboardInterrupt):
-        callback._save_model()
+        callback.save(net, 2)
     assert (tmp_path / "atomic" / "latest.weights.h5").read_bytes() == good
 
     # weights of one epoch beside the record of another: detected, weights left alone
@@ -268,10 +267,9 @@ def test_resume_state_is_written_atomically_and_a_torn_state_is_survived(
     metadata.write_text(json.dumps({**json.loads(metadata.read_text()), "sha256": "0" * 64}))
     net.set_weights([w + 1 for w in before])
     fresh = catdog.training.callbacks.AtomicBackupAndRestore(str(tmp_path / "atomic"))
-    fresh.set_model(net)
-    fresh.on_train_begin()
+    assert fresh.restore(net) == 0  # the stage starts again from its first epoch
     assert all((a == b + 1).all() for a, b in zip(net.get_weights(), before, strict=True))
-    assert net._initial_epoch is None and not (tmp_path / "atomic").exists()
+    assert not (tmp_path / "atomic").exists()
 
 
 # ----------------------------------------------------------------------------- wrong results

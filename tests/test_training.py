@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import catdog
+import catdog.training.fine_tune
 import catdog.training.fit
 from catdog.deploy.export import save_model
 from catdog.errors import InvalidArgumentError
@@ -149,7 +150,9 @@ def test_checkpoint_is_only_replaced_by_a_better_epoch_than_an_earlier_stage(
     # fine_tune hands the first stage's best (from a History or a dict) on to train
 
     calls = []
-    monkeypatch.setattr(catdog.training.fit, "train", lambda *args, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(
+        catdog.training.fine_tune, "train", lambda *args, **kwargs: calls.append(kwargs)
+    )
     model = catdog.build_transfer_model(input_shape=(64, 64, 3), weights=None)
     first = {"val_accuracy": [0.5, 1.0], "accuracy": [0.5, 0.9]}
     fine_tune(model, synthetic_splits, epochs=1, history=first, checkpoint=path)

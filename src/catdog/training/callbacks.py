@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ import keras
 import numpy as np
 
 from catdog._rules import (
+    is_int,
     monitor_mode,
 )
 from catdog.deploy.export import save_model
@@ -74,66 +76,81 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             save_model(model, self.path)
 
 
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras' ``BackupAndRestore`` with crash-safe state files.
+# the resume state's two files (the names Keras' BackupAndRestore gives them)
+WEIGHTS_FILE, RECORD_FILE = "latest.weights.h5", "training_metadata.json"
 
-    Keras rewrites ``latest.weights.h5`` in place, so a process killed during that write
-    leaves a torn file that breaks every later resume. Here each state file is written to a
-    temporary name and renamed into place, and the epoch record names the SHA-256 of the
-    weights file it belongs to. A torn or mismatched state is detected on resume: a warning
-    names it, the model's weights are left as they were, the files in ``reset_also`` (a
-    history log of the discarded epochs) are removed, and the stage starts again from its
-    first epoch.
+
+class AtomicBackupAndRestore(keras.callbacks.Callback):
+    """Crash-safe resume state: the weights and an epoch record, written after every epoch.
+
+    Each state file is written to a temporary name and renamed into place, so a process
+    killed during a write leaves the previous state, and the epoch record names the SHA-256
+    of the weights file it belongs to. Call
+    [`restore`][catdog.training.callbacks.AtomicBackupAndRestore.restore] before ``fit`` and
+    pass the epoch it returns as ``initial_epoch``. A torn or mismatched state is detected
+    there: a warning names it, the model's weights are left as they were,
+    the files in ``reset_also`` (a history log of the discarded epochs) are removed, and the
+    stage starts again from its first epoch. The state is deleted when training ends (unless
+    ``delete_checkpoint=False``).
+
+    The weights file is ``model.save_weights``' (layers and optimizer state), named
+    ``latest.weights.h5`` beside ``training_metadata.json``, as Keras' ``BackupAndRestore``.
 
     Examples:
         ```python
-        model.fit(ds, callbacks=[AtomicBackupAndRestore("backup")])
+        backup = AtomicBackupAndRestore("backup")
+        start = backup.restore(model)
+        model.fit(ds, epochs=10, initial_epoch=start, callbacks=[backup])
         ```
     """
 
-    def __init__(self, backup_dir, *, reset_also=(), restore_from=None, **kwargs):
-        super().__init__(backup_dir, **kwargs)
+    def __init__(
+        self,
+        backup_dir: str | os.PathLike,
+        *,
+        delete_checkpoint: bool = True,
+        reset_also: Sequence[str | os.PathLike] = (),
+        restore_from: str | os.PathLike | None = None,
+    ):
+        super().__init__()
+        self.backup_dir, self.delete_checkpoint = Path(backup_dir), delete_checkpoint
         self.reset_also = [Path(p) for p in reset_also]
         # a worker other than the chief resumes from the chief's state (on shared storage),
         # so that every worker of the cluster starts again from the same epoch
-        self.restore_from = restore_from
+        self.restore_from = Path(restore_from) if restore_from is not None else None
 
-    # Keras' BackupAndRestore has no public hook for how it writes its state: these override
-    # its private _save_model/_load_model (and read its private path attributes).
-    def _save_model(self):
+    def save(self, model: keras.Model, epoch: int) -> None:
+        """Write ``model``'s weights, then the record that training resumes at ``epoch``.
+
+        Examples:
+            ```python
+            AtomicBackupAndRestore("backup").save(model, 3)
+            ```
+        """
         digest = []
 
-        def save(tmp):
-            self.model.save_weights(str(tmp))
+        def save_weights(tmp):
+            model.save_weights(str(tmp))
             digest.append(sha256sum(tmp))
 
-        write_atomic(self._weights_path, save)
-        write_json(
-            self._training_metadata_path,
-            {"epoch": self._current_epoch, "batch": self._last_batch_seen, "sha256": digest[0]},
-        )
+        write_atomic(self.backup_dir / WEIGHTS_FILE, save_weights)
+        write_json(self.backup_dir / RECORD_FILE, {"epoch": epoch, "sha256": digest[0]})
 
-    def _load_model(self):
-        own = self._weights_path, self._training_metadata_path
-        if self.restore_from is not None:
-            self._weights_path, self._training_metadata_path = (
-                str(Path(self.restore_from) / Path(path).name) for path in own
-            )
-        try:
-            metadata = read_json(self._training_metadata_path)
-            if Path(self._weights_path).exists() or metadata is not None:
-                recorded = metadata.get("sha256") if isinstance(metadata, dict) else None
-                if recorded != sha256sum(self._weights_path):
-                    raise ValueError("the weights file and the epoch record do not belong together")
-            super()._load_model()
-        finally:
-            self._weights_path, self._training_metadata_path = own
+    def restore(self, model: keras.Model) -> int:
+        """Load the saved state into ``model``; return the epoch to resume from (0: none).
 
-    def on_train_begin(self, logs=None):
-        weights = self.model.get_weights()
+        On a cluster every worker must find the same epoch, else
+        [`ClusterError`][catdog.errors.ClusterError].
+
+        Examples:
+            ```python
+            model.fit(ds, epochs=10, initial_epoch=backup.restore(model), callbacks=[backup])
+            ```
+        """
+        weights = model.get_weights()
         try:
-            super().on_train_begin(logs)
-        except Exception as error:  # torn files: h5py's OSError, JSON's ValueError, ...
+            epoch = _load_state(model, self.restore_from or self.backup_dir)
+        except Exception as error:  # torn files: h5py's OSError, a mismatched record, ...
             logger.warning(
                 "The resume state in %s could not be read (%s: %s); it was probably torn by a "
                 "crash while being written. This training stage starts again from its first "
@@ -142,19 +159,40 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
                 type(error).__name__,
                 str(error).splitlines()[0] if str(error) else "",
             )
-            self.model.set_weights(weights)
-            self.model._initial_epoch = None  # Keras' resume hook (private; super() sets it)
+            model.set_weights(weights)
             shutil.rmtree(self.backup_dir, ignore_errors=True)
             for path in self.reset_also:
                 path.unlink(missing_ok=True)
-        epoch = getattr(self.model, "_initial_epoch", None) or 0
-        agree(self.model.distribute_strategy, epoch, "the epoch to resume from")
+            epoch = 0
+        agree(model.distribute_strategy, epoch, "the epoch to resume from")
+        return epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.save(self.model, epoch + 1)
 
     def on_train_end(self, logs=None):
-        super().on_train_end(logs)
-        # Keras never clears the resume epoch it set: a later fit of this model (the
-        # fine-tuning stage) would start from it instead of its own initial_epoch
-        self.model._initial_epoch = None
+        if self.delete_checkpoint:
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
+
+
+def _load_state(model: keras.Model, folder: Path) -> int:
+    """Load the weights in ``folder`` into ``model``; the epoch its record names (0: none).
+
+    Raises ValueError when the weights and the record do not belong together.
+    """
+    weights, record = folder / WEIGHTS_FILE, read_json(folder / RECORD_FILE)
+    if not weights.exists() and record is None:
+        return 0
+    recorded = record.get("sha256") if isinstance(record, dict) else None
+    if recorded != sha256sum(weights):
+        raise ValueError("the weights file and the epoch record do not belong together")
+    if not is_int(record.get("epoch"), minimum=0):
+        raise ValueError(f"the epoch record names no epoch: {record!r}")
+    with model.distribute_strategy.scope():  # as in fit: a cluster's variables are mirrored
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)  # its state is in the weights file
+        model.load_weights(str(weights))
+    return record["epoch"]
 
 
 def _as_float(text: str) -> float:

@@ -120,20 +120,7 @@ def train(
         ```
     """
     check_int("epochs", epochs)
-    own_datasets = not isinstance(splits, Splits)
-    if own_datasets:
-        _check_dataset_pair(splits)
-    else:
-        check_split_sizes(splits, ("train", "validation"))
-        attach_class_names(model, splits.class_names)
-    weights_per_class = class_weights(splits, class_weight, model.output_shape[-1])
-    if early_stopping is not None:
-        check_int("early_stopping", early_stopping)
-    if strategy is not None and model.distribute_strategy is not strategy:
-        raise InvalidArgumentError(
-            "The model was not built under this strategy. Build it inside "
-            "`with strategy.scope():` and pass the same strategy to train()."
-        )
+    weights_per_class = _checked_arguments(model, splits, class_weight, early_stopping, strategy)
     with strategy_scope(strategy):
         if not model.compiled:
             compile_model(model, learning_rate, jit_compile=jit_compile)
@@ -149,20 +136,18 @@ def train(
     if strategy is not None:  # each worker trains on its share of every batch
         train_data, validation_data = map(shard_by_example, (train_data, validation_data))
     with scratch_folder(strategy) as scratch, lost_workers_as_errors(strategy):
-        restore_from = None
         if scratch is not None:  # not the chief: write to scratch, resume from the chief's
-            restore_from = backup_dir and Path(backup_dir) / "state"
             checkpoint = checkpoint and scratch / Path(checkpoint).name
-            backup_dir = backup_dir and scratch / "backup"
-        standard, history_csv = _standard_callbacks(
-            model, checkpoint, monitor, early_stopping, backup_dir, best_so_far, restore_from
+        resume, history_csv, resumed_at = _resumable(fit_model, backup_dir, scratch)
+        standard = _standard_callbacks(
+            model, checkpoint, monitor, early_stopping, best_so_far, history_csv
         )
         history = fit_model.fit(
             train_data,
             validation_data=validation_data,
             epochs=initial_epoch + epochs,
-            initial_epoch=initial_epoch,
-            callbacks=[*standard, *callbacks],
+            initial_epoch=resumed_at or initial_epoch,
+            callbacks=[keras.callbacks.TerminateOnNaN(), *resume, *standard, *callbacks],
             class_weight=weights_per_class,
             shuffle=False,  # splits.train is already reshuffled every epoch
             verbose=verbose,
@@ -214,26 +199,48 @@ def attach_class_names(model: keras.Model, class_names: Sequence[str]) -> None:
         )
 
 
-def _standard_callbacks(
-    model, checkpoint, monitor, early_stopping, backup_dir, best_so_far, restore_from=None
-):
-    """catdog's callbacks for ``train``, and the CSV history file of a resumable run."""
-    history_csv, previous = None, {}
-    result: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
-    if backup_dir is not None:
-        backup_dir = Path(backup_dir)
-        backup_dir.mkdir(parents=True, exist_ok=True)
-        history_csv = backup_dir / "history.csv"
-        previous = _read_history_csv(history_csv)
-        result += [
-            AtomicBackupAndRestore(
-                str(backup_dir / "state"),
-                delete_checkpoint=True,
-                reset_also=[history_csv],
-                restore_from=restore_from,
-            ),
-            keras.callbacks.CSVLogger(str(history_csv), append=True),
-        ]
+def _checked_arguments(model, splits, class_weight, early_stopping, strategy) -> dict | None:
+    """Check ``train``'s data, ``early_stopping`` and strategy; return ``fit``'s class weights."""
+    if isinstance(splits, Splits):
+        check_split_sizes(splits, ("train", "validation"))
+        attach_class_names(model, splits.class_names)
+    else:
+        _check_dataset_pair(splits)
+    weights_per_class = class_weights(splits, class_weight, model.output_shape[-1])
+    if early_stopping is not None:
+        check_int("early_stopping", early_stopping)
+    if strategy is not None and model.distribute_strategy is not strategy:
+        raise InvalidArgumentError(
+            "The model was not built under this strategy. Build it inside "
+            "`with strategy.scope():` and pass the same strategy to train()."
+        )
+    return weights_per_class
+
+
+def _resumable(fit_model, backup_dir, scratch) -> tuple[list, Path | None, int]:
+    """The resume callbacks for ``backup_dir``, its CSV history file, and the epoch to resume
+    from (0: none), whose state is then loaded into ``fit_model``. A worker other than the
+    chief (``scratch`` is its folder) resumes from the chief's state and writes to scratch."""
+    if backup_dir is None:
+        return [], None, 0
+    restore_from = None
+    if scratch is not None:
+        restore_from, backup_dir = Path(backup_dir) / "state", scratch / "backup"
+    backup_dir = Path(backup_dir)
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    history_csv = backup_dir / "history.csv"
+    backup = AtomicBackupAndRestore(
+        backup_dir / "state", reset_also=[history_csv], restore_from=restore_from
+    )
+    resumed_at = backup.restore(fit_model)  # before reading the log: a torn state drops it
+    csv_log = keras.callbacks.CSVLogger(str(history_csv), append=True)
+    return [backup, csv_log], history_csv, resumed_at
+
+
+def _standard_callbacks(model, checkpoint, monitor, early_stopping, best_so_far, history_csv):
+    """The best checkpoint (which must beat the resumed epochs' best too) and early stopping."""
+    previous = _read_history_csv(history_csv) if history_csv is not None else {}
+    result: list[keras.callbacks.Callback] = []
     if checkpoint is not None:
         best = _best_of([best_so_far, *previous.get(monitor, [])], monitor)
         result.append(BestModelCheckpoint(checkpoint, monitor, best=best, model_to_save=model))
@@ -246,7 +253,7 @@ def _standard_callbacks(
                 mode=monitor_mode(monitor),
             )
         )
-    return result, history_csv
+    return result
 
 
 def _learning_rate(model: keras.Model) -> float:
