@@ -21,7 +21,6 @@ LONG_FUNCTIONS_BEING_SPLIT = {
     "cli.py::_add_tune",
     "runs/job.py::_fit_stages",
     "runs/job.py::_plan",
-    "training/fit.py::train",
 }
 
 

@@ -10,7 +10,6 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -24,10 +23,6 @@ from catdog.io import read_json, sha256sum, write_atomic, write_json
 from catdog.training.distribute import (
     agree,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 logger = logging.getLogger("catdog")
 

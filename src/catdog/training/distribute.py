@@ -5,7 +5,9 @@
 ``TF_CONFIG`` environment variable). [`train`][catdog.training.fit.train] and ``catdog train
 --strategy`` use them as the TensorFlow multi-worker guide prescribes: every worker runs the
 same program on its shard of each epoch, only the chief writes files (the others write to
-temporary folders and delete them), and ``BackupAndRestore`` state lets a restarted cluster go
+temporary folders and delete them), and the resume state
+([`AtomicBackupAndRestore`][catdog.training.callbacks.AtomicBackupAndRestore]) lets a restarted
+cluster go
 on from the last finished epoch. Reading ``TF_CONFIG`` and waiting for the other tasks
 is [`catdog.training.cluster`][catdog.training.cluster]'s part.
 
