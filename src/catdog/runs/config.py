@@ -51,7 +51,7 @@ OTHER_DEFAULTS = {
 
 
 def setting(
-    default=MISSING,
+    default: object = MISSING,
     flags: str | tuple[str, ...] = (),
     help: str = "",
     *,
@@ -73,9 +73,12 @@ def setting(
         default: the value when none is given (``MISSING``: required).
         flags: the option's names (none: no option).
         help: its help; ``{default}`` is the field's default, ``{demo}`` the demo's
-            ([`DEMO_DEFAULTS`][catdog.runs.config.DEMO_DEFAULTS]), ``{frozen}`` a frozen base's
+            (``DEMO_DEFAULTS``), ``{frozen}`` a frozen base's
             ([`FROZEN_BASE_DEFAULTS`][catdog.runs.config.FROZEN_BASE_DEFAULTS]).
-        type, choices, metavar, action: passed to ``argparse``'s ``add_argument``.
+        type: ``argparse``'s ``type``: text -> value (see ``catdog._argtypes``).
+        choices: ``argparse``'s ``choices``.
+        metavar: ``argparse``'s ``metavar``.
+        action: ``argparse``'s ``action``.
         compared: whether a run with another value is another run (refused on resume).
         card: whether the model card's settings table shows it.
         factory: makes the default (``dataclasses.field``'s ``default_factory``).
