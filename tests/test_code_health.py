@@ -12,17 +12,6 @@ SRC = Path(__file__).parents[1] / "src" / "catdog"
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 40
 
-# being split: the coordinator empties these lists when the helpers that rewrite them land
-LONG_MODULES_BEING_SPLIT = {"cli.py"}
-LONG_FUNCTIONS_BEING_SPLIT = {
-    "cli.py::_add_train",
-    "cli.py::_add_evaluate_predict_export",
-    "cli.py::cmd_tune",
-    "cli.py::_add_tune",
-    "runs/job.py::_fit_stages",
-    "runs/job.py::_plan",
-}
-
 
 def modules() -> list[Path]:
     return sorted(SRC.rglob("*.py"))
@@ -98,7 +87,7 @@ def test_no_module_is_too_long():
         for p in modules()
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
     }
-    assert set(long) <= LONG_MODULES_BEING_SPLIT, f"modules over {MAX_MODULE_LINES} lines: {long}"
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
 
 
 def test_no_function_is_too_long():
@@ -108,21 +97,7 @@ def test_no_function_is_too_long():
         for function, n in function_sizes(p).items()
         if n > MAX_FUNCTION_LINES
     }
-    over = {k: n for k, n in long.items() if k not in LONG_FUNCTIONS_BEING_SPLIT}
-    assert not over, f"functions over {MAX_FUNCTION_LINES} lines of code: {over}"
-
-
-def test_allow_lists_name_only_what_is_still_too_long():
-    """An entry that was split or renamed leaves the allow-list, so it cannot grow back."""
-    sizes = {
-        f"{name_of(p)}::{function}": n
-        for p in modules()
-        for function, n in function_sizes(p).items()
-    }
-    stale = {k for k in LONG_FUNCTIONS_BEING_SPLIT if sizes.get(k, 0) <= MAX_FUNCTION_LINES}
-    lengths = {name_of(p): len(p.read_text(encoding="utf-8").splitlines()) for p in modules()}
-    stale |= {k for k in LONG_MODULES_BEING_SPLIT if lengths.get(k, 0) <= MAX_MODULE_LINES}
-    assert not stale, f"no longer too long (remove from the allow-lists): {sorted(stale)}"
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines of code: {long}"
 
 
 def test_no_private_keras_imports():

@@ -108,6 +108,27 @@ def check_printable_class_names(names: Iterable) -> None:
             )
 
 
+def check_class_names(names, source: str) -> list[str]:
+    """``names`` if it lists distinct, non-empty strings; else a one-line error naming
+    ``source`` (where the names came from).
+
+    Examples:
+        >>> check_class_names(["cats", "cats"], "--class-names")
+        Traceback (most recent call last):
+        ...
+        catdog.errors.InvalidArgumentError: --class-names names 'cats' more than once; give each class its own name, in the model's output order.
+    """  # noqa: E501
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise InvalidArgumentError(f"{source} must list class names (non-empty strings).")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidArgumentError(
+            f"{source} names {', '.join(map(repr, twice))} more than once; give each class "
+            "its own name, in the model's output order."
+        )
+    return names
+
+
 def is_int(value, minimum: int = 1) -> bool:
     """True for an ``int`` (not a ``bool``) of at least ``minimum``."""
     return not isinstance(value, bool) and isinstance(value, int) and value >= minimum

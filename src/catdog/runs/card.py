@@ -10,31 +10,20 @@ from __future__ import annotations
 import html
 import os
 import re
+from dataclasses import fields
 from pathlib import Path
 
 from catdog._rules import has_control_characters
 from catdog.errors import DatasetNotFoundError, OutputError
 from catdog.io import write_text
+from catdog.runs.config import RunConfig
+from catdog.runs.record import RunFolder
 
-_SETTINGS = (
-    "epochs",
-    "fine_tune_epochs",
-    "unfreeze_from",
-    "batch_size",
-    "learning_rate",
-    "fine_tune_learning_rate",
-    "early_stopping",
-    "cache_features",
-    "augment_copies",
-    "class_weight",
-    "precision",
-    "seed",
-)
 _FIGURES = (
-    ("samples.png", "Sample images"),
-    ("history.png", "Training history"),
-    ("confusion_matrix.png", "Confusion matrix (test split)"),
-    ("misclassified.png", "Most confidently wrong test images"),
+    (RunFolder.SAMPLES_PLOT, "Sample images"),
+    (RunFolder.HISTORY_PLOT, "Training history"),
+    (RunFolder.CONFUSION_PLOT, "Confusion matrix (test split)"),
+    (RunFolder.MISCLASSIFIED_PLOT, "Most confidently wrong test images"),
 )
 
 
@@ -80,16 +69,15 @@ def model_card(run_folder: str | os.PathLike) -> str:
         ```
     """
     from catdog.report.evaluation import Report
-    from catdog.runs.record import read_run_file, run_record
 
-    folder = Path(run_folder)
-    config, report = run_record(folder), read_run_file(folder / "report.json")
+    folder = RunFolder(run_folder)
+    config, report = folder.record(), folder.read(RunFolder.REPORT)
     if report is not None:  # checked: a hand-edited field is named, not a traceback
-        Report.from_dict(report, source=repr(str(folder / "report.json")))
+        Report.from_dict(report, source=repr(str(folder.report)))
     if not isinstance(config, dict) or not isinstance(report, dict):
         raise DatasetNotFoundError(
-            f"{str(folder)!r} is not a finished catdog run folder (config.json and report.json "
-            "are needed). Run `catdog train --out FOLDER` first."
+            f"{str(folder.path)!r} is not a finished catdog run folder (config.json and "
+            "report.json are needed). Run `catdog train --out FOLDER` first."
         )
     sections = [
         f"# Model card: {_md(config['model'])} on {_md(Path(str(config['data'])).name)}",
@@ -115,7 +103,7 @@ def write_model_card(run_folder: str | os.PathLike) -> Path:
         write_model_card("runs/demo")
         ```
     """
-    path = Path(run_folder) / "README.md"
+    path = RunFolder(run_folder).card
     if is_foreign_readme(path):
         raise OutputError(
             f"{str(path)!r} is not a catdog model card; catdog will not overwrite it. Move it, "
@@ -147,7 +135,8 @@ def _model_section(config: dict) -> str:
     elif config.get("learning_rate") == "auto" and config.get("learning_rate_note"):
         shown["learning_rate"] = f"learning-rate finder: {config['learning_rate_note']}"
     shown["class_weight"] = config.get("class_weight")
-    settings = "\n".join(f"| {k} | {_md(shown.get(k))} |" for k in _SETTINGS if k in shown)
+    table = [f.name for f in fields(RunConfig) if f.metadata["card"]]  # RunConfig's `card=True`
+    settings = "\n".join(f"| {k} | {_md(shown.get(k))} |" for k in table if k in shown)
     return (
         "## Model and training\n\n"
         f"- Model: {_code(config['model'])}"

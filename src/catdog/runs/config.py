@@ -3,17 +3,22 @@ defaults, the checks made before any work, and what the run records of it."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from catdog import _argtypes as parse
 from catdog._rules import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CLUSTER_TIMEOUT,
     DEFAULT_IMAGE_SIDE,
     DEFAULT_SEED,
     DEFAULT_UNFREEZE_FROM,
+    PRECISIONS,
+    STRATEGIES,
     check_int,
     check_output_folder,
     check_positive_number,
@@ -44,54 +49,216 @@ OTHER_DEFAULTS = {
 """The same settings for every other model: end-to-end training, no early stopping."""
 
 
+def setting(
+    default: object = MISSING,
+    flags: str | tuple[str, ...] = (),
+    help: str = "",
+    *,
+    type: Callable | None = None,
+    choices: tuple | None = None,
+    metavar: str | None = None,
+    action: Callable | None = None,
+    compared: bool = True,
+    card: bool = False,
+    factory: Callable | None = None,
+) -> Field:
+    """A [`RunConfig`][catdog.runs.config.RunConfig] field and what is made of it.
+
+    Its metadata makes the ``catdog train`` option (``flags``, ``help``, and the ``argparse``
+    ``type``, ``choices``, ``metavar``, ``action``), the row of the model card's settings
+    table (``card``) and the resume check (``compared``: a changed value is another run).
+
+    Args:
+        default: the value when none is given (``MISSING``: required).
+        flags: the option's names (none: no option).
+        help: its help; ``{default}`` is the field's default, ``{demo}`` the demo's
+            (``DEMO_DEFAULTS``), ``{frozen}`` a frozen base's
+            ([`FROZEN_BASE_DEFAULTS`][catdog.runs.config.FROZEN_BASE_DEFAULTS]).
+        type: ``argparse``'s ``type``: text -> value (see ``catdog._argtypes``).
+        choices: ``argparse``'s ``choices``.
+        metavar: ``argparse``'s ``metavar``.
+        action: ``argparse``'s ``action``.
+        compared: whether a run with another value is another run (refused on resume).
+        card: whether the model card's settings table shows it.
+        factory: makes the default (``dataclasses.field``'s ``default_factory``).
+
+    Examples:
+        >>> [f.metadata["flags"] for f in fields(RunConfig) if f.name == "seed"]
+        [('--seed',)]
+    """
+    given = {"type": type, "choices": choices, "metavar": metavar, "action": action}
+    metadata = {
+        "flags": (flags,) if isinstance(flags, str) else tuple(flags),
+        "help": help,
+        "argparse": {k: v for k, v in given.items() if v is not None},
+        "compared": compared,
+        "card": card,
+    }
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class RunConfig:
     """What ``catdog train`` does; the CLI fills it from its arguments.
 
-    ``None`` for ``cache_features``, ``augment_copies``, ``fine_tune_epochs`` or
-    ``early_stopping`` means the model's default
+    One row per setting: its default, its ``catdog train`` option and help, whether a run
+    with another value is another run (``compared``) and whether the model card shows it
+    (see [`setting`][catdog.runs.config.setting]). ``None`` for ``cache_features``,
+    ``augment_copies``, ``fine_tune_epochs`` or ``early_stopping`` means the model's default
     ([`FROZEN_BASE_DEFAULTS`][catdog.runs.config.FROZEN_BASE_DEFAULTS] for a model with a frozen
     pretrained base, else [`OTHER_DEFAULTS`][catdog.runs.config.OTHER_DEFAULTS]);
-    ``early_stopping=0`` is off. ``image_size=None`` means the model's default input size
-    ([`ModelSpec.input_size`][catdog.models.registry.ModelSpec]: 160 for the tutorial's models, the
-    ImageNet size for a backbone). ``unfreeze_from`` is a fraction of the base's depth, a
-    layer index or a layer name (see
-    [`check_unfreeze_from`][catdog.models.transfer.check_unfreeze_from]). ``learning_rate="auto"``
+    ``image_size=None`` the model's input size
+    ([`ModelSpec.input_size`][catdog.models.registry.ModelSpec]). ``learning_rate="auto"``
     runs the [learning-rate finder][catdog.training.lr_finder.lr_find] on the built model first and
     trains with its suggestion (recorded in ``config.json`` as ``learning_rate_found``); when
     it has none (no clear descent) the run warns and trains at the default rate, recording
-    ``learning_rate_found: null`` and the reason as ``learning_rate_note``.
-    ``class_weight="balanced"`` weighs rare classes up; ``tensorboard`` is a folder for
-    TensorBoard logs. ``strategy`` is ``"none"``, ``"mirrored"`` or ``"multi_worker"`` (see
-    [`make_strategy`][catdog.training.distribute.make_strategy]; ``None``: mirrored when several
-    GPUs
-    are visible); ``cluster_timeout`` is how many seconds a multi-worker task waits for the
-    others to start.
+    ``learning_rate_found: null`` and the reason as ``learning_rate_note``. ``strategy``: see
+    [`make_strategy`][catdog.training.distribute.make_strategy].
     """
 
-    out: Path
-    model: str = "transfer"
-    data: str = "cats_and_dogs"
-    epochs: int = 20
-    fine_tune_epochs: int | None = None
-    unfreeze_from: float | int | str = DEFAULT_UNFREEZE_FROM
-    image_size: int | None = None
-    batch_size: int = DEFAULT_BATCH_SIZE
-    learning_rate: float | str = 1e-3
-    fine_tune_learning_rate: float = 1e-5
-    weights: str | None = "imagenet"
-    early_stopping: int | None = None
-    cache_features: bool | None = None
-    augment_copies: int | None = None
-    class_weight: str | None = None
-    tensorboard: str | None = None
-    precision: str | None = None
-    strategy: str | None = None
-    cluster_timeout: float = DEFAULT_CLUSTER_TIMEOUT
-    jit_compile: bool | str = "auto"
-    seed: int = DEFAULT_SEED
-    verbose: str | int = "auto"
-    model_kwargs: dict = field(default_factory=dict)
+    # name: type = setting(default, flags, help, ...): one row per setting
+    out: Path = setting(
+        MISSING, "--out", "run folder (default runs/MODEL, runs/demo with --demo)", compared=False
+    )
+    model: str = setting(
+        "transfer",
+        "--model",
+        "registered model name (see `catdog models`); default {default}, or {demo} with --demo",
+    )
+    data: str = setting(
+        "cats_and_dogs", "--data", "image folder, or {default} (default) to download the dataset"
+    )
+    epochs: int = setting(
+        20,
+        "--epochs",
+        "default {default} ({demo} with --demo)",
+        type=parse.positive_int,
+        card=True,
+    )
+    fine_tune_epochs: int | None = setting(
+        None,
+        "--fine-tune-epochs",
+        "epochs of fine-tuning the top of the base (transfer only; default {frozen} for a "
+        "frozen base; 0 skips it)",
+        type=parse.non_negative_int,
+        card=True,
+    )
+    unfreeze_from: float | int | str = setting(
+        DEFAULT_UNFREEZE_FROM,
+        "--unfreeze-from",
+        "where fine-tuning starts unfreezing the base: a fraction of its depth (default "
+        "{default}: the top 35%%), a layer index or a layer name",
+        type=parse.layer_position,
+        card=True,
+    )
+    image_size: int | None = setting(
+        None,
+        "--image-size",
+        "square side (default: the model's input size, 160 for the tutorial's models, the "
+        "ImageNet size for a backbone; {demo} with --demo)",
+        type=parse.positive_int,
+    )
+    batch_size: int = setting(
+        DEFAULT_BATCH_SIZE,
+        "--batch-size",
+        "default {default}",
+        type=parse.positive_int,
+        card=True,
+    )
+    learning_rate: float | str = setting(
+        1e-3,
+        "--learning-rate",
+        "default {default:g}; auto runs the learning-rate finder first",
+        type=parse.learning_rate,
+        card=True,
+    )
+    fine_tune_learning_rate: float = setting(
+        1e-5, "--fine-tune-learning-rate", "default {default:g}", type=float, card=True
+    )
+    weights: str | None = setting(
+        "imagenet",
+        "--weights",
+        "transfer base weights: {default} (default), none, or a weights file",
+        type=parse.weights,
+    )
+    early_stopping: int | None = setting(
+        None,
+        "--early-stopping",
+        "stop a stage after this many epochs without improvement (default {frozen} for a "
+        "frozen-base transfer model, else off; 0 is off)",
+        type=parse.non_negative_int,
+        card=True,
+    )
+    cache_features: bool | None = setting(
+        None,
+        ("--cache-features", "--fast"),
+        "transfer: compute the frozen base's features once and train the head on them (the "
+        "default for a frozen base; --no-cache-features trains end to end). --fast is the old "
+        "name",
+        action=argparse.BooleanOptionalAction,
+        card=True,
+    )
+    augment_copies: int | None = setting(
+        None,
+        "--augment-copies",
+        "with cached features: augmented copies of each training image to cache (default {frozen})",
+        type=parse.non_negative_int,
+        card=True,
+    )
+    class_weight: str | None = setting(
+        None,
+        "--class-weight",
+        "balanced: weigh each class's images so that rare classes count as much",
+        choices=("balanced",),
+        card=True,
+    )
+    tensorboard: str | None = setting(
+        None, "--tensorboard", "write TensorBoard logs to DIR", metavar="DIR", compared=False
+    )
+    precision: str | None = setting(
+        None,
+        "--precision",
+        "layer precision (mixed helps on GPUs; measure on CPUs)",
+        choices=PRECISIONS,
+        card=True,
+    )
+    strategy: str | None = setting(
+        None,
+        "--strategy",
+        "where to train: none (this process), mirrored (every GPU of this machine) or "
+        "multi_worker (the cluster in TF_CONFIG; run the same command on every worker with the "
+        "same --out on shared storage). Default: mirrored when several GPUs are visible, else "
+        "none",
+        choices=STRATEGIES,
+        compared=False,
+    )
+    cluster_timeout: float = setting(
+        DEFAULT_CLUSTER_TIMEOUT,
+        "--cluster-timeout",
+        "how long to wait for the other workers of TF_CONFIG to start before stopping with an "
+        "error (default {default:g})",
+        type=parse.seconds,
+        metavar="SECONDS",
+        compared=False,
+    )
+    jit_compile: bool | str = setting(
+        "auto",
+        "--jit-compile",
+        "XLA compilation of the training step",
+        type=parse.jit_compile,
+        metavar=parse.JIT_METAVAR,
+    )
+    seed: int = setting(
+        DEFAULT_SEED,
+        "--seed",
+        "split and initialisation seed (default {default})",
+        type=int,
+        card=True,
+    )
+    verbose: str | int = setting("auto", compared=False)  # Keras' fit verbosity; no option
+    model_kwargs: dict = setting(factory=dict)  # for the model's factory; no option
 
 
 STAGE_BOUNDARY = "fine-tuning: training metrics from here use fresh augmentation"
@@ -154,11 +321,13 @@ def resolve_defaults(config: RunConfig) -> RunConfig:
 
 
 # ----------------------------------------------------------------------------- run records
-# may differ between the runs of one configuration, or are results rather than settings
-_NOT_COMPARED = (
-    "out", "verbose", "class_names", "splits", "versions", "parameters", "learning_rate_found",
-    "learning_rate_note", "tensorboard", "strategy", "cluster_timeout",
+RESULTS = (
+    "class_names", "splits", "versions", "parameters", "learning_rate_found",
+    "learning_rate_note",
 )  # fmt: skip
+"""What a run adds to its configuration in ``config.json``: results, not settings (the
+splits are compared by their files, with
+[`splits_match`][catdog.runs.record.splits_match])."""
 
 
 def config_record(config: RunConfig) -> dict:
@@ -181,7 +350,8 @@ def changed_fields(old: dict, new: dict) -> list[str]:
         ...                {"unfreeze_from": 0.65, "fine_tune_epochs": 0})
         []
     """
-    keys = sorted((set(old) | set(new)) - set(_NOT_COMPARED))
+    not_compared = {f.name for f in fields(RunConfig) if not f.metadata["compared"]}
+    keys = sorted((set(old) | set(new)) - not_compared - set(RESULTS))
 
     def value(record: dict, key: str):
         found = record.get(key)

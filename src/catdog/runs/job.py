@@ -30,7 +30,7 @@ from catdog.runs.config import (
     resolve_defaults,
 )
 from catdog.runs.publish import _clear_state, _drop_empty_state, _finished_summary, _publish
-from catdog.runs.record import run_record, split_fingerprint, splits_match, versions
+from catdog.runs.record import RunFolder, split_fingerprint, splits_match, versions
 
 logger = logging.getLogger("catdog")
 
@@ -58,15 +58,26 @@ def demo_data(images_per_class: int = 200, image_size: int = 64) -> Path:
 
 def load_data(config: RunConfig):
     """Splits for ``config.data``: ``cats_and_dogs`` (downloaded) or a folder."""
+    size = (config.image_size, config.image_size)
+    return load_splits(config.data, size, config.batch_size, config.seed)
+
+
+def load_splits(data: str, image_size: tuple, batch_size: int, seed: int, class_names=None):
+    """Splits of ``data``: ``cats_and_dogs`` (downloaded) or an image folder (its class
+    folders mapped to ``class_names``, in order, when given).
+
+    Examples:
+        ```python
+        splits = load_splits("data/pets", (160, 160), batch_size=32, seed=1337)
+        ```
+    """
     from catdog.data.datasets import load_cats_and_dogs
     from catdog.data.pipelines import from_directory
 
-    size = (config.image_size, config.image_size)
-    if config.data == "cats_and_dogs":
-        return load_cats_and_dogs(image_size=size, batch_size=config.batch_size, seed=config.seed)
-    return from_directory(
-        config.data, image_size=size, batch_size=config.batch_size, seed=config.seed
-    )
+    options = dict(image_size=image_size, batch_size=batch_size, seed=seed)
+    if data == "cats_and_dogs":
+        return load_cats_and_dogs(**options)
+    return from_directory(data, class_names=class_names, **options)
 
 
 def _build(config: RunConfig, class_names: list[str]):
@@ -126,8 +137,8 @@ def run_training(config: RunConfig, strategy=None) -> dict:
             "--learning-rate auto runs on one machine: find the rate with a single-worker run "
             "(its config.json records learning_rate_found) and pass it to the cluster."
         )
-    out = Path(config.out)
-    staging, created = out / ".resume", not out.exists()
+    folder = RunFolder(config.out)
+    out, created = folder.path, not folder.path.exists()
     with contextlib.ExitStack() as held:
         with failures_shared(strategy):  # every check, on every worker, before any training
             if out.exists() and not out.is_dir():
@@ -137,21 +148,21 @@ def run_training(config: RunConfig, strategy=None) -> dict:
             if is_chief(strategy):  # the chief holds the lock and owns the folder
                 held.enter_context(
                     file_lock(
-                        staging / "lock",
+                        folder.lock,
                         wait=False,
                         busy=f"Another catdog train is writing into {str(out)!r} right now. "
                         "Wait for it to finish, or choose another --out.",
                     )
                 )
-                held.callback(_drop_empty_state, out, staging, created)  # runs before unlocking
-            finished, plan = _plan(config, out, staging, strategy)
+                held.callback(_drop_empty_state, folder, created)  # runs before unlocking
+            finished, plan = _plan(config, folder, strategy)
         agree(strategy, finished is not None, "whether the run is already finished")
         if finished is not None:
             return finished
-        return _train_and_publish(config, out, staging, strategy, *plan)
+        return _train_and_publish(config, folder, strategy, *plan)
 
 
-def _plan(config: RunConfig, out: Path, staging: Path, strategy):
+def _plan(config: RunConfig, folder: RunFolder, strategy):
     """Check the folder and the data: ``(summary of the finished run, None)`` when there is
     nothing to train, else ``(None, (record, pending, splits))``."""
     import keras
@@ -160,27 +171,19 @@ def _plan(config: RunConfig, out: Path, staging: Path, strategy):
     from catdog.training.distribute import is_chief
 
     chief = is_chief(strategy)  # the other workers of a cluster only read the folder
+    out = folder.path
     record = config_record(config)
     try:
-        finished = run_record(out)
+        finished = folder.record()
     except InvalidArgumentError as error:  # edited by hand: the run is replaced
         logger.warning("%s It is replaced when this run finishes.", error)
         finished = None
-    pending = read_json(staging / "config.json")
-    _check_pending(pending, record, out, staging, clear=chief)
-    if pending is None and finished is not None and (out / "report.json").is_file():
-        if not changed_fields(finished, record):
-            try:
-                summary = _finished_summary(out)
-            except InvalidArgumentError as error:
-                logger.warning("%s Training the run again.", error)
-            else:
-                logger.warning(
-                    "%s already holds this finished run; nothing to train. Choose another --out "
-                    "(or delete the folder) to train again.",
-                    out,
-                )
-                return summary, None
+    pending = read_json(folder.pending_config)
+    _check_pending(pending, record, folder, clear=chief)
+    if pending is None and finished is not None and not changed_fields(finished, record):
+        summary = _finished_run(folder)
+        if summary is not None:
+            return summary, None
     logger.info("%s", describe_settings(config))
     keras.utils.set_random_seed(config.seed)  # shuffling, initial weights, augmentation
     splits = load_data(config)
@@ -196,14 +199,32 @@ def _plan(config: RunConfig, out: Path, staging: Path, strategy):
     if pending is not None and not splits_match(pending.get("splits"), record["splits"]):
         raise InvalidArgumentError(
             f"The data changed since the unfinished run in {str(out)!r} started (its splits "
-            f"differ). Restore the data, or delete {str(staging)!r} to start afresh."
+            f"differ). Restore the data, or delete {str(folder.state)!r} to start afresh."
         )
     return None, (record, pending, splits)
 
 
-def _train_and_publish(config, out, staging, strategy, record, pending, splits) -> dict:
-    """Build the model, train it (resuming what ``staging`` holds) and, on the chief, write
-    the run folder."""
+def _finished_run(folder: RunFolder) -> dict | None:
+    """The summary of the finished run of this configuration in ``folder``; ``None`` when its
+    files are missing or damaged (the run is then trained again)."""
+    if not folder.report.is_file():
+        return None
+    try:
+        summary = _finished_summary(folder)
+    except InvalidArgumentError as error:
+        logger.warning("%s Training the run again.", error)
+        return None
+    logger.warning(
+        "%s already holds this finished run; nothing to train. Choose another --out (or "
+        "delete the folder) to train again.",
+        folder.path,
+    )
+    return summary
+
+
+def _train_and_publish(config, folder: RunFolder, strategy, record, pending, splits) -> dict:
+    """Build the model, train it (resuming what ``folder.state`` holds) and, on the chief,
+    write the run folder."""
     from catdog.training.distribute import is_chief, strategy_scope, weights_digest
 
     chief = is_chief(strategy)
@@ -222,32 +243,32 @@ def _train_and_publish(config, out, staging, strategy, record, pending, splits) 
         if note:
             record["learning_rate_note"] = note
     if chief:
-        write_json(staging / "config.json", record)
+        write_json(folder.pending_config, record)
     try:
-        history, fine_tune_start, model = _fit_stages(config, splits, model, staging, strategy)
+        history, fine_tune_start, model = _fit_stages(config, splits, model, folder, strategy)
     except TrainingDivergedError:
         if chief:
-            _clear_state(staging)  # nothing worth resuming
+            _clear_state(folder)  # nothing worth resuming
         raise
-    summary = {"out": str(out), "report": None, "history": history}
+    summary = {"out": str(folder.path), "report": None, "history": history}
     if chief:
-        summary = _publish(out, staging, splits, record, history, fine_tune_start)
+        summary = _publish(folder, splits, record, history, fine_tune_start)
     return {**summary, "weights_sha256": weights_digest(model)}
 
 
-def _check_pending(pending: dict | None, record: dict, out: Path, staging: Path, clear: bool):
+def _check_pending(pending: dict | None, record: dict, folder: RunFolder, clear: bool):
     """Refuse to go on with an unfinished run of another configuration; with ``clear``, drop
     the leftovers of a run killed while clearing its state."""
     if pending is None:
         if clear:
-            _clear_state(staging)
+            _clear_state(folder)
         return
     changed = changed_fields(pending, record)
     if changed:
         raise InvalidArgumentError(
-            f"{str(out)!r} holds an unfinished run with another configuration (changed: "
+            f"{str(folder.path)!r} holds an unfinished run with another configuration (changed: "
             f"{'; '.join(changed)}). Rerun it with its own arguments to finish it, choose "
-            f"another --out, or delete {str(staging)!r} to drop it."
+            f"another --out, or delete {str(folder.state)!r} to drop it."
         )
 
 
@@ -285,46 +306,25 @@ def _compile_for(config: RunConfig, model) -> None:
     compile_model(model, config.learning_rate, jit_compile=config.jit_compile)
 
 
-def _fit_stages(config: RunConfig, splits, model, staging: Path, strategy=None):
-    """Train (resuming what ``staging`` holds); return (history, fine_tune_start, model).
+def _fit_stages(config: RunConfig, splits, model, folder: RunFolder, strategy=None):
+    """Train (resuming what ``folder.state`` holds); return (history, fine_tune_start, model).
 
-    Only the chief writes into ``staging``; every worker reads it, so all of them resume
-    from the same point.
+    Only the chief writes into the state; every worker reads it, so all of them resume from
+    the same point.
     """
-    from catdog.deploy.export import load_model, save_model
-    from catdog.training.distribute import agree, is_chief, strategy_scope
+    from catdog.deploy.export import save_model
+    from catdog.training.distribute import agree, is_chief
     from catdog.training.fine_tune import fine_tune, merge_histories
-    from catdog.training.fit import train
 
-    chief = is_chief(strategy)
+    chief, staging, best = is_chief(strategy), folder.state, folder.best
     fitted = read_json(staging / "fitted.json")
-    stage1_done = staging / "stage1.json"
-    stage = 2 if fitted is not None else 1 if stage1_done.exists() else 0
+    stage = 2 if fitted is not None else 1 if (staging / "stage1.json").exists() else 0
     agree(strategy, stage, "the training stage to resume")
     if stage == 2:
         logger.warning("Resuming: training finished before; writing the run's files.")
         return fitted["history"], fitted["fine_tune_start"], model
-    best = staging / "best.keras"
     common = _stage_arguments(config, best, strategy, chief)
-    if stage == 1:
-        logger.warning("Resuming: the first training stage is already done.")
-        first = json.loads(stage1_done.read_text())
-        with strategy_scope(strategy):
-            model = load_model(staging / "stage1.keras")
-    else:
-        first = train(
-            model,
-            splits,
-            config.epochs,
-            learning_rate=config.learning_rate,
-            backup_dir=staging / "stage1",
-            cache_features=config.cache_features,
-            augment_copies=config.augment_copies,
-            **common,
-        ).history
-        if config.fine_tune_epochs and chief:
-            save_model(model, staging / "stage1.keras")
-            write_json(stage1_done, first)
+    first, model = _first_stage(config, splits, model, staging, stage == 1, common, strategy)
     histories = [first]
     fine_tune_start = None
     if config.fine_tune_epochs:
@@ -347,6 +347,34 @@ def _fit_stages(config: RunConfig, splits, model, staging: Path, strategy=None):
         fitted = {"history": history, "fine_tune_start": fine_tune_start}
         write_json(staging / "fitted.json", fitted)
     return history, fine_tune_start, model
+
+
+def _first_stage(config: RunConfig, splits, model, staging: Path, done: bool, common, strategy):
+    """Train the first stage, or read it back when it is ``done`` (a run that stopped while
+    fine-tuning); return its history and the model."""
+    from catdog.deploy.export import load_model, save_model
+    from catdog.training.distribute import is_chief, strategy_scope
+    from catdog.training.fit import train
+
+    if done:
+        logger.warning("Resuming: the first training stage is already done.")
+        first = json.loads((staging / "stage1.json").read_text())
+        with strategy_scope(strategy):
+            return first, load_model(staging / "stage1.keras")
+    first = train(
+        model,
+        splits,
+        config.epochs,
+        learning_rate=config.learning_rate,
+        backup_dir=staging / "stage1",
+        cache_features=config.cache_features,
+        augment_copies=config.augment_copies,
+        **common,
+    ).history
+    if config.fine_tune_epochs and is_chief(strategy):
+        save_model(model, staging / "stage1.keras")
+        write_json(staging / "stage1.json", first)
+    return first, model
 
 
 def _stage_arguments(config: RunConfig, best: Path, strategy, chief: bool) -> dict:

@@ -1,17 +1,91 @@
-"""What a run folder records and how it is read back: ``config.json`` (checked field by field),
-the split's file fingerprints and the versions of the libraries."""
+"""What a run folder holds and how it is read back: [`RunFolder`][catdog.runs.record.RunFolder]
+(the names of its files), ``config.json`` (checked field by field), the split's file
+fingerprints and the versions of the libraries."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from catdog._rules import (
-    is_int,
-)
+from catdog._rules import is_int
 from catdog.errors import InvalidArgumentError
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A run folder of ``catdog train``: the one place that names its files.
+
+    The finished run's files are written together when training has finished (see
+    [`run_training`][catdog.runs.job.run_training]); while it trains, its state lives in
+    ``.resume/`` (``state``): a lock, the pending configuration, the best model so far,
+    checkpoints.
+
+    Examples:
+        >>> folder = RunFolder("runs/demo")
+        >>> folder.model.as_posix(), folder.pending_config.as_posix()
+        ('runs/demo/model.keras', 'runs/demo/.resume/config.json')
+        >>> RunFolder.of_model("runs/demo/model.keras") == folder
+        True
+    """
+
+    path: Path
+
+    MODEL: ClassVar[str] = "model.keras"
+    CLASS_NAMES: ClassVar[str] = "class_names.json"
+    HISTORY: ClassVar[str] = "history.json"
+    REPORT_TEXT: ClassVar[str] = "report.txt"
+    REPORT: ClassVar[str] = "report.json"
+    SAMPLES_PLOT: ClassVar[str] = "samples.png"
+    HISTORY_PLOT: ClassVar[str] = "history.png"
+    CONFUSION_PLOT: ClassVar[str] = "confusion_matrix.png"
+    MISCLASSIFIED_PLOT: ClassVar[str] = "misclassified.png"
+    CARD: ClassVar[str] = "README.md"
+    CONFIG: ClassVar[str] = "config.json"
+    FILES: ClassVar[tuple[str, ...]] = (
+        MODEL, CLASS_NAMES, HISTORY, REPORT_TEXT, REPORT, SAMPLES_PLOT, HISTORY_PLOT,
+        CONFUSION_PLOT, MISCLASSIFIED_PLOT, CARD,
+        CONFIG,  # last: a folder whose config.json is new holds the new run whole
+    )  # fmt: skip
+    """The files of a finished run folder, in the order publishing swaps them in."""
+    STATE: ClassVar[str] = ".resume"
+    LOCK: ClassVar[str] = "lock"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @classmethod
+    def of_model(cls, model_path: str | os.PathLike) -> RunFolder:
+        """The run folder a model file is in (``RUN/model.keras`` -> ``RUN``)."""
+        return cls(Path(model_path).parent)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    model = property(lambda self: self / self.MODEL, doc="``model.keras``: the best model.")
+    config = property(lambda self: self / self.CONFIG, doc="``config.json``: the record.")
+    report = property(lambda self: self / self.REPORT, doc="``report.json``: the test scores.")
+    history = property(lambda self: self / self.HISTORY, doc="``history.json``.")
+    class_names = property(lambda self: self / self.CLASS_NAMES, doc="``class_names.json``.")
+    card = property(lambda self: self / self.CARD, doc="``README.md``: the model card.")
+    state = property(lambda self: self / self.STATE, doc="``.resume/``: an unfinished run.")
+    lock = property(lambda self: self.state / self.LOCK, doc="held while a run writes.")
+    pending_config = property(
+        lambda self: self.state / self.CONFIG, doc="the configuration of an unfinished run."
+    )
+    best = property(lambda self: self.state / "best.keras", doc="the best model so far.")
+
+    def record(self) -> dict | None:
+        """Its ``config.json``, checked (see [`run_record`][catdog.runs.record.run_record])."""
+        return run_record(self.path)
+
+    def read(self, name: str):
+        """The JSON value of its file ``name``, or ``None`` (see
+        [`read_run_file`][catdog.runs.record.read_run_file])."""
+        return read_run_file(self / name)
 
 
 def read_run_file(path: str | os.PathLike):
@@ -71,7 +145,7 @@ def run_record(folder: str | os.PathLike) -> dict | None:
         # 1337
         ```
     """
-    path = Path(folder) / "config.json"
+    path = RunFolder(folder).config
     record = read_run_file(path)
     if not isinstance(record, dict) or not {"data", "seed", "splits"} & set(record):
         return None
