@@ -68,9 +68,8 @@ def plot_samples(
     """The tutorial's sample grid: one row per class, ``per_class`` images each, titled by class.
 
     Args:
-        data (Splits | tf.data.Dataset): a [`catdog.Splits`][catdog.data.pipelines.Splits] (images
-        are
-            read from its file lists, a random choice per class) or a batched
+        data (Splits | tf.data.Dataset): a [`catdog.Splits`][catdog.data.pipelines.Splits]
+            (images are read from its file lists, a random choice per class) or a batched
             ``(images, labels)`` dataset of 0..255 pixels and class indices (its first
             ``per_class`` images of each class are shown).
         class_names: the class names in label order; needed with a dataset, ignored with
