@@ -5,7 +5,7 @@ declares catdog with a direct reference, since the package index's ``catdog`` is
 project. In its ``pyproject.toml``::
 
     dependencies = ["catdog[tuner] @ file:///path/to/catdog"]  # a source checkout
-    # or a built wheel: "catdog[tuner] @ file:///path/to/catdog-0.1.0-py3-none-any.whl"
+    # or a built wheel: "catdog[tuner] @ file:///path/to/catdog-0.2.0-py3-none-any.whl"
 
 catdog provides the search space, ``CatDogHyperModel``; your project keeps control of
 KerasTuner: which hyperparameters to search and over which values, which tuner, where results
