@@ -1,15 +1,19 @@
-"""Shared pieces of the benchmark scripts: machine line, results table, generated data."""
+"""Shared pieces of the benchmark scripts: timing, machine line, results files."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
+import json
 import os
 import platform
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).with_name("README.md")
+RESULTS = Path(__file__).with_name("results")  # one <name>.json per benchmark
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -24,7 +28,7 @@ def median_seconds(fn, repeats: int) -> float:
 
 
 def machine() -> str:
-    """CPU model, cores and TensorFlow version, for the results table."""
+    """CPU model, cores and TensorFlow version, for the results file."""
     import tensorflow as tf
 
     cpu = platform.processor() or platform.machine()
@@ -38,19 +42,60 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, TensorFlow {tf.__version__}"
 
 
-def append_results(title: str, header: list[str], rows: list[list[str]], notes: str = "") -> None:
-    """Append one run's table to benchmarks/README.md (under a dated heading)."""
-    lines = [
-        "",
-        f"### {title} — {datetime.date.today().isoformat()}",
-        "",
-        f"Machine: {machine()}.",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *["| " + " | ".join(row) + " |" for row in rows],
-    ]
-    if notes:
-        lines += ["", notes]
-    with open(RESULTS, "a", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
+def versions() -> dict:
+    """The versions a results file records."""
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    import catdog
+
+    return {
+        "catdog": catdog.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def add_results_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--results PATH`` (default benchmarks/results/NAME.json) and ``--no-save``."""
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS / f"{name}.json", help="the results file"
+    )
+    parser.add_argument(
+        "--no-save", "--no-append", action="store_true", help="print only; write no results file"
+    )
+
+
+def write_results(
+    args: argparse.Namespace,
+    title: str,
+    rows: list[dict],
+    notes: str = "",
+    extras: dict | None = None,
+) -> None:
+    """Write one run's results file (``args.results``) unless ``args.no_save``.
+
+    The file holds the date, machine, versions, command line and settings, every row, and
+    ``extras`` (figures that are not rows); ``python benchmarks/render.py`` then makes the
+    docs' tables from it.
+    """
+    if args.no_save:
+        return
+    settings = {k: v for k, v in vars(args).items() if k not in ("results", "no_save")}
+    result = {
+        "benchmark": args.results.stem,
+        "title": title,
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "versions": versions(),
+        "command": shlex.join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
+        "settings": json.loads(json.dumps(settings, default=str)),
+        "rows": rows,
+        "extras": extras or {},
+        "notes": notes,
+    }
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.results}; `python benchmarks/render.py` updates the docs' tables")

@@ -6,8 +6,8 @@ batch 32, what `train(cache_features=True)` spends its time on), batch-1 latency
 catdog's `Predictor` next to plain Keras' `model.predict_on_batch` (the fastest plain-Keras
 call; the tutorial's `model.predict` is slower still) with their ratio, and the ImageNet top-1
 accuracy published for the Keras weights. Random weights: speed does not depend on them.
-Prints the table, appends it to benchmarks/README.md and writes it (with the machine) to
-docs/generated/backbones.md, which the docs' model page includes.
+Prints the table and writes benchmarks/results/backbones.json, from which
+`python benchmarks/render.py` makes the tables of the benchmarks page and the models guide.
 
     python benchmarks/bench_backbones.py                      # all 40, about 25 minutes
     python benchmarks/bench_backbones.py --backbones mobilenet_v2,efficientnet_b0
@@ -24,17 +24,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-def measure(name: str, batch_repeats: int, single_repeats: int) -> list[str]:
+def measure(name: str, batch_repeats: int, single_repeats: int) -> dict:
     """One table row: the backbone's figures."""
     import keras
     import numpy as np
     import tensorflow as tf
     from _common import median_seconds
 
-    from catdog.backbones import get_backbone
-    from catdog.feature_cache import split_transfer_model
-    from catdog.inference import Predictor
-    from catdog.models import build_model
+    from catdog.deploy.predict import Predictor
+    from catdog.models.backbones import get_backbone
+    from catdog.models.registry import build_model
+    from catdog.training.feature_cache import split_transfer_model
 
     spec = get_backbone(name)
     model = build_model(name, weights=None)
@@ -49,61 +49,45 @@ def measure(name: str, batch_repeats: int, single_repeats: int) -> list[str]:
     ours = median_seconds(lambda: predictor(single), single_repeats)
     plain = median_seconds(lambda: model.predict_on_batch(single), single_repeats)
     keras.backend.clear_session()
-    return [
-        f"`{name}`",
-        str(side),
-        f"{model.count_params() / 1e6:.1f}M",
-        f"{32 / per_batch:.0f}",
-        f"{ours * 1000:.1f}",
-        f"{plain * 1000:.1f}",
-        f"{plain / ours:.2f}x",
-        f"{spec.top1:.1f}",
-    ]
-
-
-HEADER = [
-    "backbone",
-    "input",
-    "parameters",
-    "features/s (batch 32)",
-    "Predictor batch 1 (ms)",
-    "predict_on_batch batch 1 (ms)",
-    "ratio",
-    "ImageNet top-1 (%)",
-]
+    return {
+        "backbone": name,
+        "input": side,
+        "parameters_millions": round(model.count_params() / 1e6, 2),
+        "features_per_s": round(32 / per_batch, 1),
+        "predictor_ms": round(ours * 1000, 2),
+        "predict_on_batch_ms": round(plain * 1000, 2),
+        "ratio": round(plain / ours, 3),
+        "imagenet_top1": spec.top1,
+    }
 
 
 def main() -> None:
-    from catdog.backbones import BACKBONES
+    from _common import add_results_arguments, write_results
+
+    from catdog.models.backbones import BACKBONES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", help="comma-separated names (default: all)")
     parser.add_argument("--batch-repeats", type=int, default=3)
     parser.add_argument("--single-repeats", type=int, default=10)
-    parser.add_argument("--no-save", action="store_true", help="print only")
+    add_results_arguments(parser, "backbones")
     args = parser.parse_args()
     names = args.backbones.split(",") if args.backbones else list(BACKBONES)
     rows = []
-    print("| " + " | ".join(HEADER) + " |", flush=True)
     for name in names:
         rows.append(measure(name, args.batch_repeats, args.single_repeats))
-        print("| " + " | ".join(rows[-1]) + " |", flush=True)
-    if not args.no_save:
-        from _common import append_results, machine
-
-        table = ["| " + " | ".join(row) + " |" for row in [HEADER, ["---"] * len(HEADER), *rows]]
-        docs_table = Path(__file__).parents[1] / "docs" / "generated" / "backbones.md"
-        docs_table.write_text(f"Machine: {machine()}.\n\n" + "\n".join(table) + "\n")
-        append_results(
-            "Backbones: size, speed, accuracy (bench_backbones.py)",
-            HEADER,
-            rows,
-            "Each backbone at its ImageNet input size with the default two-class head, random "
-            "weights (speed does not depend on them), float32. features/s: the frozen base and "
-            "pooling at batch 32, what cached-feature training spends its time on. Batch-1 "
-            "latency: median of repeated calls; ratio = predict_on_batch / Predictor. Top-1: "
-            "the Keras Applications table (MobileNetV3: its Keras docstring).",
-        )
+        print(rows[-1], flush=True)
+    write_results(
+        args,
+        "Backbones: size, speed, accuracy",
+        rows,
+        f"Measured here: {len(rows)} of {len(BACKBONES)} backbones, each at its ImageNet input "
+        "size with the default two-class head, random weights (speed does not depend on them), "
+        "float32. features/s: the frozen base and pooling at batch 32, what cached-feature "
+        "training spends its time on. Batch-1 latency: median of repeated calls; ratio = "
+        "predict_on_batch / Predictor (TensorFlow engine). Top-1: the Keras Applications table "
+        "(MobileNetV3: its Keras docstring); `catdog models` lists every backbone's.",
+    )
 
 
 if __name__ == "__main__":

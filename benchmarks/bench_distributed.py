@@ -14,7 +14,7 @@ training images per second (images x epochs / wall time of the fit, validation i
 Every worker is a separate process started with its own ``TF_CONFIG``. On a 2-core machine two
 workers share the same two cores, so no speedup is expected: the point is that the cluster
 trains correctly and what its overhead is. On separate machines each worker brings its own
-cores. Results are printed and appended to benchmarks/README.md.
+cores. Results are printed and written to benchmarks/results/distributed.json.
 
     python benchmarks/bench_distributed.py --images 800 --size 96 --epochs 3
 """
@@ -39,14 +39,15 @@ def run_worker(mode: str, root: str, size: int, epochs: int, batch: int) -> dict
     """Train once in this process; return the fit's seconds and the training images."""
     strategy = None
     if mode == "multi_worker":
-        from catdog.distribute import make_strategy
+        from catdog.training.distribute import make_strategy
 
         strategy = make_strategy("multi_worker")  # first, before any other TensorFlow op
     import keras
 
-    from catdog.data import from_directory
-    from catdog.distribute import strategy_scope
-    from catdog.models import build_model, compile_model
+    from catdog.data.pipelines import from_directory
+    from catdog.models.classifier import compile_model
+    from catdog.models.registry import build_model
+    from catdog.training.distribute import strategy_scope
 
     keras.utils.set_random_seed(0)
     if mode == "keras":  # the tutorial's pipeline and a plain fit
@@ -61,7 +62,7 @@ def run_worker(mode: str, root: str, size: int, epochs: int, batch: int) -> dict
         start = time.perf_counter()
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0)
         return {"seconds": time.perf_counter() - start, "images": images}
-    from catdog.training import train
+    from catdog.training.fit import train
 
     splits = from_directory(root, image_size=(size, size), batch_size=batch, seed=0)
     for _ in splits.train:  # decode and cache once, as every catdog run does before fitting
@@ -115,11 +116,14 @@ def launch(mode: str, workers: int, args) -> dict:
 
 
 def main() -> None:
+    from _common import add_results_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=800, help="training + validation images")
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
+    add_results_arguments(parser, "distributed")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -127,9 +131,9 @@ def main() -> None:
         result = run_worker(args.worker, str(args.root), args.size, args.epochs, args.batch_size)
         print(json.dumps(result))
         return
-    from _common import append_results
+    from _common import write_results
 
-    from catdog.synthetic import make_synthetic_dataset
+    from catdog.data.synthetic import make_synthetic_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         args.root = make_synthetic_dataset(
@@ -147,25 +151,27 @@ def main() -> None:
         rate = result["images"] * args.epochs / result["seconds"]
         accuracy = result.get("val_accuracy")
         rows.append(
-            [
-                name,
-                f"{result['seconds']:.1f}",
-                f"{rate:.0f}",
-                f"{rate / baseline:.2f}x",
-                "-" if accuracy is None else f"{accuracy:.3f}",
-            ]
+            {
+                "path": name,
+                "fit_seconds": round(result["seconds"], 2),
+                "train_images_per_s": round(rate, 1),
+                "vs_a": round(rate / baseline, 3),
+                "last_val_accuracy": None if accuracy is None else round(accuracy, 4),
+            }
         )
-        print(" | ".join(rows[-1]))
+        print(" | ".join(str(value) for value in rows[-1].values()))
     two, one = runs[3][1], runs[2][1]
     print(f"2 workers vs 1 worker: {one['seconds'] / two['seconds']:.2f}x the images/s")
-    append_results(
-        f"Distributed training ({args.images} images at {args.size}px, {args.epochs} epochs, "
-        f"model B)",
-        ["path", "fit seconds", "train images/s", "vs (a)", "last val accuracy"],
+    del args.worker, args.root  # internal: not settings
+    write_results(
+        args,
+        f"Distributed training, {args.images} images at {args.size}px, {args.epochs} epochs, "
+        "model B",
         rows,
         notes=f"2 workers vs 1 worker: {one['seconds'] / two['seconds']:.2f}x the images/s, on "
         "one 2-core machine where both workers share the cores (no speedup expected; the "
         "all-reduce over gRPC after each step is the overhead).",
+        extras={"two_vs_one_worker": round(one["seconds"] / two["seconds"], 3)},
     )
 
 

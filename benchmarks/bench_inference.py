@@ -9,7 +9,8 @@ measures, in one run, batch-1 latency (median over repeated calls) and batch-32 
 get_tensor and nothing else), the LiteRT engine's one-off conversion, and the LiteRT export
 quantized (float16, dynamic int8 weights), with each file's size and its top-1 agreement with
 the Keras model on held-out generated images. Ratios are against `predict_on_batch`. Prints
-the tables and appends them to benchmarks/README.md.
+the table and writes benchmarks/results/inference.json (`python benchmarks/render.py` then
+updates the docs' tables).
 
     python benchmarks/bench_inference.py --repeats 50
 """
@@ -32,7 +33,7 @@ def _trained_transfer_model(size: int):
     import numpy as np
 
     import catdog
-    from catdog.weights import make_stand_in_weights
+    from catdog.models.weights import make_stand_in_weights
 
     with tempfile.TemporaryDirectory() as tmp:
         root = catdog.make_synthetic_dataset(tmp, images_per_class=80, image_size=(size, size))
@@ -49,18 +50,41 @@ def _trained_transfer_model(size: int):
     return model, held_out
 
 
+def table_rows(results: dict, sizes: dict, agreement: dict) -> list[dict]:
+    """One row per path (printed too), ratios against ``model.predict_on_batch``."""
+    base_latency, base_throughput = results["model.predict_on_batch"]
+    rows = []
+    for name, (latency, throughput) in results.items():
+        rows.append(
+            {
+                "path": name,
+                "batch1_ms": round(latency * 1000, 2),
+                "batch1_vs_predict_on_batch": round(base_latency / latency, 3),
+                "batch32_images_per_s": round(throughput, 1),
+                "batch32_vs_predict_on_batch": round(throughput / base_throughput, 3),
+                "file_mb": round(sizes[name], 3) if name in sizes else None,
+                "top1_agreement": round(agreement[name], 4) if name in agreement else None,
+            }
+        )
+        print("  ".join(f"{cell!s:>12}" for cell in rows[-1].values()))
+    return rows
+
+
 def main() -> None:
+    from _common import add_results_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--size", type=int, default=160)
-    parser.add_argument("--no-append", action="store_true", help="do not write README.md")
+    add_results_arguments(parser, "inference")
     args = parser.parse_args()
 
     import numpy as np
-    from _common import append_results, machine, median_seconds
+    from _common import machine, median_seconds, write_results
 
     import catdog
-    from catdog.inference import LiteRTModel, Predictor
+    from catdog.deploy.litert import LiteRTModel
+    from catdog.deploy.predict import Predictor
 
     model, held_out = _trained_transfer_model(args.size)
     rng = np.random.default_rng(0)
@@ -89,7 +113,7 @@ def main() -> None:
         agreement["catdog LiteRT engine"] = float((litert(held_out).argmax(1) == reference).mean())
         np.testing.assert_allclose(litert(batch), model.predict(batch, verbose=0), atol=1e-4)
         np.testing.assert_allclose(predictor(batch), model.predict(batch, verbose=0), atol=1e-5)
-        raw = LiteRTModel(catdog.inference.cached_litert_file(model, Path(tmp) / "cache"))
+        raw = LiteRTModel(catdog.deploy.litert.cached_litert_file(model, Path(tmp) / "cache"))
         interpreter, index = raw._interpreter, raw._input["index"]
         output = raw._output["index"]
 
@@ -120,35 +144,23 @@ def main() -> None:
             per_batch = median_seconds(lambda fn=fn: fn(batch), max(5, args.repeats // 5))
             results[name] = (latency, 32 / per_batch)
 
-    base_latency, base_throughput = results["model.predict_on_batch"]
     print(f"machine: {machine()}")
     print(f"LiteRT conversion: {conversion:.1f} s; from the cache: {cached:.2f} s")
-    header = ["path", "batch-1 ms", "vs predict_on_batch", "batch-32 img/s",
-              "vs predict_on_batch", "file MB", "top-1 agreement"]  # fmt: skip
-    rows = []
-    for name, (latency, throughput) in results.items():
-        rows.append(
-            [
-                name,
-                f"{latency * 1000:.1f}",
-                f"{base_latency / latency:.2f}x",
-                f"{throughput:.0f}",
-                f"{throughput / base_throughput:.2f}x",
-                f"{sizes[name]:.2f}" if name in sizes else "",
-                f"{agreement[name]:.3f}" if name in agreement else "",
-            ]
-        )
-        print("  ".join(f"{cell:>12}" for cell in rows[-1]))
-    if not args.no_append:
-        append_results(
-            f"Inference, transfer model {args.size}x{args.size}",
-            header,
-            rows,
-            notes=f"Top-1 agreement with the Keras model on {len(held_out)} held-out generated "
-            "images. Speed-ups are against `predict_on_batch`, the fastest plain-Keras path. "
-            f"The LiteRT engine's conversion took {conversion:.1f} s once (export, convert, "
-            f"write to the cache); a new Predictor on the cached file took {cached:.2f} s.",
-        )
+    rows = table_rows(results, sizes, agreement)
+    write_results(
+        args,
+        f"Inference, transfer model {args.size}x{args.size}",
+        rows,
+        notes=f"Top-1 agreement with the Keras model on {len(held_out)} held-out generated "
+        "images. Speed-ups are against `predict_on_batch`, the fastest plain-Keras path. "
+        f"The LiteRT engine's conversion took {conversion:.1f} s once (export, convert, "
+        f"write to the cache); a new Predictor on the cached file took {cached:.2f} s.",
+        extras={
+            "held_out_images": len(held_out),
+            "conversion_s": round(conversion, 2),
+            "cached_load_s": round(cached, 3),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ about 400px), then, in one run, iterates over (a) the post's pipeline
 (`image_dataset_from_directory(...).prefetch(AUTOTUNE)`) and (b) `catdog.from_directory(...)`
 for several epochs. Each round builds both pipelines afresh (alternating which goes first);
 the medians over rounds of images/second for the first epoch and for the later ones are
-printed with their ratios. catdog's first epoch includes building the splits, i.e. its one
-decoding pass that also finds corrupt files.
+printed with their ratios and written to benchmarks/results/input_pipeline.json. catdog's
+first epoch includes building the splits, i.e. its one decoding pass that also finds corrupt
+files.
 
     python benchmarks/bench_input_pipeline.py --images 2000 --epochs 3 --rounds 3
 """
@@ -37,19 +38,21 @@ def _epochs(make_dataset, epochs: int) -> list[float]:
 
 
 def main() -> None:
+    from _common import add_results_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size", type=int, default=400, help="typical source image side")
-    parser.add_argument("--no-append", action="store_true", help="do not write README.md")
+    add_results_arguments(parser, "input_pipeline")
     args = parser.parse_args()
 
     import keras
     import tensorflow as tf
 
-    from catdog.data import from_directory
-    from catdog.synthetic import make_synthetic_dataset
+    from catdog.data.pipelines import from_directory
+    from catdog.data.synthetic import make_synthetic_dataset
 
     def post(train_dir):
         return keras.utils.image_dataset_from_directory(
@@ -102,7 +105,7 @@ def main() -> None:
         medians(runs["post"]),
         medians(runs["catdog"]),
     )
-    from _common import append_results, machine
+    from _common import machine, write_results
 
     print(f"machine: {machine()}; medians of {args.rounds} rounds")
     print(f"{'pipeline':<10}{'first epoch img/s':>20}{'later epochs img/s':>20}")
@@ -112,18 +115,28 @@ def main() -> None:
         f"ratio catdog/post: first epoch {our_first / post_first:.2f}x, "
         f"later epochs {our_later / post_later:.2f}x"
     )
-    if not args.no_append:
-        append_results(
-            f"Input pipeline, {args.images} JPEGs of {int(args.size * 0.6)}-"
-            f"{int(args.size * 1.6)}px, 160x160 batches of 32",
-            ["pipeline", "first epoch images/s", "later epochs images/s"],
-            [
-                ["post (image_dataset_from_directory)", f"{post_first:.0f}", f"{post_later:.0f}"],
-                ["catdog.from_directory", f"{our_first:.0f}", f"{our_later:.0f}"],
-                ["ratio", f"{our_first / post_first:.2f}x", f"{our_later / post_later:.2f}x"],
-            ],
-            f"Medians of {args.rounds} rounds; catdog's first epoch includes its decoding pass.",
-        )
+    write_results(
+        args,
+        f"Input pipeline, {args.images} JPEGs of {int(args.size * 0.6)}-"
+        f"{int(args.size * 1.6)}px, 160x160 batches of 32",
+        [
+            {
+                "path": "post (image_dataset_from_directory)",
+                "first_epoch_images_per_s": round(post_first, 1),
+                "later_epochs_images_per_s": round(post_later, 1),
+            },
+            {
+                "path": "catdog.from_directory",
+                "first_epoch_images_per_s": round(our_first, 1),
+                "later_epochs_images_per_s": round(our_later, 1),
+            },
+        ],
+        f"Medians of {args.rounds} rounds; catdog's first epoch includes its decoding pass.",
+        extras={
+            "first_epoch_ratio": round(our_first / post_first, 3),
+            "later_epochs_ratio": round(our_later / post_later, 3),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -18,12 +18,15 @@ run, measures wall time (data pipeline included) and accuracy of:
     best epoch's (the checkpoint it keeps).
 
 All use the same MobileNetV2 weights: random convolutions with BatchNorm statistics set from
-the data (no network here for ImageNet weights; see `catdog.weights.make_stand_in_weights`).
+the data (no network here for ImageNet weights; see `catdog.models.weights.make_stand_in_weights`).
 Accuracy is the last epoch's validation accuracy and, for every model, the accuracy on the
 same held-out files (catdog's test split). `--scaling 1000,2000,4000` times (b) and (c) at
-several dataset sizes. Results are printed and appended to benchmarks/README.md.
+several dataset sizes. Results are printed and written to benchmarks/results/training.json
+(`--results` names another file, e.g. for another dataset size).
 
-    python benchmarks/bench_training.py --images 2000 --epochs 20
+    python benchmarks/bench_training.py --images 2000 --epochs 20 --skip b,d,e
+    python benchmarks/bench_training.py --images 1000 --epochs 10 --skip b,c,c3,c4,c5,d \
+        --results benchmarks/results/training_1000.json
 """
 
 from __future__ import annotations
@@ -119,7 +122,8 @@ def catdog_run(root: Path, weights: Path, epochs: int, size: int, **options):
 
 def cli_defaults(root: Path, weights: Path, size: int, out: Path):
     """`catdog train --model transfer --data ROOT` (weights: the stand-in file)."""
-    from catdog.workflow import RunConfig, run_training
+    from catdog.runs.config import RunConfig
+    from catdog.runs.job import run_training
 
     config = RunConfig(out=out, data=str(root), image_size=size, weights=str(weights), verbose=0)
     return run_training(config)
@@ -136,7 +140,30 @@ def test_accuracy(model, test_split) -> float:
     return correct / total
 
 
+def table_rows(results: dict) -> list[dict]:
+    """One row per path (printed too), speed-ups against the post's recipe (key ``a``)."""
+    reference = results.get("a")
+    rows = []
+    for key, (name, seconds, validation, test) in results.items():
+        ratio = reference[1] / seconds if reference else None
+        shown = f"{ratio:.2f}x" if ratio else "-"
+        print(f"{name:<40}{seconds:>8.0f}s{shown:>9}  validation {validation:.3f}  test {test:.3f}")
+        rows.append(
+            {
+                "key": key,
+                "path": name,
+                "seconds": round(seconds, 2),
+                "speedup_vs_post": round(ratio, 3) if ratio else None,
+                "validation_accuracy": round(float(validation), 4),
+                "test_accuracy": round(float(test), 4),
+            }
+        )
+    return rows
+
+
 def main() -> None:
+    from _common import add_results_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000, help="training images")
     parser.add_argument("--epochs", type=int, default=20)
@@ -146,12 +173,12 @@ def main() -> None:
     parser.add_argument(
         "--skip", default="", help="comma-separated paths to skip: a,b,c,c2,c3,c4,c5,d,e"
     )
-    parser.add_argument("--no-append", action="store_true", help="do not write README.md")
+    add_results_arguments(parser, "training")
     args = parser.parse_args()
 
     import keras
     import numpy as np
-    from _common import append_results, machine
+    from _common import machine, write_results
 
     import catdog
 
@@ -172,7 +199,7 @@ def main() -> None:
         root = dataset(args.images)
         held_out = catdog.from_directory(root, image_size=(size, size), batch_size=32)
         sample = np.concatenate([x.numpy() for x, _ in held_out.train.take(2)])
-        weights = catdog.weights.make_stand_in_weights(tmp / "base.weights.h5", sample)
+        weights = catdog.models.weights.make_stand_in_weights(tmp / "base.weights.h5", sample)
 
         runs = {
             "a": (
@@ -230,36 +257,29 @@ def main() -> None:
                 print(f"{images} images, {runs[key][0]}: {scaling[-1][2]:.0f}s", flush=True)
 
     results = dict(sorted(results.items()))  # the post's recipe first
-    reference = results.get("a")
     print(
         f"\nmachine: {machine()}; {args.images} train + {args.images // 2} validation "
         f"images at {size}x{size}, {args.epochs} epochs"
     )
-    rows = []
-    for name, seconds, validation, test in results.values():
-        ratio = f"{reference[1] / seconds:.2f}x" if reference else "-"
-        print(f"{name:<40}{seconds:>8.0f}s{ratio:>9}  validation {validation:.3f}  test {test:.3f}")
-        rows.append([name, f"{seconds:.0f}", ratio, f"{validation:.3f}", f"{test:.3f}"])
+    rows = table_rows(results)
     for images, name, seconds in scaling:
         print(f"scaling: {images} images, {name}: {seconds:.0f}s")
-    if not args.no_append:
-        notes = "; ".join(
-            f"{name} with {images} train images: {seconds:.0f}s"
-            for images, name, seconds in scaling
-        )
-        append_results(
-            f"Training, transfer model, {args.images} train + {args.images // 2} validation "
-            f"images, {size}x{size}, {args.epochs} epochs",
-            [
-                "path",
-                "wall time (s)",
-                "speed-up vs post",
-                "validation accuracy",
-                "held-out test accuracy",
-            ],
-            rows,
-            f"Scaling ({args.scaling_epochs or args.epochs} epochs): {notes}." if notes else "",
-        )
+    notes = "; ".join(
+        f"{name} with {images} train images: {seconds:.0f}s" for images, name, seconds in scaling
+    )
+    write_results(
+        args,
+        f"Training, transfer model, {args.images} train + {args.images // 2} validation "
+        f"images, {size}x{size}, {args.epochs} epochs",
+        rows,
+        f"Scaling ({scaling_epochs} epochs): {notes}." if notes else "",
+        extras={
+            "scaling": [
+                {"images": images, "path": name, "seconds": round(seconds, 2)}
+                for images, name, seconds in scaling
+            ]
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Two Conv2D + MaxPooling blocks, dropout, a dense layer and a 2-way output, trained with Adam
 on sparse categorical cross-entropy. The post's head is ``Dense(2, activation="sigmoid")``,
 which gives two unrelated numbers under that loss; catdog's head is a softmax, so the outputs
-are class probabilities. The post reached 60-63% validation accuracy.
+are class probabilities. The "Image Classification with TensorFlow" post reached 60-63%
+validation accuracy.
 
     python examples/02_first_model.py --demo --out runs/examples
 """

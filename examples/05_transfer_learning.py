@@ -1,7 +1,8 @@
 """Model D: transfer learning with a frozen MobileNetV2 base, then fine-tuning its top layers.
 
 The post puts MobileNetV2 (ImageNet weights, without its classifier) under a small head and
-trains only the head: 96-97% validation accuracy. catdog then fine-tunes: it unfreezes the
+trains only the head: 96-97% validation accuracy in the "Image Classification with
+TensorFlow" post. catdog then fine-tunes: it unfreezes the
 base's top layers and trains on with a 100x smaller learning rate. The base always runs in
 inference mode (its BatchNorm statistics stay fixed), which Keras 3 does not do by itself.
 
@@ -13,12 +14,15 @@ file, it makes stand-in weights (random convolutions whose BatchNorm statistics 
 the training images): the mechanics are the same, the features far weaker than ImageNet's.
 """
 
+import argparse
+
 import numpy as np
 from _common import load_splits, model_folder, parse_args, run
 
 from catdog import build_transfer_model, fine_tune, majority_baseline, plot_history, train
-from catdog.training import merge_histories
-from catdog.weights import make_stand_in_weights
+from catdog.cli import layer_position
+from catdog.models.weights import make_stand_in_weights
+from catdog.training.fine_tune import merge_histories
 
 
 def add_arguments(parser) -> None:
@@ -27,15 +31,19 @@ def add_arguments(parser) -> None:
         help="'imagenet', 'none' or a weights file (default: imagenet; stand-in with --demo)",
     )
     parser.add_argument("--fine-tune-epochs", type=int, help="default: 10; 3 with --demo")
-    parser.add_argument(
+    parser.add_argument(  # the same values as `catdog train --unfreeze-from`
         "--unfreeze-from",
-        type=int,
-        default=100,
-        help="first base layer to unfreeze (%(default)s of 154)",
+        type=layer_position,
+        default=0.65,
+        help="where fine-tuning starts unfreezing the base: a fraction of its depth "
+        "(default %(default)s: the top 35%%), a layer index or a layer name",
     )
-    parser.add_argument(
+    parser.add_argument(  # as `catdog train --cache-features` (--fast: its old name)
+        "--cache-features",
         "--fast",
-        action="store_true",
+        dest="cache_features",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="compute the frozen base's features once (much faster stage 1)",
     )
 
@@ -64,9 +72,14 @@ def main() -> None:
 
     # Stage 1: train the head on the frozen base.
     first = train(
-        model, splits, args.epochs, checkpoint=folder / "model.keras", cache_features=args.fast
+        model,
+        splits,
+        args.epochs,
+        checkpoint=folder / "model.keras",
+        cache_features=args.cache_features,
     )
-    # Stage 2: unfreeze the base from layer --unfreeze-from, train on at learning rate 1e-5.
+    # Stage 2: unfreeze the base from --unfreeze-from (a fraction, index or name), train on
+    # at learning rate 1e-5.
     # The checkpoint keeps whichever epoch of either stage validated best.
     histories = [first]
     if fine_tune_epochs:

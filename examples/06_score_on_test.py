@@ -16,10 +16,11 @@ from catdog import (
     plot_confusion_matrix,
     plot_misclassified,
 )
-from catdog.evaluation import compare_reports
 from catdog.io import write_json, write_text
+from catdog.report.evaluation import compare_reports
 
-# What the post reports (validation accuracy while training; test accuracy for model D only).
+# What the "Image Classification with TensorFlow" post reports (validation accuracy while
+# training; test accuracy for model D only).
 POST = {
     "baseline": ("A. first model", "60-63%", "-"),
     "augmented": ("B. data augmentation", "57-60%", "-"),

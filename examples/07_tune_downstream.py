@@ -1,8 +1,15 @@
 """Tune catdog models with KerasTuner from your own project, over a space you restrict.
 
-Needs the tuner extra (``pip install ".[tuner]"`` in catdog's source). catdog provides the
-search space, ``CatDogHyperModel``; your project keeps control of KerasTuner: which
-hyperparameters to search and over which values, which tuner, where results go. Then the best
+Needs the tuner extra (``pip install ".[tuner]"`` in catdog's source). A downstream project
+declares catdog with a direct reference, since the package index's ``catdog`` is another
+project. In its ``pyproject.toml``::
+
+    dependencies = ["catdog[tuner] @ file:///path/to/catdog"]  # a source checkout
+    # or a built wheel: "catdog[tuner] @ file:///path/to/catdog-0.2.0-py3-none-any.whl"
+
+catdog provides the search space, ``CatDogHyperModel``; your project keeps control of
+KerasTuner: which hyperparameters to search and over which values, which tuner, where results
+go. Then the best
 configuration is retrained from scratch and scored once on the test split.
 
     python examples/07_tune_downstream.py --demo --trials 4 --out runs/examples
@@ -12,7 +19,7 @@ import keras_tuner as kt
 from _common import load_splits, model_folder, parse_args, run
 
 from catdog import evaluate, load_model, train
-from catdog.tuning import CatDogHyperModel, validate_hyperparameters
+from catdog.training.tuning import CatDogHyperModel, validate_hyperparameters
 
 
 def add_arguments(parser) -> None:

@@ -12,9 +12,9 @@ learning rate to train with (Smith's range test on a fresh model). Uses model C 
 from _common import load_splits, model_folder, parse_args, run
 
 from catdog import build_preprocessed_model, evaluate, load_images, load_model
-from catdog.interpret import gradcam
-from catdog.lr_finder import lr_find
-from catdog.plotting import plot_gradcam
+from catdog.report.interpret import gradcam
+from catdog.report.plotting import plot_gradcam
+from catdog.training.lr_finder import lr_find
 
 
 def main() -> None:

@@ -19,9 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import catdog
+from catdog._rules import DEFAULT_INPUT_SHAPE, DEFAULT_SEED
 from catdog.cli import positive_int
-from catdog.data import DEFAULT_SEED
-from catdog.models import DEFAULT_INPUT_SHAPE
 
 DEMO_IMAGE_SIZE = 64  # generated images are simple: 64x64 is plenty and fast on a CPU
 IMAGE_SIZE = DEFAULT_INPUT_SHAPE[0]  # the tutorial's 160x160
@@ -83,7 +82,7 @@ def load_splits(args: argparse.Namespace) -> catdog.Splits:
     """The train/validation/test splits the options ask for (the same split for every example)."""
     size = (args.image_size, args.image_size)
     if args.demo:
-        from catdog.workflow import demo_data
+        from catdog.runs.job import demo_data
 
         folder = demo_data(args.demo_images, args.image_size)  # generated once, then reused
         return catdog.from_directory(folder, image_size=size, seed=args.seed)

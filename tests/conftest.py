@@ -26,7 +26,7 @@ def random_images(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """A small generated cats/dogs dataset (train 40+40, validation 20+20) at 64x64."""
-    from catdog.synthetic import make_synthetic_dataset
+    from catdog.data.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(
         tmp_path_factory.mktemp("synthetic"), images_per_class=40, image_size=(64, 64), seed=3
@@ -35,6 +35,6 @@ def synthetic_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def synthetic_splits(synthetic_root):
-    from catdog.data import from_directory
+    from catdog.data.pipelines import from_directory
 
     return from_directory(synthetic_root, image_size=(64, 64), batch_size=16, seed=5)

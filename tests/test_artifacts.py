@@ -16,14 +16,16 @@ import pytest
 from PIL import Image
 
 import catdog
+from catdog.data.synthetic import make_synthetic_dataset
+from catdog.deploy.export import export, load_model, save_model
+from catdog.deploy.labels import labels_path
+from catdog.deploy.litert import LiteRTModel
 from catdog.errors import InvalidArgumentError
-from catdog.evaluation import wilson_interval
-from catdog.inference import LiteRTModel, inference_model, labels_path
-from catdog.models import ImageClassifier, class_names_of
-from catdog.saving import export, load_model, save_model
-from catdog.synthetic import make_synthetic_dataset
-from catdog.training import train
-from catdog.workflow import RunConfig, run_training
+from catdog.models.classifier import ImageClassifier, class_names_of, inference_model
+from catdog.report.evaluation import wilson_interval
+from catdog.runs.config import RunConfig
+from catdog.runs.job import run_training
+from catdog.training.fit import train
 
 CLASSES = ["birds", "cats", "dogs"]
 
@@ -272,7 +274,7 @@ def test_onnx_export_matches_keras(three_class_model, tmp_path, monkeypatch):
 
 
 def test_custom_factories_and_mismatched_classes(synthetic_root, tmp_path):
-    from catdog.models import _REGISTRY, register_model
+    from catdog.models.registry import _REGISTRY, register_model
 
     @register_model("tiny_plain")
     def build_tiny(input_shape=(16, 16, 3), num_classes=2):  # a plain Keras model, no names

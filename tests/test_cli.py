@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from catdog.workflow import RunConfig, run_training
+from catdog.runs.config import RunConfig
+from catdog.runs.job import run_training
 
 
 def run_cli(*args, env=None, timeout=600):
@@ -187,10 +188,11 @@ def test_workflow_resumes_into_fine_tuning(synthetic_root, tmp_path, monkeypatch
         weights=None,
         verbose=0,
     )
-    from catdog import training
+    import catdog.training.fine_tune
+    import catdog.training.fit
 
     calls = []  # the first epoch of each training stage run
-    real_train, real_fine_tune = training.train, training.fine_tune
+    real_train, real_fine_tune = catdog.training.fit.train, catdog.training.fine_tune.fine_tune
 
     def counting_train(*args, **kwargs):
         calls.append(kwargs.get("initial_epoch", 0))
@@ -199,13 +201,14 @@ def test_workflow_resumes_into_fine_tuning(synthetic_root, tmp_path, monkeypatch
     def crashing_fine_tune(*args, **kwargs):
         raise KeyboardInterrupt  # the process dies during fine-tuning
 
-    monkeypatch.setattr(training, "train", counting_train)
-    monkeypatch.setattr(training, "fine_tune", crashing_fine_tune)
+    monkeypatch.setattr(catdog.training.fit, "train", counting_train)
+    monkeypatch.setattr(catdog.training.fine_tune, "train", counting_train)  # its own import
+    monkeypatch.setattr(catdog.training.fine_tune, "fine_tune", crashing_fine_tune)
     with pytest.raises(KeyboardInterrupt):
         run_training(config)
     assert calls == [0] and (config.out / ".resume" / "stage1.json").exists()
 
-    monkeypatch.setattr(training, "fine_tune", real_fine_tune)
+    monkeypatch.setattr(catdog.training.fine_tune, "fine_tune", real_fine_tune)
     result = run_training(config)
     assert calls == [0, 1], "the finished first stage must not run again"
     history = json.loads((config.out / "history.json").read_text())
@@ -247,7 +250,7 @@ def test_fast_mixed_precision_cli_run(synthetic_root, tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["cache_features"] is True and config["augment_copies"] == 1
     assert config["precision"] == "mixed_bfloat16" and config["jit_compile"] is False
-    from catdog.saving import load_model
+    from catdog.deploy.export import load_model
 
     base = load_model(out / "model.keras").get_layer("base").layer
     assert base.get_layer("Conv1").compute_dtype == "bfloat16"
@@ -266,17 +269,19 @@ def test_fast_mixed_precision_cli_run(synthetic_root, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_workflow_passes_speed_options_to_training(synthetic_root, tmp_path, monkeypatch):
-    from catdog import training
+    import catdog.training.fine_tune
+    import catdog.training.fit
 
     seen = {}
-    real_train = training.train
+    real_train = catdog.training.fit.train
 
     def recording_train(*args, **kwargs):
         seen.update(kwargs)
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(training, "train", recording_train)
+    monkeypatch.setattr(catdog.training.fit, "train", recording_train)
     config = RunConfig(
         out=tmp_path / "run",
         model="transfer",
@@ -293,7 +298,7 @@ def test_workflow_passes_speed_options_to_training(synthetic_root, tmp_path, mon
     run_training(config)
     assert seen["cache_features"] is True and seen["augment_copies"] == 1
     assert seen["jit_compile"] is False
-    from catdog.saving import load_model
+    from catdog.deploy.export import load_model
 
     model = load_model(config.out / "model.keras")
     assert model.get_layer("base").layer.get_layer("Conv1").compute_dtype == "bfloat16"

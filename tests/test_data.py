@@ -7,14 +7,10 @@ import pytest
 from PIL import Image
 
 import catdog
-from catdog.data import (
-    from_directory,
-    label_counts,
-    majority_baseline,
-    split_files,
-)
+from catdog.data.files import split_files
+from catdog.data.pipelines import from_directory, label_counts, majority_baseline
+from catdog.data.synthetic import make_synthetic_dataset
 from catdog.errors import DatasetError, DatasetNotFoundError
-from catdog.synthetic import make_synthetic_dataset
 
 
 def _labels(dataset):
@@ -169,7 +165,7 @@ def test_gray_image_becomes_three_equal_channels(tmp_path):
     splits = from_directory(tmp_path, image_size=(24, 24), batch_size=64)
     index = [Path(p).name for p in splits.files["train"]]
     # train is shuffled; find the gray image through a non-shuffled pipeline over the same files
-    from catdog.data import build_splits
+    from catdog.data.pipelines import build_splits
 
     only = {
         "train": {"cats": [splits.files["train"][index.index("gray.png")]]},

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from catdog.errors import InvalidArgumentError
-from catdog.training import train
-from catdog.workflow import (
+from catdog.runs.config import (
     FROZEN_BASE_DEFAULTS,
     RunConfig,
     changed_fields,
     check_config,
     resolve_defaults,
 )
+from catdog.training.fit import train
 
 
 def test_defaults_live_in_the_workflow_and_the_library_keeps_its_own():
@@ -44,12 +44,12 @@ def test_default_cli_run_caches_features_and_fine_tunes(
 ):
     import logging
 
-    from catdog import plotting
+    import catdog.report.plotting
     from catdog.cli import main
-    from catdog.workflow import STAGE_BOUNDARY
+    from catdog.runs.config import STAGE_BOUNDARY
 
     labels = []
-    real_plot = plotting.plot_history
+    real_plot = catdog.report.plotting.plot_history
 
     def recording_plot(*args, **kwargs):
         labels.append(kwargs.get("fine_tune_label"))
@@ -58,7 +58,7 @@ def test_default_cli_run_caches_features_and_fine_tunes(
         labels.append([text.get_text() for text in legend.get_texts()])
         return figure
 
-    monkeypatch.setattr(plotting, "plot_history", recording_plot)
+    monkeypatch.setattr(catdog.report.plotting, "plot_history", recording_plot)
 
     out = tmp_path / "run"
     argv = ["train", "--model", "transfer", "--weights", "none", "--data", str(synthetic_root)]
@@ -75,7 +75,7 @@ def test_default_cli_run_caches_features_and_fine_tunes(
     assert 3 <= len(history["history"]["val_accuracy"]) <= 7
     import warnings
 
-    from catdog.saving import load_model
+    from catdog.deploy.export import load_model
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. "Skipping variable loading for optimizer"

@@ -24,14 +24,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from catdog.distribute import (
-    cluster_spec,
+from catdog.errors import InvalidArgumentError
+from catdog.training.cluster import cluster_spec
+from catdog.training.distribute import (
     describe_task,
     is_chief,
     make_strategy,
     scratch_folder,
 )
-from catdog.errors import InvalidArgumentError
 
 WORKER_TIMEOUT = 300
 
@@ -142,7 +142,7 @@ def _tiny_model():
 
 
 def test_a_worker_resumes_from_the_chiefs_backup_and_writes_its_own(tmp_path):
-    from catdog.training import AtomicBackupAndRestore
+    from catdog.training.callbacks import AtomicBackupAndRestore
 
     x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
     y = (x[:, 0] > 0).astype("int32")
@@ -160,15 +160,12 @@ def test_a_worker_resumes_from_the_chiefs_backup_and_writes_its_own(tmp_path):
 
     worker = _tiny_model()
     own = tmp_path / "worker"
-    history = worker.fit(
-        x,
-        y,
-        epochs=4,
-        verbose=0,
-        callbacks=[
-            AtomicBackupAndRestore(str(own), delete_checkpoint=False, restore_from=chief_state)
-        ],
-    )
+    backup = AtomicBackupAndRestore(own, delete_checkpoint=False, restore_from=chief_state)
+    start = backup.restore(worker)
+    assert start == 2  # the chief's weights, and the epoch to go on from
+    pairs = zip(worker.get_weights(), chief.get_weights(), strict=True)
+    assert all(np.array_equal(a, b) for a, b in pairs)
+    history = worker.fit(x, y, epochs=4, initial_epoch=start, verbose=0, callbacks=[backup])
     assert history.epoch == [2, 3]  # went on after the chief's two epochs
     assert json.loads((own / "training_metadata.json").read_text())["epoch"] == 4
     assert {p.name: p.read_bytes() for p in chief_state.iterdir()} == kept  # untouched
@@ -185,7 +182,8 @@ def test_cli_refuses_multi_worker_without_tf_config(tmp_path, monkeypatch, capsy
 
 
 def test_learning_rate_finder_is_refused_on_a_cluster(tmp_path):
-    from catdog.workflow import RunConfig, check_config, resolve_defaults, run_training
+    from catdog.runs.config import RunConfig, check_config, resolve_defaults
+    from catdog.runs.job import run_training
 
     config = resolve_defaults(RunConfig(out=tmp_path / "run", model="baseline"))
     worker = fake_strategy({"worker": ["a:1", "b:2"]}, "worker", 1)
@@ -198,7 +196,7 @@ def test_learning_rate_finder_is_refused_on_a_cluster(tmp_path):
 
 def test_distributed_tuning_variables_are_checked():
     pytest.importorskip("keras_tuner")
-    from catdog.tuning import distributed_role
+    from catdog.training.tuning import distributed_role
 
     assert distributed_role({}) is None
     assert distributed_role({"KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_IP": "h",
@@ -229,8 +227,8 @@ def test_two_workers_train_one_run_folder_with_identical_weights(tmp_path, synth
     history = json.loads((out / "history.json").read_text())["history"]
     assert len(history["val_accuracy"]) == 2
 
-    from catdog.inference import predict
-    from catdog.saving import load_model
+    from catdog.deploy.export import load_model
+    from catdog.deploy.predict import predict
 
     result = predict(load_model(out / "model.keras"), sorted(synthetic_root.rglob("*.jpg"))[:3])
     assert len(result) == 3 and all(r.class_name in ("cats", "dogs") for r in result)
@@ -281,9 +279,9 @@ def test_workers_that_see_different_run_folders_refuse_to_train(tmp_path, synthe
 SHARD_SCRIPT = textwrap.dedent(
     """
     import hashlib, json, sys
-    from catdog.distribute import make_strategy, shard_by_example
+    from catdog.training.distribute import make_strategy, shard_by_example
     strategy = make_strategy("multi_worker")
-    from catdog.data import from_directory
+    from catdog.data.pipelines import from_directory
     splits = from_directory(sys.argv[1], image_size=(32, 32), batch_size=8, seed=3)
     seen = []
     for epoch in range(2):
@@ -426,7 +424,7 @@ def test_cli_refuses_a_ps_cluster_before_any_work(tmp_path, monkeypatch, capsys)
 def test_tf_config_without_the_multi_worker_strategy_warns(monkeypatch, caplog):
     import logging
 
-    from catdog import distribute
+    from catdog.training import distribute
 
     monkeypatch.setattr(distribute, "_warned_alone", False)
     monkeypatch.setenv("TF_CONFIG", tf_config([1, 2], 0))
@@ -470,8 +468,8 @@ def test_a_missing_peer_stops_with_one_line_after_the_timeout(tmp_path, monkeypa
 
 
 def test_waiting_for_peers_honours_sigterm_and_sigint():
-    from catdog.distribute import wait_for_peers
     from catdog.errors import ClusterError
+    from catdog.training.cluster import wait_for_peers
 
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         pytest.skip("SIGTERM is handled by this process already")
@@ -492,8 +490,8 @@ def test_waiting_for_peers_honours_sigterm_and_sigint():
 
 
 def test_cluster_timeout_is_checked_and_not_a_training_setting(tmp_path):
-    from catdog.distribute import wait_for_peers
-    from catdog.workflow import RunConfig, changed_fields, check_config, resolve_defaults
+    from catdog.runs.config import RunConfig, changed_fields, check_config, resolve_defaults
+    from catdog.training.cluster import wait_for_peers
 
     assert changed_fields({"cluster_timeout": 300}, {"cluster_timeout": 5}) == []
     config = resolve_defaults(RunConfig(out=tmp_path / "run", model="baseline"))
@@ -510,7 +508,7 @@ def test_a_tuning_worker_checks_the_oracle_and_stops_after_the_timeout(
 ):
     pytest.importorskip("keras_tuner")
     from catdog.errors import ClusterError
-    from catdog.tuning import distributed_role, tune
+    from catdog.training.tuning import distributed_role, tune
 
     worker = {"KERASTUNER_TUNER_ID": "tuner0", "KERASTUNER_ORACLE_PORT": "8000"}
     for ip in ("", "  "):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from catdog.data import load_cats_and_dogs
+from catdog.data.datasets import load_cats_and_dogs
+from catdog.data.synthetic import make_synthetic_dataset
 from catdog.errors import DatasetError, DownloadError, IntegrityError
-from catdog.synthetic import make_synthetic_dataset
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -97,7 +97,8 @@ def test_wrong_hash_fails_and_leaves_nothing(tmp_path, server, archive):
 def test_wrong_size_fails_cleanly(tmp_path, archive, monkeypatch):
     origin, _ = archive
     cache = tmp_path / "cache"
-    monkeypatch.setattr("catdog.data.CATS_AND_DOGS_URL", origin)  # checked by size, as the real one
+    # where load_cats_and_dogs looks it up: checked by size, as the real one
+    monkeypatch.setattr("catdog.data.datasets.CATS_AND_DOGS_URL", origin)
     with pytest.raises(IntegrityError, match="expected 68,606,236 bytes"):
         load_cats_and_dogs(cache, origin=origin)
     assert _left_in(cache / "datasets") == []

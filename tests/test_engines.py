@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-import catdog.inference as inference
+import catdog.deploy.litert
 from catdog import build_model, build_transfer_model
+from catdog.deploy.predict import Predictor, predict
 from catdog.errors import InvalidArgumentError
-from catdog.inference import Predictor, predict
 
 from .conftest import random_images
 
@@ -47,9 +47,9 @@ def test_conversions_are_cached_on_disk_by_config_and_weights(rng, tmp_path, mon
     model = MODELS["baseline"]()
     Predictor(model, engine="litert", cache_dir=tmp_path)
     calls = []
-    real = inference.litert_flatbuffer
+    real = catdog.deploy.litert.litert_flatbuffer
     monkeypatch.setattr(
-        inference, "litert_flatbuffer", lambda m, **kw: calls.append(m) or real(m, **kw)
+        catdog.deploy.litert, "litert_flatbuffer", lambda m, **kw: calls.append(m) or real(m, **kw)
     )
     images = random_images(rng, 2, 48)
     first = Predictor(model, engine="litert", cache_dir=tmp_path)(images)
@@ -69,7 +69,7 @@ def test_auto_falls_back_to_tensorflow_with_a_notice(rng, tmp_path, monkeypatch,
     def broken(*_, **__):
         raise RuntimeError("converter failed")
 
-    monkeypatch.setattr(inference, "litert_flatbuffer", broken)
+    monkeypatch.setattr(catdog.deploy.litert, "litert_flatbuffer", broken)
     with caplog.at_level(logging.WARNING, logger="catdog"):
         predictor = Predictor(model, engine="auto", cache_dir=tmp_path)
     assert predictor.engine == "tensorflow"
@@ -91,7 +91,7 @@ def test_without_the_litert_package_tensorflows_interpreter_runs_it(rng, tmp_pat
 
 
 def test_predict_and_the_cache_follow_training(rng, tmp_path, monkeypatch):
-    from catdog.models import compile_model
+    from catdog.models.classifier import compile_model
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     model = compile_model(MODELS["baseline"](), learning_rate=0.1)
@@ -119,15 +119,20 @@ def test_predict_follows_cached_feature_training_and_set_weights(rng, tmp_path, 
     np.testing.assert_allclose(after, 0.5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_feature_extraction_on_litert_equals_tensorflow(synthetic_splits, tmp_path, monkeypatch):
-    from catdog.feature_cache import extract_features, extraction_engine, split_transfer_model
-    from catdog.training import train
+    from catdog.training.feature_cache import (
+        extract_features,
+        prepare_extraction_engine,
+        split_transfer_model,
+    )
+    from catdog.training.fit import train
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     model = build_transfer_model((64, 64, 3), weights=None, class_names=["cats", "dogs"])
     extractor, _ = split_transfer_model(model)
-    assert extraction_engine(extractor, passes=100) == "tensorflow"  # too few to pay off
-    assert extraction_engine(extractor, passes=10_000) == "litert"
+    assert prepare_extraction_engine(extractor, passes=100) == "tensorflow"  # too few to pay off
+    assert prepare_extraction_engine(extractor, passes=10_000) == "litert"
     x_tf, y_tf = extract_features(extractor, synthetic_splits.validation)
     x_lite, y_lite = extract_features(extractor, synthetic_splits.validation, engine="litert")
     np.testing.assert_array_equal(y_lite, y_tf)
@@ -144,15 +149,15 @@ def test_feature_extraction_on_litert_equals_tensorflow(synthetic_splits, tmp_pa
 def test_auto_extraction_stays_on_tensorflow_when_the_base_does_not_convert(
     tmp_path, monkeypatch, caplog
 ):
-    from catdog.feature_cache import extraction_engine, split_transfer_model
+    from catdog.training.feature_cache import prepare_extraction_engine, split_transfer_model
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
 
     def broken(*_, **__):
         raise RuntimeError("converter failed")
 
-    monkeypatch.setattr(inference, "litert_flatbuffer", broken)
+    monkeypatch.setattr(catdog.deploy.litert, "litert_flatbuffer", broken)
     extractor, _ = split_transfer_model(build_transfer_model((32, 32, 3), weights=None))
     with caplog.at_level(logging.WARNING, logger="catdog"):
-        assert extraction_engine(extractor, passes=10_000) == "tensorflow"
+        assert prepare_extraction_engine(extractor, passes=10_000) == "tensorflow"
     assert "extracting features with TensorFlow" in caplog.text

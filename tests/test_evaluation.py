@@ -7,8 +7,9 @@ import tensorflow as tf
 from PIL import Image
 
 import catdog
+from catdog.deploy.predict import predict
 from catdog.errors import InputFileNotFoundError, InvalidArgumentError
-from catdog.evaluation import evaluate, predict
+from catdog.report.evaluation import evaluate
 
 
 def _dataset(images, labels, batch=4):
@@ -98,7 +99,7 @@ def test_predict_files_of_any_format(tmp_path, rng):
         assert r.probability == pytest.approx(max(r.probabilities.values()))
         assert sum(r.probabilities.values()) == pytest.approx(1, rel=1e-5)
     # the same image as an array gives the same answer as the JPEG decoded by predict
-    array = catdog.evaluation.load_images(paths[:1], (48, 48))
+    array = catdog.data.images.load_images(paths[:1], (48, 48))
     assert predict(model, array, ["cats", "dogs"])[0].probability == pytest.approx(
         results[0].probability, rel=1e-5
     )

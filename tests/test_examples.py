@@ -26,7 +26,7 @@ RUNS = [
     ("04_preprocessing.py", ONE_EPOCH),
     (
         "05_transfer_learning.py",
-        [*ONE_EPOCH, "--fast", "--fine-tune-epochs", "1", "--unfreeze-from", "150"],
+        [*ONE_EPOCH, "--cache-features", "--fine-tune-epochs", "1", "--unfreeze-from", "0.97"],
     ),
     ("06_score_on_test.py", []),
     ("07_tune_downstream.py", [*ONE_EPOCH, "--trials", "2"]),

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from catdog import build_cnn_model, build_transfer_model
+from catdog.deploy.predict import predict, predict_probabilities
 from catdog.errors import InvalidArgumentError
-from catdog.inference import predict, predict_probabilities
-from catdog.interpret import gradcam
+from catdog.report.interpret import gradcam
 
 from .conftest import random_images
 
@@ -79,8 +79,8 @@ def test_flip_tta_is_the_mean_of_an_image_and_its_mirror_image(rng):
 
 
 def test_lr_find_suggests_a_rate_and_leaves_the_model_untouched(synthetic_splits, tmp_path):
-    from catdog.lr_finder import lr_find
-    from catdog.models import compile_model
+    from catdog.models.classifier import compile_model
+    from catdog.training.lr_finder import lr_find
 
     keras.utils.set_random_seed(0)
     model = compile_model(build_cnn_model((64, 64, 3), filters=(8,), dense_units=8))
@@ -102,9 +102,9 @@ def test_lr_find_suggests_a_rate_and_leaves_the_model_untouched(synthetic_splits
 
 
 def test_balanced_class_weights_raise_the_minority_recall(synthetic_root, tmp_path):
-    from catdog.data import from_directory
-    from catdog.evaluation import evaluate
-    from catdog.training import class_weights, train
+    from catdog.data.pipelines import from_directory
+    from catdog.report.evaluation import evaluate
+    from catdog.training.fit import class_weights, train
 
     root = tmp_path / "imbalanced"
     shutil.copytree(synthetic_root, root)
@@ -130,7 +130,7 @@ def test_balanced_class_weights_raise_the_minority_recall(synthetic_root, tmp_pa
 
 
 def test_train_takes_datasets_of_your_own(synthetic_splits):
-    from catdog.training import train
+    from catdog.training.fit import train
 
     model = build_cnn_model((64, 64, 3), filters=(8,), dense_units=8, flip=None, rotation=None)
     pair = (synthetic_splits.train, synthetic_splits.validation)
@@ -168,7 +168,7 @@ SWEEP = [1e-7 * 10 ** (7 * i / 99) for i in range(100)]  # lr_find's default swe
 
 
 def test_lr_suggestion_takes_a_noisy_small_loss_for_noise_not_divergence():
-    from catdog.lr_finder import suggest_learning_rate
+    from catdog.training.lr_finder import suggest_learning_rate
 
     rng = np.random.default_rng(0)
     losses = list(rng.uniform(0.005, 0.02, 100))  # a trained model: ~0.01 ...
@@ -180,7 +180,7 @@ def test_lr_suggestion_takes_a_noisy_small_loss_for_noise_not_divergence():
 
 @pytest.mark.parametrize("seed", range(5))
 def test_lr_suggestion_of_a_flat_noisy_loss_is_none_saying_why(seed):
-    from catdog.lr_finder import suggest_learning_rate
+    from catdog.training.lr_finder import suggest_learning_rate
 
     losses = 0.69 * np.random.default_rng(seed).lognormal(0, 0.3, 100)  # chance, noisy
     result = suggest_learning_rate(SWEEP, losses)
@@ -188,7 +188,7 @@ def test_lr_suggestion_of_a_flat_noisy_loss_is_none_saying_why(seed):
 
 
 def test_lr_suggestion_of_a_u_shaped_loss_is_on_its_way_down():
-    from catdog.lr_finder import suggest_learning_rate
+    from catdog.training.lr_finder import suggest_learning_rate
 
     index = np.arange(100)  # falls from 0.7 to 0.2 around batch 50, explodes after 70
     losses = 0.2 + 0.5 / (1 + np.exp((index - 50) / 4)) + np.where(index > 70, index - 70, 0)
@@ -200,7 +200,7 @@ def test_lr_suggestion_of_a_u_shaped_loss_is_on_its_way_down():
 
 
 def test_lr_suggestion_is_none_at_the_bottom_edge_or_after_nan():
-    from catdog.lr_finder import suggest_learning_rate
+    from catdog.training.lr_finder import suggest_learning_rate
 
     falling = 0.1 + np.exp(-np.arange(100) / 8)  # falling fastest from the first batch
     edge = suggest_learning_rate(SWEEP, falling)
@@ -212,9 +212,10 @@ def test_lr_suggestion_is_none_at_the_bottom_edge_or_after_nan():
 
 
 def test_lr_find_on_a_trained_model_neither_raises_nor_suggests_the_bottom(synthetic_root):
-    from catdog.data import from_directory
-    from catdog.lr_finder import lr_find
-    from catdog.models import build_baseline_model, compile_model
+    from catdog.data.pipelines import from_directory
+    from catdog.models.classifier import compile_model
+    from catdog.models.cnn import build_baseline_model
+    from catdog.training.lr_finder import lr_find
 
     splits = from_directory(synthetic_root, image_size=(32, 32), batch_size=16, seed=5)
     keras.utils.set_random_seed(0)
@@ -234,13 +235,13 @@ def test_learning_rate_auto_without_a_descent_trains_at_the_default_rate(
 ):
     import logging
 
-    from catdog import lr_finder
+    import catdog.training.lr_finder
     from catdog.cli import main
 
     def flat_sweep(model, splits):  # the finder's loss never falls
-        return lr_finder.suggest_learning_rate(SWEEP, [0.69] * 100)
+        return catdog.training.lr_finder.suggest_learning_rate(SWEEP, [0.69] * 100)
 
-    monkeypatch.setattr(lr_finder, "lr_find", flat_sweep)
+    monkeypatch.setattr(catdog.training.lr_finder, "lr_find", flat_sweep)
     out = tmp_path / "run"
     with caplog.at_level(logging.WARNING, logger="catdog"):
         status = main([

@@ -1,4 +1,5 @@
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -234,7 +235,7 @@ def test_transfer_local_weights_file(tmp_path, rng):
 
 
 def test_stand_in_weights_give_features_a_head_learns_from(synthetic_splits, tmp_path):
-    from catdog.weights import make_stand_in_weights
+    from catdog.models.weights import make_stand_in_weights
 
     images = np.concatenate([x.numpy() for x, _ in synthetic_splits.train.take(2)])
     path = make_stand_in_weights(tmp_path / "stand_in.weights.h5", images)
@@ -290,7 +291,7 @@ def test_imagenet_download_failure_says_what_to_do(tmp_path):
 
 
 def test_registry():
-    from catdog.backbones import BACKBONES
+    from catdog.models.backbones import BACKBONES
 
     assert list_models(pretrained=False) == ["augmented", "baseline", "preprocessed"]
     assert list_models() == sorted(
@@ -308,7 +309,7 @@ def test_registry():
 
 
 def test_register_model_decorator():
-    from catdog.models import _REGISTRY, register_model
+    from catdog.models.registry import _REGISTRY, register_model
 
     @register_model("tiny_test")
     def build_tiny(input_shape=(32, 32, 3), num_classes=2):
@@ -317,7 +318,7 @@ def test_register_model_decorator():
     try:
         assert "tiny_test" in list_models("tiny*")
         assert build_model("tiny_test", num_classes=4).output_shape == (None, 4)
-        spec = catdog.models.model_spec("tiny_test")  # metadata from the defaults
+        spec = catdog.models.registry.model_spec("tiny_test")  # metadata from the defaults
         assert (spec.family, spec.input_size, spec.pretrained, spec.params) == (
             "custom", None, False, None,
         )  # fmt: skip
@@ -377,3 +378,144 @@ def test_contrast_works_in_the_preprocessed_value_range(rng):
     front = keras.Sequential(model.layers[:4])  # preprocessing and augmentation
     out = front(random_images(rng, 2, 32), training=True).numpy()
     assert out.min() < -0.5, "negative pixels must survive RandomContrast"
+
+
+# ----------------------------------------------------------------------------- self-description
+def test_classifier_config_describes_it_and_survives_saving(tmp_path, rng):
+    from catdog.deploy.export import load_model
+
+    model = build_transfer_model(
+        (32, 32, 3), weights=None, class_names=["cat", "dog", "fox"], pooling="avg",
+        dropout=0.1, classifier_activation=None,
+    )  # fmt: skip
+    config = model.get_config()
+    described = {k: config[k] for k in ("class_names", "num_classes", "activation", "pooling")}
+    assert described == {
+        "class_names": ["cat", "dog", "fox"], "num_classes": 3, "activation": None,
+        "pooling": "avg",
+    }  # fmt: skip
+    assert config["dropout"] == pytest.approx(0.1)
+    compile_model(model, learning_rate=0.01)
+    model.save(tmp_path / "m.keras")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*compile\\(\\) was not called")
+        loaded = load_model(tmp_path / "m.keras")
+    assert loaded.compiled and loaded.loss.get_config()["from_logits"] is True
+    assert float(loaded.optimizer.learning_rate) == pytest.approx(0.01)
+    assert loaded.class_names == ["cat", "dog", "fox"]
+    assert (loaded.num_classes, loaded.activation, loaded.pooling) == (3, None, "avg")
+    assert loaded.dropout == pytest.approx(0.1)
+    assert loaded.get_config()["augmentation"] == config["augmentation"]
+    cnn = build_baseline_model(input_shape=(32, 32, 3))
+    assert (cnn.num_classes, cnn.activation, cnn.pooling, cnn.dropout) == (2, "softmax", None, 0)
+
+
+def test_configs_saved_before_the_description_still_load(rng):
+    from catdog.models.classifier import ImageClassifier
+
+    model = build_baseline_model(input_shape=(32, 32, 3), class_names=["a", "b"])
+    config = model.get_config()
+    for key in ("num_classes", "activation", "pooling", "dropout"):  # not in older files
+        config.pop(key)
+    restored = ImageClassifier.from_config(config)
+    restored.set_weights(model.get_weights())
+    images = random_images(rng, 2, 32)
+    np.testing.assert_allclose(restored(images), model(images), rtol=1e-6)
+    assert restored.class_names == ["a", "b"] and restored.num_classes == 2
+    config.pop("class_names"), config.pop("augmentation")  # the oldest files
+    assert ImageClassifier.from_config(config).class_names is None
+
+
+@pytest.mark.parametrize("activation,from_logits", [(None, True), ("softmax", False)])
+def test_compile_loss_auto_follows_the_activation(activation, from_logits):
+    model = build_baseline_model(input_shape=(32, 32, 3), classifier_activation=activation)
+    assert model.activation == activation
+    model.compile(optimizer="adam")  # loss="auto" is the default
+    assert model.loss.get_config()["from_logits"] is from_logits
+    model.compile(optimizer="adam", loss="auto", metrics=["accuracy"])
+    assert model.loss.get_config()["from_logits"] is from_logits
+    assert compile_model(model).loss.get_config()["from_logits"] is from_logits
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy())
+    assert model.loss.get_config()["from_logits"] is False  # an explicit loss is kept
+
+
+def test_probabilities_softmax_logits_and_cast_to_float32(rng):
+    from catdog.models.classifier import probabilities
+
+    images = random_images(rng, 3, 32)
+    logits_model = build_baseline_model(input_shape=(32, 32, 3), classifier_activation=None)
+    logits = logits_model(images)
+    probs = keras.ops.convert_to_numpy(probabilities(logits_model, logits))
+    np.testing.assert_allclose(probs, keras.ops.softmax(logits), rtol=1e-6)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    softmax_model = build_baseline_model(input_shape=(32, 32, 3))
+    half = keras.ops.cast(softmax_model(images), "float16")
+    out = probabilities(softmax_model, half)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    np.testing.assert_allclose(out, keras.ops.cast(half, "float32"))  # passed through
+
+
+# ----------------------------------------------------------------------------- the model table
+def test_spec_says_what_the_factory_takes_and_what_it_is_a_preset_of():
+    from catdog.models.registry import factory_parameters, model_spec
+
+    transfer, mobilenet = model_spec("transfer"), model_spec("mobilenet_v2")
+    assert (transfer.preset_of, mobilenet.preset_of, model_spec("baseline").preset_of) == (
+        "mobilenet_v2", None, None,
+    )  # fmt: skip
+    assert (transfer.input_size, mobilenet.input_size) == (160, 224)
+    assert (transfer.family, transfer.pretrained, transfer.params, transfer.top1) == (
+        mobilenet.family, True, mobilenet.params, mobilenet.top1,
+    )  # fmt: skip
+    assert transfer.description.startswith("The tutorial's model 4")
+    for name in ("transfer", "mobilenet_v2", "baseline", "augmented", "preprocessed"):
+        assert model_spec(name).takes_class_names, name
+        assert factory_parameters(name) == set(model_spec(name).arguments)
+    assert {"backbone", "pooling", "dropout"} <= set(transfer.arguments)
+    assert {"filters", "dense_units"} <= set(model_spec("baseline").arguments)
+
+
+def test_transfer_preset_builds_the_tutorials_model_and_takes_overrides():
+    built = build_model("transfer", weights=None)
+    direct = build_transfer_model(weights=None)
+    assert built.name == direct.name == "transfer"
+    assert built.input_shape == direct.input_shape == (None, 160, 160, 3)
+    assert [type(layer).__name__ for layer in built.layers] == [
+        type(layer).__name__ for layer in direct.layers
+    ]
+    assert built.count_params() == direct.count_params() == 2_340_098
+    other = build_model("transfer", weights=None, backbone="resnet50", input_shape=(64, 64, 3))
+    assert other.layers[0].name == "resnet_preprocessing"
+
+
+def test_register_preset_and_plugin_arguments():
+    from catdog.models.registry import _REGISTRY, model_spec, register_model, register_preset
+
+    @register_model("tiny_spec")
+    def build_tiny(input_shape=(32, 32, 3), num_classes=2, dense_units=4):
+        return build_baseline_model(input_shape, num_classes, filters=(4,), dense_units=dense_units)
+
+    try:
+        assert model_spec("tiny_spec").arguments == ("input_shape", "num_classes", "dense_units")
+        assert not model_spec("tiny_spec").takes_class_names
+        register_preset("tiny_wide", "tiny_spec", {"dense_units": 8}, description="Wider.")
+        spec = model_spec("tiny_wide")
+        assert (spec.preset_of, spec.description, spec.arguments) == (
+            "tiny_spec", "Wider.", model_spec("tiny_spec").arguments,
+        )  # fmt: skip
+        assert build_model("tiny_wide").get_layer("dense").units == 8
+        assert build_model("tiny_wide", dense_units=2).get_layer("dense").units == 2
+        with pytest.raises(InvalidArgumentError, match="does not take"):
+            register_preset("tiny_bad", "tiny_spec", {"pooling": "max"})
+        with pytest.raises(InvalidArgumentError, match="before its preset"):
+            register_preset("tiny_bad", "no_such_model", {})
+    finally:
+        for name in ("tiny_spec", "tiny_wide"):
+            _REGISTRY.pop(name, None)
+
+
+def test_models_command_shows_presets(capsys):
+    from catdog import cli
+
+    assert cli.main(["models", "transfer"]) == 0
+    assert "(preset of mobilenet_v2) The tutorial's model 4" in capsys.readouterr().out

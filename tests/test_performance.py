@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 import catdog
+from catdog.deploy.predict import Predictor, predictor_for
 from catdog.errors import InvalidArgumentError
-from catdog.feature_cache import extract_features, split_transfer_model
-from catdog.inference import Predictor, predictor_for
-from catdog.models import precision_scope
-from catdog.training import train
+from catdog.models.registry import precision_scope
+from catdog.training.feature_cache import extract_features, split_transfer_model
+from catdog.training.fit import train
 
 from .conftest import random_images
 
@@ -84,7 +84,9 @@ def test_feature_caching_needs_a_frozen_transfer_base(splits96):
         train(frozen, splits96, epochs=1, cache_features=True, augment_copies=-1, verbose=0)
 
 
-@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+@pytest.mark.parametrize(
+    "precision", ["mixed_bfloat16", pytest.param("mixed_float16", marks=pytest.mark.slow)]
+)
 def test_mixed_precision_keeps_float32_outputs_and_learns(precision, synthetic_splits):
     before = keras.config.dtype_policy().name
     model = catdog.build_model(

@@ -3,8 +3,8 @@ import pytest
 from PIL import Image
 
 import catdog
-from catdog import plotting
-from catdog.evaluation import evaluate
+import catdog.report.plotting
+from catdog.report.evaluation import evaluate
 
 
 def _png_size(path):
@@ -14,16 +14,18 @@ def _png_size(path):
 
 
 def test_sample_grid_from_splits_and_dataset(synthetic_splits, tmp_path):
-    fig = plotting.plot_samples(synthetic_splits, per_class=3, path=tmp_path / "s.png")
+    fig = catdog.report.plotting.plot_samples(
+        synthetic_splits, per_class=3, path=tmp_path / "s.png"
+    )
     assert _png_size(tmp_path / "s.png") == (660, 460)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["cats"] * 3 + ["dogs"] * 3
-    fig = plotting.plot_samples(synthetic_splits.train, ["cats", "dogs"], per_class=2)
+    fig = catdog.report.plotting.plot_samples(synthetic_splits.train, ["cats", "dogs"], per_class=2)
     assert [ax.get_title() for ax in fig.axes] == ["cats", "cats", "dogs", "dogs"]
 
 
 def test_label_counts_bars_per_split(synthetic_splits, tmp_path):
-    fig = plotting.plot_label_counts(synthetic_splits, path=tmp_path / "counts.png")
+    fig = catdog.report.plotting.plot_label_counts(synthetic_splits, path=tmp_path / "counts.png")
     assert _png_size(tmp_path / "counts.png") == (500, 360)
     (ax,) = fig.axes
     heights = [[int(bar.get_height()) for bar in bars] for bars in ax.containers]
@@ -34,16 +36,16 @@ def test_label_counts_bars_per_split(synthetic_splits, tmp_path):
     assert heights == expected and heights[0] == [40, 40]
     assert ax.get_title() == "label counts (majority baseline 50%)"
     with pytest.raises(ValueError, match="catdog.label_counts"):
-        plotting.plot_label_counts(synthetic_splits.train)
+        catdog.report.plotting.plot_label_counts(synthetic_splits.train)
 
 
 def test_augmentation_preview(tmp_path, rng):
     image = rng.uniform(0, 255, (40, 40, 3))
-    fig = plotting.plot_augmentation(image, n=4, path=tmp_path / "a.png")
+    fig = catdog.report.plotting.plot_augmentation(image, n=4, path=tmp_path / "a.png")
     assert _png_size(tmp_path / "a.png") == (1100, 230)  # 5 images in one row
     assert fig.axes[0].get_title() == "original" and len(fig.axes) == 5
     with pytest.raises(ValueError):
-        plotting.plot_augmentation(np.zeros((4, 4)))
+        catdog.report.plotting.plot_augmentation(np.zeros((4, 4)))
 
 
 def test_history_with_fine_tune_mark(tmp_path):
@@ -53,20 +55,24 @@ def test_history_with_fine_tune_mark(tmp_path):
         "loss": [1, 0.8, 0.5, 0.3],
         "val_loss": [1, 0.9, 0.6, 0.4],
     }
-    fig = plotting.plot_history(history, fine_tune_start=2, baseline=0.5, path=tmp_path / "h.png")
+    fig = catdog.report.plotting.plot_history(
+        history, fine_tune_start=2, baseline=0.5, path=tmp_path / "h.png"
+    )
     assert _png_size(tmp_path / "h.png") == (1000, 400)
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert labels == ["training", "validation", "fine-tuning", "majority baseline"]
     with pytest.raises(ValueError, match="accuracy"):
-        plotting.plot_history({"loss": [1]})
+        catdog.report.plotting.plot_history({"loss": [1]})
 
 
 def test_confusion_and_misclassified(synthetic_splits, tmp_path):
     model = catdog.build_baseline_model(input_shape=(64, 64, 3), filters=(4,), dense_units=8)
     report = evaluate(model, synthetic_splits, split="validation")
-    plotting.plot_confusion_matrix(report, path=tmp_path / "c.png")
+    catdog.report.plotting.plot_confusion_matrix(report, path=tmp_path / "c.png")
     assert _png_size(tmp_path / "c.png") == (400, 300)
-    fig = plotting.plot_misclassified(report, n=4, image_size=(64, 64), path=tmp_path / "m.png")
+    fig = catdog.report.plotting.plot_misclassified(
+        report, n=4, image_size=(64, 64), path=tmp_path / "m.png"
+    )
     shown = min(4, len(report.misclassified))
     assert sum(1 for ax in fig.axes if ax.get_title()) == shown
     assert _png_size(tmp_path / "m.png")[0] > 0

@@ -23,10 +23,21 @@ import pytest
 from PIL import Image
 
 import catdog
-from catdog import data as catdog_data
-from catdog import download, training
-from catdog import inference as catdog_inference
-from catdog.data import from_directory, split_files
+import catdog.data.download
+import catdog.data.files
+import catdog.data.images
+import catdog.data.pipelines
+import catdog.deploy.labels
+import catdog.deploy.predict
+import catdog.report.plotting
+import catdog.runs.job
+import catdog.runs.publish
+import catdog.training.callbacks
+import catdog.training.fit
+from catdog.data.files import split_files
+from catdog.data.pipelines import from_directory
+from catdog.data.synthetic import make_synthetic_dataset
+from catdog.deploy.export import export
 from catdog.errors import (
     BusyError,
     DatasetError,
@@ -35,9 +46,8 @@ from catdog.errors import (
     OutputError,
     TrainingDivergedError,
 )
-from catdog.saving import export
-from catdog.synthetic import make_synthetic_dataset
-from catdog.workflow import RunConfig, run_training
+from catdog.runs.config import RunConfig
+from catdog.runs.job import run_training
 
 from .test_cli import cli_in_process
 
@@ -129,22 +139,33 @@ def test_export_never_deletes_what_it_did_not_write(finished_run, tmp_path, caps
 def test_rerunning_a_finished_or_fitted_run_does_not_train_again(
     synthetic_root, tmp_path, monkeypatch
 ):
-    from catdog import plotting
+    import catdog.data.download
+    import catdog.data.files
+    import catdog.data.images
+    import catdog.data.pipelines
+    import catdog.deploy.labels
+    import catdog.deploy.predict
+    import catdog.report.plotting
+    import catdog.runs.publish
+    import catdog.training.callbacks
+    import catdog.training.fit
 
     config = _small_config(synthetic_root, tmp_path / "run")
     starts = []
-    real_train, real_plot = training.train, plotting.plot_history
-    monkeypatch.setattr(training, "train", lambda *a, **k: starts.append(1) or real_train(*a, **k))
+    real_train, real_plot = catdog.training.fit.train, catdog.report.plotting.plot_history
+    monkeypatch.setattr(
+        catdog.training.fit, "train", lambda *a, **k: starts.append(1) or real_train(*a, **k)
+    )
 
     def killed_while_writing_the_figures(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(plotting, "plot_history", killed_while_writing_the_figures)
+    monkeypatch.setattr(catdog.report.plotting, "plot_history", killed_while_writing_the_figures)
     with pytest.raises(KeyboardInterrupt):
         run_training(config)  # fitted, then killed before the report and figures
     assert starts == [1] and (config.out / ".resume" / "fitted.json").exists()
 
-    monkeypatch.setattr(plotting, "plot_history", real_plot)
+    monkeypatch.setattr(catdog.report.plotting, "plot_history", real_plot)
     first = run_training(config)
     assert starts == [1], "a run killed after fitting must finish from what it has"
     assert (config.out / "report.json").exists() and not (config.out / ".resume").exists()
@@ -177,7 +198,7 @@ def test_a_failed_run_leaves_the_previous_run_intact(
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "train", interrupted)
+    monkeypatch.setattr(catdog.training.fit, "train", interrupted)
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C while a three-class run trains
         run_training(replace(run, data=str(three)))
     assert _snapshot(run.out) == before  # the old model still has its own class names
@@ -196,8 +217,10 @@ def test_a_failed_run_leaves_the_previous_run_intact(
     (run.out / ".resume" / "fitted.json").write_text('{"history": {}, "fine_tune_start": null}')
     monkeypatch.undo()
     starts = []
-    real_train = training.train
-    monkeypatch.setattr(training, "train", lambda *a, **k: starts.append(1) or real_train(*a, **k))
+    real_train = catdog.training.fit.train
+    monkeypatch.setattr(
+        catdog.training.fit, "train", lambda *a, **k: starts.append(1) or real_train(*a, **k)
+    )
     result = run_training(replace(run, epochs=2))
     assert starts == [1] and len(result["history"]["loss"]) == 2
 
@@ -215,7 +238,7 @@ def test_resume_state_is_written_atomically_and_a_torn_state_is_survived(
     (state / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
     (tmp_path / "backup" / "history.csv").write_text("epoch,loss\n0,9.0\n1,9.0\n2,9.0\n")
     with caplog.at_level(logging.WARNING, logger="catdog"):
-        history = training.train(
+        history = catdog.training.fit.train(
             model(), synthetic_splits, 2, backup_dir=tmp_path / "backup", verbose=0
         )
     assert len(history.history["loss"]) == 2  # started the stage again, from epoch 1
@@ -223,9 +246,8 @@ def test_resume_state_is_written_atomically_and_a_torn_state_is_survived(
     assert "could not be read" in caplog.text
 
     net = model()
-    callback = training.AtomicBackupAndRestore(str(tmp_path / "atomic"))
-    callback.set_model(net)
-    callback._save_model()
+    callback = catdog.training.callbacks.AtomicBackupAndRestore(str(tmp_path / "atomic"))
+    callback.save(net, 1)
     good = (tmp_path / "atomic" / "latest.weights.h5").read_bytes()
 
     def crash_midway(filepath, *args, **kwargs):
@@ -235,7 +257,7 @@ def test_resume_state_is_written_atomically_and_a_torn_state_is_survived(
     real_save = net.save_weights
     net.save_weights = crash_midway
     with pytest.raises(KeyboardInterrupt):
-        callback._save_model()
+        callback.save(net, 2)
     assert (tmp_path / "atomic" / "latest.weights.h5").read_bytes() == good
 
     # weights of one epoch beside the record of another: detected, weights left alone
@@ -244,11 +266,10 @@ def test_resume_state_is_written_atomically_and_a_torn_state_is_survived(
     metadata = tmp_path / "atomic" / "training_metadata.json"
     metadata.write_text(json.dumps({**json.loads(metadata.read_text()), "sha256": "0" * 64}))
     net.set_weights([w + 1 for w in before])
-    fresh = training.AtomicBackupAndRestore(str(tmp_path / "atomic"))
-    fresh.set_model(net)
-    fresh.on_train_begin()
+    fresh = catdog.training.callbacks.AtomicBackupAndRestore(str(tmp_path / "atomic"))
+    assert fresh.restore(net) == 0  # the stage starts again from its first epoch
     assert all((a == b + 1).all() for a, b in zip(net.get_weights(), before, strict=True))
-    assert net._initial_epoch is None and not (tmp_path / "atomic").exists()
+    assert not (tmp_path / "atomic").exists()
 
 
 # ----------------------------------------------------------------------------- wrong results
@@ -339,7 +360,7 @@ def test_identical_files_stay_in_one_split(tmp_path, caplog):
     shutil.copy(crossed, root / "cats" / "also_a_dog.jpg")  # one image under two classes
     with caplog.at_level(logging.WARNING, logger="catdog"):
         _, sets = split_files(root, seed=3)
-    keys = catdog_data.content_keys([str(p) for p in root.rglob("*.jpg")])
+    keys = catdog.data.files.content_keys([str(p) for p in root.rglob("*.jpg")])
     where: dict[str, set[str]] = {}
     for split, by_class in sets.items():
         for paths in by_class.values():
@@ -359,7 +380,7 @@ def test_a_new_archive_is_extracted_again(tmp_path):
         with zipfile.ZipFile(path, "w") as zf:
             for file in sorted(data.rglob("*.jpg")):
                 zf.write(file, f"cats_and_dogs_filtered/{file.relative_to(data)}")
-        return path.as_uri(), download.sha256sum(path)
+        return path.as_uri(), catdog.io.sha256sum(path)
 
     cache = tmp_path / "cache"
     for name, per_class in (("old", 5), ("new", 10)):
@@ -376,7 +397,7 @@ KILLED_CACHE_WRITER = textwrap.dedent(
     """
     import os, signal, sys
     import tensorflow as tf
-    from catdog.data import _cache_target
+    from catdog.data.pipelines import _cache_target
     files, cache = sys.argv[2:], sys.argv[1]
     target = _cache_target(cache, "validation", files, (16, 16))
     ds = tf.data.Dataset.range(10**6).map(lambda i: tf.zeros((16, 16, 3), tf.uint8))
@@ -429,7 +450,7 @@ def test_file_cache_follows_changed_images_and_survives_a_killed_writer(tmp_path
 def test_too_few_images_fail_before_training(tmp_path, monkeypatch):
     source = make_synthetic_dataset(tmp_path / "src", images_per_class=3, image_size=(16, 16))
     starts = []
-    monkeypatch.setattr(training, "train", lambda *a, **k: starts.append(1))
+    monkeypatch.setattr(catdog.training.fit, "train", lambda *a, **k: starts.append(1))
     for per_class, empty in ((1, "validation and test splits are empty"), (3, "test split")):
         root = tmp_path / f"tiny{per_class}"
         for name in ("cats", "dogs"):
@@ -445,15 +466,15 @@ def test_too_few_images_fail_before_training(tmp_path, monkeypatch):
     splits = from_directory(tmp_path / "tiny1", image_size=(16, 16))
     model = catdog.build_baseline_model(input_shape=(16, 16, 3), filters=(4,), dense_units=8)
     with pytest.raises(DatasetError, match="validation"):
-        training.train(model, splits, 1, verbose=0)
+        catdog.training.fit.train(model, splits, 1, verbose=0)
     csv = tmp_path / "history.csv"
     csv.write_text("epoch,accuracy,val_accuracy\n0,0.5,NA\n")
-    assert np.isnan(training._read_history_csv(csv)["val_accuracy"][0])
+    assert np.isnan(catdog.training.callbacks._read_history_csv(csv)["val_accuracy"][0])
 
 
 def test_fine_tuning_arguments_are_checked_before_training(synthetic_root, tmp_path, monkeypatch):
     starts = []
-    monkeypatch.setattr(training, "train", lambda *a, **k: starts.append(1))
+    monkeypatch.setattr(catdog.training.fit, "train", lambda *a, **k: starts.append(1))
     config = _small_config(
         synthetic_root,
         tmp_path / "run",
@@ -475,7 +496,7 @@ def test_images_over_the_pixel_limit_are_skipped_or_refused(tmp_path, caplog, mo
     root = make_synthetic_dataset(tmp_path / "data", images_per_class=6, image_size=(16, 16))
     big = root / "train" / "cats" / "big.png"
     Image.new("RGB", (300, 200)).save(big)
-    monkeypatch.setattr(catdog_inference, "MAX_IMAGE_PIXELS", 100 * 100)
+    monkeypatch.setattr(catdog.data.images, "MAX_IMAGE_PIXELS", 100 * 100)
     with caplog.at_level(logging.WARNING, logger="catdog"):
         splits = from_directory(root, image_size=(16, 16))
     assert str(big) not in splits.files["train"] and len(splits.files["train"]) == 12
@@ -544,7 +565,7 @@ EXTRACT = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from catdog.download import extract_once
+    from catdog.data.download import extract_once
     print(len(list(extract_once(Path(sys.argv[1]), Path(sys.argv[2]), "top").rglob("*.bin"))))
     """
 )
@@ -585,7 +606,7 @@ def test_a_folder_catdog_did_not_extract_is_kept(tmp_path):
         zf.writestr("top/new.txt", "from the archive")
     (tmp_path / "top").mkdir()
     (tmp_path / "top" / "mine.txt").write_text("the user's")
-    download.extract_once(archive, tmp_path, "top")
+    catdog.data.download.extract_once(archive, tmp_path, "top")
     assert (tmp_path / "top" / "new.txt").exists()
     assert (tmp_path / "top.previous-1" / "mine.txt").read_text() == "the user's"
 
@@ -594,14 +615,14 @@ def test_zip_bombs_are_refused_before_extraction(tmp_path, monkeypatch):
     archive = tmp_path / "bomb.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("top/zeros.bin", b"\0" * (8 << 20))  # 8 MiB that compress to ~8 KiB
-    monkeypatch.setattr(download, "MAX_EXTRACT_BYTES", 1 << 20)
+    monkeypatch.setattr(catdog.data.download, "MAX_EXTRACT_BYTES", 1 << 20)
     with pytest.raises(DatasetError, match="over the limits"):
-        download.extract_once(archive, tmp_path, "top")
+        catdog.data.download.extract_once(archive, tmp_path, "top")
     assert not (tmp_path / "top").exists()
-    monkeypatch.setattr(download, "MAX_EXTRACT_BYTES", 1 << 30)
-    monkeypatch.setattr(download, "MAX_EXTRACT_MEMBERS", 0)
+    monkeypatch.setattr(catdog.data.download, "MAX_EXTRACT_BYTES", 1 << 30)
+    monkeypatch.setattr(catdog.data.download, "MAX_EXTRACT_MEMBERS", 0)
     with pytest.raises(DatasetError, match="1 members"):
-        download.extract_once(archive, tmp_path, "top")
+        catdog.data.download.extract_once(archive, tmp_path, "top")
 
 
 def test_folder_conventions(tmp_path, caplog):
@@ -623,7 +644,7 @@ def test_folder_conventions(tmp_path, caplog):
 def test_reports_record_their_engine_and_name_files_relative_to_the_data(
     finished_run, tmp_path, capsys
 ):
-    from catdog.evaluation import Report
+    from catdog.report.evaluation import Report
 
     recorded = json.loads((finished_run.out / "report.json").read_text())
     assert recorded["engine"] == "tensorflow"  # what the run scored with
@@ -658,7 +679,7 @@ def test_reports_record_their_engine_and_name_files_relative_to_the_data(
 
 def _run_with_seed(finished_run, target: Path, data: Path, seed: int) -> Path:
     """A copy of the finished run, recorded as trained on ``data`` with ``seed``."""
-    from catdog.workflow import split_fingerprint
+    from catdog.runs.record import split_fingerprint
 
     run = _copy_run(finished_run, target)
     config = json.loads((run.out / "config.json").read_text())
@@ -679,9 +700,11 @@ def test_evaluate_recognises_the_runs_data_after_a_move(
     flat.rename(moved)
 
     seeds = []
-    real = catdog_data.from_directory
+    real = catdog.data.pipelines.from_directory
     monkeypatch.setattr(
-        catdog_data, "from_directory", lambda *a, **k: seeds.append(k["seed"]) or real(*a, **k)
+        catdog.data.pipelines,
+        "from_directory",
+        lambda *a, **k: seeds.append(k["seed"]) or real(*a, **k),
     )
     status, _, stderr = cli_in_process(capsys, "evaluate", model, "--data", moved)
     assert status == 0, stderr
@@ -726,7 +749,7 @@ def test_a_folder_given_for_a_file_and_duplicate_class_names_are_one_line_errors
     assert "--class-names" in line and "'a' more than once" in line
     net = catdog.build_baseline_model(input_shape=(16, 16, 3), filters=(4,), dense_units=8)
     tflite = export(net, tmp_path / "m.tflite", format="tflite")
-    catdog_inference.labels_path(tflite).write_text("cats\ncats\n")
+    catdog.deploy.labels.labels_path(tflite).write_text("cats\ncats\n")
     line = _one_line_error(capsys, "predict", tflite, image)
     assert "m.tflite.labels.txt" in line and "'cats' more than once" in line
 
@@ -734,7 +757,7 @@ def test_a_folder_given_for_a_file_and_duplicate_class_names_are_one_line_errors
 def test_hand_edited_run_files_are_one_line_errors_naming_the_field(
     finished_run, tmp_path, capsys, caplog
 ):
-    from catdog.evaluation import Report
+    from catdog.report.evaluation import Report
 
     run = _copy_run(finished_run, tmp_path / "run")
     config_path, report_path = run.out / "config.json", run.out / "report.json"
@@ -773,12 +796,11 @@ def test_hand_edited_run_files_are_one_line_errors_naming_the_field(
 def test_an_output_folder_that_is_a_file_fails_before_any_work(
     synthetic_root, tmp_path, capsys, monkeypatch
 ):
-    from catdog import workflow
 
     a_file = tmp_path / "logs"
     a_file.write_text("")
     loads = []
-    monkeypatch.setattr(workflow, "load_data", lambda *a, **k: loads.append(1))
+    monkeypatch.setattr(catdog.runs.job, "load_data", lambda *a, **k: loads.append(1))
     for where in (a_file, a_file / "run1"):
         line = _one_line_error(
             capsys,
@@ -824,7 +846,16 @@ def test_class_names_with_dollar_signs_are_drawn_as_text(tmp_path):
 
 
 def test_a_failed_publish_leaves_the_previous_run_whole(finished_run, tmp_path, monkeypatch):
-    from catdog import plotting, workflow
+    import catdog.data.download
+    import catdog.data.files
+    import catdog.data.images
+    import catdog.data.pipelines
+    import catdog.deploy.labels
+    import catdog.deploy.predict
+    import catdog.report.plotting
+    import catdog.runs.publish
+    import catdog.training.callbacks
+    import catdog.training.fit
 
     run = _copy_run(finished_run, tmp_path / "run")
     before = _tree_hashes(run.out)
@@ -833,13 +864,15 @@ def test_a_failed_publish_leaves_the_previous_run_whole(finished_run, tmp_path, 
     def broken(*args, **kwargs):
         raise RuntimeError("injected")
 
-    monkeypatch.setattr(plotting, "plot_confusion_matrix", broken)  # while the files are written
+    monkeypatch.setattr(
+        catdog.report.plotting, "plot_confusion_matrix", broken
+    )  # while the files are written
     with pytest.raises(RuntimeError, match="injected"):
         run_training(again)
     assert _tree_hashes(run.out) == before
     monkeypatch.undo()
 
-    real_move, moves = workflow._move, []
+    real_move, moves = catdog.runs.publish._move, []
 
     def fails_on_the_fourth(source, target):
         moves.append(target)
@@ -847,20 +880,24 @@ def test_a_failed_publish_leaves_the_previous_run_whole(finished_run, tmp_path, 
             raise OSError("injected")
         real_move(source, target)
 
-    monkeypatch.setattr(workflow, "_move", fails_on_the_fourth)  # while they are swapped in
+    monkeypatch.setattr(
+        catdog.runs.publish, "_move", fails_on_the_fourth
+    )  # while they are swapped in
     with pytest.raises(OSError, match="injected"):
         run_training(again)
     assert _tree_hashes(run.out) == before
 
     moves.clear()  # a kill midway through the swap: nothing is put back ...
-    monkeypatch.setattr(workflow, "_restore", lambda *args: None)
+    monkeypatch.setattr(catdog.runs.publish, "_restore", lambda *args: None)
     with pytest.raises(OSError, match="injected"):
         run_training(again)
     assert _tree_hashes(run.out) != before
     monkeypatch.undo()
     starts = []
-    real_train = training.train
-    monkeypatch.setattr(training, "train", lambda *a, **k: starts.append(1) or real_train(*a, **k))
+    real_train = catdog.training.fit.train
+    monkeypatch.setattr(
+        catdog.training.fit, "train", lambda *a, **k: starts.append(1) or real_train(*a, **k)
+    )
     run_training(again)  # ... and the rerun publishes the new run whole, without training
     assert starts == [] and not (run.out / ".resume").exists()
     after = _tree_hashes(run.out)
@@ -871,7 +908,7 @@ def test_a_failed_publish_leaves_the_previous_run_whole(finished_run, tmp_path, 
 
 
 def test_class_names_are_escaped_in_the_model_card(finished_run, tmp_path):
-    from catdog.card import model_card
+    from catdog.runs.card import model_card
 
     run = _copy_run(finished_run, tmp_path / "run")
     evil = {"cats": "<img src=x onerror=alert(1)>", "dogs": "a|b\nc"}
@@ -915,7 +952,8 @@ def _tiny(class_names=None, classes=2):
 
 
 def test_each_export_has_its_own_labels_file_and_never_replaces_a_users(tmp_path):
-    from catdog.inference import LiteRTModel, exported_class_names, labels_path
+    from catdog.deploy.labels import exported_class_names, labels_path
+    from catdog.deploy.litert import LiteRTModel
 
     pets, birds = _tiny(["cats", "dogs"]), _tiny(["owls", "crows", "gulls"])
     export(pets, tmp_path / "x.tflite", format="litert")
@@ -952,7 +990,7 @@ def test_each_export_has_its_own_labels_file_and_never_replaces_a_users(tmp_path
 
 
 def test_a_failed_export_changes_neither_the_model_nor_its_labels(tmp_path):
-    from catdog.saving import _write_with_labels
+    from catdog.deploy.export import _write_with_labels
 
     pets = _tiny(["cats", "dogs"])
     path = export(pets, tmp_path / "m.tflite", format="litert")
@@ -984,8 +1022,9 @@ def test_overwriting_a_saved_model_folder_keeps_files_it_did_not_write(tmp_path)
 def test_one_rule_names_the_classes_of_predictions_and_exports(tmp_path, capsys, caplog):
     import tensorflow as tf
 
-    from catdog.inference import LiteRTModel, resolve_class_names
-    from catdog.saving import save_model
+    from catdog.deploy.export import save_model
+    from catdog.deploy.labels import resolve_class_names
+    from catdog.deploy.litert import LiteRTModel
 
     model = _tiny()  # names no classes, as a model from an older catdog
     run = tmp_path / "run"
@@ -1021,7 +1060,8 @@ def test_one_rule_names_the_classes_of_predictions_and_exports(tmp_path, capsys,
 
 
 def test_a_damaged_litert_cache_file_is_converted_again(tmp_path, caplog):
-    from catdog.inference import Predictor, _first_line, cached_litert_file
+    from catdog.deploy.litert import _first_line, cached_litert_file
+    from catdog.deploy.predict import Predictor
     from catdog.io import sha256sum
 
     model = _tiny(["cats", "dogs"])
@@ -1074,7 +1114,7 @@ def test_predict_runs_fixed_size_batches_and_takes_no_images(tmp_path):
     for i in range(10):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(paths[-1])
-    predictor = catdog_inference.predictor_for(model, "tensorflow")
+    predictor = catdog.deploy.predict.predictor_for(model, "tensorflow")
     seen, run = [], predictor._run
     predictor._run = lambda batch: seen.append(len(batch)) or run(batch)
     batched = catdog.predict(model, paths, batch_size=4)  # a tf.data pipeline of 3 batches
@@ -1089,7 +1129,7 @@ def test_predict_runs_fixed_size_batches_and_takes_no_images(tmp_path):
     assert predictor(np.zeros((10, 16, 16, 3), np.uint8), batch_size=3).shape == (10, 2)
     assert seen == [3, 3, 3, 1]
     seen.clear()
-    probabilities = catdog_inference.predict_probabilities(
+    probabilities = catdog.deploy.predict.predict_probabilities(
         model, np.zeros((10, 16, 16, 3)), tta="flip", batch_size=4
     )
     assert probabilities.shape == (10, 2) and max(seen) == 4
@@ -1149,12 +1189,12 @@ def test_an_animated_gif_is_read_from_its_first_frame_only(
     gif = tmp_path / "animated.gif"
     first = _animated_gif(gif, seed=0)
     data = gif.read_bytes()
-    assert tf.io.decode_gif(catdog_inference.first_gif_frame(data)).shape == (1, 64, 64, 3)
+    assert tf.io.decode_gif(catdog.data.images.first_gif_frame(data)).shape == (1, 64, 64, 3)
     pixels = catdog.decode_image(tf.constant(data), (64, 64)).numpy()
     assert pixels.shape == (64, 64, 3) and np.array_equal(pixels, first)
     png = tmp_path / "first.png"  # not a GIF: unchanged
     Image.fromarray(first).save(png)
-    assert catdog_inference.first_gif_frame(png.read_bytes()).numpy() == png.read_bytes()
+    assert catdog.data.images.first_gif_frame(png.read_bytes()).numpy() == png.read_bytes()
     # predict
     model = catdog.build_baseline_model(input_shape=(64, 64, 3), filters=(4,), dense_units=8)
     expected = catdog.predict(model, first[None].astype(np.float32))[0].probabilities
@@ -1180,7 +1220,7 @@ PEAK_MEMORY = textwrap.dedent(
     import resource, sys
     import catdog
     import tensorflow as tf
-    from catdog.synthetic import make_synthetic_dataset
+    from catdog.data.synthetic import make_synthetic_dataset
 
     folder, image, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     model = catdog.build_baseline_model(input_shape=(64, 64, 3), class_names=["cats", "dogs"])
@@ -1244,7 +1284,7 @@ def test_an_animated_gif_costs_the_memory_of_one_frame(tmp_path):
 
     still = _gif_of_identical_frames(tmp_path / "still.gif", 1, 1000)
     animated = _gif_of_identical_frames(tmp_path / "animated.gif", 1000, 1000)
-    assert tf.io.decode_gif(catdog_inference.first_gif_frame(animated.read_bytes())).shape[0] == 1
+    assert tf.io.decode_gif(catdog.data.images.first_gif_frame(animated.read_bytes())).shape[0] == 1
     model = catdog.build_baseline_model(input_shape=(64, 64, 3), class_names=["cats", "dogs"])
     served = export(model, tmp_path / "served", format="tf_saved_model")
     one = _peak_memory_mb(tmp_path, still, 1, served)

@@ -3,8 +3,8 @@ import pytest
 import tensorflow as tf
 
 import catdog
+from catdog.deploy.export import export, load_model
 from catdog.errors import InputFileNotFoundError, InvalidArgumentError, OutputError
-from catdog.saving import export, load_model
 
 from .conftest import random_images
 

@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 
 import catdog
+import catdog.training.fine_tune
+import catdog.training.fit
+from catdog.deploy.export import save_model
 from catdog.errors import InvalidArgumentError
-from catdog.saving import save_model
-from catdog.training import fine_tune, merge_histories, train, unfreeze_base
+from catdog.models.transfer import unfreeze_base
+from catdog.training.fine_tune import (
+    fine_tune,
+    merge_histories,
+)
+from catdog.training.fit import train
 
 
 def small_cnn(size=64):
@@ -78,7 +85,7 @@ RESUME_SCRIPT = textwrap.dedent(
     import json, os, signal, sys
     import keras
     import catdog
-    from catdog.training import train
+    from catdog.training.fit import train
 
     root, backup, log, kill_after = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     splits = catdog.from_directory(root, image_size=(32, 32), batch_size=16, seed=1)
@@ -141,10 +148,11 @@ def test_checkpoint_is_only_replaced_by_a_better_epoch_than_an_earlier_stage(
     assert path.exists()
 
     # fine_tune hands the first stage's best (from a History or a dict) on to train
-    from catdog import training
 
     calls = []
-    monkeypatch.setattr(training, "train", lambda *args, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(
+        catdog.training.fine_tune, "train", lambda *args, **kwargs: calls.append(kwargs)
+    )
     model = catdog.build_transfer_model(input_shape=(64, 64, 3), weights=None)
     first = {"val_accuracy": [0.5, 1.0], "accuracy": [0.5, 0.9]}
     fine_tune(model, synthetic_splits, epochs=1, history=first, checkpoint=path)
@@ -178,7 +186,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import catdog
-    from catdog.training import train
+    from catdog.training.fit import train
 
     strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
     splits = catdog.from_directory(sys.argv[1], image_size=(32, 32), batch_size=16)
@@ -198,6 +206,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(synthetic_root, tmp_path):
     script = tmp_path / "mirrored.py"
     script.write_text(MIRRORED_SCRIPT)
@@ -216,6 +225,6 @@ def test_mirrored_strategy_on_two_logical_cpus(synthetic_root, tmp_path):
 def test_trained_model_beats_the_baseline(synthetic_splits):
     model = catdog.build_preprocessed_model(input_shape=(64, 64, 3), rotation=None)
     train(model, synthetic_splits, epochs=6, verbose=0)
-    report = catdog.evaluation.evaluate(model, synthetic_splits, split="validation")
+    report = catdog.report.evaluation.evaluate(model, synthetic_splits, split="validation")
     assert report.accuracy >= report.baseline + 0.25
     assert np.isfinite(report.loss)

@@ -8,16 +8,16 @@ import keras
 import keras_tuner as kt
 import pytest
 
+from catdog.deploy.export import load_model
 from catdog.errors import InvalidArgumentError
-from catdog.saving import load_model
-from catdog.tuning import CatDogHyperModel, tune, validate_hyperparameters
+from catdog.training.tuning import CatDogHyperModel, tune, validate_hyperparameters
 
 CNNS = ["baseline", "augmented", "preprocessed"]
 
 
 @pytest.fixture(scope="module")
 def tiny_splits(synthetic_root):
-    from catdog.data import from_directory
+    from catdog.data.pipelines import from_directory
 
     return from_directory(synthetic_root, image_size=(32, 32), batch_size=16, seed=2)
 
@@ -26,6 +26,7 @@ def _summary(folder):
     return json.loads((folder / "summary.json").read_text())
 
 
+@pytest.mark.slow
 def test_random_search_reports_a_best_model(tiny_splits, tmp_path):
     search = tune(
         tiny_splits,
@@ -47,6 +48,7 @@ def test_random_search_reports_a_best_model(tiny_splits, tmp_path):
     assert search.get_best_hyperparameters()[0].values == summary["best_hyperparameters"]
 
 
+@pytest.mark.slow
 def test_hyperband_with_a_tiny_budget(tiny_splits, tmp_path):
     tune(
         tiny_splits,
@@ -111,6 +113,7 @@ def test_transfer_branch_with_fine_tuning():
     assert isinstance(model.get_layer("global_pool"), keras.layers.GlobalAveragePooling2D)
 
 
+@pytest.mark.slow
 def test_fixed_values_are_honoured(tiny_splits, tmp_path):
     hp = kt.HyperParameters()
     hp.Fixed("family", "preprocessed")
@@ -131,6 +134,7 @@ def test_fixed_values_are_honoured(tiny_splits, tmp_path):
     assert all(t["hyperparameters"]["kernel_size"] in (3, 5) for t in trials)
 
 
+@pytest.mark.slow
 def test_tune_new_entries_false_keeps_defaults(tiny_splits, tmp_path):
     hp = kt.HyperParameters()
     hp.Fixed("family", "baseline")
@@ -153,6 +157,7 @@ def test_tune_new_entries_false_keeps_defaults(tiny_splits, tmp_path):
         assert values["learning_rate"] == pytest.approx(1e-3)
 
 
+@pytest.mark.slow
 def test_resumed_search_does_not_repeat_trials(tiny_splits, tmp_path):
     kwargs = dict(
         directory=tmp_path, project_name="resume", families=["baseline"], epochs=1, verbose=0
@@ -170,8 +175,12 @@ def test_resumed_search_does_not_repeat_trials(tiny_splits, tmp_path):
     "name,value,message",
     [
         ("filters_0", 0, "positive integer"),
-        ("rotation", 1.5, "fraction of a full turn"),
-        ("family", "resnet", "one of"),
+        ("rotation", 1.5, "rotation must be a number in [0, 1]"),
+        ("family", "resnet", "Unknown model 'resnet'. Did you mean 'resnet50'"),
+        ("pooling", "mean", "pooling must be one of 'max' or 'avg', got 'mean'."),
+        ("flip", "diagonal", "flip must be one of 'horizontal', 'vertical' or"),
+        ("conv_blocks", 5, "conv_blocks must be at most 4"),
+        ("unfreeze_from", 1.0, "fraction of the base's depth must be in [0, 1)"),
         ("learning_rate", -1.0, "positive"),
         ("dropout", 1.0, "[0, 1)"),
     ],
@@ -198,10 +207,60 @@ def test_bad_ranges_and_families():
     hp.Int("filters_1", 0, 64)
     with pytest.raises(InvalidArgumentError, match="filters_1"):
         validate_hyperparameters(hp)
-    with pytest.raises(InvalidArgumentError, match="families"):
+    with pytest.raises(InvalidArgumentError, match="families: Unknown model 'resnet'"):
         CatDogHyperModel(families=["baseline", "resnet"])
-    with pytest.raises(InvalidArgumentError, match="tuner"):
+    with pytest.raises(InvalidArgumentError, match="families must name at least one"):
+        CatDogHyperModel(families=[])
+    with pytest.raises(InvalidArgumentError, match="tuner must be one of 'random'"):
         tune(None, "grid")
+    with pytest.raises(InvalidArgumentError, match="Did you mean 'bayesian'"):
+        tune(None, "baysian")
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """The model registry, restored after the test."""
+    from catdog.models import registry
+
+    registry.list_models()  # load catdog's own models first
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    return registry
+
+
+def test_the_space_asks_the_model_spec_not_the_name(registry):
+    from catdog.models.cnn import build_cnn_model
+    from catdog.training.search_space import tuning_kind
+
+    @registry.register_model("my_cnn", family="cnn")
+    def build_my_cnn_model(input_shape=(32, 32, 3), num_classes=None, **kwargs):
+        return build_cnn_model(input_shape, num_classes, **{"name": "my_cnn", **kwargs})
+
+    @registry.register_model("my_custom")
+    def build_my_custom_model(**kwargs):  # pragma: no cover - never built
+        raise AssertionError
+
+    assert tuning_kind("my_cnn") == "cnn" and tuning_kind("efficientnet_b0") == "pretrained"
+    with pytest.raises(InvalidArgumentError, match="'my_custom' \\(family 'custom'\\) cannot be"):
+        CatDogHyperModel(families=["my_cnn", "my_custom"])
+    hypermodel = CatDogHyperModel(input_shape=(32, 32, 3), families=["my_cnn"])
+    assert hypermodel.conditions("kernel_size") == [("family", ["my_cnn"])]
+    assert hypermodel.conditions("flip") == [("family", ["my_cnn"]), ("augment", [True])]
+    hp = kt.HyperParameters()
+    hp.Fixed("kernel_size", 5)
+    model = hypermodel.build(hypermodel.condition(hp))
+    assert model.name == "my_cnn" and model.get_layer("conv_1").kernel_size == (5, 5)
+
+
+def test_a_backbone_model_is_tuned_without_a_backbone_choice():
+    hypermodel = CatDogHyperModel(
+        input_shape=(32, 32, 3), families=["transfer", "mobilenet_v3_small"], weights=None
+    )
+    assert hypermodel.conditions("backbone") == [("family", ["transfer"])]
+    assert hypermodel.conditions("pooling") == [("family", ["transfer", "mobilenet_v3_small"])]
+    hp = kt.HyperParameters()
+    hp.Fixed("family", "mobilenet_v3_small")
+    model = hypermodel.build(hypermodel.condition(hp))
+    assert "backbone" not in hp and model.get_layer("base").layer.name.startswith("MobileNetV3")
 
 
 MISSING_EXTRA = textwrap.dedent(
@@ -211,7 +270,7 @@ MISSING_EXTRA = textwrap.dedent(
     import catdog
     assert "build_transfer_model" in dir(catdog)
     try:
-        import catdog.tuning
+        import catdog.training.tuning
     except ImportError as error:
         print("import:", error)
     from catdog.cli import main
@@ -228,10 +287,10 @@ def test_missing_extra_says_how_to_install(tmp_path):
         timeout=300,
         env={"KERAS_HOME": str(tmp_path), "PATH": "/usr/bin"},
     )
-    assert "import: catdog.tuning needs KerasTuner" in done.stdout
+    assert "import: catdog.training.tuning needs KerasTuner" in done.stdout
     assert "pip install keras-tuner tensorboard" in done.stdout
     assert done.returncode == 2
-    assert "catdog: error: catdog.tuning needs KerasTuner" in done.stderr
+    assert "catdog: error: catdog.training.tuning needs KerasTuner" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -265,4 +324,5 @@ def test_cli_tune(tmp_path, capsys, monkeypatch):
     status, _, stderr = cli_in_process(
         capsys, "tune", "--demo", "--families", "baseline,resnet", "--out", out
     )
-    assert status == 2 and stderr.startswith("catdog: error: Unknown families ['resnet']")
+    assert status == 2
+    assert stderr.startswith("catdog: error: families: Unknown model 'resnet'. Did you mean")

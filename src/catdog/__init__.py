@@ -13,66 +13,66 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # public name -> module that defines it (imported on first use)
 _EXPORTS = {
-    "build_baseline_model": "models",
-    "build_augmented_model": "models",
-    "build_preprocessed_model": "models",
-    "build_transfer_model": "models",
-    "build_model": "models",
-    "build_cnn_model": "models",
-    "list_models": "models",
-    "register_model": "models",
-    "model_spec": "models",
-    "ModelSpec": "models",
-    "BACKBONES": "backbones",
-    "ImageNetPreprocessing": "layers",
-    "compile_model": "models",
-    "get_base": "models",
-    "augmentation_layers": "layers",
-    "build_augmentation": "layers",
-    "mobilenet_v2_preprocessing": "layers",
-    "InferenceMode": "layers",
-    "Splits": "data",
-    "from_directory": "data",
-    "load_cats_and_dogs": "data",
-    "split_files": "data",
-    "build_splits": "data",
-    "label_counts": "data",
-    "majority_baseline": "data",
-    "make_synthetic_dataset": "synthetic",
-    "make_stand_in_weights": "weights",
-    "train": "training",
-    "fine_tune": "training",
-    "unfreeze_base": "training",
-    "merge_histories": "training",
-    "evaluate": "evaluation",
-    "wilson_interval": "evaluation",
-    "write_model_card": "card",
-    "predict": "inference",
-    "Report": "evaluation",
-    "export": "saving",
-    "load_model": "saving",
-    "inference_model": "inference",
-    "decode_image": "inference",
-    "load_images": "inference",
-    "image_batches": "inference",
-    "ImageClassifier": "models",
-    "class_names_of": "models",
-    "precision_scope": "models",
-    "Predictor": "inference",
-    "plot_samples": "plotting",
-    "plot_label_counts": "plotting",
-    "plot_augmentation": "plotting",
-    "plot_history": "plotting",
-    "plot_confusion_matrix": "plotting",
-    "plot_misclassified": "plotting",
-    "plot_gradcam": "plotting",
-    "plot_lr_find": "plotting",
-    "gradcam": "interpret",
-    "lr_find": "lr_finder",
+    "build_baseline_model": "models.cnn",
+    "build_augmented_model": "models.cnn",
+    "build_preprocessed_model": "models.cnn",
+    "build_transfer_model": "models.transfer",
+    "build_model": "models.registry",
+    "build_cnn_model": "models.cnn",
+    "list_models": "models.registry",
+    "register_model": "models.registry",
+    "model_spec": "models.registry",
+    "ModelSpec": "models.registry",
+    "BACKBONES": "models.backbones",
+    "ImageNetPreprocessing": "models.layers",
+    "compile_model": "models.classifier",
+    "get_base": "models.classifier",
+    "augmentation_layers": "models.layers",
+    "build_augmentation": "models.layers",
+    "mobilenet_v2_preprocessing": "models.layers",
+    "InferenceMode": "models.layers",
+    "Splits": "data.pipelines",
+    "from_directory": "data.pipelines",
+    "load_cats_and_dogs": "data.datasets",
+    "split_files": "data.files",
+    "build_splits": "data.pipelines",
+    "label_counts": "data.pipelines",
+    "majority_baseline": "data.pipelines",
+    "make_synthetic_dataset": "data.synthetic",
+    "make_stand_in_weights": "models.weights",
+    "train": "training.fit",
+    "fine_tune": "training.fine_tune",
+    "unfreeze_base": "models.transfer",
+    "merge_histories": "training.fine_tune",
+    "evaluate": "report.evaluation",
+    "wilson_interval": "report.evaluation",
+    "write_model_card": "runs.card",
+    "predict": "deploy.predict",
+    "Report": "report.evaluation",
+    "export": "deploy.export",
+    "load_model": "deploy.export",
+    "inference_model": "models.classifier",
+    "decode_image": "data.images",
+    "load_images": "data.images",
+    "image_batches": "data.images",
+    "ImageClassifier": "models.classifier",
+    "class_names_of": "models.classifier",
+    "precision_scope": "models.registry",
+    "Predictor": "deploy.predict",
+    "plot_samples": "report.plotting",
+    "plot_label_counts": "report.plotting",
+    "plot_augmentation": "report.plotting",
+    "plot_history": "report.plotting",
+    "plot_confusion_matrix": "report.plotting",
+    "plot_misclassified": "report.plotting",
+    "plot_gradcam": "report.plotting",
+    "plot_lr_find": "report.plotting",
+    "gradcam": "report.interpret",
+    "lr_find": "training.lr_finder",
     "CatdogError": "errors",
     "DatasetError": "errors",
     "DatasetNotFoundError": "errors",
@@ -88,21 +88,19 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
-    from catdog.backbones import (
-        BACKBONES,
-    )
-    from catdog.card import (
-        write_model_card,
-    )
-    from catdog.data import (
+    from catdog.data.datasets import load_cats_and_dogs
+    from catdog.data.files import split_files
+    from catdog.data.images import decode_image, image_batches, load_images
+    from catdog.data.pipelines import (
         Splits,
         build_splits,
         from_directory,
         label_counts,
-        load_cats_and_dogs,
         majority_baseline,
-        split_files,
     )
+    from catdog.data.synthetic import make_synthetic_dataset
+    from catdog.deploy.export import export, load_model
+    from catdog.deploy.predict import Predictor, predict
     from catdog.errors import (
         BusyError,
         CatdogError,
@@ -117,50 +115,40 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
         OutputError,
         TrainingDivergedError,
     )
-    from catdog.evaluation import (
-        Report,
-        evaluate,
-        wilson_interval,
-    )
-    from catdog.inference import (
-        Predictor,
-        decode_image,
-        image_batches,
+    from catdog.models.backbones import BACKBONES
+    from catdog.models.classifier import (
+        ImageClassifier,
+        class_names_of,
+        compile_model,
+        get_base,
         inference_model,
-        load_images,
-        predict,
     )
-    from catdog.interpret import (
-        gradcam,
+    from catdog.models.cnn import (
+        build_augmented_model,
+        build_baseline_model,
+        build_cnn_model,
+        build_preprocessed_model,
     )
-    from catdog.layers import (
+    from catdog.models.layers import (
         ImageNetPreprocessing,
         InferenceMode,
         augmentation_layers,
         build_augmentation,
         mobilenet_v2_preprocessing,
     )
-    from catdog.lr_finder import (
-        lr_find,
-    )
-    from catdog.models import (
-        ImageClassifier,
+    from catdog.models.registry import (
         ModelSpec,
-        build_augmented_model,
-        build_baseline_model,
-        build_cnn_model,
         build_model,
-        build_preprocessed_model,
-        build_transfer_model,
-        class_names_of,
-        compile_model,
-        get_base,
         list_models,
         model_spec,
         precision_scope,
         register_model,
     )
-    from catdog.plotting import (
+    from catdog.models.transfer import build_transfer_model, unfreeze_base
+    from catdog.models.weights import make_stand_in_weights
+    from catdog.report.evaluation import Report, evaluate, wilson_interval
+    from catdog.report.interpret import gradcam
+    from catdog.report.plotting import (
         plot_augmentation,
         plot_confusion_matrix,
         plot_gradcam,
@@ -170,27 +158,16 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
         plot_misclassified,
         plot_samples,
     )
-    from catdog.saving import (
-        export,
-        load_model,
-    )
-    from catdog.synthetic import (
-        make_synthetic_dataset,
-    )
-    from catdog.training import (
+    from catdog.runs.card import write_model_card
+    from catdog.training.fine_tune import (
         fine_tune,
         merge_histories,
-        train,
-        unfreeze_base,
     )
-    from catdog.weights import (
-        make_stand_in_weights,
-    )
+    from catdog.training.fit import train
+    from catdog.training.lr_finder import lr_find
 
 _SUBMODULES = {
-    "backbones", "card", "cli", "data", "distribute", "download", "errors", "evaluation",
-    "feature_cache", "inference", "interpret", "io", "layers", "lr_finder", "models",
-    "plotting", "saving", "synthetic", "training", "tuning", "weights", "workflow",
+    "cli", "data", "deploy", "errors", "io", "models", "report", "runs", "training",
 }  # fmt: skip
 
 __all__ = ["__version__", *_EXPORTS]

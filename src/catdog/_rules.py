@@ -24,23 +24,59 @@ the tutorial's choice, and the same share of any other backbone."""
 SPLIT_NAMES = ("train", "validation", "test")
 EXPORT_FORMATS = ("keras", "tf_saved_model", "litert", "onnx")  # Keras' names
 EXPORT_FORMAT_ALIASES = {"saved_model": "tf_saved_model", "tflite": "litert"}
+EXPORT_QUANTIZATIONS = (None, "float16", "dynamic")  # LiteRT's: float32, float16, int8 weights
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 ENGINES = ("tensorflow", "litert", "auto")
-"""Where prediction runs: see [`Predictor`][catdog.inference.Predictor]."""
+"""Where prediction runs: see [`Predictor`][catdog.deploy.predict.Predictor]."""
 STRATEGIES = ("none", "mirrored", "multi_worker")
-"""Where training runs: see [`make_strategy`][catdog.distribute.make_strategy]."""
+"""Where training runs: see [`make_strategy`][catdog.training.distribute.make_strategy]."""
 DEFAULT_CLUSTER_TIMEOUT = 300.0
 """Seconds a worker waits for the other workers of its cluster (or a tuning worker for the
-oracle) to answer before it stops: see [`wait_for_peers`][catdog.distribute.wait_for_peers]."""
+oracle) to answer before it stops: see
+[`wait_for_peers`][catdog.training.cluster.wait_for_peers]."""
+TUNERS = ("random", "hyperband", "bayesian")
+"""KerasTuner's search algorithms that [`tune`][catdog.training.tuning.tune] runs."""
+TUNING_FAMILIES = ("baseline", "augmented", "preprocessed", "transfer")
+"""The registered models a search covers unless ``families=`` is given: see
+[`CatDogHyperModel`][catdog.training.search_space.CatDogHyperModel]."""
+TUNING_BACKBONES = ("mobilenet_v2", "efficientnet_b0", "mobilenet_v3_small")
+"""The ``backbone`` choices of a search's ``transfer`` model unless ``backbones=`` is given."""
+
+
+def check_choice(name: str, value, choices: Iterable, *, hint: str = ""):
+    """Return ``value`` if it is one of ``choices``; else raise naming them and the close ones.
+
+    ``hint`` (a sentence) is appended to the message.
+
+    Examples:
+        >>> check_choice("tuner", "random", TUNERS)
+        'random'
+        >>> check_choice("tuner", "hyperbnd", TUNERS)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        catdog.errors.InvalidArgumentError: tuner must be one of 'random', 'hyperband' or \
+'bayesian', got 'hyperbnd'. Did you mean 'hyperband'?
+    """
+    choices = tuple(choices)
+    if value in choices:
+        return value
+    words = [repr(c) for c in choices]
+    options = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+    close = (
+        did_you_mean(value, [c for c in choices if isinstance(c, str)])
+        if isinstance(value, str)
+        else ""
+    )
+    raise InvalidArgumentError(
+        f"{name} must be one of {options}, got {value!r}.{close}{' ' + hint if hint else ''}"
+    )
 
 
 def check_strategy(name: str | None) -> None:
     """Raise unless ``name`` is one of ``STRATEGIES`` or ``None`` (the default choice)."""
-    if name not in (None, *STRATEGIES):
-        raise InvalidArgumentError(
-            f"strategy must be one of {STRATEGIES} (or None: mirrored when several GPUs are "
-            f"visible), got {name!r}."
-        )
+    check_choice(
+        "strategy", name, (*STRATEGIES, None), hint="None: mirrored when several GPUs are visible."
+    )
 
 
 def has_control_characters(text: str) -> bool:
@@ -70,6 +106,27 @@ def check_printable_class_names(names: Iterable) -> None:
                 "similar), which would break labels files and reports; use a name of printable "
                 "characters."
             )
+
+
+def check_class_names(names, source: str) -> list[str]:
+    """``names`` if it lists distinct, non-empty strings; else a one-line error naming
+    ``source`` (where the names came from).
+
+    Examples:
+        >>> check_class_names(["cats", "cats"], "--class-names")
+        Traceback (most recent call last):
+        ...
+        catdog.errors.InvalidArgumentError: --class-names names 'cats' more than once; give each class its own name, in the model's output order.
+    """  # noqa: E501
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise InvalidArgumentError(f"{source} must list class names (non-empty strings).")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidArgumentError(
+            f"{source} names {', '.join(map(repr, twice))} more than once; give each class "
+            "its own name, in the model's output order."
+        )
+    return names
 
 
 def is_int(value, minimum: int = 1) -> bool:

@@ -1,0 +1,288 @@
+"""Make every benchmark table in the docs from the results files in benchmarks/results/.
+
+    python benchmarks/render.py           # rewrite every marked block
+    python benchmarks/render.py --check   # list the blocks that differ; exit 1 if any
+
+A page asks for a table with a marked block; the lines between the two markers belong to this
+script and are rewritten from ``benchmarks/results/<name>.json`` (``summary`` combines several
+files)::
+
+    <!-- results: inference -->
+    <!-- /results -->
+
+Pages: README.md, every ``.md`` under docs/, and benchmarks/README.md. tests/test_figures.py
+fails when a block differs from what this script makes, so a figure changed in a results file
+without rerunning this script fails a test. Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+BLOCK = re.compile(r"(<!-- results: ([\w-]+) -->\n)(.*?)(<!-- /results -->)", re.DOTALL)
+NOISE = (
+    "Timings vary from run to run{example}: only ratios within one run are comparable, not "
+    "times across runs."
+)
+SCRIPTS = {
+    "training_1000": "bench_training.py",
+    "training_1000_all": "bench_training.py",
+}  # otherwise bench_<name>.py
+
+
+def noise(results: Path = RESULTS) -> str:
+    """The warning under every table, with the two runs of one configuration that show it."""
+    runs = [load(name, results) for name in ("training_1000_all", "training_1000")]
+    if None in runs:
+        return NOISE.format(example="")
+    (first, second), (one, two) = runs, [_row(run, "a") for run in runs]
+    example = (
+        f" (the tutorial's recipe on the same {first['settings']['images']:,} images took "
+        f"{one['seconds']:.0f} s on {first['date']} and {two['seconds']:.0f} s on "
+        f"{second['date']}, on the same kind of shared 2-core machine)"
+    )
+    return NOISE.format(example=example)
+
+
+def _ms(value):
+    return f"{value:.1f} ms"
+
+
+def _tested(row):
+    return f"{row['correct']}/{row['total']} = {row['accuracy']:.1%}"
+
+
+def _interval(row):
+    low, high = row["interval"]
+    return f"{low:.1%}-{high:.1%}"
+
+
+_TRAINING = [
+    ("path", "path", "{}"),
+    ("wall time (s)", "seconds", "{:.0f}"),
+    ("speed-up vs post", "speedup_vs_post", "{:.2f}x"),
+    ("validation accuracy", "validation_accuracy", "{:.3f}"),
+    ("held-out test accuracy", "test_accuracy", "{:.3f}"),
+]
+COLUMNS = {  # results file: (header, row key or function of the row, format)
+    "inference": [
+        ("path", "path", "{}"),
+        ("batch-1 ms", "batch1_ms", "{:.1f}"),
+        ("vs predict_on_batch", "batch1_vs_predict_on_batch", "{:.2f}x"),
+        ("batch-32 img/s", "batch32_images_per_s", "{:.0f}"),
+        ("vs predict_on_batch", "batch32_vs_predict_on_batch", "{:.2f}x"),
+        ("file MB", "file_mb", "{:.2f}"),
+        ("top-1 agreement", "top1_agreement", "{:.3f}"),
+    ],
+    "input_pipeline": [
+        ("pipeline", "path", "{}"),
+        ("first epoch images/s", "first_epoch_images_per_s", "{:.0f}"),
+        ("later epochs images/s", "later_epochs_images_per_s", "{:.0f}"),
+    ],
+    "training": _TRAINING,
+    "training_1000": _TRAINING,
+    "training_1000_all": _TRAINING,
+    "backbones": [
+        ("backbone", "backbone", "`{}`"),
+        ("input", "input", "{}"),
+        ("parameters", "parameters_millions", "{:.1f}M"),
+        ("features/s (batch 32)", "features_per_s", "{:.0f}"),
+        ("Predictor batch 1 (ms)", "predictor_ms", "{:.1f}"),
+        ("predict_on_batch batch 1 (ms)", "predict_on_batch_ms", "{:.1f}"),
+        ("ratio", "ratio", "{:.2f}x"),
+        ("ImageNet top-1 (%)", "imagenet_top1", "{:.1f}"),
+    ],
+    "distributed": [
+        ("path", "path", "{}"),
+        ("fit seconds", "fit_seconds", "{:.1f}"),
+        ("train images/s", "train_images_per_s", "{:.0f}"),
+        ("vs (a)", "vs_a", "{:.2f}x"),
+        ("last val accuracy", "last_val_accuracy", "{:.3f}"),
+    ],
+    "real": [
+        ("row", "name", "{}"),
+        ("time (s)", "seconds", "{:.0f}"),
+        ("speed-up vs tutorial", "speedup_vs_tutorial", "{:.2f}x"),
+        ("test accuracy", _tested, "{}"),
+        ("95% interval", _interval, "{}"),
+        ("epochs trained", "epochs_trained", "{}"),
+    ],
+}
+
+
+def load(name: str, results: Path = RESULTS) -> dict | None:
+    """The results file ``<name>.json``, or None when that benchmark has not been run."""
+    path = results / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Markdown table lines."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _cell(row: dict, key, fmt: str) -> str:
+    value = key(row) if callable(key) else row.get(key)
+    return "" if value is None else fmt.format(value)
+
+
+def run_line(name: str, data: dict) -> str:
+    """Title, date, machine, command and file of one run."""
+    versions = data.get("versions", {})
+    known = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+    unknown = [k for k, v in versions.items() if not v]
+    if unknown:
+        known += f"; {', '.join(unknown)} versions not recorded"
+    command = data.get("command") or f"python benchmarks/{_script(name)}"
+    return (
+        f"**{data.get('title', name)}.** Run of {data['date']} on {data['machine']}"
+        f" ({known}): `{command}`, results in `benchmarks/results/{name}.json`."
+    )
+
+
+def _script(name: str) -> str:
+    return SCRIPTS.get(name, f"bench_{name}.py")
+
+
+def render_table(name: str, results: Path = RESULTS) -> str:
+    """The block for one results file: its run, its table, its notes and the noise warning."""
+    data = load(name, results)
+    if data is None:
+        return (
+            f"Not run yet: `python benchmarks/{_script(name)}` writes "
+            f"`benchmarks/results/{name}.json` (see its docstring), then "
+            "`python benchmarks/render.py` makes this table."
+        )
+    columns = COLUMNS[name]
+    rows = [[_cell(row, key, fmt) for _, key, fmt in columns] for row in data["rows"]]
+    if name == "input_pipeline":  # catdog / post, from unrounded figures
+        first, later = data["extras"]["first_epoch_ratio"], data["extras"]["later_epochs_ratio"]
+        rows.append(["ratio", f"{first:.2f}x", f"{later:.2f}x"])
+    parts = [run_line(name, data), "\n".join(table([c[0] for c in columns], rows))]
+    parts += [data["notes"]] if data.get("notes") else []
+    return "\n\n".join([*parts, noise(results)])
+
+
+def _row(data: dict, key: str) -> dict:
+    for row in data["rows"]:
+        if key in (row.get("key"), row.get("path")):
+            return row
+    raise SystemExit(f"render: the summary needs the row {key!r} of {data['benchmark']}.json")
+
+
+def _summary_rows(pipeline: dict, training: dict, defaults: dict, inference: dict) -> list:
+    post, ours = pipeline["rows"]
+    a, c, c2 = (_row(training, k) for k in ("a", "c", "c2"))
+    base, e = _row(defaults, "a"), _row(defaults, "e")
+    keras, tf_engine, lite = (
+        _row(inference, k)
+        for k in ("model.predict_on_batch", "catdog TensorFlow engine", "catdog LiteRT engine")
+    )
+    plain = _row(inference, "model.predict")
+    images = training["settings"]["images"]
+    return [
+        ["input pipeline, later epochs (images/s)", f"{post['later_epochs_images_per_s']:,.0f}",
+         f"{ours['later_epochs_images_per_s']:,.0f}",
+         f"{pipeline['extras']['later_epochs_ratio']:.2f}x", pipeline["date"]],
+        ["input pipeline, first epoch (images/s)", f"{post['first_epoch_images_per_s']:,.0f}",
+         f"{ours['first_epoch_images_per_s']:,.0f} (includes the decoding pass)",
+         f"{pipeline['extras']['first_epoch_ratio']:.2f}x", pipeline["date"]],
+        [f"model D, {images:,} images, {training['settings']['epochs']} epochs (wall time)",
+         f"{a['seconds']:.0f} s", f"{c['seconds']:.0f} s cached features; {c2['seconds']:.0f} s"
+         " with 2 augmented copies", f"{c['speedup_vs_post']:.2f}x, "
+         f"{c2['speedup_vs_post']:.2f}x", training["date"]],
+        [f"the whole `catdog train` job with its defaults, {defaults['settings']['images']:,} "
+         "images (wall time, held-out accuracy; the recipe: "
+         f"{defaults['settings']['epochs']} epochs)", f"{base['seconds']:.0f} s, "
+         f"{base['test_accuracy']:.2f}", f"{e['seconds']:.0f} s, {e['test_accuracy']:.2f}",
+         f"{e['speedup_vs_post']:.2f}x", defaults["date"]],
+        ["one image, 160x160 (latency)", f"{_ms(keras['batch1_ms'])} (`predict_on_batch`; "
+         f"`model.predict` {_ms(plain['batch1_ms'])})", f"{_ms(tf_engine['batch1_ms'])} "
+         f"TensorFlow engine, {_ms(lite['batch1_ms'])} LiteRT engine",
+         f"{tf_engine['batch1_vs_predict_on_batch']:.2f}x, "
+         f"{lite['batch1_vs_predict_on_batch']:.2f}x", inference["date"]],
+        ["batches of 32 (images/s)", f"{keras['batch32_images_per_s']:.0f}",
+         f"{tf_engine['batch32_images_per_s']:.0f} TensorFlow engine, "
+         f"{lite['batch32_images_per_s']:.0f} LiteRT engine",
+         f"{tf_engine['batch32_vs_predict_on_batch']:.2f}x, "
+         f"{lite['batch32_vs_predict_on_batch']:.2f}x", inference["date"]],
+    ]  # fmt: skip
+
+
+def render_summary(results: Path = RESULTS) -> str:
+    """catdog against the tutorial's recipe, one row per benchmark, each row from one run."""
+    names = ("input_pipeline", "training", "training_1000", "inference")
+    files = [load(name, results) for name in names]
+    if None in files:
+        missing = names[files.index(None)]
+        raise SystemExit(f"render: the summary needs benchmarks/results/{missing}.json")
+    header = ["what", "tutorial's recipe", "catdog", "ratio", "run"]
+    machines = sorted({f["machine"] for f in files})
+    return "\n\n".join(
+        [
+            "\n".join(table(header, _summary_rows(*files))),
+            "Each row's figures and ratio come from one run of one benchmark (`benchmarks/"
+            "results/`: input_pipeline, training, training_1000, inference), on "
+            f"{'; '.join(machines)}; the tables on the benchmarks page give every path.",
+            noise(results),
+        ]
+    )
+
+
+def render(name: str, results: Path = RESULTS) -> str:
+    """The markdown of the block ``<!-- results: NAME -->``."""
+    if name == "summary":
+        return render_summary(results)
+    if name not in COLUMNS:
+        raise SystemExit(f"render: no results table named {name!r}; names: summary, "
+                         f"{', '.join(COLUMNS)}")  # fmt: skip
+    return render_table(name, results)
+
+
+def pages(root: Path = ROOT) -> list[Path]:
+    """Every page that may hold a marked block."""
+    docs = sorted((root / "docs").rglob("*.md"))
+    return [root / "README.md", *docs, root / "benchmarks" / "README.md"]
+
+
+def rewrite(text: str, results: Path = RESULTS) -> str:
+    """``text`` with every marked block made from the results files."""
+    return BLOCK.sub(lambda m: f"{m[1]}{render(m[2], results)}\n{m[4]}", text)
+
+
+def stale(root: Path = ROOT, results: Path = RESULTS) -> list[str]:
+    """The blocks (``page: name``) that differ from what the results files make."""
+    found = []
+    for page in pages(root):
+        text = page.read_text(encoding="utf-8")
+        for match in BLOCK.finditer(text):
+            if match[3] != render(match[2], results) + "\n":
+                found.append(f"{page.relative_to(root)}: {match[2]}")
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="list stale blocks; rewrite none")
+    args = parser.parse_args()
+    if args.check:
+        found = stale()
+        print("\n".join(f"stale: {block}" for block in found) or "every block is up to date")
+        sys.exit(1 if found else 0)
+    for page in pages():
+        text = page.read_text(encoding="utf-8")
+        new = rewrite(text)
+        if new != text:
+            page.write_text(new, encoding="utf-8")
+            print(f"rewrote {page.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The arguments of ``catdog train``, ``evaluate``, ``predict`` and ``export`` (``catdog.cli``
+binds them to their commands).
+
+``catdog train``'s options are made from [`RunConfig`][catdog.runs.config.RunConfig]'s fields:
+each field's metadata (see ``catdog.runs.config.setting``) holds its flags, help and
+``argparse`` type, and ``run_config`` turns the parsed arguments back
+into a ``RunConfig``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import Field, fields
+from pathlib import Path
+
+from catdog._argtypes import positive_int
+from catdog._rules import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_SEED,
+    ENGINES,
+    EXPORT_FORMAT_ALIASES,
+    EXPORT_FORMATS,
+    EXPORT_QUANTIZATIONS,
+    SPLIT_NAMES,
+)
+from catdog.runs.config import DEMO_DEFAULTS, FROZEN_BASE_DEFAULTS, RunConfig
+from catdog.runs.job import demo_data
+
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The [`RunConfig`][catdog.runs.config.RunConfig] that ``catdog train``'s arguments describe.
+
+    Options left out take ``RunConfig``'s defaults (or, with ``--demo``, the demo's).
+    """
+    given = {f.name: getattr(args, f.name) for f in fields(RunConfig) if hasattr(args, f.name)}
+    if args.demo:
+        for key in ("model", "image_size", "epochs"):
+            given.setdefault(key, DEMO_DEFAULTS[key])
+        given["data"] = str(demo_data(DEMO_DEFAULTS["images_per_class"], given["image_size"]))
+        given.setdefault("out", "runs/demo")
+    given.setdefault("out", f"runs/{given.get('model', RunConfig.model)}")
+    return RunConfig(**{**given, "out": Path(given["out"])})
+
+
+def add_train(sub) -> argparse.ArgumentParser:
+    """``catdog train``: ``--demo`` and one option per ``RunConfig`` field with flags."""
+    train = sub.add_parser(
+        "train",
+        help="train a model and write a run folder",
+        description="Train a model, then write the best model, history, "
+        "report and plots into --out. Rerun the same command to resume.",
+    )
+    train.add_argument(
+        "--demo", action="store_true", help="offline demo: generated data, small model, ~a minute"
+    )
+    for setting in fields(RunConfig):  # one option per setting: see catdog.runs.config.setting
+        if setting.metadata["flags"]:
+            train.add_argument(
+                *setting.metadata["flags"],
+                dest=setting.name,
+                default=argparse.SUPPRESS,  # left out: RunConfig's default (or the demo's)
+                help=_option_help(setting),
+                **setting.metadata["argparse"],
+            )
+    return train
+
+
+def _option_help(setting: Field) -> str:
+    """The ``--help`` of a ``RunConfig`` field's option: its help with ``{default}`` (the
+    field's default), ``{demo}`` (``--demo``'s) and ``{frozen}`` (a frozen base's) filled in."""
+    return setting.metadata["help"].format(
+        default=setting.default,
+        demo=DEMO_DEFAULTS.get(setting.name),
+        frozen=FROZEN_BASE_DEFAULTS.get(setting.name),
+    )
+
+
+def _add_engine(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    parser.add_argument(
+        "--engine",
+        default=default,
+        choices=ENGINES,
+        help="where a .keras model runs: litert (converted once, cached; fastest on a CPU), "
+        "tensorflow, or auto (litert, else tensorflow). Default: "
+        + (
+            "auto"
+            if default
+            else "the engine of the run's report.json (a run's model is scored as its run "
+            "scored it), else auto"
+        ),
+    )
+    parser.add_argument(
+        "--tta",
+        choices=("flip",),
+        help="test-time augmentation: average each image's and its mirror image's prediction",
+    )
+
+
+def add_evaluate(sub) -> argparse.ArgumentParser:
+    """``catdog evaluate`` (see [`evaluate_run`][catdog.runs.evaluate.evaluate_run])."""
+    evaluate = sub.add_parser("evaluate", help="score a saved model on an image folder")
+    evaluate.add_argument("model", help="a .keras model file")
+    evaluate.add_argument(
+        "--data", help="image folder (as for train); default: the run's data (config.json)"
+    )
+    evaluate.add_argument("--split", default="test", choices=SPLIT_NAMES)
+    evaluate.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
+    evaluate.add_argument(
+        "--seed",
+        type=int,
+        help="split seed; default: the run's (config.json beside the model), for its data "
+        f"wherever it is now (recognised by its files), else {DEFAULT_SEED}",
+    )
+    evaluate.add_argument("--out", help="folder for report.txt and report.json")
+    _add_engine(evaluate, default=None)
+    return evaluate
+
+
+def add_predict(sub) -> argparse.ArgumentParser:
+    """``catdog predict``."""
+    predict = sub.add_parser("predict", help="classify image files")
+    predict.add_argument("model", help="a .keras model file, or a .tflite file")
+    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument(
+        "--class-names",
+        help="comma-separated; default: the model's own (or class_names.json beside it)",
+    )
+    _add_engine(predict)
+    return predict
+
+
+def add_export(sub) -> argparse.ArgumentParser:
+    """``catdog export``."""
+    export = sub.add_parser("export", help="export a saved model")
+    export.add_argument("model", help="a .keras model file")
+    export.add_argument(
+        "--format", default="litert", choices=(*EXPORT_FORMATS, *EXPORT_FORMAT_ALIASES)
+    )
+    export.add_argument(
+        "--quantize", choices=[q for q in EXPORT_QUANTIZATIONS if q], help="litert: smaller weights"
+    )
+    export.add_argument("--out", required=True, help="output file or folder")
+    export.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing file and its labels file, or a folder holding nothing but "
+        "a previous SavedModel export",
+    )
+    return export

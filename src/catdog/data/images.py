@@ -1,0 +1,359 @@
+"""Reading images: decoding bytes to pixels (the training pipeline, prediction and the exported
+SavedModel's bytes signature all use [`decode_image`][catdog.data.images.decode_image], so
+they see the same pixels; an animated GIF gives its first frame), the pixel limit checked
+from headers before decoding, and reading many files in fixed-size batches.
+
+EXIF orientation is not applied, in training and in prediction alike (both use TensorFlow's
+decoders), so the two always agree; rotate such photos on disk if their orientation matters."""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from catdog.errors import InputFileNotFoundError, InvalidArgumentError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+MAX_IMAGE_PIXELS: int | None = 89_478_485
+"""Images with more pixels are skipped in datasets and refused by ``predict``.
+
+Pillow's decompression-bomb limit. Set it to ``None`` to lift the limit, as with Pillow's own
+``Image.MAX_IMAGE_PIXELS``.
+"""
+
+
+# ----------------------------------------------------------------------------- reading images
+def decode_image(data: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
+    """Encoded image bytes (BMP, GIF, JPEG, PNG, WebP; any size) to ``image_size`` RGB pixels.
+
+    Returns a ``uint8`` tensor ``(height, width, 3)``: decoded (large JPEGs straight at 1/2,
+    1/4 or 1/8 scale by libjpeg when that still leaves ``image_size`` pixels), resized
+    bilinearly as Keras' loader does, rounded. Grayscale, RGBA, CMYK and GIF (first frame)
+    become RGB; of an animated GIF only the first frame is read (see
+    [`first_gif_frame`][catdog.data.images.first_gif_frame]), so its memory does not grow with
+    its frames. A graph function: usable inside ``tf.data`` and exported signatures.
+
+    Examples:
+        ```python
+        pixels = decode_image(tf.io.read_file("cat.jpg"), (160, 160))
+        ```
+    """
+    import tensorflow as tf
+
+    height, width = image_size
+
+    def decode_jpeg():
+        # libjpeg's DCT scaling: much faster for large JPEGs, and less aliasing
+        shape = tf.image.extract_jpeg_shape(data)
+        scale = tf.minimum(shape[0] // height, shape[1] // width)
+        branch = tf.where(scale >= 8, 3, tf.where(scale >= 4, 2, tf.where(scale >= 2, 1, 0)))
+        return tf.switch_case(
+            branch,
+            [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r) for r in (1, 2, 4, 8)],
+        )
+
+    image = tf.cond(
+        tf.io.is_jpeg(data),
+        decode_jpeg,
+        lambda: tf.io.decode_image(first_gif_frame(data), channels=3, expand_animations=False),
+    )
+    image = tf.image.resize(image, image_size)  # bilinear, as Keras' loader
+    image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    image.set_shape((height, width, 3))
+    return image
+
+
+_GIF_RUN = 256  # sub-blocks of one size that one step of the GIF walk skips
+_GIF_STEPS = 10_000  # steps before a GIF is cut where the walk stands (only crafted files)
+
+
+@functools.cache
+def _gif_trimmer():
+    """The graph function behind [`first_gif_frame`][catdog.data.images.first_gif_frame],
+    traced once. One step skips a block header or a run of up to ``_GIF_RUN`` sub-blocks of
+    the same size (encoders write 255-byte sub-blocks), so a frame of megabytes takes tens of
+    steps; after ``_GIF_STEPS`` steps the file is cut where the walk stands."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec((), tf.string)], autograph=False)
+    def trim(data):
+        raw = tf.io.decode_raw(data, tf.uint8)
+        size = tf.size(raw)
+        at = _gif_byte_reader(raw)
+        start = 13 + _gif_color_table(at(10))  # header, screen descriptor, global color table
+        pos, state = tf.while_loop(
+            lambda _pos, state: state < 3,
+            lambda pos, state: _gif_step(at, pos, state),
+            (start, tf.constant(0)),
+            maximum_iterations=_GIF_STEPS,
+        )
+        cut = tf.strings.substr(data, 0, tf.minimum(pos, size))
+        return tf.switch_case(
+            tf.minimum(state, 3),
+            [
+                lambda: cut + b"\x00\x3b",  # a crafted walk: its frame ends here
+                lambda: cut + b"\x00\x3b",
+                lambda: cut + b"\x00\x3b",
+                lambda: tf.where(state == 3, cut + b"\x3b", data),  # and the trailer
+            ],
+        )
+
+    return trim
+
+
+def _gif_color_table(flags):
+    """Bytes of the color table that a GIF packed-fields byte announces (in the graph)."""
+    import tensorflow as tf
+
+    has_table = tf.bitwise.bitwise_and(flags, 0x80) > 0
+    return tf.where(has_table, 3 * tf.bitwise.left_shift(2, flags % 8), 0)
+
+
+def _gif_byte_reader(raw):
+    """``at(i)``: the bytes of ``raw`` at positions ``i`` as int32, -1 past the end."""
+    import tensorflow as tf
+
+    size = tf.size(raw)
+
+    def at(i):
+        byte = tf.cast(tf.gather(raw, tf.clip_by_value(i, 0, size - 1)), tf.int32)
+        return tf.where(i < size, byte, -1)
+
+    return at
+
+
+def _gif_step(at, pos, state):
+    """One step of the walk through a GIF's blocks: the next ``(pos, state)``.
+
+    States: 0 at a block, 1 in an extension's sub-blocks, 2 in the first image's, 3 after the
+    first image, 4 not a GIF as expected (the decoder gets it all)."""
+    import tensorflow as tf
+
+    b = at(pos)
+    if_block = (
+        tf.where(b == 0x21, pos + 2, pos + 11 + _gif_color_table(at(pos + 9))),
+        tf.where(b == 0x21, 1, tf.where(b == 0x2C, 2, 4)),
+    )  # extension: introducer, label; image: descriptor, color table, code size
+    run = at(pos + (b + 1) * tf.range(_GIF_RUN)) == b  # equal sub-blocks from pos
+    skipped = tf.argmin(tf.concat([tf.cast(run, tf.int32), [0]], 0), output_type=tf.int32)
+    if_sub_blocks = (
+        tf.where(b > 0, pos + (b + 1) * skipped, pos + 1),
+        tf.where(b < 0, 4, tf.where(b > 0, state, tf.where(state == 1, 0, 3))),
+    )
+    return (
+        tf.where(state == 0, if_block[0], if_sub_blocks[0]),
+        tf.where(state == 0, if_block[1], if_sub_blocks[1]),
+    )
+
+
+def first_gif_frame(data: tf.Tensor) -> tf.Tensor:
+    """Encoded GIF bytes cut after their first frame; other bytes unchanged.
+
+    TensorFlow's GIF decoder reads every frame into memory even when it returns the first
+    only: a few megabytes of animation (2,000 frames of 1000x1000) took 2 GB. This follows
+    the file's blocks (without decoding pixels) to the end of the first frame and ends the
+    file there, so decoding costs one frame. Files it cannot follow are returned whole.
+
+    Examples:
+        ```python
+        tf.io.decode_gif(first_gif_frame(tf.io.read_file("animated.gif"))).shape[0]
+        # 1
+        ```
+    """
+    import tensorflow as tf
+
+    data = tf.convert_to_tensor(data, tf.string)
+    is_gif = tf.strings.substr(data, 0, 3) == b"GIF"
+    return tf.cond(is_gif, lambda: _gif_trimmer()(data), lambda: data)
+
+
+def image_size_problem(path: str | os.PathLike, max_pixels: int | None = None) -> str | None:
+    """Why ``path`` is too large to decode safely, read from its header alone; else ``None``.
+
+    ``max_pixels`` defaults to [`MAX_IMAGE_PIXELS`][catdog.data.images.MAX_IMAGE_PIXELS]. Files
+    that Pillow cannot identify are left to the decoder, which names them if they fail.
+
+    Examples:
+        ```python
+        image_size_problem("huge.png")
+        # '20000x20000 = 400,000,000 pixels, over the limit of 89,478,485 pixels ...'
+        ```
+    """
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    if not limit:
+        return None
+    from PIL import Image
+
+    too_large = (
+        f"over the limit of {limit:,} pixels (catdog.data.images.MAX_IMAGE_PIXELS): resize the "
+        "image, or raise the limit if you trust the file"
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        return f"far more pixels than Pillow will open, {too_large}"
+    except Exception:  # not identified by Pillow: the decoder decides
+        return None
+    if width * height > limit:
+        return f"{width}x{height} = {width * height:,} pixels, {too_large}"
+    return None
+
+
+PREDICT_BATCH_SIZE = 32
+"""Images per batch when predicting: memory depends on it, never on the number of images."""
+
+
+def _check_image_file(path: str) -> None:
+    """Raise the error that names ``path`` if it is missing or over the pixel limit."""
+    if not Path(path).is_file():
+        raise InputFileNotFoundError(f"Image file {path!r} does not exist.")
+    problem = image_size_problem(path)
+    if problem:
+        raise InvalidArgumentError(f"{path!r} is too large to read: {problem}.")
+
+
+def _decode_file(path: str, image_size: tuple[int, int]) -> np.ndarray:
+    """One checked image file's ``uint8`` pixels; the error names the file."""
+    import tensorflow as tf
+
+    try:
+        return decode_image(tf.io.read_file(path), image_size).numpy()
+    except tf.errors.NotFoundError as error:  # removed since it was checked
+        raise InputFileNotFoundError(f"Image file {path!r} does not exist.") from error
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
+        raise InvalidArgumentError(
+            f"{path!r} is not a readable image (BMP, GIF, JPEG, PNG or WebP expected)."
+        ) from error
+
+
+def image_batches(
+    paths: Sequence[str | os.PathLike],
+    image_size: tuple[int, int],
+    batch_size: int = PREDICT_BATCH_SIZE,
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    """Read image files in order as ``(paths, pixels)`` chunks of at most ``batch_size``.
+
+    ``pixels`` is a float32 ``(n, h, w, 3)`` 0..255 array, decoded by
+    [`decode_image`][catdog.data.images.decode_image]. Every file is checked first (it exists,
+    and its header is within [`MAX_IMAGE_PIXELS`][catdog.data.images.MAX_IMAGE_PIXELS]), so
+    this raises before any work, naming the file; a file that does not decode raises when its
+    chunk is reached, named too. More than one batch of files is decoded by a ``tf.data``
+    pipeline, in parallel and ahead of the consumer: memory depends on ``batch_size``, never
+    on the number of files.
+
+    Examples:
+        ```python
+        for names, pixels in image_batches(paths, (160, 160)):
+            probabilities = predictor(pixels)
+        ```
+    """
+    from catdog._rules import check_int
+
+    check_int("batch_size", batch_size)
+    names = [str(p) for p in paths]
+    image_size = (int(image_size[0]), int(image_size[1]))
+    for name in names:  # headers only: cheap, and nothing is decoded before all pass
+        _check_image_file(name)
+    if len(names) <= batch_size:  # one batch: no pipeline to build (faster for a few files)
+        return iter([(names, _stack(names, image_size))] if names else [])
+    return _pipeline_batches(names, image_size, batch_size)
+
+
+def _stack(names: list[str], image_size: tuple[int, int]) -> np.ndarray:
+    return np.stack([_decode_file(n, image_size) for n in names]).astype(np.float32)
+
+
+def _pipeline_batches(
+    names: list[str], image_size: tuple[int, int], batch_size: int
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    import tensorflow as tf
+
+    def decode(path):
+        return decode_image(tf.io.read_file(path), image_size)
+
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(tf.constant(names, tf.string))
+        .map(
+            tf.autograph.experimental.do_not_convert(decode),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    batches = iter(dataset)
+    for start in range(0, len(names), batch_size):
+        chunk = names[start : start + batch_size]
+        try:
+            pixels = next(batches)
+        except tf.errors.OpError as error:  # name the file: decode the chunk's one by one
+            _stack(chunk, image_size)
+            raise InvalidArgumentError(
+                f"Could not read the images {chunk[0]!r} to {chunk[-1]!r}: "
+                f"{error.message.strip().splitlines()[0][:200]}"
+            ) from error
+        yield chunk, pixels.numpy().astype(np.float32)
+
+
+def load_images(paths: Sequence[str | os.PathLike], image_size: tuple[int, int]) -> np.ndarray:
+    """Read image files of any size and format into a float32 ``(n, h, w, 3)`` 0..255 array.
+
+    Uses [`decode_image`][catdog.data.images.decode_image], as the training pipeline does.
+    Raises a clear error naming a missing file, one that is not an image, or one over
+    [`MAX_IMAGE_PIXELS`][catdog.data.images.MAX_IMAGE_PIXELS] (checked from its header, before
+    any pixel is decoded). Holds every image at once: for many files, iterate
+    [`image_batches`][catdog.data.images.image_batches] instead.
+
+    Examples:
+        ```python
+        load_images(["cat.jpg"], (160, 160)).shape
+        # (1, 160, 160, 3)
+        ```
+    """
+    chunks = [pixels for _, pixels in image_batches(paths, image_size)]
+    if not chunks:
+        return np.zeros((0, *image_size, 3), np.float32)
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+
+def run_in_batches(run, images, input_shape: tuple, batch_size: int, classes: int) -> np.ndarray:
+    """``run`` on ``images`` (one image or an ``(n, *input_shape)`` array) ``batch_size``
+    images at a time, each batch cast to float32 on its own; the ``(n, classes)`` outputs
+    concatenated.
+
+    Args:
+        run (Callable): a function from a float32 batch ``(k, *input_shape)`` to its
+            ``(k, classes)`` outputs.
+        images (np.ndarray): one image ``input_shape`` or an array ``(n, *input_shape)``.
+        input_shape: the shape of one image, as ``run`` expects it.
+        batch_size: images per call of ``run``, a positive integer.
+        classes: outputs per image (the width of the empty result for no image).
+    """
+    from catdog._rules import check_int
+
+    check_int("batch_size", batch_size)
+    array = images if isinstance(images, np.ndarray) else np.asarray(images, dtype=np.float32)
+    if array.ndim == len(input_shape):
+        array = array[None]
+    if array.shape[1:] != tuple(input_shape):
+        raise InvalidArgumentError(
+            f"images must have shape (n, {', '.join(map(str, input_shape))}), got {array.shape}."
+        )
+    outputs = [
+        run(np.asarray(array[start : start + batch_size], dtype=np.float32))
+        for start in range(0, len(array), batch_size)
+    ]
+    if not outputs:
+        return np.zeros((0, classes), np.float32)
+    return np.concatenate(outputs) if len(outputs) != 1 else outputs[0]

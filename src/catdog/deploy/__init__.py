@@ -1,0 +1,7 @@
+"""Using a trained model: `predict` (engines, batches), `litert` (conversion, its cache, the
+`.tflite` model), `labels` (the class names of a model or an exported file) and `export`
+(saving and exporting)."""
+
+from catdog._lazy import submodule_loader
+
+__getattr__ = submodule_loader(__name__)

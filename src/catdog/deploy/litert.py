@@ -1,0 +1,257 @@
+"""LiteRT: converting a model to a ``.tflite`` flatbuffer, the disk cache of conversions (keyed by
+the model's configuration and weights, each file checked by its SHA-256), and
+[`LiteRTModel`][catdog.deploy.litert.LiteRTModel], an exported ``.tflite`` file as a model."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from catdog.errors import InputFileNotFoundError, InvalidArgumentError, OutputError
+
+if TYPE_CHECKING:
+    import keras
+
+
+from catdog.data.images import PREDICT_BATCH_SIZE, run_in_batches
+from catdog.deploy.labels import _exported_names
+from catdog.models.classifier import probability_model
+
+logger = logging.getLogger("catdog")
+
+
+def litert_flatbuffer(
+    model: keras.Model, quantize: str | None = None, *, probabilities: bool = True
+) -> bytes:
+    """The model's inference-time form (probabilities out) converted to a LiteRT flatbuffer.
+
+    ``quantize``: ``None`` (float32), ``"float16"`` or ``"dynamic"`` (int8 weights).
+    ``probabilities=False`` converts ``model`` exactly as it is (a feature extractor).
+
+    Examples:
+        ```python
+        Path("model.tflite").write_bytes(litert_flatbuffer(model))
+        ```
+    """
+    import tempfile
+
+    import tensorflow as tf
+
+    converted = probability_model(model) if probabilities else model
+    with tempfile.TemporaryDirectory() as tmp:
+        converted.export(tmp, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        if quantize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # int8 weights ("dynamic")
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        return converter.convert()
+
+
+def litert_cache_key(model: keras.Model, *, probabilities: bool = True) -> str:
+    """A SHA-256 of the model's architecture, its weights and the converter's version.
+
+    Layer and model names are replaced by their order of appearance: Keras numbers the names
+    it makes up (``input_layer_3``), so the same model built twice hashes the same, while
+    its wiring still counts.
+    """
+    import hashlib
+    import json
+    import re
+
+    import tensorflow as tf
+
+    text = json.dumps(
+        {"model": model.get_config(), "input_shape": list(model.input_shape)},
+        sort_keys=True,
+        default=str,
+    )
+    order = {
+        name: i for i, name in enumerate(dict.fromkeys(re.findall(r'"name": "([^"]*)"', text)))
+    }
+    text = re.sub(r'"([^"]*)"', lambda m: f'"#{order[m[1]]}"' if m[1] in order else m[0], text)
+    digest = hashlib.sha256(f"{text}|tf {tf.__version__}|format 2|{probabilities}".encode())
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+def cached_litert_file(
+    model: keras.Model,
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    probabilities: bool = True,
+) -> Path:
+    """The model converted for LiteRT, from the on-disk cache or converted into it.
+
+    The file is named by [`litert_cache_key`][catdog.deploy.litert.litert_cache_key] (config and
+    weights), written atomically under ``cache_dir`` (default: ``litert/`` in the Keras cache
+    folder, ``$KERAS_HOME`` or ``~/.keras``, where catdog keeps its datasets) with its SHA-256
+    beside it (``KEY.tflite.sha256``), while a lock keeps concurrent conversions of the same
+    model from racing: converting once serves every later process. A cached file that does
+    not match its SHA-256 (or, without one, that LiteRT cannot load) is converted again, with
+    a warning naming it. A cache folder that cannot be written raises an
+    [`OutputError`][catdog.errors.OutputError] naming it. ``probabilities`` is as in
+    [`litert_flatbuffer`][catdog.deploy.litert.litert_flatbuffer].
+
+    Examples:
+        ```python
+        path = cached_litert_file(model)  # seconds the first time, instant afterwards
+        ```
+    """
+    from catdog.data.download import default_cache_dir
+    from catdog.io import file_lock, sha256sum, write_atomic, write_text
+
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "litert"
+    path = folder / f"{litert_cache_key(model, probabilities=probabilities)}.tflite"
+    checksum = path.with_name(f"{path.name}.sha256")
+    damage = _cache_damage(path, checksum)
+    if damage is None:
+        if not checksum.is_file():  # converted by an older catdog, and it loads: record it
+            try:
+                write_text(checksum, sha256sum(path) + "\n")
+            except OSError:  # a read-only cache still serves its files
+                pass
+        return path
+    problem = _cache_folder_problem(folder)
+    if problem:
+        found = "The" if damage == "missing" else f"{str(path)!r} is damaged ({damage}); the"
+        raise OutputError(
+            f"{found} LiteRT cache folder {str(folder)!r} cannot be written ({problem}). Set "
+            "KERAS_HOME to a writable folder (the cache is KERAS_HOME/litert), or use "
+            "engine='tensorflow'."
+        )
+    with file_lock(folder / f".{path.stem}.lock"):
+        damage = _cache_damage(path, checksum)
+        if damage is not None:
+            if path.exists():
+                logger.warning(
+                    "The cached LiteRT file %s is damaged (%s); converting the model again.",
+                    path,
+                    damage,
+                )
+            flatbuffer = litert_flatbuffer(model, probabilities=probabilities)
+            write_atomic(path, lambda out: out.write_bytes(flatbuffer))
+            write_text(checksum, sha256sum(path) + "\n")
+    return path
+
+
+def _cache_damage(path: Path, checksum: Path) -> str | None:
+    """Why the cached file ``path`` cannot be used (missing, damaged), or ``None``."""
+    from catdog.io import sha256sum
+
+    if not path.is_file():
+        return "missing"
+    try:
+        expected = checksum.read_text(encoding="ascii").strip() if checksum.is_file() else ""
+        if expected:
+            if sha256sum(path) == expected:
+                return None
+            return f"its SHA-256 is not the one recorded in {checksum.name}"
+    except (OSError, ValueError) as error:
+        return f"it cannot be read: {error}"
+    try:  # written before catdog recorded checksums: usable if LiteRT can load it
+        _interpreter(path).allocate_tensors()
+    except Exception as error:  # LiteRT raises ValueError and RuntimeError
+        return f"LiteRT cannot load it: {_first_line(error)}"
+    return None
+
+
+def _cache_folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot hold cached files (created if missing), or ``None``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "not writable"
+    return None
+
+
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of ``error``'s message, shortened at a word boundary to ``limit``."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    if len(line) <= limit:
+        return line
+    cut = line[:limit].rsplit(" ", 1)[0]
+    return f"{cut} ..."
+
+
+def _interpreter(path: str | os.PathLike):
+    """LiteRT's interpreter (``ai-edge-litert``) if installed, else TensorFlow's copy of it."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter  # noqa: N806
+    with warnings.catch_warnings():  # TF's copy warns, on every use, that it moves to LiteRT
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"tensorflow\.lite")
+        return Interpreter(model_path=str(path), num_threads=os.cpu_count())
+
+
+class LiteRTModel:
+    """A ``.tflite`` file as a classifier: its input shape, class names and probabilities.
+
+    The class names come from the labels file that [`export`][catdog.deploy.export.export] writes
+    beside the file ([`exported_class_names`][catdog.deploy.labels.exported_class_names]); a
+    labels file that names another number of classes than the file predicts is refused. Any
+    batch size works.
+
+    Examples:
+        ```python
+        model = LiteRTModel("model.tflite")
+        predict(model, ["cat.jpg"])[0].class_name
+        # 'cats'
+        ```
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        if not Path(path).is_file():
+            raise InputFileNotFoundError(f"Model file {str(path)!r} does not exist.")
+        try:
+            self._interpreter = _interpreter(path)
+        except ValueError as error:
+            raise InvalidArgumentError(f"{str(path)!r} is not a TFLite model: {error}") from None
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        self.input_shape = (None, *(int(d) for d in self._input["shape"][1:]))
+        self.output_shape = (None, int(self._output["shape"][-1]))
+        self._shape = None
+        names, source = _exported_names(path)
+        if names is not None and len(names) != self.output_shape[-1]:
+            raise InvalidArgumentError(
+                f"{source!r} names {len(names)} classes but {str(path)!r} predicts "
+                f"{self.output_shape[-1]}: it belongs to another model. Export the model "
+                "again, or pass the class names."
+            )
+        self.class_names = names
+        self.labels_source = source  # the file the names came from, for messages
+
+    def __call__(self, images, *, batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
+        """Probabilities ``(n, classes)`` of an ``(n, h, w, 3)`` array, ``batch_size`` images
+        at a time."""
+        array = images if isinstance(images, np.ndarray) else np.asarray(images, np.float32)
+        if array.ndim != len(self.input_shape):  # one image is not taken for a batch here
+            raise InvalidArgumentError(
+                f"images must have shape (n, {', '.join(map(str, self.input_shape[1:]))}), "
+                f"got {array.shape}."
+            )
+        classes = int(self._output["shape"][-1])
+        return run_in_batches(self._invoke, array, self.input_shape[1:], batch_size, classes)
+
+    def _invoke(self, array: np.ndarray) -> np.ndarray:
+        interpreter = self._interpreter
+        if array.shape != self._shape:  # another batch size: resize, no reconversion
+            interpreter.resize_tensor_input(self._input["index"], array.shape)
+            interpreter.allocate_tensors()
+            self._shape = array.shape
+        interpreter.set_tensor(self._input["index"], array)
+        interpreter.invoke()
+        return interpreter.get_tensor(self._output["index"]).astype(np.float64)

@@ -1,0 +1,340 @@
+"""The classifier every catdog model is:
+[`ImageClassifier`][catdog.models.classifier.ImageClassifier]
+(raw 0..255 RGB pixels in, one output per class, its class names carried), compiling it with
+the loss its activation needs, and its inference-time and probability forms."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import keras
+
+from catdog._rules import (
+    check_int,
+    check_positive_number,
+    check_printable_class_names,
+)
+from catdog.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    import keras
+
+
+# ----------------------------------------------------------------------------- the model class
+# Layers that change images only in training and pass them through unchanged at inference
+# (RandomCrop is left out: at inference it crops).
+_AUGMENTATION_TYPES = ("AugMix", "CutMix", "MixUp", "RandAugment")
+
+
+def is_augmentation_layer(layer: keras.layers.Layer) -> bool:
+    """True for a Keras layer that augments in training and is the identity at inference."""
+    name = type(layer).__name__
+    return (name.startswith("Random") and name != "RandomCrop") or name in _AUGMENTATION_TYPES
+
+
+@keras.saving.register_keras_serializable(package="catdog")
+class ImageClassifier(keras.Sequential):
+    """A ``keras.Sequential`` image classifier that knows its class names and augmentation.
+
+    Every model catdog builds is one. ``class_names`` (one per output, or ``None``) and
+    ``augmentation`` (the names of the layers that only act in training) are part of its
+    ``get_config``, so a saved ``.keras`` file describes itself: loaded anywhere with
+    [`catdog.load_model`][catdog.deploy.export.load_model] (or ``keras.saving.load_model`` after
+    ``import catdog.models.classifier``, which registers this class), it still names its classes,
+    and
+    [`inference_model`][catdog.models.classifier.inference_model] drops its augmentation by name.
+    ``keras.models.clone_model`` returns a plain ``keras.Sequential``: set ``class_names`` on
+    an ``ImageClassifier`` again if you clone one.
+
+    Like keras-hub's ``ImageClassifier``, it also describes its head: ``num_classes``,
+    ``activation`` (``"softmax"``, or ``None`` for logits), ``pooling`` and ``dropout`` are
+    properties read from its layers and written into its ``get_config``; and
+    ``compile(loss="auto")`` (the default) picks the loss, ``from_logits`` included, from
+    ``activation``.
+
+    Examples:
+        >>> from catdog.models.cnn import build_baseline_model
+        >>> model = build_baseline_model(input_shape=(32, 32, 3), class_names=["a", "b", "c"])
+        >>> model.class_names, model.output_shape
+        (['a', 'b', 'c'], (None, 3))
+        >>> model.num_classes, model.activation, model.pooling, model.dropout
+        (3, 'softmax', None, 0.0)
+    """
+
+    def __init__(self, layers=None, trainable=True, name=None, *, class_names=None,
+                 augmentation=None):  # fmt: skip
+        super().__init__(layers=layers, trainable=trainable, name=name)
+        self.class_names = class_names
+        self.augmentation = augmentation
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The class of each output, in order, or ``None`` when unknown."""
+        return list(self._class_names) if self._class_names is not None else None
+
+    @class_names.setter
+    def class_names(self, names) -> None:
+        self._class_names = None if names is None else tuple(check_class_names(names))
+
+    @property
+    def augmentation(self) -> list[str]:
+        """The names of the layers that augment images in training only.
+
+        Unless given, the layers that
+        [`is_augmentation_layer`][catdog.models.classifier.is_augmentation_layer] recognises.
+        """
+        if self._augmentation is None:
+            return [layer.name for layer in self.layers if is_augmentation_layer(layer)]
+        return list(self._augmentation)
+
+    @augmentation.setter
+    def augmentation(self, names) -> None:
+        self._augmentation = None if names is None else tuple(str(n) for n in names)
+
+    @property
+    def num_classes(self) -> int:
+        """The number of outputs (classes)."""
+        return int(self.output_shape[-1])
+
+    @property
+    def activation(self) -> str | None:
+        """The output layer's activation: ``"softmax"`` (probabilities) or ``None`` (logits)."""
+        activation = getattr(self.layers[-1], "activation", None)
+        return None if outputs_logits(self) else getattr(activation, "__name__", str(activation))
+
+    @property
+    def pooling(self) -> str | None:
+        """How a transfer model pools its base's features (``"max"``, ``"avg"``), else ``None``."""
+        pool = next((layer for layer in self.layers if layer.name == "global_pool"), None)
+        return _POOLING.get(type(pool).__name__) if pool is not None else None
+
+    @property
+    def dropout(self) -> float:
+        """The rate of the head's ``Dropout`` layer (before the dense layers), ``0`` if none."""
+        head = next((layer for layer in self.layers if layer.name == "head_dropout"), None)
+        return float(head.rate) if head is not None else 0.0
+
+    def get_config(self) -> dict:
+        """The ``keras.Sequential`` config with what the classifier is: its class names and
+        augmentation (restored on loading) and, read from its layers (for a reader of the
+        config; loading rebuilds them from the layers), ``num_classes``, ``activation``,
+        ``pooling`` and ``dropout``."""
+        return {**super().get_config(), "class_names": self.class_names,
+                "augmentation": self.augmentation, "num_classes": self.num_classes,
+                "activation": self.activation, "pooling": self.pooling,
+                "dropout": self.dropout}  # fmt: skip
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """Rebuild from ``get_config``; configs saved before a key existed load too."""
+        config = {k: v for k, v in config.items() if k not in _DERIVED_CONFIG}
+        class_names = config.pop("class_names", None)
+        augmentation = config.pop("augmentation", [])
+        model = super().from_config(config, custom_objects=custom_objects)
+        model.class_names, model.augmentation = class_names, augmentation
+        return model
+
+    def compile(self, optimizer="rmsprop", loss="auto", **kwargs) -> None:
+        """``keras.Model.compile``, where ``loss="auto"`` (the default) is the sparse
+        categorical cross-entropy that matches the head (see
+        [`classifier_loss`][catdog.models.classifier.classifier_loss])."""
+        if isinstance(loss, str) and loss == "auto":
+            loss = classifier_loss(self)
+        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+
+    def compile_from_config(self, config: dict) -> None:
+        """Compile as saved (Keras leaves a model whose ``compile`` is its own uncompiled)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)  # its saved state loads into these
+
+
+_POOLING = {"GlobalMaxPooling2D": "max", "GlobalAveragePooling2D": "avg"}
+# get_config keys that describe the layers and are read back from them
+_DERIVED_CONFIG = ("num_classes", "activation", "pooling", "dropout")
+
+
+def check_class_names(names) -> list[str]:
+    """Return ``names`` as a list if they are at least two distinct, non-empty strings."""
+    values = list(names) if isinstance(names, (list, tuple)) else None
+    if (
+        values is None
+        or len(values) < 2
+        or not all(isinstance(n, str) and n for n in values)
+        or len(set(values)) != len(values)
+    ):
+        raise InvalidArgumentError(
+            f"class_names must be at least two distinct, non-empty strings, got {names!r}."
+        )
+    check_printable_class_names(values)
+    return values
+
+
+def class_names_of(model: keras.Model) -> list[str] | None:
+    """The class names a model carries (any catdog model, once built or trained), or ``None``.
+
+    Examples:
+        >>> from catdog.models.cnn import build_baseline_model
+        >>> class_names_of(build_baseline_model(input_shape=(32, 32, 3), class_names=["x", "y"]))
+        ['x', 'y']
+    """
+    return getattr(model, "class_names", None) if isinstance(model, ImageClassifier) else None
+
+
+def _classes(num_classes: int | None, class_names) -> tuple[int, list[str] | None]:
+    """``(number of outputs, class names or None)`` from a factory's two arguments."""
+    if class_names is None:
+        return check_int("num_classes", 2 if num_classes is None else num_classes, minimum=2), None
+    names = check_class_names(class_names)
+    if num_classes is not None and num_classes != len(names):
+        raise InvalidArgumentError(
+            f"num_classes={num_classes!r} but {len(names)} class_names were given; pass one "
+            "of them (num_classes follows class_names)."
+        )
+    return len(names), names
+
+
+def _classifier(layer_list: list, *, name: str, class_names) -> ImageClassifier:
+    augmentation = [layer.name for layer in layer_list if is_augmentation_layer(layer)]
+    return ImageClassifier(layer_list, name=name, class_names=class_names,
+                           augmentation=augmentation)  # fmt: skip
+
+
+def get_base(model: keras.Model) -> keras.Model:
+    """Return the pretrained base of a transfer model (the network inside its ``base`` layer).
+
+    Examples:
+        >>> from catdog.models.transfer import build_transfer_model
+        >>> get_base(build_transfer_model(weights=None)).name
+        'mobilenetv2_1.00_160'
+    """
+    try:
+        return model.get_layer("base").layer
+    except (ValueError, AttributeError):
+        raise InvalidArgumentError(
+            f"Model {model.name!r} has no pretrained base; build it with build_transfer_model."
+        ) from None
+
+
+def outputs_logits(model: keras.Model) -> bool:
+    """Return True when the model's last layer has no activation (it outputs logits)."""
+    activation = getattr(model.layers[-1], "activation", None)
+    return activation in (None, keras.activations.linear)
+
+
+def classifier_loss(model: keras.Model) -> keras.losses.Loss:
+    """The sparse categorical cross-entropy that matches the model's head.
+
+    Softmax heads get ``from_logits=False``, logit heads (``classifier_activation=None``)
+    ``from_logits=True``: ``ImageClassifier.compile(loss="auto")`` and
+    [`compile_model`][catdog.models.classifier.compile_model] use it.
+
+    Examples:
+        >>> from catdog.models.cnn import build_baseline_model
+        >>> classifier_loss(build_baseline_model(classifier_activation=None)).from_logits
+        True
+    """
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=outputs_logits(model))
+
+
+def probabilities(model: keras.Model, outputs):
+    """``model``'s ``outputs`` as float32 class probabilities: softmaxed if they are logits.
+
+    The one place where predictions, exports and evaluation turn outputs into probabilities
+    (mixed precision outputs are cast to float32 first).
+
+    Examples:
+        >>> import numpy as np
+        >>> from catdog.models.cnn import build_baseline_model
+        >>> model = build_baseline_model(input_shape=(32, 32, 3), classifier_activation=None)
+        >>> probs = probabilities(model, model(np.zeros((1, 32, 32, 3), "float32")))
+        >>> float(keras.ops.sum(probs))
+        1.0
+    """
+    outputs = keras.ops.cast(outputs, "float32")
+    return keras.ops.softmax(outputs, axis=-1) if outputs_logits(model) else outputs
+
+
+def compile_model(
+    model: keras.Model,
+    learning_rate: float = 1e-3,
+    *,
+    jit_compile: bool | str = "auto",
+) -> keras.Model:
+    """Compile with Adam, the sparse categorical loss that matches the head, and accuracy.
+
+    The loss is [`classifier_loss`][catdog.models.classifier.classifier_loss]'s: softmax heads
+    get ``from_logits=False``, logit heads (``classifier_activation=None``)
+    ``from_logits=True``. Returns the model, compiled in place.
+
+    Examples:
+        >>> from catdog.models.cnn import build_baseline_model
+        >>> model = compile_model(build_baseline_model(), learning_rate=1e-3)
+    """
+    check_positive_number("learning_rate", learning_rate)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=classifier_loss(model),
+        metrics=["accuracy"],
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+# ----------------------------------------------------------------------------- the model
+def inference_model(model: keras.Model) -> keras.Model:
+    """Return a model that shares ``model``'s layers and weights but has no augmentation.
+
+    Augmentation layers pass images through unchanged at inference, yet their random ops stay
+    in traced graphs; dropping them makes exports portable (TFLite has no such ops) and
+    inference faster. A catdog model drops the layers it lists as its ``augmentation``
+    (see [`ImageClassifier`][catdog.models.classifier.ImageClassifier]) and keeps its class names;
+    another
+    ``keras.Sequential`` drops the layers that only augment in training (``RandomCrop``, which
+    crops at inference, stays). Other models are returned unchanged.
+
+    Examples:
+        >>> from catdog.models.cnn import build_augmented_model
+        >>> [type(l).__name__ for l in inference_model(build_augmented_model()).layers][:2]
+        ['Conv2D', 'MaxPooling2D']
+    """
+    import keras
+
+    from catdog.models.classifier import ImageClassifier, is_augmentation_layer
+
+    if not isinstance(model, keras.Sequential):
+        return model
+    if isinstance(model, ImageClassifier):
+        dropped = set(model.augmentation)
+        kept = [layer for layer in model.layers if layer.name not in dropped]
+    else:
+        kept = [layer for layer in model.layers if not is_augmentation_layer(layer)]
+    if len(kept) == len(model.layers):
+        return model
+    layer_list = [keras.Input(shape=model.input_shape[1:], name="image"), *kept]
+    name = f"{model.name}_inference"
+    if isinstance(model, ImageClassifier):
+        return ImageClassifier(layer_list, name=name, class_names=model.class_names)
+    return keras.Sequential(layer_list, name=name)
+
+
+def probability_model(model: keras.Model) -> keras.Model:
+    """The model without augmentation, ending in probabilities (a softmax after logits).
+
+    What every export and the LiteRT engine run.
+
+    Examples:
+        >>> from catdog.models.cnn import build_baseline_model
+        >>> probability_model(build_baseline_model(classifier_activation=None)).layers[-1].name
+        'probabilities'
+    """
+    import keras
+
+    from catdog.models.classifier import outputs_logits
+
+    without_augmentation = inference_model(model)
+    if not outputs_logits(model):
+        return without_augmentation
+    inputs = keras.Input(shape=model.input_shape[1:], name="image")
+    outputs = keras.layers.Softmax(name="probabilities")(without_augmentation(inputs))
+    return keras.Model(inputs, outputs, name=f"{model.name}_probabilities")

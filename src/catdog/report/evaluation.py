@@ -1,0 +1,337 @@
+"""Evaluation reports and predictions on image files."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from catdog.data.pipelines import Splits
+from catdog.deploy.predict import predict_probabilities, predictor_for
+from catdog.errors import InvalidArgumentError
+from catdog.io import write_json, write_text
+
+
+@dataclass
+class ClassMetrics:
+    """Precision, recall and F1 of one class, and its number of examples (``support``)."""
+
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass
+class Misclassified:
+    """One wrong prediction: the file (when known), true and predicted class, confidence."""
+
+    path: str | None
+    true: str
+    predicted: str
+    confidence: float
+
+
+def wilson_interval(successes: int, total: int, z: float = 1.959963984540054) -> tuple:
+    """The Wilson score interval of a proportion (95% for the default ``z``).
+
+    Honest for small test sets and for proportions near 0 or 1, where the normal
+    approximation fails.
+
+    Examples:
+        >>> [round(x, 4) for x in wilson_interval(199, 200)]
+        [0.9722, 0.9991]
+    """
+    if total <= 0:
+        raise InvalidArgumentError(f"wilson_interval needs total >= 1, got {total!r}.")
+    p = successes / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass
+class Report:
+    """Scores of a model on one labelled dataset.
+
+    ``confusion[i][j]`` counts examples of class i predicted as class j. ``misclassified``
+    is sorted by confidence, most confidently wrong first; ``path`` is known when the files
+    were given. Scored on a [`Splits`][catdog.data.pipelines.Splits], ``data`` is the data folder
+    and
+    each ``path`` is relative to it (so a run's report and ``catdog evaluate``'s name the
+    same files the same way, wherever the data lives;
+    [`path_of`][catdog.report.evaluation.Report.path_of]
+    gives the full path). ``engine`` is where the model ran (``"tensorflow"`` or
+    ``"litert"``, whose outputs differ in the last digits; ``None`` in reports written before
+    catdog recorded it).
+    """
+
+    loss: float
+    accuracy: float
+    baseline: float
+    class_names: list[str]
+    per_class: dict[str, ClassMetrics]
+    confusion: list[list[int]]
+    misclassified: list[Misclassified] = field(default_factory=list)
+    count: int = 0
+    engine: str | None = None
+    data: str | None = None
+
+    @property
+    def correct(self) -> int:
+        """The number of correctly classified examples."""
+        return int(round(self.accuracy * self.count))
+
+    @property
+    def accuracy_interval(self) -> tuple[float, float] | None:
+        """The 95% Wilson interval of the accuracy (``None`` for an empty report)."""
+        return wilson_interval(self.correct, self.count) if self.count else None
+
+    def to_dict(self) -> dict:
+        """The report as plain data (what ``report.json`` holds), with the 95% interval."""
+        interval = self.accuracy_interval
+        return {**asdict(self), "accuracy_ci95": list(interval) if interval else None}
+
+    def path_of(self, item: Misclassified) -> str | None:
+        """The full path of a misclassified file (its ``path`` joined to ``data``)."""
+        return None if item.path is None else os.path.join(self.data or "", item.path)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "report.json") -> Report:
+        """The report that [`to_dict`][catdog.report.evaluation.Report.to_dict] (or report.json)
+        holds.
+
+        Every field is checked: a field missing or of the wrong type (a hand-edited file)
+        raises [`InvalidArgumentError`][catdog.errors.InvalidArgumentError] naming ``source``
+        and the field. Reports written before ``engine`` and ``data`` existed read as
+        ``None`` for them.
+
+        Examples:
+            ```python
+            data = json.loads(Path("runs/demo/report.json").read_text())
+            report = Report.from_dict(data)
+            ```
+        """
+        from catdog.report._report_fields import checked_report_fields
+
+        values = checked_report_fields(data, source)
+        values["per_class"] = {k: ClassMetrics(**v) for k, v in values["per_class"].items()}
+        values["misclassified"] = [Misclassified(**m) for m in values["misclassified"]]
+        return cls(**values)
+
+    def save(self, folder: str | os.PathLike, stem: str = "report") -> tuple[Path, Path]:
+        """Write ``stem.txt`` (the table) and ``stem.json`` atomically into ``folder``."""
+        folder = Path(folder)
+        return (
+            write_text(folder / f"{stem}.txt", str(self) + "\n"),
+            write_json(folder / f"{stem}.json", self.to_dict()),
+        )
+
+    def __str__(self) -> str:
+        width = max(12, *(len(n) for n in self.class_names))
+        interval = self.accuracy_interval
+        how_sure = (
+            f" ({self.correct}/{self.count}; 95% interval {interval[0]:.1%} to {interval[1]:.1%})"
+            if interval
+            else ""
+        )
+        lines = [
+            f"examples: {self.count}   loss: {self.loss:.4f}   accuracy: {self.accuracy:.2%}"
+            f"{how_sure}   majority baseline: {self.baseline:.2%}",
+            "",
+            f"{'class':<{width}} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>9} "
+            f"{'recalled':>9}",
+        ]
+        for i, (name, m) in enumerate(self.per_class.items()):
+            recalled = f"{self.confusion[i][i]}/{m.support}"
+            lines.append(
+                f"{name:<{width}} {m.precision:>9.3f} {m.recall:>9.3f} {m.f1:>9.3f} "
+                f"{m.support:>9d} {recalled:>9}"
+            )
+        missing = [name for name, m in self.per_class.items() if not m.support]
+        if missing:
+            lines.append(f"no examples of: {', '.join(missing)} (their scores mean nothing)")
+        lines += ["", "confusion matrix (rows: true class, columns: predicted)"]
+        lines.append(" " * width + "".join(f"{n[:9]:>10}" for n in self.class_names))
+        for name, row in zip(self.class_names, self.confusion, strict=True):
+            lines.append(f"{name:<{width}}" + "".join(f"{v:>10d}" for v in row))
+        if self.misclassified:
+            lines += ["", f"misclassified: {len(self.misclassified)} (most confident first)"]
+            for m in self.misclassified[:10]:
+                lines.append(f"  {m.path or '?'}: {m.true} -> {m.predicted} ({m.confidence:.2f})")
+        return "\n".join(lines)
+
+
+def compare_reports(first: Report, second: Report, names: Sequence[str] = ("A", "B")) -> str:
+    """One sentence: how two accuracies differ, and whether by more than their 95% intervals.
+
+    Non-overlapping Wilson intervals mean the difference is larger than the test split's
+    noise; overlapping ones mean this test split cannot tell the two apart (a conservative
+    reading).
+
+    Examples:
+        ```python
+        compare_reports(report_a, report_b, names=("transfer", "baseline"))
+        # 'transfer 97.5% (87.1% to 99.6%) vs baseline 72.5% (57.2% to 83.9%): +25.0 points; ...'
+        ```
+    """
+    (a_low, a_high), (b_low, b_high) = first.accuracy_interval, second.accuracy_interval
+    difference = (first.accuracy - second.accuracy) * 100
+    overlap = a_low <= b_high and b_low <= a_high
+    verdict = (
+        "the 95% intervals overlap: this test split cannot tell them apart"
+        if overlap
+        else "larger than the 95% intervals"
+    )
+    return (
+        f"{names[0]} {first.accuracy:.1%} ({a_low:.1%} to {a_high:.1%}) vs {names[1]} "
+        f"{second.accuracy:.1%} ({b_low:.1%} to {b_high:.1%}): {difference:+.1f} points; "
+        f"{verdict}."
+    )
+
+
+def _per_class_metrics(confusion: np.ndarray, class_names) -> dict[str, ClassMetrics]:
+    """Precision, recall, F1 and support of each class, from a confusion matrix."""
+    per_class = {}
+    for i, name in enumerate(class_names):
+        tp = confusion[i, i]
+        precision = tp / confusion[:, i].sum() if confusion[:, i].sum() else 0.0
+        recall = tp / confusion[i].sum() if confusion[i].sum() else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = ClassMetrics(
+            float(precision), float(recall), float(f1), int(confusion[i].sum())
+        )
+    return per_class
+
+
+def evaluate(
+    model: keras.Model,
+    data,
+    class_names: Sequence[str] | None = None,
+    *,
+    files: Sequence[str] | None = None,
+    split: str = "test",
+    engine: str = "tensorflow",
+    tta: str | None = None,
+) -> Report:
+    """Score ``model`` on a labelled dataset and return a
+    [`Report`][catdog.report.evaluation.Report].
+
+    ``data`` is a batched ``(images, labels)`` dataset (then pass ``class_names``, and
+    ``files`` in dataset order to name misclassified files) or a
+    [`catdog.Splits`][catdog.data.pipelines.Splits], whose ``split`` (default ``"test"``) is used
+    with its
+    class names and files. ``engine`` runs the model as
+    [`Predictor`][catdog.deploy.predict.Predictor] says (``"litert"`` is faster on a CPU);
+    ``tta="flip"`` scores the average of each image's and its mirror image's probabilities.
+
+    Args:
+        model: the model to score.
+        data (Splits | tf.data.Dataset): a batched ``(images, labels)`` dataset, or a ``Splits``.
+        class_names: the class names in label order (default: the ``Splits``' own).
+        files: the dataset's files in order, to name misclassified ones (a ``Splits`` knows them).
+        split: which split of a ``Splits`` to score: ``"train"``, ``"validation"`` or ``"test"``.
+        engine: ``"tensorflow"``, ``"litert"`` or ``"auto"`` (see ``Predictor``).
+        tta: ``"flip"`` for test-time augmentation, or ``None``.
+
+    Examples:
+        ```python
+        report = evaluate(model, splits)
+        print(report)
+        ```
+    """
+    data, class_names, files, folder = _labelled_data(data, class_names, files, split)
+    _check_class_names(model, class_names)
+    probs, labels = _probabilities_and_labels(model, data, engine, tta)
+    n_classes = len(class_names)
+    if probs.shape[1] != n_classes:
+        raise InvalidArgumentError(
+            f"The model predicts {probs.shape[1]} classes but {n_classes} class names were "
+            f"given ({list(class_names)})."
+        )
+    if files is not None and len(files) != labels.size:
+        raise InvalidArgumentError(f"files has {len(files)} entries for {labels.size} examples.")
+    predicted = probs.argmax(axis=1)
+    eps = keras.config.epsilon()  # clipped as Keras clips its cross-entropy
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(labels.size), labels], eps, 1))))
+    confusion = np.zeros((n_classes, n_classes), dtype=int)
+    np.add.at(confusion, (labels, predicted), 1)
+    return Report(
+        loss=loss,
+        accuracy=float(np.mean(predicted == labels)),
+        baseline=float(np.bincount(labels, minlength=n_classes).max() / labels.size),
+        class_names=list(class_names),
+        per_class=_per_class_metrics(confusion, class_names),
+        confusion=confusion.tolist(),
+        misclassified=_misclassified(probs, labels, class_names, files),
+        count=int(labels.size),
+        engine=predictor_for(model, engine).engine,  # the one that ran ("auto" resolved)
+        data=folder,
+    )
+
+
+def _labelled_data(data, class_names, files, split: str):
+    """``(dataset, class names, files, data folder)``: a ``Splits``' ``split`` with its class
+    names and files relative to its folder, or the arguments as given (folder ``None``)."""
+    if not isinstance(data, Splits):
+        return data, class_names, files, None
+    folder = data_folder(data)
+    files = [os.path.relpath(os.path.abspath(p), folder) for p in data.files[split]]
+    return getattr(data, split), class_names or data.class_names, files, folder
+
+
+def _check_class_names(model: keras.Model, class_names) -> None:
+    """Raise unless there are printable class names, and the model's when it knows them."""
+    from catdog._rules import check_printable_class_names
+    from catdog.models.classifier import class_names_of
+
+    known = class_names_of(model)
+    if known and class_names and list(class_names) != known:
+        raise InvalidArgumentError(
+            f"The model's classes are {known}, but the data's are {list(class_names)}. Build "
+            "the data with class_names=model.class_names (from_directory matches folders by "
+            "name)."
+        )
+    if not class_names:
+        raise InvalidArgumentError("evaluate needs class_names (or a Splits object).")
+    check_printable_class_names(class_names)
+
+
+def _probabilities_and_labels(model, data, engine: str, tta: str | None):
+    """The model's probabilities and the labels of every example, read in one pass."""
+    batches = [
+        (predict_probabilities(model, x, engine, tta), np.asarray(y).reshape(-1)) for x, y in data
+    ]
+    if not batches:  # one pass: images and labels stay aligned even if the data reshuffles
+        raise InvalidArgumentError("Cannot evaluate on an empty dataset.")
+    probs = np.concatenate([p for p, _ in batches])
+    return probs, np.concatenate([y for _, y in batches]).astype(int)
+
+
+def _misclassified(probs, labels, class_names, files) -> list[Misclassified]:
+    """The wrong predictions, most confident first."""
+    predicted = probs.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")]
+    return [
+        Misclassified(
+            path=files[i] if files is not None else None,
+            true=class_names[labels[i]],
+            predicted=class_names[predicted[i]],
+            confidence=float(probs[i, predicted[i]]),
+        )
+        for i in wrong
+    ]
+
+
+def data_folder(splits: Splits) -> str:
+    """The folder of a [`Splits`][catdog.data.pipelines.Splits]' files, absolute: the folder holding
+    all of them (every split's)."""
+    every = [os.path.abspath(p) for files in splits.files.values() for p in files]
+    return os.path.commonpath(every) if every else os.path.abspath(".")

@@ -1,0 +1,7 @@
+"""`catdog train` as a library: `config` (RunConfig and its defaults), `record` (what a run
+folder records), `publish` (writing a run folder all or nothing), `job` (run_training) and
+`card` (the model card)."""
+
+from catdog._lazy import submodule_loader
+
+__getattr__ = submodule_loader(__name__)

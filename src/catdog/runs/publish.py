@@ -1,0 +1,159 @@
+"""Publishing a run folder all or nothing: every file is written into ``.resume/publish/`` and
+swapped in only when all are there; the previous run's files are restored on any failure."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from catdog.errors import InvalidArgumentError
+from catdog.io import write_json
+from catdog.runs.config import STAGE_BOUNDARY
+from catdog.runs.record import RunFolder
+
+logger = logging.getLogger("catdog")
+
+
+def _drop_empty_state(folder: RunFolder, created: bool) -> None:
+    """While the lock is held: a run that left no state leaves no folder."""
+    staging = folder.state
+    if staging.is_dir() and {p.name for p in staging.iterdir()} <= {RunFolder.LOCK}:
+        # filelock detects a lock file unlinked under a waiting process and retries
+        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):  # another process may be arriving
+            if created and not any(folder.path.iterdir()):
+                folder.path.rmdir()
+
+
+def _clear_state(folder: RunFolder) -> None:
+    """Drop a run's saved state (all but the lock); its config.json goes first, so a kill
+    midway leaves state without a config, which the next run drops too."""
+    folder.pending_config.unlink(missing_ok=True)
+    for path in folder.state.iterdir():
+        if path.name != RunFolder.LOCK:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _publish(folder: RunFolder, splits, record, history, fine_tune_start) -> dict:
+    """Write the run's files from the finished training state, then drop the state.
+
+    All or nothing: every file is first written into ``.resume/publish``; only once all are
+    there are they swapped into the run folder together (the previous run's files moved aside
+    into ``.resume/previous`` and put back if any step fails), so a failure at any point leaves
+    the previous run whole.
+    """
+    from catdog.deploy.export import load_model
+    from catdog.report.evaluation import evaluate
+
+    previous = folder.state / "previous"
+    _restore(previous, folder.path, [])  # a swap killed midway: put the previous run back first
+    new = RunFolder(folder.state / "publish")
+    shutil.rmtree(new.path, ignore_errors=True)  # a publish killed midway
+    new.path.mkdir()
+    model = load_model(folder.best)
+    report = evaluate(model, splits)
+    shutil.copyfile(folder.best, new.model)
+    write_json(new.class_names, splits.class_names)
+    write_json(new.config, record)
+    write_json(new.history, {"history": history, "fine_tune_start": fine_tune_start})
+    report.save(new.path)
+    _plot(new, splits, model, report, history, fine_tune_start, record)
+    _write_card(new, folder)
+    _swap_in(new.path, folder.path, previous)
+    _clear_state(folder)  # the lock stays until the caller releases it
+    return {"out": str(folder.path), "report": report, "history": history}
+
+
+def _plot(new: RunFolder, splits, model, report, history, fine_tune_start, record) -> None:
+    """Draw the run's figures into ``new``."""
+    from catdog.report import plotting
+
+    plotting.plot_samples(splits, path=new / RunFolder.SAMPLES_PLOT)
+    plotting.plot_history(
+        history,
+        fine_tune_start=fine_tune_start,
+        baseline=report.baseline,
+        fine_tune_label=STAGE_BOUNDARY if record.get("cache_features") else "fine-tuning",
+        path=new / RunFolder.HISTORY_PLOT,
+    )
+    plotting.plot_confusion_matrix(report, path=new / RunFolder.CONFUSION_PLOT)
+    plotting.plot_misclassified(  # with Grad-CAM: what the model took as evidence
+        report,
+        image_size=splits.image_size,
+        model=model,
+        path=new / RunFolder.MISCLASSIFIED_PLOT,
+    )
+
+
+def _write_card(new: RunFolder, folder: RunFolder) -> None:
+    """Write the model card into ``new``, unless ``folder`` holds a README.md of the user's."""
+    from catdog.runs.card import is_foreign_readme, write_model_card
+
+    if is_foreign_readme(folder.card):  # the user's own README.md stays
+        logger.warning(
+            "No model card written: %r is not a catdog model card; catdog will not overwrite "
+            "it. Move it, or train into another folder.",
+            str(folder.card),
+        )
+    else:
+        write_model_card(new.path)
+
+
+def _move(source: Path, target: Path) -> None:
+    """Rename ``source`` onto ``target`` (one folder tree: atomic)."""
+    os.replace(source, target)
+
+
+def _swap_in(new: Path, out: Path, previous: Path) -> None:
+    """Move every file of ``new`` into ``out``, the files they replace into ``previous``; on
+    any failure put the previous files back and remove the new ones."""
+    shutil.rmtree(previous, ignore_errors=True)
+    previous.mkdir()
+    placed: list[str] = []
+    try:
+        for name in RunFolder.FILES:
+            if not (new / name).exists():
+                continue
+            if (out / name).exists():
+                _move(out / name, previous / name)
+            placed.append(name)
+            _move(new / name, out / name)
+    except BaseException:
+        _restore(previous, out, placed)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+    shutil.rmtree(new, ignore_errors=True)
+
+
+def _restore(previous: Path, out: Path, placed: list[str]) -> None:
+    """Undo a swap: remove the new files ``placed`` in ``out``, move ``previous``'s back."""
+    if not previous.is_dir():
+        return
+    for name in placed:
+        if not (previous / name).exists():  # no previous file to put back in its place
+            (out / name).unlink(missing_ok=True)
+    for kept in previous.iterdir():
+        _move(kept, out / kept.name)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _finished_summary(folder: RunFolder) -> dict:
+    """The summary of the finished run in ``folder``, from its files (checked)."""
+    from catdog.report.evaluation import Report
+
+    report = Report.from_dict(folder.read(RunFolder.REPORT), source=repr(str(folder.report)))
+    history = folder.read(RunFolder.HISTORY) or {}
+    if not isinstance(history, dict) or not isinstance(history.get("history", {}), dict):
+        raise InvalidArgumentError(
+            f"{str(folder.history)!r}: field 'history' must be an object of per-epoch "
+            "metrics; the file was edited or damaged. Restore it (catdog train wrote it)."
+        )
+    return {
+        "out": str(folder.path),
+        "report": report,
+        "history": history.get("history", {}),
+        "finished_before": True,
+    }

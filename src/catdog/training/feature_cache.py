@@ -1,0 +1,175 @@
+"""Frozen-feature caching: train a transfer model's head on features computed once.
+
+With a frozen base, every epoch of the plain recipe recomputes the same MobileNetV2 features.
+Here the base runs once per image (plus once per augmented copy), the pooled features are
+kept in memory, and only the head trains on them. The head's layers are the model's own, so
+the result is the same end-to-end model: it saves, loads and predicts like any other.
+
+The base can run on LiteRT instead of TensorFlow (``engine="litert"``): about twice the
+images per second on a CPU, features equal within 1e-4, for a one-off conversion that is
+cached on disk (see [`catdog.deploy.predict.Predictor`][catdog.deploy.predict.Predictor]).
+[`prepare_extraction_engine`][catdog.training.feature_cache.prepare_extraction_engine] picks it
+when it pays off, and converts the base then.
+
+The trade-off: on-the-fly augmentation draws new random flips/rotations every epoch;
+cached features see only the ``augment_copies`` augmented versions drawn up front (plus the
+original). A few copies keep most of augmentation's regularising effect on small heads.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+import numpy as np
+
+from catdog.errors import InvalidArgumentError
+from catdog.models.classifier import get_base, is_augmentation_layer
+
+logger = logging.getLogger("catdog")
+
+
+def split_transfer_model(model: keras.Model):
+    """Split a frozen-base transfer model into ``(extractor, head)``.
+
+    ``extractor`` maps 0..255 pixels to pooled base features (preprocessing, augmentation,
+    base, global pooling; augmentation acts only when called with ``training=True``) and
+    ``head`` maps features to class scores. Both share the model's layers and weights.
+
+    Examples:
+        ```python
+        extractor, head = split_transfer_model(model)
+        ```
+    """
+    base = get_base(model)
+    if any(w.trainable for w in base.weights):
+        raise InvalidArgumentError(
+            "Feature caching needs a frozen base (the default, base_trainable=False); "
+            "fine-tune without cache_features."
+        )
+    if not isinstance(model, keras.Sequential):
+        raise InvalidArgumentError("Feature caching needs a Sequential transfer model.")
+    layers = model.layers
+    position = layers.index(model.get_layer("base"))
+    pool = layers[position + 1]
+    extractor = keras.Sequential(
+        [keras.Input(model.input_shape[1:]), *layers[: position + 2]], name="feature_extractor"
+    )
+    head = keras.Sequential(
+        [keras.Input(pool.output.shape[1:]), *layers[position + 2 :]], name="head"
+    )
+    return extractor, head
+
+
+def has_augmentation(model: keras.Model) -> bool:
+    """True when the model contains random augmentation layers."""
+    return any(is_augmentation_layer(layer) for layer in model.layers)
+
+
+LITERT_BREAK_EVEN_PASSES = 5000
+"""Forward passes of the base from which extracting features on LiteRT pays off.
+
+Interpolated, not measured: in benchmarks/bench_training.py's run on 2 CPU cores
+(MobileNetV2 at 160x160, 2,000 training + 1,000 validation images, 20 epochs; figures in
+benchmarks/results/training.json), LiteRT extraction shortened the whole run with 2
+augmented copies (7,000 passes) and not without them (3,000 passes, the base already
+converted), although the extraction alone runs faster; 5,000 lies between the two. The
+conversion itself is cached on disk."""
+
+
+def prepare_extraction_engine(
+    extractor: keras.Model, passes: int, engine: str = "auto", *, strategy=None
+) -> str:
+    """Choose the engine (``"tensorflow"``/``"litert"``) that extracts ``passes`` images'
+    features and, for LiteRT, convert the base now: that can take seconds (cached on disk).
+
+    ``"auto"`` picks LiteRT for a float32 base on one device when ``passes`` reach
+    [`LITERT_BREAK_EVEN_PASSES`][catdog.training.feature_cache.LITERT_BREAK_EVEN_PASSES] (then it
+    converts the base here, or finds it converted, and stays on TensorFlow, with a warning,
+    if that fails); otherwise, and for ``"tensorflow"``, TensorFlow.
+
+    Examples:
+        ```python
+        prepare_extraction_engine(extractor, passes=3 * 2000 + 1000)
+        # 'litert'
+        ```
+    """
+    from catdog._rules import ENGINES, check_choice
+    from catdog.deploy.litert import cached_litert_file
+
+    check_choice("engine", engine, ENGINES)
+    if engine != "auto":
+        return engine
+    _, back = _front_and_back(extractor)
+    if strategy is not None or back.layers[0].compute_dtype != "float32":
+        return "tensorflow"
+    if passes < LITERT_BREAK_EVEN_PASSES:
+        return "tensorflow"
+    try:  # convert now: a base LiteRT cannot convert stays on TensorFlow
+        cached_litert_file(back, probabilities=False)
+    except Exception as error:  # the converter raises many types
+        logger.warning(
+            "LiteRT could not convert the base (%s); extracting features with TensorFlow.",
+            type(error).__name__,
+        )
+        return "tensorflow"
+    return "litert"
+
+
+def _front_and_back(extractor: keras.Model):
+    """(layers before the base, a model of the base and its pooling) of an extractor."""
+    layers = extractor.layers
+    position = [layer.name for layer in layers].index("base")
+    # fixed names: the LiteRT cache key is a hash of this model's config
+    features_input = keras.Input(layers[position].input.shape[1:], name="base_input")
+    back = keras.Sequential([features_input, *layers[position:]], name="base_features")
+    return layers[:position], back
+
+
+def _runners(extractor: keras.Model, engine: str):
+    """(plain pass, augmented pass): functions from a batch of pixels to features."""
+    import tensorflow as tf
+
+    if engine != "litert":
+        plain = tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
+        augmented = tf.function(lambda x: extractor(x, training=True), reduce_retracing=True)
+        return (lambda x: plain(x).numpy()), (lambda x: augmented(x).numpy())
+    from catdog.deploy.litert import LiteRTModel, cached_litert_file
+
+    front, back = _front_and_back(extractor)
+    base = LiteRTModel(cached_litert_file(back, probabilities=False))
+
+    def through(training: bool):
+        def run_front(x):
+            for layer in front:  # preprocessing and augmentation, in TensorFlow
+                x = layer(x, training=training)
+            return x
+
+        traced = tf.function(run_front, reduce_retracing=True)
+        return lambda x: base(traced(x).numpy()).astype(np.float32)
+
+    return through(False), through(True)
+
+
+def extract_features(extractor, dataset, copies: int = 0, *, engine: str = "tensorflow"):
+    """Features and labels of every image in ``dataset``, plus ``copies`` augmented passes.
+
+    Each pass reads images and labels together, so a reshuffling dataset stays aligned.
+    Returns ``(features, labels)`` as NumPy arrays: the plain pass first, then each augmented
+    pass (the extractor's augmentation layers drawn anew for every pass). With
+    ``engine="litert"`` the base and its pooling run on LiteRT (converted once, cached), the
+    preprocessing and augmentation in TensorFlow.
+
+    Examples:
+        ```python
+        x, y = extract_features(extractor, splits.validation)
+        ```
+    """
+    plain, augmented = _runners(extractor, engine)
+    passes = [plain] + ([augmented] * copies if has_augmentation(extractor) else [])
+    features, labels = [], []
+    for run in passes:
+        for images, batch_labels in dataset:
+            features.append(run(images))
+            labels.append(np.asarray(batch_labels))
+    return np.concatenate(features), np.concatenate(labels)
