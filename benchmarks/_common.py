@@ -43,19 +43,10 @@ def machine() -> str:
 
 
 def versions() -> dict:
-    """The versions a results file records."""
-    import keras
-    import numpy
-    import tensorflow as tf
+    """The versions a results file records: those a run folder records."""
+    from catdog.runs.record import versions as recorded
 
-    import catdog
-
-    return {
-        "catdog": catdog.__version__,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": numpy.__version__,
-    }
+    return recorded()
 
 
 def add_results_arguments(parser: argparse.ArgumentParser, name: str) -> None:

@@ -21,7 +21,7 @@ The split keeps every selection decision away from the test photos: the 2,000 ph
 1,000 photos of `validation/` are the test set, scored once per row (one error is 0.1 point;
 the 95% Wilson interval is printed). Every row is a whole job as a user runs it (data loading,
 feature extraction, training, evaluation): `catdog train` through
-`catdog.workflow.run_training` with the row's settings, and the tutorial's model 4 as plain
+`catdog.runs.job.run_training` with the row's settings, and the tutorial's model 4 as plain
 Keras code (the recipe of benchmarks/bench_training.py, 10 epochs). Times from one run are
 comparable with each other, not with another run's (the same configuration took 226 s and
 96 s on two days here). Results: benchmarks/results/real.json (and printed).

@@ -47,7 +47,7 @@ def test_every_results_file_records_its_run(render):
         assert data["machine"] and data["rows"], path.name
         assert set(data["versions"]) >= {"catdog"}, path.name
         if path.stem != "real":  # bench_real.py writes its own file
-            assert set(data["versions"]) == {"catdog", "tensorflow", "keras", "numpy"}
+            assert set(data["versions"]) >= {"catdog", "tensorflow", "keras", "numpy"}
             assert data["command"].startswith("python benchmarks/bench_"), path.name
             assert isinstance(data["settings"], dict), path.name
         assert path.stem in render.COLUMNS, f"{path.name}: render.py has no table for it"

@@ -1291,3 +1291,18 @@ def test_an_animated_gif_costs_the_memory_of_one_frame(tmp_path):
     thousand = _peak_memory_mb(tmp_path, animated, 1, served)
     # every frame decoded (before): 1,000 frames of 1000x1000 took 1 GB more
     assert thousand - one < 250, (one, thousand)
+
+
+def test_evaluate_never_writes_over_the_runs_own_report(finished_run, tmp_path, capsys):
+    """`catdog evaluate --out` is checked before any work and is never the run's folder, whose
+    report.json gives the run's engine and its finished summary."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run.out, run)
+    before = (run / "report.json").read_bytes()
+    line = _one_line_error(capsys, "evaluate", run / "model.keras", "--out", run)
+    assert "run folder" in line and (run / "report.json").read_bytes() == before
+    (tmp_path / "a_file").write_text("")
+    line = _one_line_error(capsys, "evaluate", run / "model.keras", "--out", tmp_path / "a_file")
+    assert "--out" in line

@@ -108,25 +108,32 @@ def check_printable_class_names(names: Iterable) -> None:
             )
 
 
-def check_class_names(names, source: str) -> list[str]:
-    """``names`` if it lists distinct, non-empty strings; else a one-line error naming
-    ``source`` (where the names came from).
+def check_class_names(names, source: str = "class_names") -> list[str]:
+    """``names`` as a list if it holds at least two distinct, non-empty strings of printable
+    characters; else a one-line error naming ``source`` (where the names came from). The one
+    rule for class names: model factories, ``--class-names``, labels files, class_names.json.
 
     Examples:
+        >>> check_class_names(("cats", "dogs"))
+        ['cats', 'dogs']
         >>> check_class_names(["cats", "cats"], "--class-names")
         Traceback (most recent call last):
         ...
         catdog.errors.InvalidArgumentError: --class-names names 'cats' more than once; give each class its own name, in the model's output order.
     """  # noqa: E501
-    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
-        raise InvalidArgumentError(f"{source} must list class names (non-empty strings).")
-    twice = sorted({n for n in names if names.count(n) > 1})
+    values = list(names) if isinstance(names, (list, tuple)) else None
+    if values is None or len(values) < 2 or not all(isinstance(n, str) and n for n in values):
+        raise InvalidArgumentError(
+            f"{source} must list at least two class names (non-empty strings), got {names!r}."
+        )
+    twice = sorted({n for n in values if values.count(n) > 1})
     if twice:
         raise InvalidArgumentError(
             f"{source} names {', '.join(map(repr, twice))} more than once; give each class "
             "its own name, in the model's output order."
         )
-    return names
+    check_printable_class_names(values)
+    return values
 
 
 def is_int(value, minimum: int = 1) -> bool:

@@ -77,6 +77,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from catdog.runs.evaluate import evaluate_run
 
     _input_file(args.model, _MODEL_FILE)
+    if args.out:
+        check_output_folder("--out", args.out)
+        if Path(args.out).resolve() == Path(args.model).resolve().parent:
+            raise InvalidArgumentError(
+                f"--out {args.out!r} is the model's run folder, whose report.json is the run's "
+                "own: choose another folder for this evaluation's report."
+            )
     report = evaluate_run(
         args.model,
         args.data,

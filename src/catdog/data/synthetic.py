@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from catdog._rules import check_int
 from catdog.errors import InvalidArgumentError
 
 CLASS_NAMES = ("cats", "dogs")
@@ -75,14 +76,7 @@ def make_synthetic_dataset(
         # ['cats', 'dogs']
         ```
     """
-    if (
-        isinstance(images_per_class, bool)
-        or not isinstance(images_per_class, int)
-        or (images_per_class < 1)
-    ):
-        raise InvalidArgumentError(
-            f"images_per_class must be a positive integer, got {images_per_class!r}."
-        )
+    check_int("images_per_class", images_per_class)
     if validation_per_class is None:
         validation_per_class = max(1, images_per_class // 2)
     size = tuple(image_size)

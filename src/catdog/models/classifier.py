@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 import keras
 
 from catdog._rules import (
+    check_class_names,
     check_int,
     check_positive_number,
-    check_printable_class_names,
 )
 from catdog.errors import InvalidArgumentError
 
@@ -152,22 +152,6 @@ class ImageClassifier(keras.Sequential):
 _POOLING = {"GlobalMaxPooling2D": "max", "GlobalAveragePooling2D": "avg"}
 # get_config keys that describe the layers and are read back from them
 _DERIVED_CONFIG = ("num_classes", "activation", "pooling", "dropout")
-
-
-def check_class_names(names) -> list[str]:
-    """Return ``names`` as a list if they are at least two distinct, non-empty strings."""
-    values = list(names) if isinstance(names, (list, tuple)) else None
-    if (
-        values is None
-        or len(values) < 2
-        or not all(isinstance(n, str) and n for n in values)
-        or len(set(values)) != len(values)
-    ):
-        raise InvalidArgumentError(
-            f"class_names must be at least two distinct, non-empty strings, got {names!r}."
-        )
-    check_printable_class_names(values)
-    return values
 
 
 def class_names_of(model: keras.Model) -> list[str] | None:

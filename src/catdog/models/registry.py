@@ -289,11 +289,12 @@ def _entries() -> dict:
     """The registry, with catdog's own models and installed plugins' loaded on first use."""
     global _LOADED
     if not _LOADED:
-        _LOADED = True
         import catdog.models.cnn  # noqa: F401  (the factories register themselves)
         import catdog.models.transfer  # noqa: F401
 
-        _load_plugins()
+        if not _LOADED:  # a preset's lookup during those imports may have loaded them already
+            _LOADED = True  # before the plugins: their own lookups must not load them again
+            _load_plugins()
     return _REGISTRY
 
 

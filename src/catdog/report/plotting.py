@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from catdog._rules import history_dict
+from catdog._rules import check_int, history_dict
 from catdog.errors import InvalidArgumentError
 from catdog.io import write_atomic
 
@@ -87,8 +87,7 @@ def plot_samples(
     """
     from catdog.data.pipelines import Splits
 
-    if per_class < 1:
-        raise InvalidArgumentError(f"per_class must be >= 1, got {per_class!r}.")
+    check_int("per_class", per_class)
     rng = np.random.default_rng(seed)
     rows: list[list[np.ndarray]]
     if isinstance(data, Splits):

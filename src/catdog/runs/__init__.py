@@ -1,6 +1,6 @@
 """`catdog train` as a library: `config` (RunConfig and its defaults), `record` (what a run
-folder records), `publish` (writing a run folder all or nothing), `job` (run_training) and
-`card` (the model card)."""
+folder records), `publish` (writing a run folder all or nothing), `job` (run_training), `evaluate`
+(evaluate_run: scoring a run's model as its run did) and `card` (the model card)."""
 
 from catdog._lazy import submodule_loader
 

@@ -19,6 +19,7 @@ from catdog._rules import (
     DEFAULT_UNFREEZE_FROM,
     PRECISIONS,
     STRATEGIES,
+    check_choice,
     check_int,
     check_output_folder,
     check_positive_number,
@@ -396,10 +397,7 @@ def check_config(config: RunConfig) -> None:
     check_int("early_stopping", config.early_stopping or 0, minimum=0)
     if config.learning_rate != "auto":
         check_positive_number("learning_rate", config.learning_rate)
-    if config.class_weight not in (None, "balanced"):
-        raise InvalidArgumentError(
-            f"class_weight must be 'balanced' or None, got {config.class_weight!r}."
-        )
+    check_choice("class_weight", config.class_weight, (None, "balanced"))
     check_positive_number("fine_tune_learning_rate", config.fine_tune_learning_rate)
     check_strategy(config.strategy)
     check_output_folder("--tensorboard", config.tensorboard)

@@ -268,7 +268,8 @@ def _check_pending(pending: dict | None, record: dict, folder: RunFolder, clear:
         raise InvalidArgumentError(
             f"{str(folder.path)!r} holds an unfinished run with another configuration (changed: "
             f"{'; '.join(changed)}). Rerun it with its own arguments to finish it, choose "
-            f"another --out, or delete {str(folder.state)!r} to drop it."
+            f"another --out, or delete {str(folder.state)!r} to drop it (first move back any files "
+            "of the earlier run it holds in 'previous/')."
         )
 
 
