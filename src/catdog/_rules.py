@@ -119,7 +119,7 @@ def check_class_names(names, source: str = "class_names") -> list[str]:
         >>> check_class_names(["cats", "cats"], "--class-names")
         Traceback (most recent call last):
         ...
-        catdog.errors.InvalidArgumentError: --class-names names 'cats' more than once; give each class its own name, in the model's output order.
+        catdog.errors.InvalidArgumentError: --class-names names 'cats' more than once: class names must be distinct, one for each of the model's outputs, in their order.
     """  # noqa: E501
     values = list(names) if isinstance(names, (list, tuple)) else None
     if values is None or len(values) < 2 or not all(isinstance(n, str) and n for n in values):
@@ -129,8 +129,8 @@ def check_class_names(names, source: str = "class_names") -> list[str]:
     twice = sorted({n for n in values if values.count(n) > 1})
     if twice:
         raise InvalidArgumentError(
-            f"{source} names {', '.join(map(repr, twice))} more than once; give each class "
-            "its own name, in the model's output order."
+            f"{source} names {', '.join(map(repr, twice))} more than once: class names must be "
+            "distinct, one for each of the model's outputs, in their order."
         )
     check_printable_class_names(values)
     return values
