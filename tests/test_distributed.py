@@ -468,25 +468,31 @@ def test_a_missing_peer_stops_with_one_line_after_the_timeout(tmp_path, monkeypa
 
 
 def test_waiting_for_peers_honours_sigterm_and_sigint():
+    import threading
+
     from catdog.errors import ClusterError
     from catdog.training.cluster import wait_for_peers
 
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        pytest.skip("SIGTERM is handled by this process already")
+    # as in a fresh `catdog` process (TensorFlow may have set its own handler in this one)
+    earlier = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     peers = {"worker 1": f"127.0.0.1:{_unused_port()}"}
-    import threading
-
-    for signum, expected in [(signal.SIGTERM, ClusterError), (signal.SIGINT, KeyboardInterrupt)]:
-        timer = threading.Timer(0.5, os.kill, (os.getpid(), signum))
-        started = time.monotonic()
-        timer.start()
-        with pytest.raises(expected) as raised:
-            wait_for_peers(peers, 30, who="worker 0")
-        assert time.monotonic() - started < 5
-        timer.join()
-        if expected is ClusterError:
-            assert "stopped by SIGTERM while waiting for worker 1" in str(raised.value)
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+    try:
+        for signum, expected in [
+            (signal.SIGTERM, ClusterError),
+            (signal.SIGINT, KeyboardInterrupt),
+        ]:
+            timer = threading.Timer(0.5, os.kill, (os.getpid(), signum))
+            started = time.monotonic()
+            timer.start()
+            with pytest.raises(expected) as raised:
+                wait_for_peers(peers, 30, who="worker 0")
+            assert time.monotonic() - started < 5
+            timer.join()
+            if expected is ClusterError:
+                assert "stopped by SIGTERM while waiting for worker 1" in str(raised.value)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+    finally:
+        signal.signal(signal.SIGTERM, earlier)
 
 
 def test_cluster_timeout_is_checked_and_not_a_training_setting(tmp_path):
