@@ -65,6 +65,10 @@ ROWS = {
         "cached features, head dropout 0",
         {"augment_copies": 0, "fine_tune_epochs": 0, "model_kwargs": {"dropout": 0.0}},
     ),
+    "pool_avg": (
+        "cached features, average pooling in the head",
+        {"augment_copies": 0, "fine_tune_epochs": 0, "model_kwargs": {"pooling": "avg"}},
+    ),
     "lr_auto": (
         "cached features, --learning-rate auto",
         {"augment_copies": 0, "fine_tune_epochs": 0, "learning_rate": "auto"},
