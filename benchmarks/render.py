@@ -105,6 +105,14 @@ COLUMNS = {  # results file: (header, row key or function of the row, format)
         ("vs (a)", "vs_a", "{:.2f}x"),
         ("last val accuracy", "last_val_accuracy", "{:.3f}"),
     ],
+    "predict": [
+        ("path", "path", "{}"),
+        ("images", "images", "{:,}"),
+        ("images/s", "images_per_s", "{:.0f}"),
+        ("engine / this", "engine_vs_this", "{:.2f}x"),
+        ("wall time (s)", "seconds", "{:.1f}"),
+        ("peak memory (MB)", "peak_rss_mb", "{:,}"),
+    ],
     "real": [
         ("row", "name", "{}"),
         ("time (s)", "seconds", "{:.0f}"),

@@ -131,6 +131,89 @@ def test_evaluate_predict_export(trained_run, synthetic_root, tmp_path, capsys):
     assert (tmp_path / "m.tflite").stat().st_size > 1000
 
 
+def test_predict_takes_folders_and_writes_csv_or_json_lines(
+    trained_run, synthetic_root, tmp_path, capsys
+):
+    """Folders are searched recursively (sorted; hidden files left out) and mix with files;
+    --output writes one row per image with every class's probability, in batches of
+    --batch-size; a stopped run leaves no file behind."""
+    import csv
+    import shutil
+
+    model = trained_run[0] / "model.keras"
+    folder, results = tmp_path / "photos", tmp_path / "results"
+    shutil.copytree(Path(synthetic_root) / "validation", folder)
+    (folder / "cats" / ".hidden.jpg").write_bytes(b"not read")
+    single = sorted((Path(synthetic_root) / "train" / "cats").glob("*.jpg"))[0]
+    expected = sorted(str(p) for p in folder.rglob("*.jpg") if p.name != ".hidden.jpg")
+    status, stdout, stderr = cli_in_process(
+        capsys, "predict", model, single, folder, "--batch-size", 7, "--output", results / "p.csv"
+    )
+    assert status == 0 and stdout == "", stderr[-2000:]
+    with open(results / "p.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["path"] for r in rows] == [str(single), *expected] and len(rows) == 41
+    assert list(rows[0]) == ["path", "class", "probability", "probability_cats", "probability_dogs"]
+    for row in rows:
+        both = float(row["probability_cats"]) + float(row["probability_dogs"])
+        assert both == pytest.approx(1, abs=1e-5)
+        assert float(row["probability"]) == float(row[f"probability_{row['class']}"])
+    status, _, _ = cli_in_process(capsys, "predict", model, folder, "--output", results / "p.jsonl")
+    lines = [json.loads(line) for line in (results / "p.jsonl").read_text().splitlines()]
+    assert [line["path"] for line in lines] == expected and status == 0
+    assert lines[0]["probability_dogs"] == pytest.approx(float(rows[1]["probability_dogs"]))
+    status, stdout, _ = cli_in_process(capsys, "predict", model, folder)  # stdout: as before
+    printed = [line.split("\t") for line in stdout.splitlines()]
+    assert [p[0] for p in printed] == expected and printed[0][1] == lines[0]["class"]
+    assert float(printed[0][2]) == pytest.approx(lines[0]["probability"], abs=1e-4)
+    # a file that does not decode, in the last batch: no output file, nothing beside it
+    (folder / "dogs" / "zz_broken.jpg").write_text("not an image")
+    status, _, stderr = cli_in_process(
+        capsys, "predict", model, folder, "--batch-size", 8, "--output", results / "new.csv"
+    )
+    assert status == 2 and "zz_broken.jpg" in stderr
+    assert sorted(p.name for p in results.iterdir()) == ["p.csv", "p.jsonl"]
+
+
+def test_predict_refuses_a_bad_output_or_an_empty_folder_before_any_work(tmp_path, capsys):
+    (tmp_path / "bad.keras").write_text("not a model")
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("")
+    (tmp_path / "taken.csv").mkdir()
+    image = tmp_path / "x.jpg"
+    cases = [
+        (["--output", tmp_path / "p.txt"], "--output"),  # before the model is read
+        (["--output", tmp_path / "taken.csv"], "is a folder"),
+        ([tmp_path / "empty"], "holds no image file"),
+    ]
+    for extra, message in cases:
+        status, _, stderr = cli_in_process(capsys, "predict", tmp_path / "bad.keras", image, *extra)
+        assert status == 2 and message in stderr and "Could not load" not in stderr, stderr
+    with pytest.raises(SystemExit):
+        cli_in_process(capsys, "predict", tmp_path / "bad.keras", image, "--batch-size", 0)
+    assert "positive integer" in capsys.readouterr().err
+
+
+def test_predict_progress_bar_goes_to_stderr_on_long_runs(capsys, monkeypatch):
+    import sys
+
+    from catdog.cli import PROGRESS_MIN_IMAGES, _with_progress
+
+    items = list(range(100))
+    assert list(_with_progress(iter(items), 100, 32, to_file=True)) == items
+    assert capsys.readouterr().err == ""  # not a terminal, and few images
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert list(_with_progress(iter(items), 100, 32, to_file=True)) == items
+    captured = capsys.readouterr()
+    assert "100/100" in captured.err and captured.out == ""
+    assert list(_with_progress(iter(items[:32]), 32, 32, to_file=True)) == items[:32]
+    assert capsys.readouterr().err == ""  # one batch: no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    many = range(PROGRESS_MIN_IMAGES)
+    assert sum(1 for _ in _with_progress(iter(many), len(many), 32, to_file=True)) == len(many)
+    assert f"{len(many)}/{len(many)}" in capsys.readouterr().err  # a log of a long run
+
+
 def test_cli_errors(trained_run, tmp_path):
     # one error through a real subprocess: exit status 2, one line, no traceback
     assert_clean_error(

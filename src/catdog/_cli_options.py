@@ -23,6 +23,7 @@ from catdog._rules import (
     EXPORT_QUANTIZATIONS,
     SPLIT_NAMES,
 )
+from catdog.data.images import PREDICT_BATCH_SIZE
 from catdog.runs.config import DEMO_DEFAULTS, FROZEN_BASE_DEFAULTS, RunConfig
 from catdog.runs.job import demo_data
 
@@ -118,12 +119,36 @@ def add_evaluate(sub) -> argparse.ArgumentParser:
 
 def add_predict(sub) -> argparse.ArgumentParser:
     """``catdog predict``."""
-    predict = sub.add_parser("predict", help="classify image files")
+    predict = sub.add_parser(
+        "predict",
+        help="classify image files and folders of images",
+        description="Classify images: one row per image (path, class, probability), printed "
+        "tab-separated or written to --output. Images are read and run in batches, decoded in "
+        "parallel while the model runs: memory does not grow with their number.",
+    )
     predict.add_argument("model", help="a .keras model file, or a .tflite file")
-    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument(
+        "images",
+        nargs="+",
+        help="image files and folders (searched recursively for .bmp, .gif, .jpeg, .jpg, "
+        ".png and .webp files, sorted), in any mix",
+    )
     predict.add_argument(
         "--class-names",
         help="comma-separated; default: the model's own (or class_names.json beside it)",
+    )
+    predict.add_argument(
+        "--output",
+        metavar="PATH",
+        help="write the rows to PATH instead of printing them: .csv (with a header) or .jsonl "
+        "(JSON lines), each with every class's probability too; written under a temporary "
+        "name and renamed when done",
+    )
+    predict.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=PREDICT_BATCH_SIZE,
+        help=f"images read and run at a time (default {PREDICT_BATCH_SIZE})",
     )
     _add_engine(predict)
     return predict

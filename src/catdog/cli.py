@@ -100,17 +100,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from catdog.deploy.labels import resolve_class_names
-    from catdog.deploy.litert import LiteRTModel
-    from catdog.deploy.predict import predict
+    from catdog.data.files import image_files
+    from catdog.deploy.predict import iter_predictions
+    from catdog.deploy.prediction_files import (
+        check_output_file,
+        prediction_row,
+        tab_separated,
+        write_predictions,
+    )
 
     _input_file(
         args.model,
         "pass a .keras model file, or a .tflite file (a SavedModel is predicted from the "
         ".keras model it was exported from)",
     )
-    for image in args.images:
-        _input_file(image, f"predict takes image files, e.g. {os.path.join(image, '*.jpg')}")
+    if args.output:
+        check_output_file(args.output)  # before any work
+    images = image_files(args.images)  # folders searched recursively
+    model, names = _predict_model(args)
+    predictions = iter_predictions(
+        model, images, names, engine=args.engine, tta=args.tta, batch_size=args.batch_size
+    )
+    predictions = _with_progress(predictions, len(images), args.batch_size, bool(args.output))
+    if args.output:
+        count = write_predictions(predictions, args.output)
+        logger.info("wrote %d prediction(s) to %s", count, args.output)
+    else:
+        for p in predictions:
+            print(tab_separated(prediction_row(p)))
+    return 0
+
+
+def _predict_model(args: argparse.Namespace):
+    """``(model, class names)`` of ``catdog predict``: a .tflite or a .keras model."""
+    from catdog.deploy.labels import resolve_class_names
+    from catdog.deploy.litert import LiteRTModel
+
     names = None
     if args.class_names:
         names = check_class_names([n.strip() for n in args.class_names.split(",")], "--class-names")
@@ -122,10 +147,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from catdog.deploy.export import load_model
 
         model = load_model(args.model)
-    names = resolve_class_names(model, args.model, names)
-    for p in predict(model, args.images, names, engine=args.engine, tta=args.tta):
-        print(f"{p.path}\t{p.class_name}\t{p.probability:.4f}")
-    return 0
+    return model, resolve_class_names(model, args.model, names)
+
+
+PROGRESS_MIN_IMAGES = 1000
+"""Runs of this many images show a progress bar even when stderr is not a terminal (a log)."""
+
+
+def _with_progress(predictions, total: int, batch_size: int, to_file: bool):
+    """``predictions``, with a progress bar (Keras' ``Progbar``) on stderr after each batch
+    when there is more than one batch, the rows do not go to the terminal, and stderr is a
+    terminal or there are ``PROGRESS_MIN_IMAGES`` images or more."""
+    rows_on_screen = not to_file and sys.stdout.isatty()
+    many = sys.stderr.isatty() or total >= PROGRESS_MIN_IMAGES
+    if total <= batch_size or rows_on_screen or not many:
+        yield from predictions
+        return
+    import contextlib
+
+    import keras
+
+    with contextlib.redirect_stdout(sys.stderr):  # Progbar writes to stdout: keep it clean
+        bar = keras.utils.Progbar(total, unit_name="image")
+    for done, prediction in enumerate(predictions, start=1):
+        yield prediction
+        if done % batch_size == 0 or done == total:
+            with contextlib.redirect_stdout(sys.stderr):
+                bar.update(done)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

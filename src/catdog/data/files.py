@@ -103,6 +103,44 @@ def scan_class_folders(path: str | os.PathLike) -> tuple[list[str], dict[str, li
     return [p.name for p in class_dirs], files
 
 
+def image_files(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """The image files that ``paths`` name: files as given, folders searched recursively.
+
+    A folder gives its image files (``.bmp``, ``.gif``, ``.jpeg``, ``.jpg``, ``.png``,
+    ``.webp``; hidden files and folders left out; symbolic links to folders not followed),
+    sorted by path, in place of the folder; a file is kept as given (whatever its name; the
+    decoder decides). Files and folders mix in any order, and the order is stable. A folder
+    with no image file raises [`DatasetError`][catdog.errors.DatasetError]; a file name that
+    is not valid UTF-8 is skipped with a warning.
+
+    Examples:
+        ```python
+        image_files(["photos", "extra/cat.jpg"])
+        # ['photos/a.jpg', 'photos/holiday/b.png', 'extra/cat.jpg']
+        ```
+    """
+    found = []
+    for path in paths:
+        root = Path(path)
+        if not root.is_dir():
+            found.append(str(path))
+            continue
+        inside = sorted(str(p) for p in root.rglob("*") if _is_image_file(p, root))
+        readable = [p for p in inside if _valid_utf8(p)]
+        if len(readable) < len(inside):
+            logger.warning(
+                "Skipped %d file(s) whose names are not valid UTF-8 (rename them to use them)",
+                len(inside) - len(readable),
+            )
+        if not readable:
+            raise DatasetError(
+                f"The folder {str(path)!r} holds no image file ({', '.join(IMAGE_EXTENSIONS)}, "
+                "searched in its sub-folders too): pass a folder of images, or image files."
+            )
+        found += readable
+    return found
+
+
 @functools.cache
 def _content_hash(path: str, size: int, mtime_ns: int) -> str:
     """SHA-256 of a file, computed once per (path, size, modification time) in a process."""

@@ -1,6 +1,6 @@
 """Using a trained model: `predict` (engines, batches), `litert` (conversion, its cache, the
-`.tflite` model), `labels` (the class names of a model or an exported file) and `export`
-(saving and exporting)."""
+`.tflite` model), `prediction_files` (one row per image, as CSV or JSON lines), `labels`
+(the class names of a model or an exported file) and `export` (saving and exporting)."""
 
 from catdog._lazy import submodule_loader
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -164,6 +164,22 @@ TTA_MODES = (None, "flip")
 """Test-time augmentation: none, or ``"flip"`` (the image and its mirror image, averaged)."""
 
 
+def _tta_runner(predictor: Predictor, tta: str | None, batch_size: int):
+    """A function from a float32 batch to its float64 probabilities on ``predictor``, the
+    image's and its mirror image's averaged with ``tta="flip"``."""
+    check_choice("tta", tta, TTA_MODES)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        probabilities = predictor(batch, batch_size=batch_size).astype(np.float64)
+        if tta == "flip":
+            mirrored = batch[..., ::-1, :]  # width is axis -2
+            flipped = predictor(mirrored, batch_size=batch_size).astype(np.float64)
+            probabilities = (probabilities + flipped) / 2
+        return probabilities
+
+    return run
+
+
 def predict_probabilities(
     model: keras.Model,
     images,
@@ -194,15 +210,7 @@ def predict_probabilities(
     """
     check_choice("tta", tta, TTA_MODES)
     predictor = predictor_for(model, engine)
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        probabilities = predictor(batch, batch_size=batch_size).astype(np.float64)
-        if tta == "flip":
-            mirrored = batch[..., ::-1, :]  # width is axis -2
-            flipped = predictor(mirrored, batch_size=batch_size).astype(np.float64)
-            probabilities = (probabilities + flipped) / 2
-        return probabilities
-
+    run = _tta_runner(predictor, tta, batch_size)
     return run_in_batches(
         run, images, predictor.input_shape, batch_size, model.output_shape[-1]
     ).astype(np.float64)
@@ -239,7 +247,9 @@ def predict(
     prediction with its mirror image's (see
     [`predict_probabilities`][catdog.deploy.predict.predict_probabilities]). Images are read and
     run ``batch_size`` at a time ([`image_batches`][catdog.data.images.image_batches]): memory
-    does not grow with their number. No image gives an empty list.
+    does not grow with their number, but the list does (by a few hundred bytes an image); to
+    handle each prediction as it comes, iterate
+    [`iter_predictions`][catdog.deploy.predict.iter_predictions]. No image gives an empty list.
 
     Args:
         model: a Keras model, or a [`LiteRTModel`][catdog.deploy.litert.LiteRTModel].
@@ -256,44 +266,91 @@ def predict(
             print(p.path, p.class_name, round(p.probability, 3))
         ```
     """
-    height, width = model.input_shape[1:3]
-    if isinstance(model, LiteRTModel):
-        if tta is not None:
-            raise InvalidArgumentError("tta needs a Keras model, not a LiteRT file.")
-
-        def run(batch: np.ndarray) -> np.ndarray:
-            return model(batch, batch_size=batch_size)
-    else:
-
-        def run(batch: np.ndarray) -> np.ndarray:
-            return predict_probabilities(model, batch, engine, tta, batch_size=batch_size)
-
-    if isinstance(images_or_paths, np.ndarray):
-        names, array = None, images_or_paths
-        if array.ndim == 3:
-            array = array[None]
-        if array.shape[1:] != (height, width, 3):
-            raise InvalidArgumentError(
-                f"images must have shape (n, {height}, {width}, 3), got {array.shape}."
-            )
-        probabilities = run(array) if len(array) else None
-    else:
-        names, chunks = [], []
-        for chunk, pixels in image_batches(images_or_paths, (height, width), batch_size):
-            names += chunk
-            chunks.append(run(pixels))
-        probabilities = np.concatenate(chunks) if chunks else None
-    if probabilities is None:
-        return []
-    return named_predictions(
-        probabilities, resolve_class_names(model, None, class_names or None), names
+    return list(
+        iter_predictions(
+            model, images_or_paths, class_names, engine=engine, tta=tta, batch_size=batch_size
+        )
     )
 
 
+def iter_predictions(
+    model: keras.Model | LiteRTModel,
+    images_or_paths,
+    class_names: Sequence[str] | None = None,
+    *,
+    engine: str = "tensorflow",
+    tta: str | None = None,
+    batch_size: int = PREDICT_BATCH_SIZE,
+) -> Iterator[Prediction]:
+    """[`predict`][catdog.deploy.predict.predict], one
+    [`Prediction`][catdog.deploy.predict.Prediction] at a time, as each batch is done.
+
+    The arguments are ``predict``'s, checked (and the engine made, and every file's header
+    checked) when this is called; images are read and run ``batch_size`` at a time as the
+    iterator is consumed, files decoded in parallel while the model runs. Memory stays the
+    same for any number of images.
+
+    Examples:
+        ```python
+        with open("predictions.tsv", "w") as out:
+            for p in iter_predictions(model, paths, engine="auto"):
+                out.write(f"{p.path}\t{p.class_name}\t{p.probability:.4f}\n")
+        ```
+    """
+    from catdog._rules import check_int
+
+    check_int("batch_size", batch_size)
+    check_choice("tta", tta, TTA_MODES)
+    size = tuple(model.input_shape[1:3])
+    array = None
+    if isinstance(images_or_paths, np.ndarray):
+        array = _checked_array(images_or_paths, size)
+    run = _batch_runner(model, engine, tta, batch_size)
+    names = resolve_class_names(model, None, class_names or None)
+    if array is None:
+        batches = image_batches(images_or_paths, size, batch_size)
+    else:
+        batches = ((None, array[i : i + batch_size]) for i in range(0, len(array), batch_size))
+    return _predictions(batches, run, names)
+
+
+def _batch_runner(model: keras.Model | LiteRTModel, engine: str, tta: str | None, batch_size: int):
+    """A function from a batch of images to its probabilities, on ``engine`` with ``tta``."""
+    if isinstance(model, LiteRTModel):
+        if tta is not None:
+            raise InvalidArgumentError("tta needs a Keras model, not a LiteRT file.")
+        return lambda batch: model(batch, batch_size=batch_size)
+    check_choice("tta", tta, TTA_MODES)
+    return _tta_runner(predictor_for(model, engine), tta, batch_size)
+
+
+def _checked_array(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``images`` as an ``(n, height, width, 3)`` array (one image gets a batch axis)."""
+    array = images[None] if images.ndim == 3 else images
+    if array.shape[1:] != (*size, 3):
+        raise InvalidArgumentError(
+            f"images must have shape (n, {size[0]}, {size[1]}, 3), got {array.shape}."
+        )
+    return array
+
+
+def _predictions(batches, run, class_names) -> Iterator[Prediction]:
+    done = 0
+    for paths, pixels in batches:
+        probabilities = run(pixels)
+        yield from named_predictions(probabilities, class_names, paths, first=done)
+        done += len(probabilities)
+
+
 def named_predictions(
-    probabilities: np.ndarray, class_names: Sequence[str] | None, paths: Sequence[str] | None
+    probabilities: np.ndarray,
+    class_names: Sequence[str] | None,
+    paths: Sequence[str] | None,
+    *,
+    first: int = 0,
 ) -> list[Prediction]:
-    """One [`Prediction`][catdog.deploy.predict.Prediction] per row of ``probabilities``."""
+    """One [`Prediction`][catdog.deploy.predict.Prediction] per row of ``probabilities``;
+    without ``paths``, images are named ``image_<first + row>``."""
     from catdog._rules import check_printable_class_names
 
     count = probabilities.shape[1]
@@ -308,7 +365,7 @@ def named_predictions(
         best = int(row.argmax())
         results.append(
             Prediction(
-                path=paths[i] if paths else f"image_{i}",
+                path=paths[i] if paths else f"image_{first + i}",
                 class_name=class_names[best],
                 probability=float(row[best]),
                 probabilities={n: float(p) for n, p in zip(class_names, row, strict=True)},

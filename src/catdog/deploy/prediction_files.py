@@ -1,0 +1,132 @@
+"""Predictions as rows, one per image, written as they come: CSV, JSON lines, or the
+tab-separated lines ``catdog predict`` prints.
+
+Every output is made from one dict per image,
+[`prediction_row`][catdog.deploy.prediction_files.prediction_row]: a column added there
+appears in every format. A file is written under a temporary name next
+to it and renamed at the end, so a run that stops half-way never leaves a file that looks
+complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from catdog.deploy.predict import Prediction
+from catdog.errors import InvalidArgumentError, OutputError
+from catdog.io import atomic_path
+
+OUTPUT_SUFFIXES = (".csv", ".jsonl")
+"""The file types [`write_predictions`][catdog.deploy.prediction_files.write_predictions]
+writes, by suffix: CSV with a header row, or JSON lines (one object per line)."""
+
+CLASS_COLUMN_PREFIX = "probability_"
+"""Each class's probability is the column ``probability_<class name>``."""
+
+
+def prediction_row(prediction: Prediction) -> dict:
+    """The row of one prediction: ``path``, ``class``, ``probability`` (the most likely
+    class's), then ``probability_<class>`` for every class, in the model's order.
+
+    Examples:
+        ```python
+        prediction_row(Prediction("cat.jpg", "cats", 0.9, {"cats": 0.9, "dogs": 0.1}))
+        # {'path': 'cat.jpg', 'class': 'cats', 'probability': 0.9,
+        #  'probability_cats': 0.9, 'probability_dogs': 0.1}
+        ```
+    """
+    row = {
+        "path": prediction.path,
+        "class": prediction.class_name,
+        "probability": prediction.probability,
+    }
+    row.update({CLASS_COLUMN_PREFIX + name: p for name, p in prediction.probabilities.items()})
+    return row
+
+
+def tab_separated(row: dict) -> str:
+    """The line ``catdog predict`` prints for a row: its columns but the per-class ones,
+    tab-separated, numbers to 4 decimals.
+
+    Examples:
+        ```python
+        tab_separated({"path": "cat.jpg", "class": "cats", "probability": 0.9})
+        # 'cat.jpg\\tcats\\t0.9000'
+        ```
+    """
+    return "\t".join(
+        f"{value:.4f}" if isinstance(value, float) else str(value)
+        for key, value in row.items()
+        if not key.startswith(CLASS_COLUMN_PREFIX)
+    )
+
+
+def check_output_file(path: str | os.PathLike) -> str:
+    """The suffix of a predictions file to write, ``".csv"`` or ``".jsonl"``; raises a catdog
+    error before any work for another suffix or a folder.
+
+    Examples:
+        ```python
+        check_output_file("predictions.csv")
+        # '.csv'
+        ```
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise InvalidArgumentError(
+            f"--output {str(path)!r}: name a .csv file (comma-separated, with a header) or a "
+            ".jsonl file (JSON lines), e.g. predictions.csv."
+        )
+    if Path(path).is_dir():
+        raise OutputError(f"--output {str(path)!r} is a folder; name a file, e.g. predictions.csv.")
+    return suffix
+
+
+def write_predictions(predictions: Iterable[Prediction], path: str | os.PathLike) -> int:
+    """Write one row per prediction (see
+    [`prediction_row`][catdog.deploy.prediction_files.prediction_row]) to ``path``, as the
+    predictions come; return how many.
+
+    ``path`` ends in ``.csv`` (a header row, then one row per image) or ``.jsonl`` (one JSON
+    object per line). The rows go to a temporary file beside ``path``, renamed to ``path``
+    once the last is written: a run that stops half-way leaves no ``path`` (and an earlier
+    ``path`` unchanged).
+
+    Examples:
+        ```python
+        write_predictions(iter_predictions(model, paths), "predictions.csv")
+        # 1000
+        ```
+    """
+    suffix = check_output_file(path)
+    count = 0
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
+        write = _csv_rows(out) if suffix == ".csv" else _json_lines(out)
+        for prediction in predictions:
+            write(prediction_row(prediction))
+            count += 1
+    return count
+
+
+def _csv_rows(out):
+    writer = None
+
+    def write(row: dict) -> None:
+        nonlocal writer
+        if writer is None:  # the header: the first row's columns
+            writer = csv.DictWriter(out, fieldnames=list(row))
+            writer.writeheader()
+        writer.writerow(row)
+
+    return write
+
+
+def _json_lines(out):
+    def write(row: dict) -> None:
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    return write
