@@ -169,11 +169,15 @@ def _with_progress(predictions, total: int, batch_size: int, to_file: bool):
 
     with contextlib.redirect_stdout(sys.stderr):  # Progbar writes to stdout: keep it clean
         bar = keras.utils.Progbar(total, unit_name="image")
-    for done, prediction in enumerate(predictions, start=1):
-        yield prediction
-        if done % batch_size == 0 or done == total:
-            with contextlib.redirect_stdout(sys.stderr):
-                bar.update(done)
+    try:
+        for done, prediction in enumerate(predictions, start=1):
+            yield prediction
+            if done % batch_size == 0 or done == total:
+                with contextlib.redirect_stdout(sys.stderr):
+                    bar.update(done)
+    except BaseException:
+        print(file=sys.stderr)  # an error message starts on a line of its own
+        raise
 
 
 def cmd_export(args: argparse.Namespace) -> int:

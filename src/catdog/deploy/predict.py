@@ -320,7 +320,6 @@ def _batch_runner(model: keras.Model | LiteRTModel, engine: str, tta: str | None
         if tta is not None:
             raise InvalidArgumentError("tta needs a Keras model, not a LiteRT file.")
         return lambda batch: model(batch, batch_size=batch_size)
-    check_choice("tta", tta, TTA_MODES)
     return _tta_runner(predictor_for(model, engine), tta, batch_size)
 
 
