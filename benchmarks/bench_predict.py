@@ -33,6 +33,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))
 
+ENGINE = "LiteRT engine alone, in-memory array"
+ARRAY_IMAGES = 512
+
 MEASURE = """
 import resource, sys, time
 from catdog.cli import main
@@ -66,15 +69,13 @@ def _rates(args, model, paths, array) -> dict[str, float]:
 
     engine = predictor_for(model, "litert")
     paths_to_run = {
-        "LiteRT engine alone, in-memory array": lambda: engine(array, batch_size=32),
+        ENGINE: lambda: engine(array, batch_size=32),
         "decoding alone (image_batches)": lambda: sum(1 for _ in image_batches(paths, (160, 160))),
         "catdog.predict on the files, LiteRT engine": lambda: catdog.predict(
             model, paths, engine="litert"
         ),
     }
-    counts = {name: len(paths) for name in paths_to_run} | {
-        "LiteRT engine alone, in-memory array": len(array)
-    }
+    counts = {name: len(paths) for name in paths_to_run} | {ENGINE: len(array)}
     times: dict[str, list[float]] = {name: [] for name in paths_to_run}
     for fn in paths_to_run.values():
         fn()  # warm up: tracing, conversion, the file cache
@@ -101,13 +102,14 @@ def main() -> None:
     add_results_arguments(parser, "predict")
     args = parser.parse_args()
 
+    load = os.getloadavg()[0]  # other work on the machine distorts the figures
     tmp = tempfile.TemporaryDirectory()
     os.environ["KERAS_HOME"] = str(Path(tmp.name) / "keras")  # one LiteRT cache for all
     try:
         rates, memory, files = _measure(args, Path(tmp.name))
     finally:
         tmp.cleanup()
-    _report(args, rates, memory, files)
+    _report(args, rates, memory, files, (load, os.getloadavg()[0]))
 
 
 def _measure(args, tmp: Path):
@@ -132,7 +134,8 @@ def _measure(args, tmp: Path):
     )
     saved = catdog.export(built, tmp / "model.keras")
     model = catdog.load_model(saved)  # as the fresh processes load it: one LiteRT conversion
-    array = np.random.default_rng(0).uniform(0, 255, (512, 160, 160, 3)).astype(np.float32)
+    shape = (ARRAY_IMAGES, 160, 160, 3)
+    array = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
     rates = _rates(args, model, paths, array)
     counts = [int(n) for n in args.memory_images.split(",") if n]
     memory = {
@@ -144,12 +147,12 @@ def _measure(args, tmp: Path):
     return rates, memory, len(paths)
 
 
-def _report(args, rates: dict, memory: dict, files: int) -> None:
+def _report(args, rates: dict, memory: dict, files: int, load: tuple) -> None:
     from _common import machine, write_results
 
-    engine = rates["LiteRT engine alone, in-memory array"]
+    engine = rates[ENGINE]
     rows = [
-        {"path": name, "images": 512 if "engine" in name else files,
+        {"path": name, "images": ARRAY_IMAGES if name == ENGINE else files,
          "images_per_s": round(rate, 1), "engine_vs_this": round(engine / rate, 3)}
         for name, rate in rates.items()
     ]  # fmt: skip
@@ -159,7 +162,6 @@ def _report(args, rates: dict, memory: dict, files: int) -> None:
                 "path": "`catdog predict --output`, fresh process",
                 "images": images,
                 "images_per_s": round(images / seconds, 1),
-                "engine_vs_this": round(engine * seconds / images, 3),
                 "seconds": round(seconds, 1),
                 "peak_rss_mb": round(megabytes),
             }
@@ -177,8 +179,9 @@ def _report(args, rates: dict, memory: dict, files: int) -> None:
         "`engine / this` is the engine's images/s over the row's: 1.00x is the engine's speed. "
         "The fresh-process rows include loading the model and the LiteRT file from its cache, "
         "and give the folder of files several times for the larger count; their peak memory "
-        "is the whole process's (`ru_maxrss`).",
-        extras={"engine_vs_predict": round(ratio, 3)},
+        f"is the whole process's (`ru_maxrss`). Load average (1 minute) at the start and the "
+        f"end of the run: {load[0]:.1f} and {load[1]:.1f} ({os.cpu_count()} cores).",
+        extras={"engine_vs_predict": round(ratio, 3), "load_average": [round(x, 2) for x in load]},
     )
 
 

@@ -167,8 +167,9 @@ def _with_progress(predictions, total: int, batch_size: int, to_file: bool):
 
     import keras
 
+    interval = 0.05 if sys.stderr.isatty() else 10  # a log: a line every 10 s at most
     with contextlib.redirect_stdout(sys.stderr):  # Progbar writes to stdout: keep it clean
-        bar = keras.utils.Progbar(total, unit_name="image")
+        bar = keras.utils.Progbar(total, interval=interval, unit_name="image")
     try:
         for done, prediction in enumerate(predictions, start=1):
             yield prediction
