@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -16,23 +17,28 @@ import pytest
 from catdog.data.files import split_files
 from catdog.data.synthetic import make_synthetic_dataset
 
+if TYPE_CHECKING:
+    import keras
+
 SIZE = 64
 
 
 def _foreign(rng: np.random.Generator, size: int):
-    """An image of no class: a black-and-white checkerboard."""
-    from PIL import Image
+    """An image of no class: magenta triangles on a green field (no class has these colours)."""
+    from PIL import Image, ImageDraw
 
-    cell = int(rng.integers(4, 10))
-    y, x = np.indices((size, size)) // cell
-    pixels = np.where((x + y) % 2, 255, 0).astype(np.uint8)
-    return Image.fromarray(np.stack([pixels] * 3, axis=-1))
+    image = Image.new("RGB", (size, size), (30, int(rng.integers(160, 230)), 40))
+    draw = ImageDraw.Draw(image)
+    for _ in range(3):
+        x, y = rng.uniform(0, size, 2)
+        draw.polygon([(x, y), (x + size / 3, y), (x, y + size / 3)], fill=(230, 20, 200))
+    return image
 
 
 def faulty_dataset(root: Path, per_class: int = 60, seed: int = 0) -> dict[str, list]:
     """Generated cats and dogs with known faults: 5% of the files moved to the other class,
-    resized and re-encoded copies of training images in validation/, and a few checkerboards
-    (no class). Returns the faulty files, relative to ``root``."""
+    resized and re-encoded copies of training images in validation/, and a few green-and-magenta
+    pictures (no class). Returns the faulty files, relative to ``root``."""
     from PIL import Image
 
     make_synthetic_dataset(root, images_per_class=per_class, image_size=(SIZE, SIZE), seed=seed)
@@ -64,19 +70,31 @@ def faulty_dataset(root: Path, per_class: int = 60, seed: int = 0) -> dict[str, 
     }
 
 
+def pooled_colours() -> keras.Model:
+    """A model whose features (its layer before the classifier) are the mean colours of 8x8
+    blocks: they separate the generated classes, where a base with random or stand-in weights
+    at 64x64 does not (out-of-fold accuracy 0.5)."""
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.Input((SIZE, SIZE, 3)),
+            keras.layers.AveragePooling2D(8),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
+
+
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory):
-    """(report, faults) of the audit of a faulty dataset, features from MobileNetV2 with
-    stand-in weights (offline)."""
+    """(report, faults) of the audit of a faulty dataset."""
     pytest.importorskip("cleanlab")
-    from catdog import audit, make_stand_in_weights
-    from catdog.data.images import load_images
+    from catdog import audit
 
     root = tmp_path_factory.mktemp("faulty") / "data"
     faults = faulty_dataset(root)
-    sample = load_images(sorted((root / "train").rglob("*.jpg"))[::4], (SIZE, SIZE))
-    weights = make_stand_in_weights(root.parent / "b.weights.h5", sample)
-    return audit(root, weights=weights, image_size=SIZE, folds=5), faults
+    return audit(root, model=pooled_colours(), folds=5), faults
 
 
 def recall_precision(found: set, truth: set) -> tuple[float, float]:
@@ -91,9 +109,9 @@ def test_the_audit_finds_flipped_labels_leaks_and_foreign_images(audited):
     leaks = [{i.path for i in g.images} for g in report.leaks]
     found_copies = sum(any({a, b} <= group for group in leaks) for a, b in faults["copies"])
     print(f"label issues recall/precision {label}; outliers {outlier}; leaks {found_copies}/4")
-    assert label[0] >= 0.6 and label[1] >= 0.3, label
-    assert found_copies >= 3, leaks
-    assert outlier[0] >= 2 / 3, outlier
+    assert label[0] >= 0.6 and label[1] >= 0.5, label  # measured: 0.78 and 0.70
+    assert found_copies >= 3 and len(leaks) <= 5, leaks  # measured: 4 of 4, no other
+    assert outlier[0] >= 2 / 3 and outlier[1] >= 0.5, outlier  # measured: 1.0 and 1.0
     for item in report.label_issues:
         assert item.predicted != item.label and 0 <= item.score <= 1
     scores = [i.score for i in report.label_issues]
@@ -199,17 +217,19 @@ def test_near_duplicate_groups_join_cleanlab_sets():
 @pytest.mark.slow
 def test_catdog_audit_writes_the_report(tmp_path, capsys):
     pytest.importorskip("cleanlab")
-    from catdog import make_stand_in_weights
     from catdog.cli import main
-    from catdog.data.images import load_images
 
     root = tmp_path / "data"
     faulty_dataset(root, per_class=30, seed=1)
-    sample = load_images(sorted((root / "train").rglob("*.jpg"))[::3], (SIZE, SIZE))
-    weights = make_stand_in_weights(tmp_path / "b.weights.h5", sample)
+    model = pooled_colours()
+    model.save(tmp_path / "model.keras")
     out = tmp_path / "audit"
-    argv = ["audit", str(root), "--weights", str(weights), "--image-size", str(SIZE)]
-    assert main([*argv, "--out", str(out), "--folds", "3", "--engine", "tensorflow"]) == 0
+    argv = ["audit", str(root), "--model", str(tmp_path / "model.keras"), "--folds", "3"]
+    assert main([*argv, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "label issue(s)" in printed and str(out / "audit.md") in printed
     assert json.loads((out / "audit.json").read_text())["settings"]["folds"] == 3
+    # a registered model with a pretrained base (random weights: only that it runs)
+    argv = ["audit", str(root), "--weights", "none", "--image-size", "32", "--folds", "2"]
+    assert main([*argv, "--out", str(tmp_path / "again"), "--engine", "tensorflow"]) == 0
+    assert (tmp_path / "again" / "near_duplicates.png").is_file()
