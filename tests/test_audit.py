@@ -233,3 +233,13 @@ def test_catdog_audit_writes_the_report(tmp_path, capsys):
     argv = ["audit", str(root), "--weights", "none", "--image-size", "32", "--folds", "2"]
     assert main([*argv, "--out", str(tmp_path / "again"), "--engine", "tensorflow"]) == 0
     assert (tmp_path / "again" / "near_duplicates.png").is_file()
+
+
+def test_features_that_barely_separate_the_classes_are_named(caplog):
+    from catdog.training.audit import _warn_if_weak
+
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        _warn_if_weak({"accuracy": 0.93, "majority_baseline": 0.5, "model": "strong"})
+        _warn_if_weak({"accuracy": 0.52, "majority_baseline": 0.5, "model": "weak"})
+    assert "weak's features barely tell the classes apart" in caplog.text
+    assert "strong" not in caplog.text

@@ -210,7 +210,11 @@ def _overview(report: AuditReport) -> str:
         f"- Images: {counts}; classes: {', '.join(report.class_names)}\n"
         f"- Features: {settings.get('model')} at {settings.get('image_size')} pixels; "
         f"out-of-fold probabilities: {settings.get('folds')}-fold {settings.get('head')}"
-        + (f" (accuracy {accuracy:.1%})" if accuracy is not None else "")
+        + (
+            f" (accuracy {accuracy:.1%}; majority baseline {settings['majority_baseline']:.1%})"
+            if accuracy is not None and "majority_baseline" in settings
+            else ""
+        )
         + "\n- Checks: cleanlab Datalab (label issues, near duplicates, outliers, class "
         "imbalance); scores in 0..1, lower is worse\n"
         f"- `audit.json` lists every flagged file and, under `exclude`, the "

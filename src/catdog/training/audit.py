@@ -128,9 +128,29 @@ def audit(
         folds=folds,
         head="logistic regression",
         accuracy=float(np.mean(probabilities.argmax(axis=1) == labels)),
+        majority_baseline=float(np.bincount(labels).max() / len(labels)),
         seconds=round(time.perf_counter() - start, 1),
     )
+    _warn_if_weak(settings)
     return _report(lab, files, labels, class_names, settings, data)
+
+
+WEAK_MARGIN = 0.1
+"""Out-of-fold accuracy within this much of the majority baseline: the features barely tell
+the classes apart, and the audit warns that its label issues mean little."""
+
+
+def _warn_if_weak(settings: dict) -> None:
+    """Warn when the features barely separate the classes (see ``WEAK_MARGIN``)."""
+    if settings["accuracy"] < settings["majority_baseline"] + WEAK_MARGIN:
+        logger.warning(
+            "The out-of-fold head scores %.1f%% against a majority baseline of %.1f%%: "
+            "%s's features barely tell the classes apart, so its label issues mean little. "
+            "Audit with a pretrained base (--weights imagenet) or a trained run's model.keras.",
+            100 * settings["accuracy"],
+            100 * settings["majority_baseline"],
+            settings["model"],
+        )
 
 
 def _features(data, model, backbone, weights, image_size, batch_size, seed, engine):
