@@ -86,7 +86,7 @@ def pooled_colours() -> keras.Model:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def audited(tmp_path_factory):
     """(report, faults) of the audit of a faulty dataset."""
     pytest.importorskip("cleanlab")
@@ -102,7 +102,9 @@ def recall_precision(found: set, truth: set) -> tuple[float, float]:
     return hits / max(1, len(truth)), hits / max(1, len(found))
 
 
-def test_the_audit_finds_flipped_labels_leaks_and_foreign_images(audited):
+def test_the_audit_finds_flipped_labels_leaks_and_foreign_images_and_writes_a_report(
+    audited, tmp_path
+):
     report, faults = audited
     label = recall_precision({i.path for i in report.label_issues}, set(faults["flipped"]))
     outlier = recall_precision({i.path for i in report.outliers}, set(faults["foreign"]))
@@ -119,9 +121,7 @@ def test_the_audit_finds_flipped_labels_leaks_and_foreign_images(audited):
     assert set(report.exclude()) >= {b for _, b in faults["copies"] if any(b in g for g in leaks)}
     assert sum(report.counts.values()) == len(list(Path(report.data).rglob("*.*g")))
 
-
-def test_the_report_is_written_and_excludes_what_it_flags(audited, tmp_path):
-    report, _ = audited
+    # one test: under pytest-xdist a second test could audit again on another worker
     markdown = report.save(tmp_path / "audit")
     written = {p.name for p in (tmp_path / "audit").iterdir()}
     assert written == {
@@ -243,3 +243,23 @@ def test_features_that_barely_separate_the_classes_are_named(caplog):
         _warn_if_weak({"accuracy": 0.52, "majority_baseline": 0.5, "model": "weak"})
     assert "weak's features barely tell the classes apart" in caplog.text
     assert "strong" not in caplog.text
+
+
+@pytest.mark.slow
+def test_a_run_trained_with_exclude_is_evaluated_without_those_files(tmp_path, capsys, caplog):
+    from catdog.cli import main
+
+    listed = tmp_path / "exclude.txt"
+    listed.write_text("train/cats/cat.0.jpg\nvalidation/dogs/dog.1.jpg\n")
+    run = tmp_path / "run"
+    argv = ["train", "--demo", "--epochs", "1", "--exclude", str(listed), "--out", str(run)]
+    assert main(argv) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["exclude"] == str(listed)
+    assert sum(split["count"] for split in config["splits"].values()) == 600 - 2
+    capsys.readouterr()
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        assert main(["evaluate", str(run / "model.keras")]) == 0
+    assert "changed since the model was trained" not in caplog.text
+    report = json.loads((run / "report.json").read_text())
+    assert f"examples: {report['count']}" in capsys.readouterr().out
