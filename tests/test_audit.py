@@ -207,11 +207,16 @@ def test_without_the_extra_the_audit_is_one_line_naming_it(small_root, monkeypat
     assert not (small_root.parent / "out").exists()
 
 
-def test_near_duplicate_groups_join_cleanlab_sets():
+def test_near_duplicate_groups_and_a_backbone_only_for_transfer():
     pytest.importorskip("scipy")
     from catdog.training.audit import near_duplicate_groups
 
     assert near_duplicate_groups([[2], [], [0, 3], [2], []]) == [[0, 2, 3]]
+    from catdog.errors import InvalidArgumentError
+    from catdog.training.audit import feature_extractor
+
+    with pytest.raises(InvalidArgumentError, match="backbone picks the base"):
+        feature_extractor("efficientnet_v2_b0", ["a", "b"], backbone="resnet50")
 
 
 @pytest.mark.slow

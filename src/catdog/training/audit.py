@@ -201,6 +201,11 @@ def feature_extractor(model, class_names, backbone=None, weights="imagenet", ima
     """
     import keras
 
+    if backbone and model != "transfer":
+        raise InvalidArgumentError(
+            f"backbone picks the base of the transfer model; with {model!r} leave it out (a "
+            "backbone is a model name too: pass it as the model)."
+        )
     if isinstance(model, keras.Model):
         built, described = model, model.name
     elif str(model).endswith(".keras") or Path(model).is_file():
