@@ -195,6 +195,8 @@ def test_train_takes_exclude_and_bad_lists_are_clear_errors(small_root, tmp_path
     (tmp_path / "bad.json").write_text('{"exclude": 3}')
     with pytest.raises(InvalidArgumentError, match="no list of paths"):
         read_exclude_list(tmp_path / "bad.json")
+    with pytest.raises(InvalidArgumentError, match="not a text file listing paths"):
+        read_exclude_list(small_root / "train" / "cats" / "cat.0.jpg")  # not [path]
 
 
 def test_without_the_extra_the_audit_is_one_line_naming_it(small_root, monkeypatch, capsys):

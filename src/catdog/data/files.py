@@ -335,7 +335,13 @@ def read_exclude_list(exclude: Exclude) -> list[str]:
             f"The exclude list {str(source)!r} does not exist: pass an audit.json written by "
             "catdog audit, or a text file with one image path a line."
         )
-    text = source.read_text(encoding="utf-8")
+    try:
+        text = source.read_text(encoding="utf-8")
+    except UnicodeDecodeError:  # an image, say: exclude="cat.jpg" instead of ["cat.jpg"]
+        raise InvalidArgumentError(
+            f"{str(source)!r} is not a text file listing paths: pass an audit.json, a text file "
+            "with one path a line, or a list of paths (exclude=[path])."
+        ) from None
     if source.suffix.lower() != ".json":
         return [s for line in text.splitlines() if (s := line.strip()) and not s.startswith("#")]
     try:
