@@ -124,7 +124,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         model = load_model(args.model)
     names = resolve_class_names(model, args.model, names)
     for p in predict(model, args.images, names, engine=args.engine, tta=args.tta):
-        print(f"{p.path}\t{p.class_name}\t{p.probability:.4f}")
+        score = "" if p.ood_score is None else f"\tscore {p.ood_score:.4g}"
+        print(f"{p.path}\t{p.class_name}\t{p.probability:.4f}{score}")
     return 0
 
 
