@@ -108,13 +108,15 @@ def table(found: dict) -> str:
                          f"{row['auroc']:.3f} |")  # fmt: skip
     lines.append("")
     for name, (_, calibration, seconds) in found.items():
-        test = calibration.metrics["test"]
-        lines.append(
-            f"- {name}: temperature {calibration.temperature:.2f}; test ECE "
-            f"{test['before']['ece']:.3f} -> {test['after']['ece']:.3f}, NLL "
-            f"{test['before']['nll']:.3f} -> {test['after']['nll']:.3f}; calibrate took "
-            f"{calibration.seconds:.1f} s (training {seconds:.0f} s)."
-        )
+        parts = [f"- {name}: temperature {calibration.temperature:.2f}"]
+        for split, found_split in calibration.metrics.items():
+            before, after = found_split["before"], found_split["after"]
+            parts.append(
+                f"{split} ({before['count']} images, accuracy {before['accuracy']:.1%}): ECE "
+                f"{before['ece']:.3f} -> {after['ece']:.3f}, NLL {before['nll']:.3f} -> "
+                f"{after['nll']:.3f}"
+            )
+        lines.append("; ".join(parts) + f" (training took {seconds:.0f} s).")
     return "\n".join(lines)
 
 
@@ -151,12 +153,14 @@ def main() -> None:
         found = {name: (*compare(model, splits, other), seconds) for name, model in models.items()}
     images, generated = ROOT / "docs" / "images", ROOT / "docs" / "generated"
     write_text(generated / "ood_comparison.md", table(found) + "\n")
-    name = next(iter(found))
-    rows, calibration, _ = found[name]
-    plot_reliability(*calibration.probabilities["test"], path=images / "reliability.png")
+    rows, calibration, _ = found[list(found)[-1]]  # the transfer model: it makes mistakes
+    before, after, labels = (np.concatenate(parts) for parts in zip(
+        calibration.probabilities["validation"], calibration.probabilities["test"], strict=True
+    ))  # fmt: skip
+    plot_reliability(before, after, labels, path=images / "reliability.png")
     curves = {m: risk_coverage(r["correct"], r["inside"]) for m, r in rows.items()}
     plot_risk_coverage(curves, path=images / "risk_coverage.png")
-    plot_scores(found[list(found)[-1]][0], images / "ood_scores.png")
+    plot_scores(rows, images / "ood_scores.png")
     print(table(found))
 
 

@@ -67,22 +67,28 @@ def checked_report_fields(data, source: str) -> dict:
         [],
     )
     values["misclassified"] = misclassified
-    values["unknown"] = get(
-        "unknown",
-        _is_unknown,
-        "null or an object of method, threshold, accepted and accepted_correct",
-        None,
-    )
-    values["risk_coverage"] = get(
-        "risk_coverage",
-        lambda v: v is None or _is_pairs(v),
-        "null or a list of [coverage, risk] pairs",
-        None,
-    )
-    values["calibration"] = get(
-        "calibration", lambda v: v is None or isinstance(v, dict), "null or an object", None
-    )
-    return values
+    return {**values, **_confidence_fields(get)}
+
+
+def _confidence_fields(get) -> dict:
+    """The unknown answer, risk-coverage and calibration fields (``None`` in older reports)."""
+    return {
+        "unknown": get(
+            "unknown",
+            _is_unknown,
+            "null or an object of method, threshold, accepted and accepted_correct",
+            None,
+        ),
+        "risk_coverage": get(
+            "risk_coverage",
+            lambda v: v is None or _is_pairs(v),
+            "null or a list of [coverage, risk] pairs",
+            None,
+        ),
+        "calibration": get(
+            "calibration", lambda v: v is None or isinstance(v, dict), "null or an object", None
+        ),
+    }
 
 
 def _is_unknown(value) -> bool:
