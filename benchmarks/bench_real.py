@@ -47,9 +47,12 @@ VALIDATION_PER_CLASS = 100  # carved from train/: 200 validation photos
 # row key: (what it is, RunConfig settings); None = the tutorial's plain-Keras recipe
 ROWS = {
     "tutorial": ("the tutorial's recipe, plain Keras, 10 epochs", None),
-    "defaults": ("catdog train, its defaults", {}),
+    "defaults_0_2": (
+        "catdog 0.2.0's defaults: 2 augmented copies, then up to 5 fine-tuning epochs",
+        {"augment_copies": 2, "fine_tune_epochs": 5},
+    ),
     "cached": (
-        "cached features, no copies, no fine-tuning",
+        "cached features, no copies, no fine-tuning: catdog's defaults",
         {"augment_copies": 0, "fine_tune_epochs": 0},
     ),
     "copies1": ("cached features + 1 augmented copy", {"augment_copies": 1, "fine_tune_epochs": 0}),

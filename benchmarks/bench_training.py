@@ -12,8 +12,9 @@ run, measures wall time (data pipeline included) and accuracy of:
     cache, so its time includes converting the base; c4 with 2 copies and c5 without, the
     base already converted, as in every later run with the same base);
 (d) catdog's default path with `mixed_bfloat16` layers;
-(e) `catdog train --model transfer` with no tuning flags (its defaults: cached features with 2
-    augmented copies, early stopping, fine-tuning; default epochs), through `run_training`,
+(e) `catdog train --model transfer` with no tuning flags (its defaults, `FROZEN_BASE_DEFAULTS`:
+    cached features and early stopping since 0.3; 2 augmented copies and up to 5 fine-tuning
+    epochs as well in 0.2; default epochs), through `run_training`,
     wall time including evaluation, figures and model card; its validation accuracy is the
     best epoch's (the checkpoint it keeps).
 

@@ -21,8 +21,8 @@ from catdog.training.fit import train
 
 def test_defaults_live_in_the_workflow_and_the_library_keeps_its_own():
     transfer = resolve_defaults(RunConfig(out=Path("x")))
-    assert (transfer.cache_features, transfer.augment_copies) == (True, 2)
-    assert (transfer.fine_tune_epochs, transfer.early_stopping) == (5, 3)
+    assert (transfer.cache_features, transfer.augment_copies) == (True, 0)
+    assert (transfer.fine_tune_epochs, transfer.early_stopping) == (0, 3)
     cnn = resolve_defaults(RunConfig(out=Path("x"), model="baseline"))
     assert (cnn.cache_features, cnn.fine_tune_epochs, cnn.early_stopping) == (False, 0, 0)
     today = resolve_defaults(RunConfig(out=Path("x"), cache_features=False, fine_tune_epochs=0))
@@ -39,7 +39,7 @@ def test_defaults_live_in_the_workflow_and_the_library_keeps_its_own():
     assert defaults["early_stopping"] is None  # the API call is unchanged
 
 
-def test_default_cli_run_caches_features_and_fine_tunes(
+def test_default_cli_run_caches_features_then_fine_tunes_when_asked(
     synthetic_root, tmp_path, caplog, monkeypatch
 ):
     import logging
@@ -62,14 +62,15 @@ def test_default_cli_run_caches_features_and_fine_tunes(
 
     out = tmp_path / "run"
     argv = ["train", "--model", "transfer", "--weights", "none", "--data", str(synthetic_root)]
-    argv += ["--image-size", "32", "--epochs", "2", "--out", str(out)]
+    argv += ["--image-size", "32", "--epochs", "2", "--out", str(out), "--fine-tune-epochs", "5"]
     with caplog.at_level(logging.INFO, logger="catdog"):
         assert main(argv) == 0
     err = caplog.text
-    assert "training: head on cached features + 2 augmented copies per image" in err
-    assert "fine-tuning: up to 5 epochs; early stopping: after 3 epochs" in err
+    assert "training: head on cached features; fine-tuning: up to 5 epochs" in err
+    assert "early stopping: after 3 epochs" in err
     config = json.loads((out / "config.json").read_text())
-    assert {k: config[k] for k in FROZEN_BASE_DEFAULTS} == FROZEN_BASE_DEFAULTS
+    expected = {**FROZEN_BASE_DEFAULTS, "fine_tune_epochs": 5}
+    assert {k: config[k] for k in FROZEN_BASE_DEFAULTS} == expected
     history = json.loads((out / "history.json").read_text())
     assert history["fine_tune_start"] == 2  # the second stage ran after the first's 2 epochs
     assert 3 <= len(history["history"]["val_accuracy"]) <= 7

@@ -204,3 +204,46 @@ def test_not_run_blocks_say_why():
             if first.startswith("# not run"):
                 assert NOT_RUN.match(first), f"{page_id(page)}: {first}"
                 ast.parse(block)
+
+
+class _Parsed(Exception):
+    """Raised once an example's parser has accepted its command line."""
+
+
+def example_commands() -> list[tuple[str, str]]:
+    """``(page, "python examples/NN_x.py ARGS")`` for every complete example command shown."""
+    found = []
+    for page in (p for p in PAGES if p.exists()):
+        text = page.read_text(encoding="utf-8")
+        for match in re.finditer(r"python (examples/\d\d_\w+\.py)([^`\n#]*)", text):
+            if "[" not in match.group(2):  # a synopsis such as "[--data PATH | --demo]"
+                found.append((page_id(page), match.group(0).strip()))
+    return found
+
+
+def test_example_commands_parse(monkeypatch):
+    """Each ``python examples/...`` command in the docs is accepted by that script's parser."""
+    import argparse
+    import runpy
+    import sys
+
+    original = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(parser, args=None, namespace=None):
+        original(parser, args, namespace)
+        raise _Parsed
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    commands = example_commands()
+    assert len(commands) >= 8, commands
+    for page, command in commands:
+        script, *args = shlex.split(command)[1:]
+        monkeypatch.setattr(sys, "argv", [script, *args])
+        try:
+            runpy.run_path(str(ROOT / script), run_name="__main__")
+        except _Parsed:
+            continue
+        except SystemExit:
+            pytest.fail(f"{page}: `{command}` does not parse")
+        pytest.fail(f"{page}: `{command}` never parsed its arguments")

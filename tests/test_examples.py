@@ -76,6 +76,7 @@ def test_every_example_is_run_here():
     assert scripts == [script for script, _ in RUNS]
 
 
+@pytest.mark.slow  # runs every example in turn (about 45 s)
 def test_explore_data(example_runs):
     out, printed = example_runs
     text = printed["01_explore_data.py"]
@@ -86,6 +87,7 @@ def test_explore_data(example_runs):
     assert png_size(out / "label_counts.png") == (500, 360)
 
 
+@pytest.mark.slow  # runs every example in turn (about 45 s)
 @pytest.mark.parametrize("name", ["baseline", "augmented", "preprocessed", "transfer"])
 def test_training_examples_write_model_and_curves(example_runs, name):
     out, _ = example_runs
@@ -93,6 +95,7 @@ def test_training_examples_write_model_and_curves(example_runs, name):
     assert png_size(out / name / "history.png") == (1000, 400)
 
 
+@pytest.mark.slow  # runs every example in turn (about 45 s)
 def test_augmentation_preview_and_stand_in_weights(example_runs):
     out, printed = example_runs
     assert png_size(out / "augmented" / "augmentation.png") == (1100, 460)  # 9 images, 2 rows
@@ -100,6 +103,7 @@ def test_augmentation_preview_and_stand_in_weights(example_runs):
     assert "82,114 trainable (the head)" in printed["05_transfer_learning.py"]
 
 
+@pytest.mark.slow  # runs every example in turn (about 45 s)
 def test_score_on_test_compares_all_four(example_runs):
     out, printed = example_runs
     table = (out / "comparison.md").read_text().splitlines()
@@ -127,6 +131,7 @@ def test_score_on_test_compares_all_four(example_runs):
     assert (out / "misclassified.png").is_file()
 
 
+@pytest.mark.slow  # runs every example in turn (about 45 s)
 def test_tuning_example_restricts_the_space(example_runs):
     out, printed = example_runs
     text = printed["07_tune_downstream.py"]
@@ -161,6 +166,7 @@ def test_an_example_runs_as_a_script(tmp_path):
     assert (tmp_path / "label_counts.png").is_file() and "majority baseline" in done.stdout
 
 
+@pytest.mark.slow  # runs every example in turn (about 45 s)
 def test_understanding_example_draws_gradcam_and_the_lr_finder(example_runs):
     out, printed = example_runs
     assert png_size(out / "understand" / "gradcam.png")[0] > 500

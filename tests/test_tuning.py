@@ -10,6 +10,7 @@ import pytest
 
 from catdog.deploy.export import load_model
 from catdog.errors import InvalidArgumentError
+from catdog.models.registry import build_model
 from catdog.training.tuning import CatDogHyperModel, tune, validate_hyperparameters
 
 CNNS = ["baseline", "augmented", "preprocessed"]
@@ -95,6 +96,26 @@ def test_build_from_given_values_has_exactly_those_layers():
     assert "random_contrast" not in [layer.name for layer in model.layers]
     assert model.output_shape == (None, 3)
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(3e-4)
+
+
+def _architecture(model: keras.Model) -> list:
+    """Each layer's kind and the settings the search space sets (filters, rates, units)."""
+    keys = ("filters", "kernel_size", "pool_size", "rate", "units", "mode", "factor")
+    return [
+        (type(layer).__name__, {k: v for k, v in layer.get_config().items() if k in keys})
+        for layer in model.layers
+    ]
+
+
+@pytest.mark.parametrize("family", ["baseline", "augmented", "preprocessed", "transfer"])
+def test_unsearched_hyperparameters_build_the_tutorials_model(family):
+    hp = kt.HyperParameters()
+    hp.Fixed("family", family)
+    space = CatDogHyperModel(input_shape=(48, 48, 3), weights=None, backbones=["mobilenet_v2"])
+    tuned = space.build(hp)
+    weights = {"weights": None} if family == "transfer" else {}
+    plain = build_model(family, input_shape=(48, 48, 3), num_classes=2, **weights)
+    assert _architecture(tuned) == _architecture(plain)
 
 
 def test_transfer_branch_with_fine_tuning():

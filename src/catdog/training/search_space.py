@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
 from collections.abc import Callable, Sequence
 
@@ -36,7 +37,7 @@ from catdog._rules import (
 )
 from catdog.models.backbones import BACKBONES, get_backbone
 from catdog.models.classifier import compile_model
-from catdog.models.cnn import CNN_PRESETS
+from catdog.models.cnn import CNN_PRESETS, build_cnn_model
 from catdog.models.layers import FLIP_MODES, check_augmentation
 from catdog.models.registry import build_model, model_spec
 from catdog.models.transfer import POOLINGS, check_unfreeze_fraction, unfreeze_base
@@ -106,6 +107,29 @@ def _augments(name: str) -> bool:
     return CNN_PRESETS.get(name, {}).get("flip", True) is not None
 
 
+@functools.cache
+def family_defaults(name: str) -> dict:
+    """The arguments the registered model ``name`` is built with by default: its factory's
+    defaults under its preset's settings (a CNN's are ``build_cnn_model``'s under
+    ``CNN_PRESETS``). A hyperparameter that is not searched takes its value from here, so a
+    trial of ``baseline`` with ``tune_new_entries=False`` is the tutorial's model 1.
+
+    Examples:
+        >>> family_defaults("baseline")["dropout"], len(family_defaults("augmented")["filters"])
+        (0.3, 1)
+    """
+    spec = model_spec(name)
+    factory = build_cnn_model if spec.family == "cnn" else spec.factory
+    parameters = inspect.signature(factory).parameters.values()
+    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    return {**defaults, **CNN_PRESETS.get(name, {})}
+
+
+def _single(value):
+    """A per-block setting's value for the whole model (its first, if a sequence)."""
+    return value[0] if isinstance(value, (list, tuple)) else value
+
+
 def _blocks_that_fit(input_shape, kernel: int, pool: int, blocks: int) -> int:
     """How many of ``blocks`` conv blocks (valid conv + pooling) fit the input, at least 1."""
     size, fitting = min(input_shape[:2]), 0
@@ -136,6 +160,10 @@ class CatDogHyperModel(kt.HyperModel):
     - models that augment (all but ``baseline``): ``augment``, then ``flip``, ``rotation``,
       ``zoom``, ``contrast``;
     - ``learning_rate`` (log scale).
+
+    A hyperparameter a trial does not search takes the trial's model's own default
+    ([`family_defaults`][catdog.training.search_space.family_defaults]): the tutorial's
+    architecture for its four models.
 
     Examples:
         ```python
@@ -206,15 +234,18 @@ class CatDogHyperModel(kt.HyperModel):
         """A compiled model of the trial's ``family``, built with the trial's values."""
         get = functools.partial(self._get, hp)
         family = hp.Choice("family", self.families)
+        defaults = family_defaults(family)
         unfreeze_from = None
         if self._kinds[family] == "cnn":
-            kwargs = self._cnn_arguments(get)
+            kwargs = self._cnn_arguments(get, defaults)
         else:
-            kwargs, unfreeze_from = self._pretrained_arguments(get, family)
-        kwargs["dense_units"] = get("Int", "dense_units", 16, 256, sampling="log", default=64)
-        kwargs["dropout"] = get("Float", "dropout", 0.0, 0.5, step=0.1, default=0.0)
+            kwargs, unfreeze_from = self._pretrained_arguments(get, family, defaults)
+        kwargs["dense_units"] = get(
+            "Int", "dense_units", 16, 256, sampling="log", default=defaults["dense_units"]
+        )
+        kwargs["dropout"] = get("Float", "dropout", 0.0, 0.5, step=0.1, default=defaults["dropout"])
         if _augments(family):
-            kwargs.update(self._augmentation_arguments(get))
+            kwargs.update(self._augmentation_arguments(get, defaults))
         learning_rate = get("Float", "learning_rate", 1e-5, 1e-2, sampling="log", default=1e-3)
         model = build_model(
             family,
@@ -227,41 +258,52 @@ class CatDogHyperModel(kt.HyperModel):
             unfreeze_base(model, unfreeze_from)
         return compile_model(model, learning_rate)
 
-    def _cnn_arguments(self, get: Callable) -> dict:
+    def _cnn_arguments(self, get: Callable, defaults: dict) -> dict:
         """The conv blocks of a CNN trial, those that fit the input."""
-        blocks = get("Int", "conv_blocks", 1, MAX_CONV_BLOCKS, default=2)
+        preset = list(defaults["filters"])
+        blocks = get("Int", "conv_blocks", 1, MAX_CONV_BLOCKS, default=len(preset))
         filters = [
-            get("Int", f"filters_{i}", 8, 128, step=8, default=16 * 2 ** min(i, 2))
+            get(
+                "Int",
+                f"filters_{i}",
+                8,
+                128,
+                step=8,
+                default=preset[i] if i < len(preset) else 16 * 2 ** min(i, 2),
+            )
             for i in range(blocks)
         ]
-        kernel = get("Choice", "kernel_size", [3, 5, 7, 9], default=3)
-        pool = get("Choice", "pool_size", [2, 3, 4], default=2)
+        kernel = get(
+            "Choice", "kernel_size", [3, 5, 7, 9], default=_single(defaults["kernel_size"])
+        )
+        pool = get("Choice", "pool_size", [2, 3, 4], default=_single(defaults["pool_size"]))
         fitting = _blocks_that_fit(self.input_shape, kernel, pool, blocks)
         return {"filters": filters[:fitting], "kernel_size": kernel, "pool_size": pool}
 
-    def _pretrained_arguments(self, get: Callable, family: str) -> tuple[dict, float | None]:
+    def _pretrained_arguments(
+        self, get: Callable, family: str, defaults: dict
+    ) -> tuple[dict, float | None]:
         """The base of a pretrained trial, and where fine-tuning unfreezes it (or ``None``)."""
         kwargs: dict = {}
         if _searches_backbone(family):
             kwargs["backbone"] = get("Choice", "backbone", self.backbones)
-        kwargs["pooling"] = get("Choice", "pooling", list(POOLINGS))
+        kwargs["pooling"] = get("Choice", "pooling", list(POOLINGS), default=defaults["pooling"])
         kwargs["weights"] = self.weights
         unfreeze_from = None
         if get("Boolean", "fine_tune_base", default=False):
             unfreeze_from = get("Float", "unfreeze_from", 0.5, 0.9, step=0.1, default=0.7)
         return kwargs, unfreeze_from
 
-    def _augmentation_arguments(self, get: Callable) -> dict:
+    def _augmentation_arguments(self, get: Callable, defaults: dict) -> dict:
         """The augmentation of a trial of a model that augments (none if ``augment`` is off)."""
         if not get("Boolean", "augment", default=True):
             return {"flip": None, "rotation": None}
-        flip = get("Choice", "flip", [*FLIP_MODES, _NO_FLIP], default="horizontal_and_vertical")
-        return {
-            "flip": None if flip == _NO_FLIP else flip,
-            "rotation": get("Float", "rotation", 0.0, 0.3, step=0.05, default=0.2),
-            "zoom": get("Float", "zoom", 0.0, 0.3, step=0.1, default=0.0),
-            "contrast": get("Float", "contrast", 0.0, 0.3, step=0.1, default=0.0),
+        flip = get("Choice", "flip", [*FLIP_MODES, _NO_FLIP], default=defaults["flip"] or _NO_FLIP)
+        amounts = {
+            name: get("Float", name, 0.0, 0.3, step=step, default=defaults[name] or 0.0)
+            for name, step in (("rotation", 0.05), ("zoom", 0.1), ("contrast", 0.1))
         }
+        return {"flip": None if flip == _NO_FLIP else flip, **amounts}
 
     def condition(self, hyperparameters: kt.HyperParameters) -> kt.HyperParameters:
         """Return a copy of ``hyperparameters`` with this space's conditions attached.
