@@ -2,8 +2,9 @@
 model's temperature (calibrated probabilities) and its out-of-distribution score and threshold
 (the ``unknown`` answer), and the inference form that outputs both.
 
-The layer sits in the model's own layers, where its features are (after a transfer model's
-``global_pool``, else before the output layer), and passes them through unchanged: a model
+The layer sits in the model's own layers, where its features are (see
+[`feature_position`][catdog.models.confidence.feature_position]), and passes them through
+unchanged: a model
 trains, saves and loads as before, and a ``.keras`` file copied alone keeps its temperature,
 its score's statistics and its threshold.
 [`confidence_outputs`][catdog.models.confidence.confidence_outputs] is what predictions and

@@ -115,13 +115,13 @@ def _calibrate(model, splits, record: dict):
 
 
 def _summary(calibration) -> str:
-    """One line: the temperature and the held-out split's ECE, NLL and Brier, before -> after."""
+    """One line: the temperature and the held-out split's ECE, NLL and Brier, before → after."""
     split = "test" if "test" in calibration.metrics else "validation"
     before, after = calibration.metrics[split]["before"], calibration.metrics[split]["after"]
     return (
         f"temperature {calibration.temperature:.3f}; {split} split ECE (15 bins) "
-        f"{before['ece']:.4f} -> {after['ece']:.4f}, NLL {before['nll']:.4f} -> "
-        f"{after['nll']:.4f}, Brier {before['brier']:.4f} -> {after['brier']:.4f}"
+        f"{before['ece']:.4f} → {after['ece']:.4f}, NLL {before['nll']:.4f} → "
+        f"{after['nll']:.4f}, Brier {before['brier']:.4f} → {after['brier']:.4f}"
     )
 
 
