@@ -61,7 +61,15 @@ class Confidence(keras.layers.Layer):
         [0.75, 0.25]
     """
 
-    def __init__(self, method=None, num_classes=2, bank_size=0, k=1, coverage=None, **kwargs):
+    def __init__(
+        self,
+        method: str | None = None,
+        num_classes: int = 2,
+        bank_size: int = 0,
+        k: int = 1,
+        coverage: float | None = None,
+        **kwargs,
+    ):
         kwargs.setdefault("name", CONFIDENCE_LAYER)
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)

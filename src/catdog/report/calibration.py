@@ -32,7 +32,7 @@ def reliability_bins(probs, labels, bins: int = ECE_BINS) -> dict:
 
     Examples:
         >>> bins = reliability_bins([[0.9, 0.1], [0.8, 0.2]], [0, 1], bins=5)
-        >>> bins["count"].tolist(), bins["accuracy"][-1]
+        >>> bins["count"].tolist(), float(bins["accuracy"][-1])
         ([0, 0, 0, 0, 2], 0.5)
     """
     probs, labels = _checked(probs, labels)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from catdog.models.confidence import (
     feature_position,
     pooled,
 )
+
+if TYPE_CHECKING:
+    import keras
 
 logger = logging.getLogger("catdog")
 
@@ -208,7 +212,7 @@ def _check(model, splits, unknown_coverage, method: str) -> None:
 
 
 def calibrate(
-    model,
+    model: keras.Model,
     splits: Splits,
     *,
     temperature: bool = True,
