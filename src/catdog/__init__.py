@@ -76,6 +76,8 @@ _EXPORTS = {
     "plot_lr_find": "report.plotting",
     "gradcam": "report.interpret",
     "lr_find": "training.lr_finder",
+    "audit": "training.audit",
+    "AuditReport": "report.audit_report",
     "CatdogError": "errors",
     "DatasetError": "errors",
     "DatasetNotFoundError": "errors",
@@ -150,6 +152,7 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
     )
     from catdog.models.transfer import build_transfer_model, unfreeze_base
     from catdog.models.weights import make_stand_in_weights
+    from catdog.report.audit_report import AuditReport
     from catdog.report.evaluation import Report, evaluate, wilson_interval
     from catdog.report.interpret import gradcam
     from catdog.report.plotting import (
@@ -163,6 +166,7 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
         plot_samples,
     )
     from catdog.runs.card import write_model_card
+    from catdog.training.audit import audit
     from catdog.training.calibration import Calibration, calibrate
     from catdog.training.fine_tune import (
         fine_tune,

@@ -13,7 +13,7 @@ import argparse
 from dataclasses import Field, fields
 from pathlib import Path
 
-from catdog._argtypes import positive_int
+from catdog._argtypes import positive_int, weights
 from catdog._rules import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_SEED,
@@ -147,3 +147,43 @@ def add_export(sub) -> argparse.ArgumentParser:
         "a previous SavedModel export",
     )
     return export
+
+
+def add_audit(sub) -> argparse.ArgumentParser:
+    """``catdog audit`` (see [`catdog.audit`][catdog.training.audit.audit])."""
+    audit = sub.add_parser(
+        "audit",
+        help="find label errors, near duplicates (leaks across splits) and outliers in data",
+        description="Audit an image folder before training on it: the features of a "
+        "pretrained base, out-of-fold probabilities of a k-fold head on them, then cleanlab's "
+        "checks. Writes audit.md (with thumbnail grids) and audit.json into --out; "
+        "`catdog train --exclude OUT/audit.json` leaves the flagged files out. Needs the "
+        "audit extra.",
+    )
+    add = audit.add_argument
+    add("data", help="image folder (as for train)")
+    add(
+        "--model",
+        default="transfer",
+        help="where the features come from: a registered model with a pretrained base "
+        "(default transfer) or a .keras model file (a run's RUN/model.keras)",
+    )
+    add("--backbone", help="the base of --model transfer (default mobilenet_v2)")
+    add(
+        "--weights",
+        type=weights,
+        default="imagenet",
+        help="base weights of a registered model: imagenet (default), none, or a weights file",
+    )
+    add("--out", default="audit", help="folder for audit.md, audit.json and figures")
+    add("--folds", type=positive_int, default=5, help="folds of the out-of-fold head")
+    add("--image-size", type=positive_int, help="square side (default: the model's input size)")
+    add("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
+    add("--seed", type=int, default=DEFAULT_SEED, help="split seed, as for train")
+    add(
+        "--engine",
+        default="auto",
+        choices=ENGINES,
+        help="where the base runs: auto (litert for thousands of images), litert or tensorflow",
+    )
+    return audit

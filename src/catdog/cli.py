@@ -1,4 +1,4 @@
-"""The ``catdog`` command line: train, evaluate, predict, export, tune, models.
+"""The ``catdog`` command line: train, evaluate, predict, export, tune, audit, models.
 
 Each command parses its arguments and calls the library; errors a user can fix are printed as
 one line on stderr with exit status 2 (set ``CATDOG_DEBUG=1`` for the traceback).
@@ -22,7 +22,14 @@ from catdog._argtypes import (  # noqa: F401 (also catdog.cli's: the example scr
     seconds,
     weights,
 )
-from catdog._cli_options import add_evaluate, add_export, add_predict, add_train, run_config
+from catdog._cli_options import (
+    add_audit,
+    add_evaluate,
+    add_export,
+    add_predict,
+    add_train,
+    run_config,
+)
 from catdog._rules import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CLUSTER_TIMEOUT,
@@ -207,6 +214,27 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from catdog.training.audit import audit, require_cleanlab
+
+    require_cleanlab()  # before any work: the extra may be missing
+    check_output_folder("--out", args.out)
+    report = audit(
+        args.data,
+        model=args.model,
+        backbone=args.backbone,
+        weights=args.weights,
+        folds=args.folds,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        engine=args.engine,
+    )
+    print(report.summary_line())
+    print(f"report: {report.save(args.out)}")
+    return 0
+
+
 def cmd_card(args: argparse.Namespace) -> int:
     from catdog.runs.card import write_model_card
 
@@ -299,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict(sub).set_defaults(func=cmd_predict)
     add_export(sub).set_defaults(func=cmd_export)
     _add_tune(sub)
+    add_audit(sub).set_defaults(func=cmd_audit)
     card = sub.add_parser("card", help="(re)write a run folder's model card, README.md")
     card.add_argument("run", help="a run folder written by catdog train")
     card.set_defaults(func=cmd_card)

@@ -19,6 +19,7 @@ from catdog.data.download import (
     extract_once,
     fetch_archive,
 )
+from catdog.data.files import Exclude
 from catdog.data.pipelines import Splits, from_directory
 from catdog.errors import InvalidArgumentError
 from catdog.io import sha256sum
@@ -37,6 +38,7 @@ def load_cats_and_dogs(
     seed: int = DEFAULT_SEED,
     test_fraction: float = 0.2,
     cache: str | os.PathLike | None = "memory",
+    exclude: Exclude = None,
 ) -> Splits:
     """Download ``cats_and_dogs_filtered.zip`` once, extract it once, and return its splits.
 
@@ -62,6 +64,9 @@ def load_cats_and_dogs(
         cache: where the decoded images are cached: ``"memory"`` (or ``None``), or a folder
             (created if needed) for tf.data cache files, keyed on the files' names, sizes and
             modification times, so changed images are decoded again.
+        exclude: files to leave out of every split: a list of paths (absolute, or relative to
+            the extracted ``cats_and_dogs_filtered`` folder), or an ``audit.json`` or text
+            file listing them (see [`from_directory`][catdog.data.pipelines.from_directory]).
 
     Examples:
         ```python
@@ -97,4 +102,5 @@ def load_cats_and_dogs(
         seed=seed,
         test_fraction=test_fraction,
         cache=cache,
+        exclude=exclude,
     )

@@ -1,11 +1,13 @@
 """Finding and splitting image files: class folders, content keys (byte-identical files stay in
 one split), and the leak-free per-file split decided before any tensor exists (so it can be
-audited: ``splits.files["test"]``). File names that are not valid UTF-8 are skipped."""
+audited: ``splits.files["test"]``), and the files a user excludes (an audit's list) dropped from
+whichever split holds them. File names that are not valid UTF-8 are skipped."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 from collections import defaultdict
@@ -21,11 +23,19 @@ from catdog._rules import (
     check_fraction,
     has_control_characters,
 )
-from catdog.errors import DatasetError, DatasetNotFoundError, InvalidArgumentError
+from catdog.errors import (
+    DatasetError,
+    DatasetNotFoundError,
+    InputFileNotFoundError,
+    InvalidArgumentError,
+)
 from catdog.io import sha256sum
 
 if TYPE_CHECKING:
     pass
+
+Exclude = str | os.PathLike | Sequence[str | os.PathLike] | None
+"""What ``exclude=`` takes: a list of image paths, or the path of a file listing them."""
 
 
 logger = logging.getLogger("catdog")
@@ -221,6 +231,7 @@ def split_files(
     validation_fraction: float = 0.2,
     test_fraction: float = 0.2,
     seed: int = DEFAULT_SEED,
+    exclude: Exclude = None,
 ) -> tuple[list[str], dict[str, dict[str, list[str]]]]:
     """Decide, per file, which split each image belongs to; no image is read.
 
@@ -228,6 +239,8 @@ def split_files(
     ``path/test/<class>``; without it the test split is ``test_fraction`` of validation), or
     ``path/<class>`` split three ways (``validation_fraction`` and ``test_fraction`` of each
     class). The split is stratified by class and depends only on the file names and ``seed``.
+    The files in ``exclude`` (see [`exclude_files`][catdog.data.files.exclude_files]) are
+    dropped after the split is decided, so every other image keeps its split.
 
     Returns ``(class_names, {split: {class_name: [paths]}})``.
 
@@ -253,7 +266,7 @@ def split_files(
         class_names, sets, keys = _presplit_sets(root, test_fraction, seed)
     else:
         class_names, sets, keys = _three_way_sets(root, validation_fraction, test_fraction, seed)
-    return class_names, _one_split_per_image(sets, keys)
+    return class_names, exclude_files(root, _one_split_per_image(sets, keys), exclude)
 
 
 def _presplit_sets(root: Path, test_fraction: float, seed: int):
@@ -296,3 +309,96 @@ def _three_way_sets(root: Path, validation_fraction: float, test_fraction: float
     train, held = _split_off(everything, holdout, seed, keys)
     validation, test = _split_off(held, test_fraction / holdout if holdout else 0, seed + 1, keys)
     return class_names, {"train": train, "validation": validation, "test": test}, keys
+
+
+# ----------------------------------------------------------------------------- exclusions
+def read_exclude_list(exclude: Exclude) -> list[str]:
+    """The paths that ``exclude`` lists: a list of paths as given, or those a file lists.
+
+    The file is an ``audit.json`` written by [`catdog.audit`][catdog.training.audit.audit]
+    (its ``"exclude"`` list), a JSON list of paths, or a text file with one path a line
+    (blank lines and lines starting with ``#`` are ignored).
+
+    Examples:
+        ```python
+        read_exclude_list("audit/audit.json")[:1]
+        # ['train/cats/cat.17.jpg']
+        ```
+    """
+    if exclude is None:
+        return []
+    if not isinstance(exclude, str | os.PathLike):
+        return [os.fspath(p) for p in exclude]
+    source = Path(exclude)
+    if not source.is_file():
+        raise InputFileNotFoundError(
+            f"The exclude list {str(source)!r} does not exist: pass an audit.json written by "
+            "catdog audit, or a text file with one image path a line."
+        )
+    try:
+        text = source.read_text(encoding="utf-8")
+    except UnicodeDecodeError:  # an image, say: exclude="cat.jpg" instead of ["cat.jpg"]
+        raise InvalidArgumentError(
+            f"{str(source)!r} is not a text file listing paths: pass an audit.json, a text file "
+            "with one path a line, or a list of paths (exclude=[path])."
+        ) from None
+    if source.suffix.lower() != ".json":
+        return [s for line in text.splitlines() if (s := line.strip()) and not s.startswith("#")]
+    try:
+        listed = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidArgumentError(f"{str(source)!r} is not valid JSON ({error}).") from None
+    listed = listed.get("exclude") if isinstance(listed, dict) else listed
+    if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
+        raise InvalidArgumentError(
+            f'{str(source)!r} holds no list of paths: expected an audit.json (its "exclude" '
+            "list) or a JSON list of image paths."
+        )
+    return listed
+
+
+def exclude_files(
+    root: str | os.PathLike, split_paths: dict[str, dict[str, list[str]]], exclude: Exclude
+) -> dict[str, dict[str, list[str]]]:
+    """``split_paths`` without the files ``exclude`` lists, from whichever split holds them.
+
+    A listed path is absolute, relative to ``root`` (as ``audit.json`` writes them) or
+    relative to the working folder. Nothing on disk changes. Logs how many files were left
+    out, and warns about listed paths that match no image.
+
+    Examples:
+        ```python
+        names, split = split_files("data")
+        split = exclude_files("data", split, ["train/cats/cat.17.jpg"])
+        ```
+    """
+    listed = read_exclude_list(exclude)
+    if not listed:
+        return split_paths
+    every = [p for by_class in split_paths.values() for paths in by_class.values() for p in paths]
+    present = {os.path.abspath(p) for p in every}
+    matched, unmatched = set(), []
+    for entry in listed:
+        candidates = {os.path.abspath(os.path.join(root, entry)), os.path.abspath(entry)}
+        hits = candidates & present
+        matched |= hits
+        if not hits:
+            unmatched.append(entry)
+    where = f"listed in {str(exclude)!r}" if isinstance(exclude, str | os.PathLike) else "listed"
+    logger.info("Excluding %d of the %d file(s) %s.", len(matched), len(listed), where)
+    if unmatched:
+        logger.warning(
+            "%d of the %d excluded path(s) match no image in %s (%d matched); ignoring: %s",
+            len(unmatched),
+            len(listed),
+            root,
+            len(listed) - len(unmatched),
+            ", ".join(unmatched[:5]) + (", ..." if len(unmatched) > 5 else ""),
+        )
+    return {
+        split: {
+            name: [p for p in paths if os.path.abspath(p) not in matched]
+            for name, paths in by_class.items()
+        }
+        for split, by_class in split_paths.items()
+    }

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 
-from catdog.data.files import split_files
+from catdog.data.files import Exclude, split_files
 
 logger = logging.getLogger("catdog")
 
@@ -220,6 +220,32 @@ def _decoded_split(pairs, image_size, cache, split: str):
     return ds, files, labels, skipped
 
 
+def labelled_dataset(
+    paths: Sequence[str],
+    labels: Sequence[int],
+    *,
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> tuple[tf.data.Dataset, list[str], list[int], list[tuple[str, str]]]:
+    """One unshuffled batched dataset of ``(images, labels)`` of files, in the order given.
+
+    Decoded as [`build_splits`][catdog.data.pipelines.build_splits] decodes (once, in
+    parallel, cached in memory); files too large or not decodable are left out. Returns
+    ``(dataset, kept files, their labels, skipped (path, reason) pairs)``.
+
+    Examples:
+        ```python
+        dataset, files, labels, skipped = labelled_dataset(["a.jpg", "b.jpg"], [0, 1])
+        ```
+    """
+    image_size = check_sides("image_size", image_size, 2)
+    check_int("batch_size", batch_size)
+    pairs = [(str(p), int(label)) for p, label in zip(paths, labels, strict=True)]
+    ds, files, kept_labels, skipped = _decoded_split(pairs, image_size, None, "all")
+    dataset = _batch_pipeline(ds, batch_size=batch_size, shuffle=False, seed=0, size=len(files))
+    return dataset, files, kept_labels, skipped
+
+
 def _check_known_classes(class_names: Sequence[str], found: set[str]) -> None:
     import difflib
 
@@ -268,6 +294,7 @@ def from_directory(
     validation_fraction: float = 0.2,
     cache: str | os.PathLike | None = "memory",
     class_names: Sequence[str] | None = None,
+    exclude: Exclude = None,
 ) -> Splits:
     """Build leak-free train/validation/test datasets from an image folder.
 
@@ -294,6 +321,11 @@ def from_directory(
         class_names: fixes the label order (a trained model's classes, to evaluate it on a
             folder): every class folder must be one of them, matched by name. Defaults to
             `None` (the class folder names, sorted).
+        exclude: files to leave out of every split (the folder is not touched): a list of
+            paths (absolute, or relative to ``path``), or the path of an ``audit.json``
+            written by [`catdog.audit`][catdog.training.audit.audit] (its ``"exclude"`` list)
+            or of a text file with one path a line. Every other image keeps its split.
+            Defaults to `None` (none).
 
     Examples:
         ```python
@@ -305,7 +337,11 @@ def from_directory(
         ```
     """
     folder_classes, split_paths = split_files(
-        path, validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed
+        path,
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        exclude=exclude,
     )
     return build_splits(
         folder_classes if class_names is None else list(class_names),

@@ -134,6 +134,14 @@ class RunConfig:
     data: str = setting(
         "cats_and_dogs", "--data", "image folder, or {default} (default) to download the dataset"
     )
+    exclude: str | None = setting(
+        None,
+        "--exclude",
+        "leave these images out of every split (the folder is not touched): an audit.json "
+        "written by catdog audit, or a text file with one path a line (absolute, or relative "
+        "to --data)",
+        metavar="FILE",
+    )
     epochs: int = setting(
         20,
         "--epochs",
@@ -357,6 +365,8 @@ def config_record(config: RunConfig) -> dict:
     record = {**asdict(config), "out": str(config.out)}
     if record["data"] != "cats_and_dogs":
         record["data"] = os.path.abspath(record["data"])
+    if record["exclude"] is not None:
+        record["exclude"] = os.path.abspath(record["exclude"])
     return json.loads(json.dumps(json_safe(record)))
 
 

@@ -87,8 +87,11 @@ def evaluate_run(
         )
     size = tuple(model.input_shape[1:3])
 
+    # the run's exclusions (catdog train --exclude) hold for the run's data
+    exclude = run.get("exclude") if run and _same_data(data, run["data"]) else None
+
     def load(seed: int):
-        return load_splits(data, size, batch_size, seed, class_names=class_names)
+        return load_splits(data, size, batch_size, seed, class_names=class_names, exclude=exclude)
 
     splits = _evaluation_splits(_Asked(str(model_path), split, seed), run, data, load)
     return evaluate(model, splits, split=split, engine=engine, tta=tta)

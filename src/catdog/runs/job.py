@@ -59,12 +59,15 @@ def demo_data(images_per_class: int = 200, image_size: int = 64) -> Path:
 def load_data(config: RunConfig):
     """Splits for ``config.data``: ``cats_and_dogs`` (downloaded) or a folder."""
     size = (config.image_size, config.image_size)
-    return load_splits(config.data, size, config.batch_size, config.seed)
+    return load_splits(config.data, size, config.batch_size, config.seed, exclude=config.exclude)
 
 
-def load_splits(data: str, image_size: tuple, batch_size: int, seed: int, class_names=None):
+def load_splits(
+    data: str, image_size: tuple, batch_size: int, seed: int, class_names=None, exclude=None
+):
     """Splits of ``data``: ``cats_and_dogs`` (downloaded) or an image folder (its class
-    folders mapped to ``class_names``, in order, when given).
+    folders mapped to ``class_names``, in order, when given), without the files ``exclude``
+    lists (see [`from_directory`][catdog.data.pipelines.from_directory]).
 
     Examples:
         ```python
@@ -74,7 +77,7 @@ def load_splits(data: str, image_size: tuple, batch_size: int, seed: int, class_
     from catdog.data.datasets import load_cats_and_dogs
     from catdog.data.pipelines import from_directory
 
-    options = dict(image_size=image_size, batch_size=batch_size, seed=seed)
+    options = dict(image_size=image_size, batch_size=batch_size, seed=seed, exclude=exclude)
     if data == "cats_and_dogs":
         return load_cats_and_dogs(**options)
     return from_directory(data, class_names=class_names, **options)
