@@ -198,3 +198,15 @@ def test_every_export_gives_the_same_classes_and_unknown_decisions(
     props = session.get_modelmeta().custom_metadata_map
     assert json.loads(props["threshold"]) == pytest.approx(threshold)
     _agree("onnx", _decisions(onnx_probs, onnx_scores, threshold), expected, scores, threshold)
+
+
+def test_cached_features_give_what_a_pass_over_the_images_gives(synthetic_splits):
+    from catdog import build_transfer_model
+    from catdog.training.calibration import feature_pass, head_pass
+
+    model = build_transfer_model((SIZE, SIZE, 3), weights=None, class_names=["cats", "dogs"])
+    features, probs, labels = feature_pass(model, synthetic_splits.validation)
+    assert features.shape[1] == 1280  # the base's pooled features
+    again = head_pass(model, features, labels)
+    np.testing.assert_allclose(again[1], probs, atol=1e-5)
+    assert (again[2] == labels).all()

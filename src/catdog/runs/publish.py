@@ -37,7 +37,7 @@ def _clear_state(folder: RunFolder) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def _publish(folder: RunFolder, splits, record, history, fine_tune_start) -> dict:
+def _publish(folder: RunFolder, splits, record, history, fine_tune_start, features=None) -> dict:
     """Write the run's files from the finished training state, then drop the state.
 
     All or nothing: every file is first written into ``.resume/publish``; only once all are
@@ -54,7 +54,7 @@ def _publish(folder: RunFolder, splits, record, history, fine_tune_start) -> dic
     shutil.rmtree(new.path, ignore_errors=True)  # a publish killed midway
     new.path.mkdir()
     model = load_model(folder.best)
-    calibration = _calibrate(model, splits, record)
+    calibration = _calibrate(model, splits, record, features)
     report = evaluate(model, splits)
     if calibration is None:
         shutil.copyfile(folder.best, new.model)
@@ -95,7 +95,7 @@ def _plot(new: RunFolder, splits, model, report, history, fine_tune_start, recor
     )
 
 
-def _calibrate(model, splits, record: dict):
+def _calibrate(model, splits, record: dict, features=None):
     """Calibrate the run's model as its record says; ``None`` when both parts are off."""
     from catdog.models.classifier import ImageClassifier
     from catdog.training.calibration import calibrate
@@ -111,7 +111,9 @@ def _calibrate(model, splits, record: dict):
             model.name,
         )
         return None
-    return calibrate(model, splits, temperature=temperature, unknown_coverage=coverage)
+    return calibrate(
+        model, splits, temperature=temperature, unknown_coverage=coverage, features=features
+    )
 
 
 def _summary(calibration) -> str:

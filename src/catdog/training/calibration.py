@@ -168,6 +168,24 @@ def feature_pass(model, dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(np.concatenate(parts) for parts in zip(*found, strict=True))
 
 
+def head_pass(model, features, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(features, uncalibrated probabilities, labels)`` from features computed before (the
+    layers after the features run on them), as
+    [`feature_pass`][catdog.training.calibration.feature_pass] returns them."""
+    from catdog.models.classifier import inference_model, probabilities
+
+    layers = [each for each in inference_model(model).layers if not isinstance(each, Confidence)]
+    features = np.asarray(features, np.float32)
+    outputs = []
+    for start in range(0, len(features), 256):
+        x = features[start : start + 256]
+        for each in layers[feature_position(layers) + 1 :]:
+            x = each(x, training=False)
+        outputs.append(np.asarray(probabilities(model, x)))
+    probs = np.concatenate(outputs) if outputs else np.zeros((0, model.output_shape[-1]))
+    return features, probs, np.asarray(labels).reshape(-1)
+
+
 def gaussian_statistics(features, labels, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """``(class means, shared precision matrix)`` of features, the covariance shrunk by
     [`SHRINKAGE`][catdog.training.calibration.SHRINKAGE] towards a multiple of the identity."""
@@ -219,6 +237,7 @@ def calibrate(
     unknown_coverage: float | None = DEFAULT_COVERAGE,
     method: str = DEFAULT_METHOD,
     k: int = 1,
+    features: dict | None = None,
 ) -> Calibration:
     """Fit how sure ``model`` is on ``splits`` and keep it inside the model, in place.
 
@@ -237,6 +256,9 @@ def calibrate(
         unknown_coverage: the share of validation images to accept, in (0, 1), or ``None``.
         method: ``"mahalanobis"``, ``"knn"`` or ``"msp"``.
         k: with ``"knn"``, which nearest training feature's distance is the score.
+        features: ``{split: (features, labels)}`` already computed where the model's
+            features are (a transfer model's pooled base features: what cached-feature
+            training computes), used instead of a pass over those splits' images.
 
     Examples:
         ```python
@@ -253,7 +275,14 @@ def calibrate(
     wanted = ["validation", "test"]
     if unknown_coverage is not None and method != "msp":
         wanted.append("train")
-    passes = {s: feature_pass(model, getattr(splits, s)) for s in wanted if splits.files[s]}
+    features = features or {}
+    passes = {
+        s: head_pass(model, *features[s])
+        if s in features
+        else feature_pass(model, getattr(splits, s))
+        for s in wanted
+        if splits.files[s]
+    }
     fitted = fit_temperature(*passes["validation"][1:]) if temperature else 1.0
     fitted = float(np.float32(fitted))  # as the model keeps it
     layer, accepted = _fitted_layer(model, passes, fitted, unknown_coverage, method, k)
