@@ -187,7 +187,10 @@ def test_every_export_gives_the_same_classes_and_unknown_decisions(
     assert meta["class_names"] == ["cats", "dogs"] and meta["input"]["range"] == [0, 255]
     _agree("litert", _decisions(*lite.scores(pixels), lite.threshold), expected, scores, threshold)
     (tmp_path / "m.tflite.labels.txt").unlink()  # the names are inside the file too
-    assert LiteRTModel(tmp_path / "m.tflite").class_names == ["cats", "dogs"]
+    lite = LiteRTModel(tmp_path / "m.tflite")
+    assert lite.class_names == ["cats", "dogs"]
+    from_file = predict(lite, files)  # what `catdog predict m.tflite` prints
+    assert [p.unknown for p in from_file] == list(lite.scores(pixels)[1] > np.float32(threshold))
 
     onnxruntime = pytest.importorskip("onnxruntime")
     pytest.importorskip("tf2onnx")
