@@ -98,6 +98,8 @@ def test_train_writes_the_run_folder(trained_run):
         "confusion_matrix.png",
         "misclassified.png",
         "samples.png",
+        "reliability.png",  # calibration, on by default
+        "risk_coverage.png",
         "README.md",  # the model card
     }
     assert {p.name for p in out.iterdir()} == expected  # nothing else (.resume is removed)
@@ -106,6 +108,11 @@ def test_train_writes_the_run_folder(trained_run):
     assert len(history["history"]["val_accuracy"]) == 2
     report = json.loads((out / "report.json").read_text())
     assert report["count"] == 8 and report["class_names"] == ["cats", "dogs"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["calibrate"] is True and config["unknown_coverage"] == 0.99
+    assert config["calibration"]["method"] == "mahalanobis"
+    assert report["calibration"]["temperature"] == config["calibration"]["temperature"]
+    assert "Confidence and unknown images" in (out / "README.md").read_text()
 
 
 def test_evaluate_predict_export(trained_run, synthetic_root, tmp_path, capsys):
@@ -122,7 +129,10 @@ def test_evaluate_predict_export(trained_run, synthetic_root, tmp_path, capsys):
     assert status == 0, stderr[-2000:]
     lines = [line.split("\t") for line in stdout.strip().splitlines()]
     assert [line[0] for line in lines] == [str(p) for p in images]
-    assert all(line[1] in ("cats", "dogs") and 0.5 <= float(line[2]) <= 1 for line in lines)
+    assert all(
+        line[1] in ("cats", "dogs", "unknown") and 0.5 <= float(line[2]) <= 1 for line in lines
+    )
+    assert all(line[3].startswith("score ") for line in lines)  # the model's ood score
 
     status, _, stderr = cli_in_process(
         capsys, "export", model, "--format", "tflite", "--out", tmp_path / "m.tflite"
@@ -153,11 +163,14 @@ def test_predict_takes_folders_and_writes_csv_or_json_lines(
     with open(results / "p.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["path"] for r in rows] == [str(single), *expected] and len(rows) == 41
-    assert list(rows[0]) == ["path", "class", "probability", "probability_cats", "probability_dogs"]
+    columns = ["path", "class", "probability", "ood_score", "unknown"]
+    assert list(rows[0]) == [*columns, "probability_cats", "probability_dogs"]
     for row in rows:
         both = float(row["probability_cats"]) + float(row["probability_dogs"])
         assert both == pytest.approx(1, abs=1e-5)
-        assert float(row["probability"]) == float(row[f"probability_{row['class']}"])
+        best = max(float(row["probability_cats"]), float(row["probability_dogs"]))
+        assert float(row["probability"]) == best
+        assert (row["class"] == "unknown") == (row["unknown"] == "True")
     status, _, _ = cli_in_process(capsys, "predict", model, folder, "--output", results / "p.jsonl")
     lines = [json.loads(line) for line in (results / "p.jsonl").read_text().splitlines()]
     assert [line["path"] for line in lines] == expected and status == 0

@@ -45,6 +45,9 @@ _EXPORTS = {
     "make_synthetic_dataset": "data.synthetic",
     "make_stand_in_weights": "models.weights",
     "train": "training.fit",
+    "calibrate": "training.calibration",
+    "Calibration": "training.calibration",
+    "Confidence": "models.confidence",
     "fine_tune": "training.fine_tune",
     "unfreeze_base": "models.transfer",
     "merge_histories": "training.fine_tune",
@@ -131,6 +134,7 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
         build_cnn_model,
         build_preprocessed_model,
     )
+    from catdog.models.confidence import Confidence
     from catdog.models.layers import (
         ImageNetPreprocessing,
         InferenceMode,
@@ -163,6 +167,7 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
     )
     from catdog.runs.card import write_model_card
     from catdog.training.audit import audit
+    from catdog.training.calibration import Calibration, calibrate
     from catdog.training.fine_tune import (
         fine_tune,
         merge_histories,

@@ -63,6 +63,21 @@ def weights(text: str) -> str | None:
     return None if text.lower() == "none" else text
 
 
+def coverage(text: str) -> float | None:
+    """``--unknown-coverage``: a share in (0, 1) such as ``0.99``, or ``off`` (``None``)."""
+    if text.lower() in ("off", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a share in (0, 1) such as 0.99, or off; got {text!r}"
+        )
+    return value
+
+
 JIT_CHOICES = {"auto": "auto", "true": True, "false": False}
 JIT_METAVAR = "{" + ",".join(JIT_CHOICES) + "}"
 

@@ -31,6 +31,8 @@ ENGINES = ("tensorflow", "litert", "auto")
 STRATEGIES = ("none", "mirrored", "multi_worker")
 """Where training runs: see [`make_strategy`][catdog.training.distribute.make_strategy]."""
 DEFAULT_CLUSTER_TIMEOUT = 300.0
+DEFAULT_COVERAGE = 0.99
+"""The share of validation images the ``unknown`` threshold accepts unless told otherwise."""
 """Seconds a worker waits for the other workers of its cluster (or a tuning worker for the
 oracle) to answer before it stops: see
 [`wait_for_peers`][catdog.training.cluster.wait_for_peers]."""
@@ -151,6 +153,16 @@ def is_number_in(value, low: float, high: float, *, high_included: bool) -> bool
 def is_positive_number(value) -> bool:
     """True for a finite ``int``/``float`` (not a ``bool``) above 0."""
     return is_number_in(value, 0, float("inf"), high_included=False) and value > 0
+
+
+def check_coverage(name: str, value):
+    """Return ``value`` if it is ``None`` (no ``unknown`` answer) or a share in (0, 1)."""
+    if value is not None and not (is_number_in(value, 0, 1, high_included=False) and value > 0):
+        raise InvalidArgumentError(
+            f"{name} must be a share of validation images in (0, 1), such as 0.99, or None (no "
+            f"unknown answer); got {value!r}."
+        )
+    return value
 
 
 def check_positive_number(name: str, value):

@@ -14,7 +14,8 @@ CLASS_NAMES = ("cats", "dogs")
 
 
 def _draw(rng: np.random.Generator, label: int, size: tuple[int, int]):
-    """One RGB image: warm round blobs for 'cats', cool bars for 'dogs', on a noisy field."""
+    """One RGB image: warm round blobs for 'cats', cool bars for 'dogs', green triangles for the
+    held-out kind (label 2, see ``make_unknown_images``), on a noisy field."""
     from PIL import Image, ImageDraw, ImageFilter
 
     height, width = size
@@ -26,7 +27,14 @@ def _draw(rng: np.random.Generator, label: int, size: tuple[int, int]):
     for _ in range(int(rng.integers(2, 5))):
         cx, cy = rng.uniform(0.15, 0.85) * width, rng.uniform(0.15, 0.85) * height
         r = rng.uniform(0.08, 0.2) * min(height, width)
-        if label == 0:  # warm ellipses
+        if label == 2:  # green triangles: a kind of image neither class shows
+            color = (
+                int(rng.integers(0, 90)),
+                int(rng.integers(170, 256)),
+                int(rng.integers(0, 90)),
+            )
+            draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=color)
+        elif label == 0:  # warm ellipses
             color = (
                 int(rng.integers(190, 256)),
                 int(rng.integers(70, 150)),
@@ -41,6 +49,32 @@ def _draw(rng: np.random.Generator, label: int, size: tuple[int, int]):
             )
             draw.rectangle([cx - 1.3 * r, cy - 0.35 * r, cx + 1.3 * r, cy + 0.35 * r], fill=color)
     return image.filter(ImageFilter.GaussianBlur(radius=0.6))
+
+
+def make_unknown_images(
+    path: str | os.PathLike,
+    count: int = 20,
+    image_size: tuple[int, int] = (160, 160),
+    seed: int = 0,
+) -> list[Path]:
+    """Write ``count`` JPEG images of a kind neither synthetic class shows (green triangles on
+    the same noisy field) into ``path``: the held-out kind that a model trained on
+    [`make_synthetic_dataset`][catdog.data.synthetic.make_synthetic_dataset] should answer
+    ``unknown``. Returns the files.
+
+    Examples:
+        ```python
+        files = make_unknown_images("/tmp/catdog-unknown", count=10, image_size=(64, 64))
+        ```
+    """
+    check_int("count", count)
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    files = [folder / f"other.{i}.jpg" for i in range(count)]
+    for file in files:
+        _draw(rng, 2, tuple(image_size)).save(file, quality=90)
+    return files
 
 
 def make_synthetic_dataset(

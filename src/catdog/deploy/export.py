@@ -24,6 +24,7 @@ from catdog._rules import (
 from catdog.data.images import decode_image
 from catdog.deploy.labels import ONNX_CLASS_NAMES_KEY, labels_path, resolve_class_names
 from catdog.deploy.litert import litert_flatbuffer
+from catdog.deploy.metadata import add_litert_metadata, export_metadata, onnx_metadata_props
 from catdog.errors import (
     InputFileNotFoundError,
     InvalidArgumentError,
@@ -31,7 +32,8 @@ from catdog.errors import (
     OutputError,
 )
 from catdog.io import atomic_path, write_atomic
-from catdog.models.classifier import inference_model, probabilities, probability_model
+from catdog.models.classifier import inference_model, probability_model
+from catdog.models.confidence import UNKNOWN, confidence_layer, confidence_outputs
 
 FORMATS = EXPORT_FORMATS
 """Keras' export format names: ``"keras"``, ``"tf_saved_model"``, ``"litert"``, ``"onnx"``."""
@@ -211,10 +213,13 @@ def _export_onnx(model: keras.Model, path: Path, names: list[str]) -> Path:
     def write(tmp: Path) -> None:
         with_probabilities.export(str(tmp), format="onnx", verbose=False)
         proto = onnx.load(str(tmp))
-        kept = [p for p in proto.metadata_props if p.key != ONNX_CLASS_NAMES_KEY]
+        props = onnx_metadata_props(export_metadata(model, names))
+        props[ONNX_CLASS_NAMES_KEY] = json.dumps(names)
+        kept = [p for p in proto.metadata_props if p.key not in props]
         del proto.metadata_props[:]
         proto.metadata_props.extend(kept)
-        proto.metadata_props.add(key=ONNX_CLASS_NAMES_KEY, value=json.dumps(names))
+        for key, value in props.items():
+            proto.metadata_props.add(key=key, value=value)
         onnx.save(proto, str(tmp))
 
     return _write_with_labels(path, names, write)
@@ -227,9 +232,11 @@ def _serving_archive(model: keras.Model, names: list[str] | None = None):
     without_augmentation = inference_model(model)
     height, width = model.input_shape[1:3]
     names = tf.constant(names or resolve_class_names(model))
+    layer = confidence_layer(model)
 
     def from_pixels(pixels):
-        return probabilities(model, without_augmentation(pixels, training=False))
+        outputs = confidence_outputs(model, pixels)
+        return outputs if len(outputs) > 1 else outputs["probabilities"]
 
     def from_bytes(image_bytes):
         pixels = tf.map_fn(
@@ -237,9 +244,19 @@ def _serving_archive(model: keras.Model, names: list[str] | None = None):
             image_bytes,
             fn_output_signature=tf.TensorSpec((height, width, 3), tf.uint8),
         )
-        probs = from_pixels(tf.cast(pixels, tf.float32))
+        outputs = confidence_outputs(model, tf.cast(pixels, tf.float32))
+        probs = outputs["probabilities"]
         index = tf.argmax(probs, axis=1, output_type=tf.int32)
-        return {"probabilities": probs, "class_index": index, "class_name": tf.gather(names, index)}
+        result = {
+            "probabilities": probs,
+            "class_index": index,
+            "class_name": tf.gather(names, index),
+        }
+        if "ood_score" in outputs:  # past the threshold: "unknown" (probabilities still given)
+            unknown = outputs["ood_score"] > tf.convert_to_tensor(layer.threshold)
+            result.update(ood_score=outputs["ood_score"], is_unknown=unknown,
+                          class_name=tf.where(unknown, UNKNOWN, result["class_name"]))  # fmt: skip
+        return result
 
     archive = keras.export.ExportArchive()
     archive.track(without_augmentation)
@@ -257,7 +274,9 @@ def _serving_archive(model: keras.Model, names: list[str] | None = None):
 
 
 def _export_litert(model: keras.Model, path: Path, quantize: str | None, names: list[str]) -> Path:
-    flatbuffer = litert_flatbuffer(model, quantize)
+    flatbuffer = add_litert_metadata(
+        litert_flatbuffer(model, quantize), export_metadata(model, names)
+    )
     return _write_with_labels(path, names, lambda out: out.write_bytes(flatbuffer))
 
 

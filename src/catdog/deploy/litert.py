@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 from catdog.data.images import PREDICT_BATCH_SIZE, run_in_batches
 from catdog.deploy.labels import _exported_names
+from catdog.deploy.metadata import read_litert_metadata
 from catdog.models.classifier import probability_model
 
 logger = logging.getLogger("catdog")
@@ -200,9 +201,13 @@ class LiteRTModel:
     """A ``.tflite`` file as a classifier: its input shape, class names and probabilities.
 
     The class names come from the labels file that [`export`][catdog.deploy.export.export] writes
-    beside the file ([`exported_class_names`][catdog.deploy.labels.exported_class_names]); a
-    labels file that names another number of classes than the file predicts is refused. Any
-    batch size works.
+    beside the file ([`exported_class_names`][catdog.deploy.labels.exported_class_names]), else
+    from the file's own metadata
+    ([`read_litert_metadata`][catdog.deploy.metadata.read_litert_metadata]);
+    names for another number of classes than the file predicts are refused. A file exported
+    from a model with an ``unknown`` answer also outputs its ``ood_score``: ``scored`` is then
+    true, ``threshold`` (from its metadata) says above which score an image is ``unknown``, and
+    [`scores`][catdog.deploy.litert.LiteRTModel.scores] returns both. Any batch size works.
 
     Examples:
         ```python
@@ -220,11 +225,19 @@ class LiteRTModel:
         except ValueError as error:
             raise InvalidArgumentError(f"{str(path)!r} is not a TFLite model: {error}") from None
         self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
+        outputs = self._interpreter.get_output_details()
+        self._output = next(o for o in outputs if len(o["shape"]) == 2)
+        self._score = next((o for o in outputs if len(o["shape"]) == 1), None)
+        self.scored = self._score is not None
         self.input_shape = (None, *(int(d) for d in self._input["shape"][1:]))
         self.output_shape = (None, int(self._output["shape"][-1]))
         self._shape = None
+        self.metadata = read_litert_metadata(path) or {}
+        threshold = self.metadata.get("threshold")
+        self.threshold = float(threshold) if self.scored and threshold is not None else None
         names, source = _exported_names(path)
+        if names is None and isinstance(self.metadata.get("class_names"), list):
+            names, source = [str(n) for n in self.metadata["class_names"]], str(path)
         if names is not None and len(names) != self.output_shape[-1]:
             raise InvalidArgumentError(
                 f"{source!r} names {len(names)} classes but {str(path)!r} predicts "
@@ -243,8 +256,19 @@ class LiteRTModel:
                 f"images must have shape (n, {', '.join(map(str, self.input_shape[1:]))}), "
                 f"got {array.shape}."
             )
-        classes = int(self._output["shape"][-1])
-        return run_in_batches(self._invoke, array, self.input_shape[1:], batch_size, classes)
+        return self.wide(array, batch_size=batch_size)[:, : self.output_shape[-1]]
+
+    def scores(self, images, *, batch_size: int = PREDICT_BATCH_SIZE):
+        """``(probabilities, ood scores)`` of an ``(n, h, w, 3)`` array; the scores are
+        ``None`` for a file without them."""
+        wide = self.wide(np.asarray(images, np.float32), batch_size=batch_size)
+        classes = self.output_shape[-1]
+        return wide[:, :classes], (wide[:, classes] if self.scored else None)
+
+    def wide(self, images, *, batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
+        """The probabilities with the ood score as one more column, when the file has one."""
+        classes = self.output_shape[-1] + self.scored
+        return run_in_batches(self._invoke, images, self.input_shape[1:], batch_size, classes)
 
     def _invoke(self, array: np.ndarray) -> np.ndarray:
         interpreter = self._interpreter
@@ -254,4 +278,8 @@ class LiteRTModel:
             self._shape = array.shape
         interpreter.set_tensor(self._input["index"], array)
         interpreter.invoke()
-        return interpreter.get_tensor(self._output["index"]).astype(np.float64)
+        probs = interpreter.get_tensor(self._output["index"]).astype(np.float64)
+        if self._score is None:
+            return probs
+        score = interpreter.get_tensor(self._score["index"]).astype(np.float64)
+        return np.concatenate([probs, score.reshape(-1, 1)], axis=1)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 from catdog.data.images import PREDICT_BATCH_SIZE, image_batches, run_in_batches
 from catdog.deploy.labels import numbered_class_names, resolve_class_names
 from catdog.deploy.litert import LiteRTModel, _first_line, cached_litert_file
-from catdog.models.classifier import inference_model
+from catdog.models.confidence import UNKNOWN, unknown_threshold
 
 logger = logging.getLogger("catdog")
 
@@ -76,24 +76,27 @@ class Predictor:
         self.batch_size = check_int("batch_size", batch_size)
         self.model = model
         self.input_shape = tuple(model.input_shape[1:])
-        self.engine, self._run = "tensorflow", None
+        self.classes = int(model.output_shape[-1])
+        self.engine, self._run, lite = "tensorflow", None, None
         if engine != "tensorflow":
-            self._run = self._litert(model, engine, cache_dir)
-        if self._run is None:
+            lite = self._litert(model, engine, cache_dir)
+        if lite is None:
             self._run = self._tensorflow(model, jit_compile)
+            self.scored = unknown_threshold(model) is not None
         else:
-            self.engine = "litert"
+            self.engine, self._run, self.scored = "litert", lite._invoke, lite.scored
 
     @staticmethod
     def _tensorflow(model: keras.Model, jit_compile: bool):
         import tensorflow as tf
 
-        from catdog.models.classifier import probabilities
-
-        without_augmentation = inference_model(model)
+        from catdog.models.confidence import confidence_outputs
 
         def run(images):
-            return probabilities(model, without_augmentation(images, training=False))
+            outputs = confidence_outputs(model, images)
+            if "ood_score" not in outputs:
+                return outputs["probabilities"]
+            return tf.concat([outputs["probabilities"], outputs["ood_score"][:, None]], axis=1)
 
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
         function = tf.function(run, input_signature=[spec], jit_compile=jit_compile)
@@ -124,14 +127,35 @@ class Predictor:
 
     def __call__(self, images, *, batch_size: int | None = None) -> np.ndarray:
         """Probabilities ``(n, classes)`` of one image or an ``(n, h, w, 3)`` array, run
-        ``batch_size`` (default: the predictor's) images at a time."""
+        ``batch_size`` (default: the predictor's) images at a time (calibrated, for a model
+        calibrated by [`calibrate`][catdog.training.calibration.calibrate])."""
+        return self.wide(images, batch_size=batch_size)[:, : self.classes]
+
+    def scores(self, images, *, batch_size: int | None = None):
+        """``(probabilities, ood scores)`` of the images; the scores are ``None`` for a model
+        without an out-of-distribution score."""
+        return split_scores(self.wide(images, batch_size=batch_size), self.classes)
+
+    def wide(self, images, *, batch_size: int | None = None) -> np.ndarray:
+        """The probabilities with the ood score as one more column, when the model has one."""
         return run_in_batches(
             self._run,
             images,
             self.input_shape,
             self.batch_size if batch_size is None else batch_size,
-            self.model.output_shape[-1],
+            self.classes + self.scored,
         )
+
+
+def split_scores(wide: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(probabilities, scores or None)`` of an array whose extra column is the score."""
+    return wide[:, :classes], (wide[:, classes] if wide.shape[1] > classes else None)
+
+
+def forget_predictors(model: keras.Model) -> None:
+    """Drop ``model``'s cached predictors (its layers changed: the next prediction traces or
+    converts it again)."""
+    _PREDICTORS.pop(model, None)
 
 
 def _weights_token(model: keras.Model) -> tuple:
@@ -153,7 +177,8 @@ def predictor_for(model: keras.Model, engine: str = "tensorflow") -> Predictor:
     stepped or its output layer changed).
     """
     cached = _PREDICTORS.setdefault(model, {})
-    step = _weights_token(model) if engine != "tensorflow" else None
+    layers = tuple(id(layer) for layer in getattr(model, "layers", ()))
+    step = (_weights_token(model) if engine != "tensorflow" else None, layers)
     entry = cached.get(engine)
     if entry is None or entry[1] != step:
         entry = cached[engine] = (Predictor(model, engine=engine), step)
@@ -165,17 +190,17 @@ TTA_MODES = (None, "flip")
 
 
 def _tta_runner(predictor: Predictor, tta: str | None, batch_size: int):
-    """A function from a float32 batch to its float64 probabilities on ``predictor``, the
-    image's and its mirror image's averaged with ``tta="flip"``."""
+    """A function from a float32 batch to its float64 probabilities (and ood score, as one
+    more column, for a model with one) on ``predictor``, the image's and its mirror image's
+    averaged with ``tta="flip"``."""
     check_choice("tta", tta, TTA_MODES)
 
     def run(batch: np.ndarray) -> np.ndarray:
-        probabilities = predictor(batch, batch_size=batch_size).astype(np.float64)
+        wide = predictor.wide(batch, batch_size=batch_size).astype(np.float64)
         if tta == "flip":
             mirrored = batch[..., ::-1, :]  # width is axis -2
-            flipped = predictor(mirrored, batch_size=batch_size).astype(np.float64)
-            probabilities = (probabilities + flipped) / 2
-        return probabilities
+            wide = (wide + predictor.wide(mirrored, batch_size=batch_size)) / 2
+        return wide
 
     return run
 
@@ -208,23 +233,53 @@ def predict_probabilities(
         # (32, 2)
         ```
     """
+    return predict_scores(model, images, engine, tta, batch_size=batch_size)[0]
+
+
+def predict_scores(
+    model: keras.Model,
+    images,
+    engine: str = "tensorflow",
+    tta: str | None = None,
+    *,
+    batch_size: int = PREDICT_BATCH_SIZE,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(probabilities, ood scores)`` of an image array, as
+    [`predict_probabilities`][catdog.deploy.predict.predict_probabilities] runs it; the scores
+    (higher: less like the training images) are ``None`` for a model without one.
+
+    Examples:
+        ```python
+        probs, scores = predict_scores(model, images)
+        unknown = scores > unknown_threshold(model)
+        ```
+    """
     check_choice("tta", tta, TTA_MODES)
     predictor = predictor_for(model, engine)
     run = _tta_runner(predictor, tta, batch_size)
-    return run_in_batches(
-        run, images, predictor.input_shape, batch_size, model.output_shape[-1]
-    ).astype(np.float64)
+    width = predictor.classes + predictor.scored
+    wide = run_in_batches(run, images, predictor.input_shape, batch_size, width)
+    return split_scores(wide, predictor.classes)
 
 
 # ----------------------------------------------------------------------------- predictions
 @dataclass
 class Prediction:
-    """The most likely class of one image, its probability, and every class's probability."""
+    """The most likely class of one image, its probability, and every class's probability.
+
+    For a model with an ``unknown`` answer (see
+    [`calibrate`][catdog.training.calibration.calibrate]), ``ood_score`` is the image's
+    out-of-distribution score (higher: less like the training images) and ``unknown`` whether
+    it is above the model's threshold; ``class_name`` is then ``"unknown"``, while
+    ``probability`` and ``probabilities`` still give the classes' probabilities.
+    """
 
     path: str
     class_name: str
     probability: float
     probabilities: dict[str, float]
+    ood_score: float | None = None
+    unknown: bool = False
 
 
 def predict(
@@ -311,7 +366,8 @@ def iter_predictions(
         batches = image_batches(images_or_paths, size, batch_size)
     else:
         batches = ((None, array[i : i + batch_size]) for i in range(0, len(array), batch_size))
-    return _predictions(batches, run, names)
+    classes, threshold = int(model.output_shape[-1]), unknown_threshold(model)
+    return _predictions(batches, run, names, classes, threshold)
 
 
 def _batch_runner(model: keras.Model | LiteRTModel, engine: str, tta: str | None, batch_size: int):
@@ -319,7 +375,7 @@ def _batch_runner(model: keras.Model | LiteRTModel, engine: str, tta: str | None
     if isinstance(model, LiteRTModel):
         if tta is not None:
             raise InvalidArgumentError("tta needs a Keras model, not a LiteRT file.")
-        return lambda batch: model(batch, batch_size=batch_size)
+        return lambda batch: model.wide(batch, batch_size=batch_size)
     return _tta_runner(predictor_for(model, engine), tta, batch_size)
 
 
@@ -333,11 +389,13 @@ def _checked_array(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return array
 
 
-def _predictions(batches, run, class_names) -> Iterator[Prediction]:
+def _predictions(batches, run, class_names, classes: int, threshold) -> Iterator[Prediction]:
     done = 0
     for paths, pixels in batches:
-        probabilities = run(pixels)
-        yield from named_predictions(probabilities, class_names, paths, first=done)
+        probabilities, scores = split_scores(run(pixels), classes)
+        yield from named_predictions(
+            probabilities, class_names, paths, first=done, scores=scores, threshold=threshold
+        )
         done += len(probabilities)
 
 
@@ -347,9 +405,12 @@ def named_predictions(
     paths: Sequence[str] | None,
     *,
     first: int = 0,
+    scores: np.ndarray | None = None,
+    threshold: float | None = None,
 ) -> list[Prediction]:
     """One [`Prediction`][catdog.deploy.predict.Prediction] per row of ``probabilities``;
-    without ``paths``, images are named ``image_<first + row>``."""
+    without ``paths``, images are named ``image_<first + row>``; an image whose score is above
+    ``threshold`` is named ``unknown``."""
     from catdog._rules import check_printable_class_names
 
     count = probabilities.shape[1]
@@ -362,12 +423,16 @@ def named_predictions(
     results = []
     for i, row in enumerate(probabilities):
         best = int(row.argmax())
+        score = None if scores is None else float(scores[i])
+        unknown = score is not None and threshold is not None and score > np.float32(threshold)
         results.append(
             Prediction(
                 path=paths[i] if paths else f"image_{first + i}",
-                class_name=class_names[best],
+                class_name=UNKNOWN if unknown else class_names[best],
                 probability=float(row[best]),
                 probabilities={n: float(p) for n, p in zip(class_names, row, strict=True)},
+                ood_score=score,
+                unknown=bool(unknown),
             )
         )
     return results

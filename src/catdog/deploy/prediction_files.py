@@ -29,8 +29,9 @@ CLASS_COLUMN_PREFIX = "probability_"
 
 
 def prediction_row(prediction: Prediction) -> dict:
-    """The row of one prediction: ``path``, ``class``, ``probability`` (the most likely
-    class's), then ``probability_<class>`` for every class, in the model's order.
+    """The row of one prediction: ``path``, ``class`` (``unknown`` where the model says so),
+    ``probability`` (the most likely class's), ``ood_score`` and ``unknown`` for a model with
+    an unknown answer, then ``probability_<class>`` for every class, in the model's order.
 
     Examples:
         ```python
@@ -44,13 +45,16 @@ def prediction_row(prediction: Prediction) -> dict:
         "class": prediction.class_name,
         "probability": prediction.probability,
     }
+    if prediction.ood_score is not None:  # a model with an unknown answer
+        row.update(ood_score=prediction.ood_score, unknown=prediction.unknown)
     row.update({CLASS_COLUMN_PREFIX + name: p for name, p in prediction.probabilities.items()})
     return row
 
 
 def tab_separated(row: dict) -> str:
-    """The line ``catdog predict`` prints for a row: its columns but the per-class ones,
-    tab-separated, numbers to 4 decimals.
+    """The line ``catdog predict`` prints for a row: its columns but the per-class ones and
+    ``unknown`` (the class says it), tab-separated, probabilities to 4 decimals, the ood
+    score as ``score <value>``.
 
     Examples:
         ```python
@@ -59,10 +63,16 @@ def tab_separated(row: dict) -> str:
         ```
     """
     return "\t".join(
-        f"{value:.4f}" if isinstance(value, float) else str(value)
+        _printed(key, value)
         for key, value in row.items()
-        if not key.startswith(CLASS_COLUMN_PREFIX)
+        if not key.startswith(CLASS_COLUMN_PREFIX) and key != "unknown"  # the class says it
     )
+
+
+def _printed(key: str, value) -> str:
+    if key == "ood_score":
+        return f"score {value:.4g}"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def check_output_file(path: str | os.PathLike) -> str:

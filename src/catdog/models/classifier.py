@@ -305,7 +305,11 @@ def inference_model(model: keras.Model) -> keras.Model:
 def probability_model(model: keras.Model) -> keras.Model:
     """The model without augmentation, ending in probabilities (a softmax after logits).
 
-    What every export and the LiteRT engine run.
+    What every export and the LiteRT engine run. A model with a
+    [`Confidence`][catdog.models.confidence.Confidence] layer outputs calibrated probabilities
+    and, when it has an out-of-distribution score, the dict
+    ``{"probabilities": ..., "ood_score": ...}``
+    ([`confidence_outputs`][catdog.models.confidence.confidence_outputs]).
 
     Examples:
         >>> from catdog.models.cnn import build_baseline_model
@@ -315,7 +319,13 @@ def probability_model(model: keras.Model) -> keras.Model:
     import keras
 
     from catdog.models.classifier import outputs_logits
+    from catdog.models.confidence import confidence_layer, confidence_outputs
 
+    if confidence_layer(model) is not None:  # calibrated, and with its score when it has one
+        inputs = keras.Input(shape=model.input_shape[1:], name="image")
+        outputs = confidence_outputs(model, inputs)
+        outputs = outputs if len(outputs) > 1 else outputs["probabilities"]
+        return keras.Model(inputs, outputs, name=f"{model.name}_probabilities")
     without_augmentation = inference_model(model)
     if not outputs_logits(model):
         return without_augmentation

@@ -67,7 +67,48 @@ def checked_report_fields(data, source: str) -> dict:
         [],
     )
     values["misclassified"] = misclassified
-    return values
+    return {**values, **_confidence_fields(get)}
+
+
+def _confidence_fields(get) -> dict:
+    """The unknown answer, risk-coverage and calibration fields (``None`` in older reports)."""
+    return {
+        "unknown": get(
+            "unknown",
+            _is_unknown,
+            "null or an object of method, threshold, accepted and accepted_correct",
+            None,
+        ),
+        "risk_coverage": get(
+            "risk_coverage",
+            lambda v: v is None or _is_pairs(v),
+            "null or a list of [coverage, risk] pairs",
+            None,
+        ),
+        "calibration": get(
+            "calibration", lambda v: v is None or isinstance(v, dict), "null or an object", None
+        ),
+    }
+
+
+def _is_unknown(value) -> bool:
+    """``None``, or ``{method, threshold, accepted, accepted_correct}``."""
+    from catdog._rules import is_int
+
+    return value is None or (
+        isinstance(value, dict)
+        and set(value) == {"method", "threshold", "accepted", "accepted_correct"}
+        and isinstance(value["method"], str)
+        and _is_number(value["threshold"])
+        and is_int(value["accepted"], minimum=0)
+        and is_int(value["accepted_correct"], minimum=0)
+    )
+
+
+def _is_pairs(value) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(_is_number(x) for x in p) for p in value
+    )
 
 
 def _field_reader(data: dict, source: str):

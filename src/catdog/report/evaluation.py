@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from catdog.data.pipelines import Splits
-from catdog.deploy.predict import predict_probabilities, predictor_for
+from catdog.deploy.predict import predict_scores, predictor_for
 from catdog.errors import InvalidArgumentError
 from catdog.io import write_json, write_text
 
@@ -69,7 +69,13 @@ class Report:
     [`path_of`][catdog.report.evaluation.Report.path_of]
     gives the full path). ``engine`` is where the model ran (``"tensorflow"`` or
     ``"litert"``, whose outputs differ in the last digits; ``None`` in reports written before
-    catdog recorded it).
+    catdog recorded it). For a model with an ``unknown`` answer, ``unknown`` holds its
+    ``method``, ``threshold``, and how many images were ``accepted`` (their score within the
+    threshold) and ``accepted_correct``: see ``coverage``, ``accepted_accuracy`` and
+    ``accepted_interval``. ``risk_coverage`` is the
+    [risk-coverage curve][catdog.report.calibration.risk_coverage] (by the model's score, else by
+    its top probability); ``calibration`` what a run's calibration changed (ECE, NLL, Brier
+    before and after; ``None`` for ``evaluate``).
     """
 
     loss: float
@@ -82,6 +88,30 @@ class Report:
     count: int = 0
     engine: str | None = None
     data: str | None = None
+    unknown: dict | None = None
+    risk_coverage: list | None = None
+    calibration: dict | None = None
+
+    @property
+    def coverage(self) -> float | None:
+        """The share of images accepted (not ``unknown``), or ``None`` without a threshold."""
+        return self.unknown["accepted"] / self.count if self.unknown and self.count else None
+
+    @property
+    def accepted_accuracy(self) -> float | None:
+        """The accuracy on the accepted images (``None`` without a threshold or none accepted)."""
+        found = self.unknown
+        return (
+            found["accepted_correct"] / found["accepted"] if found and found["accepted"] else None
+        )
+
+    @property
+    def accepted_interval(self) -> tuple[float, float] | None:
+        """The 95% Wilson interval of ``accepted_accuracy``."""
+        found = self.unknown
+        if not found or not found["accepted"]:
+            return None
+        return wilson_interval(found["accepted_correct"], found["accepted"])
 
     @property
     def correct(self) -> int:
@@ -95,8 +125,14 @@ class Report:
 
     def to_dict(self) -> dict:
         """The report as plain data (what ``report.json`` holds), with the 95% interval."""
-        interval = self.accuracy_interval
-        return {**asdict(self), "accuracy_ci95": list(interval) if interval else None}
+        interval, accepted = self.accuracy_interval, self.accepted_interval
+        return {
+            **asdict(self),
+            "accuracy_ci95": list(interval) if interval else None,
+            "coverage": self.coverage,
+            "accepted_accuracy": self.accepted_accuracy,
+            "accepted_accuracy_ci95": list(accepted) if accepted else None,
+        }
 
     def path_of(self, item: Misclassified) -> str | None:
         """The full path of a misclassified file (its ``path`` joined to ``data``)."""
@@ -161,11 +197,37 @@ class Report:
         lines.append(" " * width + "".join(f"{n[:9]:>10}" for n in self.class_names))
         for name, row in zip(self.class_names, self.confusion, strict=True):
             lines.append(f"{name:<{width}}" + "".join(f"{v:>10d}" for v in row))
+        lines += _confidence_lines(self)
         if self.misclassified:
             lines += ["", f"misclassified: {len(self.misclassified)} (most confident first)"]
             for m in self.misclassified[:10]:
                 lines.append(f"  {m.path or '?'}: {m.true} -> {m.predicted} ({m.confidence:.2f})")
         return "\n".join(lines)
+
+
+def _confidence_lines(report: Report) -> list[str]:
+    """The report's lines on its unknown answer, risk-coverage and calibration (if any)."""
+    lines = []
+    found = report.unknown
+    if found:
+        low_high = report.accepted_interval
+        sure = f" (95% interval {low_high[0]:.1%} to {low_high[1]:.1%})" if low_high else ""
+        lines += ["", f"unknown: {report.count - found['accepted']} of {report.count} images past "
+                  f"the threshold ({found['method']} score > {found['threshold']:.4g}); coverage "
+                  f"{report.coverage:.1%}; accuracy on the accepted "
+                  f"{report.accepted_accuracy or 0:.2%} ({found['accepted_correct']}/"
+                  f"{found['accepted']}){sure}"]  # fmt: skip
+    if report.risk_coverage:
+        shown = [p for p in report.risk_coverage if p[0] in _round_coverages(report.risk_coverage)]
+        lines.append("risk-coverage: " + ", ".join(f"{r:.1%} at {c:.0%}" for c, r in shown))
+    if report.calibration:
+        lines += ["", f"calibration: {report.calibration.get('summary', '')}"]
+    return lines
+
+
+def _round_coverages(pairs: list) -> set:
+    """The coverages of the curve nearest to 50%, 80%, 90%, 95% and 100%."""
+    return {min((p[0] for p in pairs), key=lambda c: abs(c - t)) for t in (0.5, 0.8, 0.9, 0.95, 1)}
 
 
 def compare_reports(first: Report, second: Report, names: Sequence[str] = ("A", "B")) -> str:
@@ -248,7 +310,7 @@ def evaluate(
     """
     data, class_names, files, folder = _labelled_data(data, class_names, files, split)
     _check_class_names(model, class_names)
-    probs, labels = _probabilities_and_labels(model, data, engine, tta)
+    probs, labels, scores = _probabilities_and_labels(model, data, engine, tta)
     n_classes = len(class_names)
     if probs.shape[1] != n_classes:
         raise InvalidArgumentError(
@@ -273,7 +335,32 @@ def evaluate(
         count=int(labels.size),
         engine=predictor_for(model, engine).engine,  # the one that ran ("auto" resolved)
         data=folder,
+        unknown=_unknown_counts(model, scores, predicted == labels),
+        risk_coverage=_risk_coverage(probs, scores, predicted == labels),
     )
+
+
+def _unknown_counts(model, scores, correct) -> dict | None:
+    """The model's unknown answer on the images: method, threshold, accepted (and correct)."""
+    from catdog.models.confidence import confidence_layer, unknown_threshold
+
+    threshold = unknown_threshold(model)
+    if scores is None or threshold is None:
+        return None
+    accepted = scores <= np.float32(threshold)
+    return {
+        "method": confidence_layer(model).method,
+        "threshold": threshold,
+        "accepted": int(accepted.sum()),
+        "accepted_correct": int((accepted & correct).sum()),
+    }
+
+
+def _risk_coverage(probs, scores, correct) -> list:
+    """The risk-coverage curve by the model's score, else by one minus its top probability."""
+    from catdog.report.calibration import risk_coverage
+
+    return risk_coverage(correct, 1 - probs.max(axis=1) if scores is None else scores)
 
 
 def _labelled_data(data, class_names, files, split: str):
@@ -305,13 +392,12 @@ def _check_class_names(model: keras.Model, class_names) -> None:
 
 def _probabilities_and_labels(model, data, engine: str, tta: str | None):
     """The model's probabilities and the labels of every example, read in one pass."""
-    batches = [
-        (predict_probabilities(model, x, engine, tta), np.asarray(y).reshape(-1)) for x, y in data
-    ]
+    batches = [(*predict_scores(model, x, engine, tta), np.asarray(y).reshape(-1)) for x, y in data]
     if not batches:  # one pass: images and labels stay aligned even if the data reshuffles
         raise InvalidArgumentError("Cannot evaluate on an empty dataset.")
-    probs = np.concatenate([p for p, _ in batches])
-    return probs, np.concatenate([y for _, y in batches]).astype(int)
+    probs = np.concatenate([p for p, _, _ in batches])
+    scores = None if batches[0][1] is None else np.concatenate([s for _, s, _ in batches])
+    return probs, np.concatenate([y for _, _, y in batches]).astype(int), scores
 
 
 def _misclassified(probs, labels, class_names, files) -> list[Misclassified]:

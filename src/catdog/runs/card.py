@@ -24,6 +24,8 @@ _FIGURES = (
     (RunFolder.HISTORY_PLOT, "Training history"),
     (RunFolder.CONFUSION_PLOT, "Confusion matrix (test split)"),
     (RunFolder.MISCLASSIFIED_PLOT, "Most confidently wrong test images"),
+    (RunFolder.RELIABILITY_PLOT, "Reliability diagram (test split, before and after calibration)"),
+    (RunFolder.RISK_COVERAGE_PLOT, "Risk-coverage curve (test split)"),
 )
 
 
@@ -84,6 +86,7 @@ def model_card(run_folder: str | os.PathLike) -> str:
         _data_section(config),
         _model_section(config),
         _results_section(report),
+        _confidence_section(config, report),
         "## Figures\n\n"
         + "\n".join(f"![{title}]({name})" for name, title in _FIGURES if (folder / name).exists()),
         _versions_section(config),
@@ -175,6 +178,36 @@ def _results_section(report: dict) -> str:
     )
 
 
+def _confidence_section(config: dict, report: dict) -> str:
+    """What the model says about how sure it is: its calibration and its unknown answer."""
+    found = config.get("calibration") or {}
+    lines = ["## Confidence and unknown images", ""]
+    if not found:
+        plain = (
+            "- Not calibrated, no unknown answer: the probabilities are the raw softmax "
+            "outputs, and every image gets one of the classes."
+        )
+        return "\n".join([*lines, plain])
+    summary = (report.get("calibration") or {}).get("summary")
+    lines.append(f"- Calibration: {_md(summary)}" if summary else "- Not calibrated.")
+    unknown = report.get("unknown")
+    if found.get("method") and unknown:
+        lines.append(
+            f"- Unknown answer: an image whose {_md(found['method'])} score is above "
+            f"{found['threshold']:.4g} is answered `unknown` (its class probabilities still "
+            f"given). The threshold accepts {found['coverage']:.1%} of the validation images: "
+            f"about {1 - found['coverage']:.1%} of images like the training images are "
+            "answered unknown too, the price of catching images unlike them."
+        )
+        coverage, accepted = report.get("coverage"), report.get("accepted_accuracy")
+        if coverage is not None and accepted is not None:
+            lines.append(
+                f"- On the test split it answered {coverage:.1%} of the images, with accuracy "
+                f"{accepted:.2%} on those."
+            )
+    return "\n".join(lines)
+
+
 def _versions_section(config: dict) -> str:
     found = config.get("versions") or {}
     return "## Software\n\n" + "\n".join(f"- {_md(name)} {_md(v)}" for name, v in found.items())
@@ -184,9 +217,15 @@ def _use_section(config: dict, report: dict) -> str:
     classes = ", ".join(map(_md, config.get("class_names") or []))
     return (
         "## Intended use and limits\n\n"
-        f"- Classifies an image as one of: {classes}. It always answers with one of these "
-        "classes, also for an image that shows none of them.\n"
-        "- Measured on a held-out split of the same collection of images; photos from another "
+        f"- Classifies an image as one of: {classes}"
+        + (
+            ", or `unknown` for an image unlike the training images (see above; an unusual "
+            "image close to the training images can still get a class).\n"
+            if report.get("unknown")
+            else ". It always answers with one of these classes, also for an image that shows "
+            "none of them.\n"
+        )
+        + "- Measured on a held-out split of the same collection of images; photos from another "
         "source (camera, framing, lighting) may score lower. A small test split gives a wide "
         "interval.\n"
         "- EXIF orientation is not applied (in training or prediction).\n"

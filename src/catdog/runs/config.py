@@ -14,12 +14,14 @@ from catdog import _argtypes as parse
 from catdog._rules import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CLUSTER_TIMEOUT,
+    DEFAULT_COVERAGE,
     DEFAULT_IMAGE_SIDE,
     DEFAULT_SEED,
     DEFAULT_UNFREEZE_FROM,
     PRECISIONS,
     STRATEGIES,
     check_choice,
+    check_coverage,
     check_int,
     check_output_folder,
     check_positive_number,
@@ -260,6 +262,23 @@ class RunConfig:
         type=parse.jit_compile,
         metavar=parse.JIT_METAVAR,
     )
+    calibrate: bool = setting(
+        True,
+        "--calibrate",
+        "after training, fit temperature scaling on the validation split so that the "
+        "probabilities are honest (the default; --no-calibrate keeps the raw ones)",
+        action=argparse.BooleanOptionalAction,
+        card=True,
+    )
+    unknown_coverage: float | None = setting(
+        DEFAULT_COVERAGE,
+        "--unknown-coverage",
+        "answer unknown for images unlike the training images, the threshold accepting this "
+        "share of the validation images (default {default}); off: never answer unknown",
+        type=parse.coverage,
+        metavar="SHARE",
+        card=True,
+    )
     seed: int = setting(
         DEFAULT_SEED,
         "--seed",
@@ -334,7 +353,7 @@ def resolve_defaults(config: RunConfig) -> RunConfig:
 # ----------------------------------------------------------------------------- run records
 RESULTS = (
     "class_names", "splits", "versions", "parameters", "learning_rate_found",
-    "learning_rate_note",
+    "learning_rate_note", "calibration",
 )  # fmt: skip
 """What a run adds to its configuration in ``config.json``: results, not settings (the
 splits are compared by their files, with
@@ -349,6 +368,11 @@ def config_record(config: RunConfig) -> dict:
     if record["exclude"] is not None:
         record["exclude"] = os.path.abspath(record["exclude"])
     return json.loads(json.dumps(json_safe(record)))
+
+
+ADDED_SETTINGS = {"calibrate": True, "unknown_coverage": DEFAULT_COVERAGE}
+"""Settings added after runs were first recorded: a record without one had its default (its
+run is calibrated when it is published)."""
 
 
 def changed_fields(old: dict, new: dict) -> list[str]:
@@ -370,6 +394,8 @@ def changed_fields(old: dict, new: dict) -> list[str]:
         found = record.get(key)
         if key == "unfreeze_from" and not record.get("fine_tune_epochs"):
             return None  # no fine-tuning: where it would start does not matter
+        if key in ADDED_SETTINGS and key not in record:  # a record of an older catdog
+            return ADDED_SETTINGS[key]
         return 0 if key == "early_stopping" and found is None else found  # None and 0: off
 
     return [
@@ -414,3 +440,4 @@ def check_config(config: RunConfig) -> None:
     check_strategy(config.strategy)
     check_output_folder("--tensorboard", config.tensorboard)
     check_positive_number("cluster_timeout", config.cluster_timeout)
+    check_coverage("unknown_coverage", config.unknown_coverage)

@@ -255,7 +255,12 @@ def _train_and_publish(config, folder: RunFolder, strategy, record, pending, spl
         raise
     summary = {"out": str(folder.path), "report": None, "history": history}
     if chief:
-        summary = _publish(folder, splits, record, history, fine_tune_start)
+        features = None  # the cached features still describe the base unless it was fine-tuned
+        if fine_tune_start is None:
+            from catdog.training.fit import CACHED_FEATURES
+
+            features = CACHED_FEATURES.get(model)
+        summary = _publish(folder, splits, record, history, fine_tune_start, features)
     return {**summary, "weights_sha256": weights_digest(model)}
 
 

@@ -37,7 +37,7 @@ def _clear_state(folder: RunFolder) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def _publish(folder: RunFolder, splits, record, history, fine_tune_start) -> dict:
+def _publish(folder: RunFolder, splits, record, history, fine_tune_start, features=None) -> dict:
     """Write the run's files from the finished training state, then drop the state.
 
     All or nothing: every file is first written into ``.resume/publish``; only once all are
@@ -45,7 +45,7 @@ def _publish(folder: RunFolder, splits, record, history, fine_tune_start) -> dic
     into ``.resume/previous`` and put back if any step fails), so a failure at any point leaves
     the previous run whole.
     """
-    from catdog.deploy.export import load_model
+    from catdog.deploy.export import load_model, save_model
     from catdog.report.evaluation import evaluate
 
     previous = folder.state / "previous"
@@ -54,13 +54,20 @@ def _publish(folder: RunFolder, splits, record, history, fine_tune_start) -> dic
     shutil.rmtree(new.path, ignore_errors=True)  # a publish killed midway
     new.path.mkdir()
     model = load_model(folder.best)
+    calibration = _calibrate(model, splits, record, features)
     report = evaluate(model, splits)
-    shutil.copyfile(folder.best, new.model)
+    if calibration is None:
+        shutil.copyfile(folder.best, new.model)
+    else:
+        save_model(model, new.model)
+        record["calibration"] = calibration.to_dict()
+        report.calibration = {**record["calibration"], "summary": _summary(calibration)}
     write_json(new.class_names, splits.class_names)
     write_json(new.config, record)
     write_json(new.history, {"history": history, "fine_tune_start": fine_tune_start})
     report.save(new.path)
     _plot(new, splits, model, report, history, fine_tune_start, record)
+    _plot_confidence(new, calibration, report)
     _write_card(new, folder)
     _swap_in(new.path, folder.path, previous)
     _clear_state(folder)  # the lock stays until the caller releases it
@@ -86,6 +93,53 @@ def _plot(new: RunFolder, splits, model, report, history, fine_tune_start, recor
         model=model,
         path=new / RunFolder.MISCLASSIFIED_PLOT,
     )
+
+
+def _calibrate(model, splits, record: dict, features=None):
+    """Calibrate the run's model as its record says; ``None`` when both parts are off."""
+    from catdog.models.classifier import ImageClassifier
+    from catdog.training.calibration import calibrate
+
+    temperature = record.get("calibrate", True)
+    coverage = record.get("unknown_coverage")
+    if not temperature and coverage is None:
+        return None
+    if not isinstance(model, ImageClassifier):
+        logger.warning(
+            "%r is not a catdog model (an ImageClassifier): it is left uncalibrated, without "
+            "an unknown answer.",
+            model.name,
+        )
+        return None
+    return calibrate(
+        model, splits, temperature=temperature, unknown_coverage=coverage, features=features
+    )
+
+
+def _summary(calibration) -> str:
+    """One line: the temperature and the held-out split's ECE, NLL and Brier, before → after."""
+    split = "test" if "test" in calibration.metrics else "validation"
+    before, after = calibration.metrics[split]["before"], calibration.metrics[split]["after"]
+    return (
+        f"temperature {calibration.temperature:.3f}; {split} split ECE (15 bins) "
+        f"{before['ece']:.4f} → {after['ece']:.4f}, NLL {before['nll']:.4f} → "
+        f"{after['nll']:.4f}, Brier {before['brier']:.4f} → {after['brier']:.4f}"
+    )
+
+
+def _plot_confidence(new: RunFolder, calibration, report) -> None:
+    """The reliability diagram (before and after calibration) and the risk-coverage curve."""
+    from catdog.report.calibration import plot_reliability, plot_risk_coverage
+
+    if calibration is not None and calibration.probabilities:
+        split = "test" if "test" in calibration.probabilities else "validation"
+        before, after, labels = calibration.probabilities[split]
+        plot_reliability(before, after, labels, path=new / RunFolder.RELIABILITY_PLOT)
+    if report.risk_coverage:
+        by = report.unknown["method"] if report.unknown else "top probability"
+        plot_risk_coverage(
+            {f"by {by}": report.risk_coverage}, path=new / RunFolder.RISK_COVERAGE_PLOT
+        )
 
 
 def _write_card(new: RunFolder, folder: RunFolder) -> None:

@@ -43,11 +43,13 @@ class RunFolder:
     HISTORY_PLOT: ClassVar[str] = "history.png"
     CONFUSION_PLOT: ClassVar[str] = "confusion_matrix.png"
     MISCLASSIFIED_PLOT: ClassVar[str] = "misclassified.png"
+    RELIABILITY_PLOT: ClassVar[str] = "reliability.png"
+    RISK_COVERAGE_PLOT: ClassVar[str] = "risk_coverage.png"
     CARD: ClassVar[str] = "README.md"
     CONFIG: ClassVar[str] = "config.json"
     FILES: ClassVar[tuple[str, ...]] = (
         MODEL, CLASS_NAMES, HISTORY, REPORT_TEXT, REPORT, SAMPLES_PLOT, HISTORY_PLOT,
-        CONFUSION_PLOT, MISCLASSIFIED_PLOT, CARD,
+        CONFUSION_PLOT, MISCLASSIFIED_PLOT, RELIABILITY_PLOT, RISK_COVERAGE_PLOT, CARD,
         CONFIG,  # last: a folder whose config.json is new holds the new run whole
     )  # fmt: skip
     """The files of a finished run folder, in the order publishing swaps them in."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -157,6 +158,13 @@ def train(
     return history
 
 
+CACHED_FEATURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Per model trained with ``cache_features``: the base's features of its training (plain pass)
+and validation images, ``{split: (features, labels)}``; while its base is unchanged,
+[`calibrate`][catdog.training.calibration.calibrate] reuses them instead of computing them
+again."""
+
+
 def _merge_resumed_epochs(history, history_csv: Path | None, initial_epoch: int) -> None:
     """Give ``history`` the epochs of the killed run too (a resumable run's CSV log)."""
     if history_csv is None:
@@ -284,6 +292,7 @@ def _cached_feature_data(model, splits, copies, jit_compile, engine, strategy):
 
     from catdog.training.feature_cache import (
         extract_features,
+        has_augmentation,
         prepare_extraction_engine,
         split_transfer_model,
     )
@@ -302,6 +311,9 @@ def _cached_feature_data(model, splits, copies, jit_compile, engine, strategy):
     engine = prepare_extraction_engine(extractor, passes, engine, strategy=strategy)
     x_train, y_train = extract_features(extractor, train_images, copies, engine=engine)
     x_val, y_val = extract_features(extractor, validation_images, engine=engine)
+    plain = len(y_train) // (1 + (copies if has_augmentation(extractor) else 0))
+    CACHED_FEATURES[model] = {"train": (x_train[:plain], y_train[:plain]),
+                              "validation": (x_val, y_val)}  # fmt: skip
     train_data = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
         # seeded: every worker of a cluster shuffles alike, so the DATA shards do not overlap
