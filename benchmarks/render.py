@@ -113,6 +113,11 @@ COLUMNS = {  # results file: (header, row key or function of the row, format)
         ("wall time (s)", "seconds", "{:.1f}"),
         ("peak memory (MB)", "peak_rss_mb", "{:,}"),
     ],
+    "audit": [
+        ("path", "path", "{}"),
+        ("time (s)", "seconds", "{:.0f}"),
+        ("vs training", "vs_train", "{:.2f}x"),
+    ],
     "real": [
         ("row", "name", "{}"),
         ("time (s)", "seconds", "{:.0f}"),
@@ -170,6 +175,11 @@ def render_table(name: str, results: Path = RESULTS) -> str:
         )
     columns = COLUMNS[name]
     rows = [[_cell(row, key, fmt) for _, key, fmt in columns] for row in data["rows"]]
+    if name == "audit":  # what it flagged
+        flagged = data["extras"]["flagged"]
+        rows.append(
+            ["flagged", ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in flagged.items()), ""]
+        )
     if name == "input_pipeline":  # catdog / post, from unrounded figures
         first, later = data["extras"]["first_epoch_ratio"], data["extras"]["later_epochs_ratio"]
         rows.append(["ratio", f"{first:.2f}x", f"{later:.2f}x"])
