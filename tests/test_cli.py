@@ -262,6 +262,7 @@ def test_cli_error_lines_in_process(trained_run, tmp_path, capsys):
     assert not (tmp_path / "r").exists()  # nothing written for a failed run
 
 
+@pytest.mark.slow  # a whole demo run (about 17 s); .ci/run also runs it from the wheel
 def test_demo_is_the_main_job(tmp_path):
     out = tmp_path / "demo"
     result = run_cli(
@@ -273,6 +274,7 @@ def test_demo_is_the_main_job(tmp_path):
     assert (tmp_path / "keras" / "datasets").is_dir()  # generated data, offline
 
 
+@pytest.mark.slow  # two training runs (about 25 s)
 def test_workflow_resumes_into_fine_tuning(synthetic_root, tmp_path, monkeypatch):
     config = RunConfig(
         out=tmp_path / "run",

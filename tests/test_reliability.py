@@ -736,8 +736,8 @@ def test_a_folder_given_for_a_file_and_duplicate_class_names_are_one_line_errors
     served = tmp_path / "served"
     served.mkdir()
     (served / "saved_model.pb").write_bytes(b"")
-    line = _one_line_error(capsys, "predict", model, tmp_path)
-    assert "is a folder" in line and "image files" in line
+    line = _one_line_error(capsys, "predict", model, tmp_path)  # a folder without images
+    assert "holds no image file" in line and "image files" in line
     line = _one_line_error(capsys, "predict", served, image)
     assert "SavedModel" in line and ".keras" in line and "does not exist" not in line
     line = _one_line_error(capsys, "evaluate", served)
@@ -847,6 +847,7 @@ def test_class_names_with_dollar_signs_are_drawn_as_text(tmp_path):
     assert not (out / ".resume").exists()
 
 
+@pytest.mark.slow  # two training runs (about 15 s)
 def test_a_failed_publish_leaves_the_previous_run_whole(finished_run, tmp_path, monkeypatch):
     import catdog.data.download
     import catdog.data.files

@@ -106,6 +106,7 @@ RESUME_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a killed subprocess and a resume (about 15 s)
 def test_resume_after_sigkill(synthetic_root, tmp_path):
     script = tmp_path / "run.py"
     script.write_text(RESUME_SCRIPT)

@@ -31,11 +31,11 @@ ENGINES = ("tensorflow", "litert", "auto")
 STRATEGIES = ("none", "mirrored", "multi_worker")
 """Where training runs: see [`make_strategy`][catdog.training.distribute.make_strategy]."""
 DEFAULT_CLUSTER_TIMEOUT = 300.0
-DEFAULT_COVERAGE = 0.99
-"""The share of validation images the ``unknown`` threshold accepts unless told otherwise."""
 """Seconds a worker waits for the other workers of its cluster (or a tuning worker for the
 oracle) to answer before it stops: see
 [`wait_for_peers`][catdog.training.cluster.wait_for_peers]."""
+DEFAULT_COVERAGE = 0.99
+"""The share of validation images the ``unknown`` threshold accepts unless told otherwise."""
 TUNERS = ("random", "hyperband", "bayesian")
 """KerasTuner's search algorithms that [`tune`][catdog.training.tuning.tune] runs."""
 TUNING_FAMILIES = ("baseline", "augmented", "preprocessed", "transfer")

@@ -226,7 +226,13 @@ class LiteRTModel:
             raise InvalidArgumentError(f"{str(path)!r} is not a TFLite model: {error}") from None
         self._input = self._interpreter.get_input_details()[0]
         outputs = self._interpreter.get_output_details()
-        self._output = next(o for o in outputs if len(o["shape"]) == 2)
+        self._output = next((o for o in outputs if len(o["shape"]) == 2), None)
+        if self._output is None:
+            shapes = [tuple(int(d) for d in o["shape"]) for o in outputs]
+            raise InvalidArgumentError(
+                f"{str(path)!r} is not a classifier: its outputs have shapes {shapes}, none of "
+                "them (images, classes). Export a catdog classifier (catdog export)."
+            )
         self._score = next((o for o in outputs if len(o["shape"]) == 1), None)
         self.scored = self._score is not None
         self.input_shape = (None, *(int(d) for d in self._input["shape"][1:]))

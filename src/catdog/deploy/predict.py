@@ -192,14 +192,15 @@ TTA_MODES = (None, "flip")
 def _tta_runner(predictor: Predictor, tta: str | None, batch_size: int):
     """A function from a float32 batch to its float64 probabilities (and ood score, as one
     more column, for a model with one) on ``predictor``, the image's and its mirror image's
-    averaged with ``tta="flip"``."""
+    probabilities averaged with ``tta="flip"`` (the score stays the image's own)."""
     check_choice("tta", tta, TTA_MODES)
 
     def run(batch: np.ndarray) -> np.ndarray:
         wide = predictor.wide(batch, batch_size=batch_size).astype(np.float64)
-        if tta == "flip":
-            mirrored = batch[..., ::-1, :]  # width is axis -2
-            wide = (wide + predictor.wide(mirrored, batch_size=batch_size)) / 2
+        if tta == "flip":  # the probabilities averaged; the score stays the image's own, as
+            mirrored = batch[..., ::-1, :]  # its threshold was chosen (width is axis -2)
+            flipped = predictor.wide(mirrored, batch_size=batch_size)[:, : predictor.classes]
+            wide[:, : predictor.classes] = (wide[:, : predictor.classes] + flipped) / 2
         return wide
 
     return run

@@ -371,8 +371,11 @@ def config_record(config: RunConfig) -> dict:
 
 
 ADDED_SETTINGS = {"calibrate": True, "unknown_coverage": DEFAULT_COVERAGE}
-"""Settings added after runs were first recorded: a record without one had its default (its
-run is calibrated when it is published)."""
+"""Settings added after runs were first recorded: the record of an unfinished run without one
+had its default (its run is calibrated when it is published)."""
+ADDED_SETTINGS_BEFORE = {"calibrate": False, "unknown_coverage": None}
+"""The same settings as a run finished by an older catdog has them: off (it was published
+uncalibrated, so rerunning it today trains a calibrated run instead of reusing it)."""
 
 
 def changed_fields(old: dict, new: dict) -> list[str]:

@@ -22,6 +22,7 @@ from catdog.data.download import default_cache_dir
 from catdog.errors import InvalidArgumentError, TrainingDivergedError
 from catdog.io import file_lock, read_json, write_json
 from catdog.runs.config import (
+    ADDED_SETTINGS_BEFORE,
     RunConfig,
     changed_fields,
     check_config,
@@ -181,6 +182,8 @@ def _plan(config: RunConfig, folder: RunFolder, strategy):
     except InvalidArgumentError as error:  # edited by hand: the run is replaced
         logger.warning("%s It is replaced when this run finishes.", error)
         finished = None
+    if finished is not None:  # a run finished by an older catdog had no calibration
+        finished = {**ADDED_SETTINGS_BEFORE, **finished}
     pending = read_json(folder.pending_config)
     _check_pending(pending, record, folder, clear=chief)
     if pending is None and finished is not None and not changed_fields(finished, record):

@@ -54,7 +54,10 @@ def require_cleanlab():
     """
     try:
         import sklearn  # noqa: F401 (cleanlab's dependency; the k-fold head)
-        from cleanlab import Datalab
+
+        # not `from cleanlab import Datalab`: without the [datalab] extra that name is a
+        # placeholder that fails only when called, after the features are extracted
+        from cleanlab.datalab.datalab import Datalab
     except ImportError as error:
         raise MissingExtraError(
             f"catdog audit needs cleanlab ({error.name or 'cleanlab'} is missing): "

@@ -312,7 +312,8 @@ def _cached_feature_data(model, splits, copies, jit_compile, engine, strategy):
     x_train, y_train = extract_features(extractor, train_images, copies, engine=engine)
     x_val, y_val = extract_features(extractor, validation_images, engine=engine)
     plain = len(y_train) // (1 + (copies if has_augmentation(extractor) else 0))
-    CACHED_FEATURES[model] = {"train": (x_train[:plain], y_train[:plain]),
+    plain_train = x_train if plain == len(y_train) else x_train[:plain].copy()  # not a view
+    CACHED_FEATURES[model] = {"train": (plain_train, y_train[:plain]),  # of every copy's
                               "validation": (x_val, y_val)}  # fmt: skip
     train_data = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
