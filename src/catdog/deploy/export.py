@@ -9,6 +9,7 @@ file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +34,12 @@ from catdog.errors import (
 )
 from catdog.io import atomic_path, write_atomic
 from catdog.models.classifier import inference_model, probability_model
-from catdog.models.confidence import UNKNOWN, confidence_layer, confidence_outputs
+from catdog.models.confidence import (
+    UNKNOWN,
+    confidence_layer,
+    confidence_outputs,
+    unknown_threshold,
+)
 
 FORMATS = EXPORT_FORMATS
 """Keras' export format names: ``"keras"``, ``"tf_saved_model"``, ``"litert"``, ``"onnx"``."""
@@ -274,6 +280,14 @@ def _serving_archive(model: keras.Model, names: list[str] | None = None):
 
 
 def _export_litert(model: keras.Model, path: Path, quantize: str | None, names: list[str]) -> Path:
+    if quantize and unknown_threshold(model) is not None:
+        logging.getLogger("catdog").warning(
+            "Quantizing (%s) also rounds the weights of the unknown score, while its threshold "
+            "stays the float model's: check the share of validation images %s accepts before "
+            "relying on its unknown answers.",
+            quantize,
+            path.name,
+        )
     flatbuffer = add_litert_metadata(
         litert_flatbuffer(model, quantize), export_metadata(model, names)
     )
