@@ -39,6 +39,7 @@ def test_defaults_live_in_the_workflow_and_the_library_keeps_its_own():
     assert defaults["early_stopping"] is None  # the API call is unchanged
 
 
+@pytest.mark.slow  # a transfer run with fine-tuning and calibration (about 35 s)
 def test_default_cli_run_caches_features_then_fine_tunes_when_asked(
     synthetic_root, tmp_path, caplog, monkeypatch
 ):

@@ -53,6 +53,7 @@ def require_cleanlab():
         ```
     """
     try:
+        import cleanlab  # noqa: F401
         import sklearn  # noqa: F401 (cleanlab's dependency; the k-fold head)
 
         # not `from cleanlab import Datalab`: without the [datalab] extra that name is a
