@@ -322,8 +322,19 @@ def test_evaluate_uses_the_run_split(finished_run, tmp_path, capsys, monkeypatch
     line = _one_line_error(capsys, "evaluate", model, "--seed", 99)
     assert "--seed 1337" in line and "training images" in line
     monkeypatch.chdir(tmp_path)  # the run's data is found from anywhere
+    import catdog.data.pipelines as pipelines
+
+    caches, real = [], pipelines.from_directory
+
+    def recording(*args, **kwargs):
+        caches.append(kwargs.get("cache"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipelines, "from_directory", recording)
     status, stdout, stderr = cli_in_process(capsys, "evaluate", model, "--out", "scores")
     assert status == 0, stderr
+    # decoded images cached on disk, not in memory, in a temporary folder removed afterwards
+    assert caches and all(c not in (None, "memory") and not os.path.exists(c) for c in caches)
     recorded = json.loads((finished_run.out / "report.json").read_text())
     scored = json.loads((tmp_path / "scores" / "report.json").read_text())
     assert recorded.pop("calibration")["method"] == "mahalanobis"  # what the run's fit changed

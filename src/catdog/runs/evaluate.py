@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -47,7 +48,8 @@ def evaluate_run(
     moved (recognised by the files the run recorded); another ``seed`` for the run's data is
     refused, since its split would put training images into ``split``. A model without a run
     folder needs ``data`` and is split with ``seed`` (default 1337). The model's class names
-    (else ``class_names.json`` beside it) map the data's class folders to its outputs.
+    (else ``class_names.json`` beside it) map the data's class folders to its outputs. The
+    decoded images are cached in a temporary folder (removed when done), not in memory.
 
     Args:
         model_path: a ``.keras`` model file.
@@ -90,11 +92,17 @@ def evaluate_run(
     # the run's exclusions (catdog train --exclude) hold for the run's data
     exclude = run.get("exclude") if run and _same_data(data, run["data"]) else None
 
-    def load(seed: int):
-        return load_splits(data, size, batch_size, seed, class_names=class_names, exclude=exclude)
+    # the decoded images go to a temporary folder, not memory: a folder of any size is read
+    # once and scored in batches, so memory does not grow with the number of images
+    with tempfile.TemporaryDirectory(prefix="catdog-evaluate-") as cache:
 
-    splits = _evaluation_splits(_Asked(str(model_path), split, seed), run, data, load)
-    return evaluate(model, splits, split=split, engine=engine, tta=tta)
+        def load(seed: int):
+            return load_splits(
+                data, size, batch_size, seed, class_names=class_names, exclude=exclude, cache=cache
+            )
+
+        splits = _evaluation_splits(_Asked(str(model_path), split, seed), run, data, load)
+        return evaluate(model, splits, split=split, engine=engine, tta=tta)
 
 
 def _class_names_beside(folder: RunFolder) -> list[str] | None:

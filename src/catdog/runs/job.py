@@ -64,11 +64,18 @@ def load_data(config: RunConfig):
 
 
 def load_splits(
-    data: str, image_size: tuple, batch_size: int, seed: int, class_names=None, exclude=None
+    data: str,
+    image_size: tuple,
+    batch_size: int,
+    seed: int,
+    class_names=None,
+    exclude=None,
+    cache="memory",
 ):
     """Splits of ``data``: ``cats_and_dogs`` (downloaded) or an image folder (its class
     folders mapped to ``class_names``, in order, when given), without the files ``exclude``
-    lists (see [`from_directory`][catdog.data.pipelines.from_directory]).
+    lists, their decoded images cached in ``cache`` (memory, or a folder) (see
+    [`from_directory`][catdog.data.pipelines.from_directory]).
 
     Examples:
         ```python
@@ -78,7 +85,9 @@ def load_splits(
     from catdog.data.datasets import load_cats_and_dogs
     from catdog.data.pipelines import from_directory
 
-    options = dict(image_size=image_size, batch_size=batch_size, seed=seed, exclude=exclude)
+    options = dict(
+        image_size=image_size, batch_size=batch_size, seed=seed, exclude=exclude, cache=cache
+    )
     if data == "cats_and_dogs":
         return load_cats_and_dogs(**options)
     return from_directory(data, class_names=class_names, **options)
