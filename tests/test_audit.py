@@ -270,3 +270,117 @@ def test_a_run_trained_with_exclude_is_evaluated_without_those_files(tmp_path, c
     assert "changed since the model was trained" not in caplog.text
     report = json.loads((run / "report.json").read_text())
     assert f"examples: {report['count']}" in capsys.readouterr().out
+
+
+def _report_of(root: Path, groups: list[list[str]], label_issues: list[str] = ()):
+    """An AuditReport over ``root`` with the given near-duplicate groups and label issues."""
+    from catdog.report.audit_report import AuditReport, DuplicateGroup, FlaggedImage
+
+    def image(path: str) -> FlaggedImage:
+        return FlaggedImage(path, "train", Path(path).parent.name, 0.25, None)
+
+    return AuditReport(
+        data=str(root),
+        class_names=["cats", "dogs"],
+        counts={"train": 20},
+        label_issues=[image(p) for p in label_issues],
+        near_duplicates=[DuplicateGroup([image(p) for p in g]) for g in groups],
+    )
+
+
+def _relative_images(root: Path) -> list[str]:
+    return sorted(os.path.relpath(p, root) for p in root.rglob("*.jpg"))
+
+
+def test_near_duplicate_groups_of_different_sizes_are_drawn(small_root, tmp_path):
+    files = _relative_images(small_root)
+    report = _report_of(small_root, [files[:2], files[2:5]])  # a pair and a triple
+    out = tmp_path / "audit"
+    assert report.save(out) == out / "audit.md"
+    assert (out / "near_duplicates.png").stat().st_size > 0
+    assert "2 groups" in (out / "audit.md").read_text()
+
+
+def test_a_report_replaces_an_earlier_one_whole_or_not_at_all(small_root, tmp_path, monkeypatch):
+    import catdog.report.audit_report as audit_report
+    from catdog.errors import OutputError
+
+    files = _relative_images(small_root)
+    out = tmp_path / "audit"
+    _report_of(small_root, [files[:2]]).save(out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(audit_report, "plot_duplicates", broken)
+    with pytest.raises(OSError, match="disk full"):
+        _report_of(small_root, [], label_issues=files[:3]).save(out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old one, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit", "data"]  # no temporary left
+    monkeypatch.undo()
+    _report_of(small_root, [], label_issues=files[:3]).save(out)
+    saved = json.loads((out / "audit.json").read_text())
+    assert len(saved["label_issues"]) == 3 and saved["near_duplicates"] == []
+    assert "0 groups" in (out / "audit.md").read_text()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep")
+    with pytest.raises(OutputError, match="holds other files"):
+        _report_of(small_root, []).save(other)
+    assert [p.name for p in other.iterdir()] == ["mine.txt"]
+
+
+def test_an_output_inside_the_data_folder_is_refused_before_any_work(small_root, capsys):
+    from catdog.cli import main
+    from catdog.errors import OutputError
+
+    before = listing(small_root)
+    commands = [
+        ["audit", small_root, "--out", small_root / "audit"],
+        ["audit", small_root, "--out", small_root / "train" / "cats"],
+        ["train", "--data", small_root, "--out", small_root / "run", "--model", "baseline"],
+        ["predict", "model.keras", small_root, "--output", small_root / "p.csv"],
+    ]
+    for argv in commands:
+        assert main([str(a) for a in argv]) == 2, argv
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and "is inside the data folder" in err[0], err
+    assert listing(small_root) == before  # nothing added to the user's data
+    with pytest.raises(OutputError, match="inside the data folder"):
+        _report_of(small_root, []).save(small_root / "dogs-audit")
+    assert listing(small_root) == before
+
+
+def test_names_in_the_audit_report_are_escaped(small_root):
+    from catdog.report.audit_report import AuditReport, DuplicateGroup, FlaggedImage
+
+    evil = "<img src=x onerror=alert(1)>"
+    image = FlaggedImage(f"{evil}/[link](http:evil)&$5\nx.jpg", "train", evil, 0.5, "dogs")
+    report = AuditReport(
+        data=str(small_root),
+        class_names=[evil, "dogs"],
+        counts={"train": 1},
+        label_issues=[image],
+        near_duplicates=[DuplicateGroup([image, image])],
+    )
+    text = report.to_markdown()
+    assert "<img" not in text and "[link](http" not in text and "&$" not in text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text and "\\[link\\](http" in text
+    assert "&amp;\\$5 x.jpg" in text  # the newline in the name does not end the table row
+
+
+def test_an_audit_of_very_few_images_leaves_out_the_checks_it_cannot_run(tmp_path, caplog):
+    pytest.importorskip("cleanlab")
+    from catdog import audit
+
+    root = make_synthetic_dataset(tmp_path / "data", images_per_class=3, image_size=(SIZE, SIZE))
+    model = pooled_colours()
+    for folds in (2, 3):
+        with caplog.at_level(logging.WARNING, logger="catdog"):
+            report = audit(root, model=model, folds=folds)
+        assert report.settings["checks_not_run"] == ["near_duplicate", "outlier"]
+        assert report.near_duplicates == [] and report.outliers == []
+        text = report.save(tmp_path / f"audit{folds}").read_text()
+        assert "Not run (too few images): near_duplicate, outlier" in text
+    assert "Too few images for cleanlab's near_duplicate, outlier check" in caplog.text

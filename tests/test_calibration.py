@@ -213,3 +213,101 @@ def test_cached_features_give_what_a_pass_over_the_images_gives(synthetic_splits
     again = head_pass(model, features, labels)
     np.testing.assert_allclose(again[1], probs, atol=1e-5)
     assert (again[2] == labels).all()
+
+
+def _hostile_pixels() -> np.ndarray:
+    """Images no camera makes: NaN pixels, and pixels of +-1e30 (an overflow upstream)."""
+    return np.stack([
+        np.full((SIZE, SIZE, 3), np.nan, "float32"),
+        np.full((SIZE, SIZE, 3), 1e30, "float32"),
+        np.full((SIZE, SIZE, 3), -1e30, "float32"),
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["mahalanobis", "knn"])
+def test_non_finite_pixels_are_unknown_in_both_engines(method, trained, synthetic_splits):
+    calibrate(trained, synthetic_splits, method=method, unknown_coverage=0.95)
+    for engine in ("tensorflow", "litert"):
+        found = predict(trained, _hostile_pixels(), engine=engine)
+        assert [p.class_name for p in found] == ["unknown"] * 3, (engine, found)
+        assert all(p.unknown for p in found), (engine, found)
+        assert all(p.ood_score > unknown_threshold(trained) for p in found), (engine, found)
+
+
+def test_non_finite_probabilities_never_name_a_class():
+    from catdog.deploy.predict import named_predictions
+    from catdog.models.confidence import past_any_threshold
+
+    probs = np.array([[0.9, 0.1], [np.nan, np.nan], [0.2, 0.8]], "float32")
+    scores = np.asarray(past_any_threshold(np.array([0.1, 0.1, np.nan], "float32"), probs))
+    assert scores.tolist() == [pytest.approx(0.1), float("inf"), float("inf")]
+    found = named_predictions(probs, ["cats", "dogs"], None, scores=scores, threshold=0.5)
+    assert [p.class_name for p in found] == ["cats", "unknown", "unknown"]
+    without_score = named_predictions(probs, ["cats", "dogs"], None)
+    assert [p.class_name for p in without_score] == ["cats", "unknown", "dogs"]
+
+
+def test_a_non_finite_threshold_is_refused_at_load_and_export(trained, synthetic_splits, tmp_path):
+    from catdog.deploy.litert import LiteRTModel
+    from catdog.deploy.metadata import add_litert_metadata, read_litert_metadata
+    from catdog.errors import InvalidArgumentError
+
+    calibrate(trained, synthetic_splits, unknown_coverage=0.95)
+    lite = export(trained, tmp_path / "m.tflite", "litert")
+    layer = confidence_layer(trained)
+    good = float(layer.threshold.numpy())
+    try:
+        layer.threshold.assign(float("nan"))
+        trained.save(tmp_path / "nan.keras")
+        with pytest.raises(InvalidArgumentError, match="unknown threshold of nan"):
+            load_model(tmp_path / "nan.keras")
+        with pytest.raises(InvalidArgumentError, match="unknown threshold of nan"):
+            export(trained, tmp_path / "nan.onnx", "onnx")
+        assert not (tmp_path / "nan.onnx").exists()
+    finally:
+        layer.threshold.assign(good)
+    meta = {**read_litert_metadata(lite), "threshold": float("nan")}
+    edited = tmp_path / "edited.tflite"
+    edited.write_bytes(add_litert_metadata(lite.read_bytes(), meta))
+    with pytest.raises(InvalidArgumentError, match="unknown threshold of nan"):
+        LiteRTModel(edited)
+
+
+def test_a_picture_in_the_training_data_is_never_unknown_by_float_noise(tmp_path, caplog):
+    """One picture per class saved 20 times: its score is float noise above 0, and the
+    calibration on two validation pictures warns that it is rough."""
+    import logging
+
+    from PIL import Image, PngImagePlugin
+
+    from catdog import from_directory, train
+
+    rng = np.random.default_rng(3)
+    for name in ("cats", "dogs"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        picture = Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
+        for i in range(20):  # the same pixels, other bytes (byte duplicates share a split)
+            info = PngImagePlugin.PngInfo()
+            info.add_text("copy", str(i))
+            picture.save(tmp_path / "data" / name / f"{i}.png", pnginfo=info)
+    splits = from_directory(tmp_path / "data", image_size=(SIZE, SIZE), batch_size=8)
+    model = build_model("baseline", input_shape=(SIZE, SIZE, 3), class_names=["cats", "dogs"])
+    train(model, splits, epochs=1, verbose=0)
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        calibrate(model, splits, method="knn", unknown_coverage=0.99)
+    assert "Calibration rests on" in caplog.text
+    found = predict(model, splits.files["train"][:4], engine="tensorflow")
+    assert not any(p.unknown for p in found), found
+
+
+def test_a_temperature_at_an_end_of_its_range_is_named(caplog):
+    import logging
+
+    from catdog.training.calibration import TEMPERATURE_RANGE, _warn_if_rough
+
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        _warn_if_rough(500, 1.3)
+        assert caplog.text == ""
+        _warn_if_rough(500, TEMPERATURE_RANGE[0])
+        _warn_if_rough(500, TEMPERATURE_RANGE[1])
+    assert caplog.text.count("at an end of the range searched") == 2

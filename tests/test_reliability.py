@@ -854,7 +854,7 @@ def test_class_names_with_dollar_signs_are_drawn_as_text(tmp_path):
     for figure in ("samples.png", "history.png", "confusion_matrix.png", "misclassified.png"):
         assert (out / figure).stat().st_size > 0, figure
     assert json.loads((out / "class_names.json").read_text()) == ["b", "notes_$5_$10"]
-    assert r"notes\_$5\_$10" in (out / "README.md").read_text()
+    assert r"notes\_\$5\_\$10" in (out / "README.md").read_text()  # no math in Markdown
     assert not (out / ".resume").exists()
 
 

@@ -56,3 +56,22 @@ def test_no_hand_written_choice_checks_are_left():
         if "must be one of {" in line
     ]
     assert found == []
+
+
+def test_a_class_named_unknown_is_refused_where_data_is_read_and_models_are_built(tmp_path, capsys):
+    from catdog import build_model, from_directory
+    from catdog.cli import main
+    from catdog.data.synthetic import make_synthetic_dataset
+
+    root = make_synthetic_dataset(tmp_path / "data", images_per_class=6, image_size=(16, 16))
+    for split in ("train", "validation"):
+        (root / split / "dogs").rename(root / split / "Unknown")
+    with pytest.raises(InvalidArgumentError, match="The class name 'Unknown' is catdog's answer"):
+        from_directory(root, image_size=(16, 16))
+    with pytest.raises(InvalidArgumentError, match="'unknown' is catdog's answer"):
+        build_model("baseline", input_shape=(16, 16, 3), class_names=["cats", "unknown"])
+    argv = ["train", "--data", root, "--out", tmp_path / "run", "--model", "baseline"]
+    assert main([str(a) for a in argv]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "rename that class" in err[0], err
+    assert not (tmp_path / "run" / "model.keras").exists()

@@ -97,11 +97,29 @@ def has_control_characters(text: str) -> bool:
     )
 
 
+UNKNOWN = "unknown"
+"""The answer for an image past a model's unknown threshold: no class may have this name."""
+
+
 def check_printable_class_names(names: Iterable) -> None:
     """Raise unless every string in ``names`` is free of control characters (see
     ``has_control_characters``): class names go one a line into labels files, and into
-    reports and model cards."""
+    reports and model cards; and unless none is ``unknown`` (any case), the answer for an
+    image like no class, which a class of that name could not be told apart from.
+
+    Examples:
+        >>> check_printable_class_names(["cats", "Unknown"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        catdog.errors.InvalidArgumentError: The class name 'Unknown' is catdog's answer for ...
+    """
     for name in names:
+        if isinstance(name, str) and name.casefold() == UNKNOWN:
+            raise InvalidArgumentError(
+                f"The class name {name!r} is catdog's answer for an image like none of the "
+                "classes, and a class of that name could not be told apart from it: rename that "
+                "class (its folder), e.g. to 'other'."
+            )
         if isinstance(name, str) and has_control_characters(name):
             raise InvalidArgumentError(
                 f"The class name {name!r} holds a control character (a line break, tab or "
@@ -269,3 +287,31 @@ def check_output_folder(option: str, path) -> None:
         raise OutputError(
             f"{option} {path!r} {where}, not a folder; pass a folder (it is created if missing)."
         )
+
+
+def check_outside_data(option: str, path, data) -> None:
+    """Refuse an output path inside a data folder the command reads, before any work: the
+    files written there would join the user's data (a report folder becomes a class).
+
+    ``None`` (not given) passes; ``data`` is one folder or file, or several.
+
+    Examples:
+        >>> check_outside_data("--out", "pets/audit", "pets")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        catdog.errors.OutputError: --out 'pets/audit' is inside the data folder 'pets'; ...
+    """
+    import os
+
+    if path is None or path == "" or data is None:
+        return
+    output = os.path.realpath(os.fspath(path))
+    for source in [data] if isinstance(data, (str, os.PathLike)) else data:
+        if not os.path.isdir(source):
+            continue
+        folder = os.path.realpath(os.fspath(source))
+        if os.path.commonpath([output, folder]) == folder:
+            raise OutputError(
+                f"{option} {os.fspath(path)!r} is inside the data folder {os.fspath(source)!r}; "
+                "what catdog writes there would join your data: choose a folder outside it."
+            )

@@ -40,6 +40,7 @@ from catdog._rules import (
     TUNING_FAMILIES,
     check_class_names,
     check_output_folder,
+    check_outside_data,
 )
 from catdog.errors import CatdogError, InvalidArgumentError
 from catdog.runs.config import DEMO_DEFAULTS
@@ -86,6 +87,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _input_file(args.model, _MODEL_FILE)
     if args.out:
         check_output_folder("--out", args.out)
+        check_outside_data("--out", args.out, args.data)
         if Path(args.out).resolve() == Path(args.model).resolve().parent:
             raise InvalidArgumentError(
                 f"--out {args.out!r} is the model's run folder, whose report.json is the run's "
@@ -123,6 +125,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     if args.output:
         check_output_file(args.output)  # before any work
+        check_outside_data("--output", args.output, args.images)
     images = image_files(args.images)  # folders searched recursively
     model, names = _predict_model(args)
     predictions = iter_predictions(
@@ -271,6 +274,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     require_cleanlab()  # before any work: the extra may be missing
     check_output_folder("--out", args.out)
+    check_outside_data("--out", args.out, args.data)
     report = audit(
         args.data,
         model=args.model,

@@ -20,6 +20,7 @@ from catdog._rules import (
     EXPORT_FORMAT_ALIASES,
     EXPORT_FORMATS,
     EXPORT_QUANTIZATIONS,
+    UNKNOWN,
     check_choice,
 )
 from catdog.data.images import decode_image
@@ -35,7 +36,7 @@ from catdog.errors import (
 from catdog.io import atomic_path, write_atomic
 from catdog.models.classifier import inference_model, probability_model
 from catdog.models.confidence import (
-    UNKNOWN,
+    check_confidence,
     confidence_layer,
     confidence_outputs,
     unknown_threshold,
@@ -165,6 +166,7 @@ def export(
     check_choice("format", format, (*FORMATS, *FORMAT_ALIASES))
     format = FORMAT_ALIASES.get(format, format)  # noqa: A001
     check_choice("quantize", quantize, QUANTIZATIONS)
+    check_confidence(model, model.name)
     if quantize and format != "litert":
         raise InvalidArgumentError("quantize applies to format='litert' only.")
     if format == "keras" and class_names is not None:
@@ -259,7 +261,8 @@ def _serving_archive(model: keras.Model, names: list[str] | None = None):
             "class_name": tf.gather(names, index),
         }
         if "ood_score" in outputs:  # past the threshold: "unknown" (probabilities still given)
-            unknown = outputs["ood_score"] > tf.convert_to_tensor(layer.threshold)
+            within = outputs["ood_score"] <= tf.convert_to_tensor(layer.threshold)
+            unknown = tf.logical_not(within)  # NaN is within no threshold
             result.update(ood_score=outputs["ood_score"], is_unknown=unknown,
                           class_name=tf.where(unknown, UNKNOWN, result["class_name"]))  # fmt: skip
         return result
@@ -317,10 +320,12 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     if not path.is_file():
         raise InputFileNotFoundError(f"Model file {str(path)!r} does not exist.")
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        model = keras.saving.load_model(path, safe_mode=True)
     except Exception as error:
         raise InvalidArgumentError(
             f"Could not load {str(path)!r} as a Keras model ({type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else ''}). Pass a .keras file saved "
             "by catdog or keras."
         ) from error
+    check_confidence(model, str(path))
+    return model

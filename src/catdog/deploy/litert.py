@@ -22,6 +22,7 @@ from catdog.data.images import PREDICT_BATCH_SIZE, run_in_batches
 from catdog.deploy.labels import _exported_names
 from catdog.deploy.metadata import read_litert_metadata
 from catdog.models.classifier import probability_model
+from catdog.models.confidence import check_finite_threshold
 
 logger = logging.getLogger("catdog")
 
@@ -76,7 +77,7 @@ def litert_cache_key(model: keras.Model, *, probabilities: bool = True) -> str:
         name: i for i, name in enumerate(dict.fromkeys(re.findall(r'"name": "([^"]*)"', text)))
     }
     text = re.sub(r'"([^"]*)"', lambda m: f'"#{order[m[1]]}"' if m[1] in order else m[0], text)
-    digest = hashlib.sha256(f"{text}|tf {tf.__version__}|format 2|{probabilities}".encode())
+    digest = hashlib.sha256(f"{text}|tf {tf.__version__}|format 3|{probabilities}".encode())
     for weight in model.weights:
         digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
     return digest.hexdigest()
@@ -240,6 +241,7 @@ class LiteRTModel:
         self._shape = None
         self.metadata = read_litert_metadata(path) or {}
         threshold = self.metadata.get("threshold")
+        check_finite_threshold(threshold, str(path))
         self.threshold = float(threshold) if self.scored and threshold is not None else None
         names, source = _exported_names(path)
         if names is None and isinstance(self.metadata.get("class_names"), list):

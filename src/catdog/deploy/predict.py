@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from catdog._rules import check_choice
+from catdog._rules import UNKNOWN, check_choice
 from catdog.errors import InvalidArgumentError, OutputError
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 from catdog.data.images import PREDICT_BATCH_SIZE, image_batches, run_in_batches
 from catdog.deploy.labels import numbered_class_names, resolve_class_names
 from catdog.deploy.litert import LiteRTModel, _first_line, cached_litert_file
-from catdog.models.confidence import UNKNOWN, unknown_threshold
+from catdog.models.confidence import is_unknown, unknown_threshold
 
 logger = logging.getLogger("catdog")
 
@@ -252,7 +252,7 @@ def predict_scores(
     Examples:
         ```python
         probs, scores = predict_scores(model, images)
-        unknown = scores > unknown_threshold(model)
+        unknown = is_unknown(scores, unknown_threshold(model))
         ```
     """
     check_choice("tta", tta, TTA_MODES)
@@ -425,7 +425,9 @@ def named_predictions(
     for i, row in enumerate(probabilities):
         best = int(row.argmax())
         score = None if scores is None else float(scores[i])
-        unknown = score is not None and threshold is not None and score > np.float32(threshold)
+        unknown = not np.isfinite(row).all() or (
+            score is not None and threshold is not None and bool(is_unknown(score, threshold))
+        )
         results.append(
             Prediction(
                 path=paths[i] if paths else f"image_{first + i}",

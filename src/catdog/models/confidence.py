@@ -16,6 +16,7 @@ and predicts exactly as it did.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from catdog._rules import check_choice, check_int
@@ -28,8 +29,6 @@ nearest training feature, or one minus the maximum softmax probability. Higher: 
 training images."""
 CONFIDENCE_LAYER = "confidence"
 """The name of the [`Confidence`][catdog.models.confidence.Confidence] layer in a model."""
-UNKNOWN = "unknown"
-"""The class name of an image whose score is past the model's threshold."""
 
 
 @keras.saving.register_keras_serializable(package="catdog")
@@ -103,7 +102,9 @@ class Confidence(keras.layers.Layer):
             log_p = ops.log(ops.clip(ops.cast(inputs, "float32"), 1e-30, 1.0))
             return ops.softmax(log_p / self.temperature, axis=-1)
         features, probs = (ops.cast(x, "float32") for x in inputs)
-        features = pooled(features)
+        return past_any_threshold(self._score(pooled(features), probs), probs)
+
+    def _score(self, features, probs):
         if self.method == "msp":
             return 1.0 - ops.max(probs, axis=-1)
         if self.method == "knn":
@@ -140,6 +141,33 @@ class Confidence(keras.layers.Layer):
             "threshold": float(self.threshold.numpy()) if self.method else None,
             "coverage": self.coverage,
         }
+
+
+def past_any_threshold(scores, probs):
+    """``scores``, with ``+inf`` for an image whose score or probabilities are not finite
+    numbers (NaN or infinite pixels, an overflow): such an image is ``unknown`` under every
+    threshold, in every engine and export, since the rule is inside the model.
+
+    Examples:
+        >>> import numpy as np
+        >>> nan = float("nan")
+        >>> past_any_threshold(np.array([0.5, nan, 0.5], "float32"),
+        ...                    np.array([[1, 0], [1, 0], [nan, nan]], "float32")).tolist()
+        [0.5, inf, inf]
+    """
+    total = ops.abs(scores) + ops.sum(ops.abs(probs), axis=-1)  # NaN and inf carry through
+    return ops.where(total < float("inf"), scores, float("inf"))
+
+
+def is_unknown(scores, threshold: float) -> np.ndarray:
+    """Where ``scores`` are past ``threshold``: above it, or not a number (NaN is never
+    within a threshold). The one rule behind every ``unknown`` answer catdog gives.
+
+    Examples:
+        >>> is_unknown([0.2, 0.9, float("nan")], 0.5).tolist()
+        [False, True, True]
+    """
+    return ~(np.asarray(scores, dtype=np.float32) <= np.float32(threshold))
 
 
 def confidence_layer(model) -> Confidence | None:
@@ -245,6 +273,45 @@ def confidence_outputs(model: keras.Model, images) -> dict:
     if layer.method is None:
         return {"probabilities": probs}
     return {"probabilities": probs, "ood_score": layer([features, probs], output="score")}
+
+
+def check_confidence(model, source: str) -> None:
+    """Refuse a model whose temperature or unknown threshold is not a finite number (a damaged
+    or hand-edited file): with a NaN threshold no image would ever be ``unknown``.
+
+    Examples:
+        ```python
+        check_confidence(load_model("model.keras"), "model.keras")
+        ```
+    """
+    layer = confidence_layer(model)
+    if layer is None:
+        return
+    found = layer.describe()
+    check_finite_threshold(found["threshold"], source)
+    if not (np.isfinite(found["temperature"]) and found["temperature"] > 0):
+        raise InvalidArgumentError(
+            f"{source!r} has a calibration temperature of {found['temperature']}, not a "
+            "positive number: the file is damaged or was edited. Calibrate the model again "
+            "(catdog.calibrate) or retrain it."
+        )
+
+
+def check_finite_threshold(threshold, source: str) -> None:
+    """Refuse an unknown threshold that is not a finite number (``None``: no threshold).
+
+    Examples:
+        >>> check_finite_threshold(float("nan"), "model.tflite")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        catdog.errors.InvalidArgumentError: 'model.tflite' has an unknown threshold of nan, ...
+    """
+    if threshold is not None and not np.isfinite(float(threshold)):
+        raise InvalidArgumentError(
+            f"{source!r} has an unknown threshold of {threshold}, not a finite number: the file "
+            "is damaged or was edited. Calibrate the model again (catdog.calibrate) and export "
+            "it again."
+        )
 
 
 def unknown_threshold(model) -> float | None:

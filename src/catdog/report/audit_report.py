@@ -8,8 +8,10 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from catdog._rules import SPLIT_NAMES
-from catdog.io import write_json, write_text
+from catdog._rules import SPLIT_NAMES, check_outside_data
+from catdog.errors import OutputError
+from catdog.io import atomic_path, write_json, write_text
+from catdog.report import markdown as md
 
 MARKDOWN_ROWS = 50
 """The most rows of each table in ``audit.md``; ``audit.json`` lists every flagged file."""
@@ -120,8 +122,13 @@ class AuditReport:
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``audit.json``, ``audit.md`` and its thumbnail grids (``label_issues.png``,
-        ``near_duplicates.png``, ``outliers.png``) into ``folder``, each file atomically;
-        return the path of ``audit.md``.
+        ``near_duplicates.png``, ``outliers.png``) into ``folder``; return the path of
+        ``audit.md``.
+
+        The report is written whole into a temporary folder beside ``folder``, then moved
+        into place: an earlier audit in ``folder`` is replaced all at once, or (on an error)
+        left as it was. A folder that holds other files than an earlier audit, or lies inside
+        the audited data, is refused.
 
         Examples:
             ```python
@@ -130,11 +137,20 @@ class AuditReport:
             ```
         """
         folder = Path(folder)
-        write_json(folder / "audit.json", self.to_dict())
-        plot_flagged(self, self.label_issues, path=folder / "label_issues.png")
-        plot_flagged(self, self.outliers, path=folder / "outliers.png")
-        plot_duplicates(self, path=folder / "near_duplicates.png")
-        return write_text(folder / "audit.md", self.to_markdown())
+        check_outside_data("the audit folder", folder, self.data)
+        if folder.is_dir() and any(folder.iterdir()) and not (folder / "audit.json").is_file():
+            raise OutputError(
+                f"{str(folder)!r} holds other files and no earlier audit: choose an empty or "
+                "new folder for the audit report (an earlier audit there is replaced whole)."
+            )
+        with atomic_path(folder, directory=True) as tmp:
+            tmp.mkdir()
+            write_json(tmp / "audit.json", self.to_dict())
+            plot_flagged(self, self.label_issues, path=tmp / "label_issues.png")
+            plot_flagged(self, self.outliers, path=tmp / "outliers.png")
+            plot_duplicates(self, path=tmp / "near_duplicates.png")
+            write_text(tmp / "audit.md", self.to_markdown())
+        return folder / "audit.md"
 
     def to_markdown(self) -> str:
         """``audit.md``: the summary, then a table and a thumbnail grid per issue type."""
@@ -180,13 +196,15 @@ class AuditReport:
         )
 
 
-def _md(value) -> str:
-    text = f"{value:.4f}" if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+def _cell(value) -> str:
+    """A table cell: a float to 4 decimals, a list one escaped item a line, else escaped text."""
+    if isinstance(value, list):
+        return "<br>".join(md.escape(item) for item in value)
+    return md.escape(f"{value:.4f}" if isinstance(value, float) else value)
 
 
-def _members(group: DuplicateGroup) -> str:
-    return "<br>".join(f"{i.path} ({i.split})" for i in group.images)
+def _members(group: DuplicateGroup) -> list[str]:
+    return [f"{i.path} ({i.split})" for i in group.images]
 
 
 def _worst(group: DuplicateGroup) -> float:
@@ -197,18 +215,20 @@ def _overview(report: AuditReport) -> str:
     settings = report.settings
     counts = ", ".join(f"{split} {report.counts.get(split, 0)}" for split in SPLIT_NAMES)
     rows = [
-        f"| {_md(kind)} | {_md(found.get('count'))} | {_md(found.get('score'))} |"
+        f"| {_cell(kind)} | {_cell(found.get('count'))} | {_cell(found.get('score'))} |"
         for kind, found in report.summary.items()
     ]
     skipped = (
         f"\n\nNot readable, left out: {len(report.skipped)} file(s)." if report.skipped else ""
     )
+    if settings.get("checks_not_run"):
+        skipped += f"\n\nNot run (too few images): {', '.join(settings['checks_not_run'])}."
     accuracy = settings.get("accuracy")
     return (
-        f"# Data audit of {report.data}\n\n"
+        f"# Data audit of {md.code(report.data)}\n\n"
         f"{report.summary_line()}.\n\n"
-        f"- Images: {counts}; classes: {', '.join(report.class_names)}\n"
-        f"- Features: {settings.get('model')} at {settings.get('image_size')} pixels; "
+        f"- Images: {counts}; classes: {', '.join(map(md.escape, report.class_names))}\n"
+        f"- Features: {md.escape(settings.get('model'))} at {settings.get('image_size')} pixels; "
         f"out-of-fold probabilities: {settings.get('folds')}-fold {settings.get('head')}"
         + (
             f" (accuracy {accuracy:.1%}; majority baseline {settings['majority_baseline']:.1%})"
@@ -229,7 +249,7 @@ def _section(title: str, text: str, figure: str, header: list[str], rows: list[l
     if not rows:
         return f"## {title}\n\n{text}\n\nNone found."
     table = [f"| {' | '.join(header)} |", "|" + "---|" * len(header)]
-    table += [f"| {' | '.join(_md(v) for v in row)} |" for row in rows[:MARKDOWN_ROWS]]
+    table += [f"| {' | '.join(_cell(v) for v in row)} |" for row in rows[:MARKDOWN_ROWS]]
     more = (
         f"\n\n{len(rows) - MARKDOWN_ROWS} more in audit.json." if len(rows) > MARKDOWN_ROWS else ""
     )
@@ -294,7 +314,7 @@ def plot_duplicates(
     for row, group in zip(axes, groups, strict=False):
         members = group.images[:cols]
         pixels = load_images([report.path_of(i) for i in members], image_size)
-        for ax, image, item in zip(row, pixels, members, strict=True):
+        for ax, image, item in zip(row[: len(members)], pixels, members, strict=True):
             _show(ax, image, f"{'LEAK ' if group.leak else ''}{item.split}\n{item.score:.2f}")
     if not groups:
         axes[0][0].text(0.5, 0.5, "none found", ha="center", va="center")

@@ -7,15 +7,13 @@ majority baseline), which software made it, and what it is for and not for.
 
 from __future__ import annotations
 
-import html
 import os
-import re
 from dataclasses import fields
 from pathlib import Path
 
-from catdog._rules import has_control_characters
 from catdog.errors import DatasetNotFoundError, OutputError
 from catdog.io import write_text
+from catdog.report import markdown as md
 from catdog.runs.config import RunConfig
 from catdog.runs.record import RunFolder
 
@@ -27,31 +25,6 @@ _FIGURES = (
     (RunFolder.RELIABILITY_PLOT, "Reliability diagram (test split, before and after calibration)"),
     (RunFolder.RISK_COVERAGE_PLOT, "Risk-coverage curve (test split)"),
 )
-
-
-def _one_line(text) -> str:
-    """``text`` with control characters (line breaks among them) as spaces."""
-    return "".join(" " if has_control_characters(c) else c for c in str(text))
-
-
-def _md(value) -> str:
-    r"""``value`` as literal Markdown text, safe in a table cell: HTML's ``&``, ``<``, ``>`` as
-    entities, Markdown's ``\ ` * _ [ ] | #`` backslash-escaped, control characters (a newline
-    would end a table row) as spaces.
-
-    Examples:
-        >>> print(_md("<img src=x onerror=alert(1)>|a_b"))
-        &lt;img src=x onerror=alert(1)&gt;\|a\_b
-    """
-    return re.sub(r"([\\`*_\[\]|#])", r"\\\1", html.escape(_one_line(value), quote=False))
-
-
-def _code(value) -> str:
-    """``value`` as a Markdown code span, fenced by more backticks than it holds."""
-    text = _one_line(value)
-    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def is_foreign_readme(path: str | os.PathLike) -> bool:
@@ -82,7 +55,8 @@ def model_card(run_folder: str | os.PathLike) -> str:
             "report.json are needed). Run `catdog train --out FOLDER` first."
         )
     sections = [
-        f"# Model card: {_md(config['model'])} on {_md(Path(str(config['data'])).name)}",
+        f"# Model card: {md.escape(config['model'])} on "
+        f"{md.escape(Path(str(config['data'])).name)}",
         _data_section(config),
         _model_section(config),
         _results_section(report),
@@ -119,12 +93,17 @@ def _data_section(config: dict) -> str:
     splits = config.get("splits") or {}
     rows = ["| split | images | per class | file list SHA-256 |", "|---|---|---|---|"]
     for name, split in splits.items():
-        per_class = ", ".join(f"{_md(k)}: {v}" for k, v in (split.get("per_class") or {}).items())
-        rows.append(f"| {_md(name)} | {split['count']} | {per_class} | `{split['sha256'][:16]}…` |")
+        per_class = ", ".join(
+            f"{md.escape(k)}: {v}" for k, v in (split.get("per_class") or {}).items()
+        )
+        rows.append(
+            f"| {md.escape(name)} | {split['count']} | {per_class} | `{split['sha256'][:16]}…` |"
+        )
     return (
         "## Data\n\n"
-        f"- Folder: {_code(config['data'])}\n"
-        f"- Classes, in output order: {', '.join(map(_md, config.get('class_names') or []))}\n"
+        f"- Folder: {md.code(config['data'])}\n"
+        "- Classes, in output order: "
+        f"{', '.join(map(md.escape, config.get('class_names') or []))}\n"
         f"- Split seed: {config['seed']} (every copy of an image is in one split)\n\n"
         + "\n".join(rows)
     )
@@ -139,13 +118,13 @@ def _model_section(config: dict) -> str:
         shown["learning_rate"] = f"learning-rate finder: {config['learning_rate_note']}"
     shown["class_weight"] = config.get("class_weight")
     table = [f.name for f in fields(RunConfig) if f.metadata["card"]]  # RunConfig's `card=True`
-    settings = "\n".join(f"| {k} | {_md(shown.get(k))} |" for k in table if k in shown)
+    settings = "\n".join(f"| {k} | {md.escape(shown.get(k))} |" for k in table if k in shown)
     return (
         "## Model and training\n\n"
-        f"- Model: {_code(config['model'])}"
+        f"- Model: {md.code(config['model'])}"
         + (f", {parameters:,} parameters" if parameters else "")
         + f"; input {config['image_size']}x{config['image_size']} RGB pixels (0..255)\n"
-        f"- Weights of a pretrained base: {_md(config.get('weights'))}\n\n"
+        f"- Weights of a pretrained base: {md.escape(config.get('weights'))}\n\n"
         "| setting | value |\n|---|---|\n" + settings
     )
 
@@ -158,7 +137,8 @@ def _results_section(report: dict) -> str:
     for i, (name, m) in enumerate(report.get("per_class", {}).items()):
         recalled = report["confusion"][i][i]
         rows.append(
-            f"| {_md(name)} | {m['precision']:.3f} | {m['recall']:.3f} | {recalled}/{m['support']} "
+            f"| {md.escape(name)} | {m['precision']:.3f} | {m['recall']:.3f} | "
+            f"{recalled}/{m['support']} "
             f"| {m['support']} |"
         )
     accuracy_line = ""
@@ -189,11 +169,11 @@ def _confidence_section(config: dict, report: dict) -> str:
         )
         return "\n".join([*lines, plain])
     summary = (report.get("calibration") or {}).get("summary")
-    lines.append(f"- Calibration: {_md(summary)}" if summary else "- Not calibrated.")
+    lines.append(f"- Calibration: {md.escape(summary)}" if summary else "- Not calibrated.")
     unknown = report.get("unknown")
     if found.get("method") and unknown:
         lines.append(
-            f"- Unknown answer: an image whose {_md(found['method'])} score is above "
+            f"- Unknown answer: an image whose {md.escape(found['method'])} score is above "
             f"{found['threshold']:.4g} is answered `unknown` (its class probabilities still "
             f"given). The threshold accepts {found['coverage']:.1%} of the validation images: "
             f"about {1 - found['coverage']:.1%} of images like the training images are "
@@ -210,11 +190,13 @@ def _confidence_section(config: dict, report: dict) -> str:
 
 def _versions_section(config: dict) -> str:
     found = config.get("versions") or {}
-    return "## Software\n\n" + "\n".join(f"- {_md(name)} {_md(v)}" for name, v in found.items())
+    return "## Software\n\n" + "\n".join(
+        f"- {md.escape(name)} {md.escape(v)}" for name, v in found.items()
+    )
 
 
 def _use_section(config: dict, report: dict) -> str:
-    classes = ", ".join(map(_md, config.get("class_names") or []))
+    classes = ", ".join(map(md.escape, config.get("class_names") or []))
     return (
         "## Intended use and limits\n\n"
         f"- Classifies an image as one of: {classes}"

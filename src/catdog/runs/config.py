@@ -24,6 +24,7 @@ from catdog._rules import (
     check_coverage,
     check_int,
     check_output_folder,
+    check_outside_data,
     check_positive_number,
     check_strategy,
 )
@@ -442,5 +443,7 @@ def check_config(config: RunConfig) -> None:
     check_positive_number("fine_tune_learning_rate", config.fine_tune_learning_rate)
     check_strategy(config.strategy)
     check_output_folder("--tensorboard", config.tensorboard)
+    check_outside_data("--out", config.out, config.data)
+    check_outside_data("--tensorboard", config.tensorboard, config.data)
     check_positive_number("cluster_timeout", config.cluster_timeout)
     check_coverage("unknown_coverage", config.unknown_coverage)

@@ -14,6 +14,8 @@ Needs the ``audit`` extra (cleanlab, with scikit-learn): ``pip install "catdog[a
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import time
@@ -121,8 +123,8 @@ def audit(
     )
     probabilities = out_of_fold_probabilities(features, labels, folds, seed, class_names)
     lab = datalab_class(data={"label": labels}, label_name="label", verbosity=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # cleanlab's notes on its own defaults
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")  # cleanlab's notes on its own defaults (and prints)
         lab.find_issues(
             features=features,
             pred_probs=probabilities,
@@ -294,9 +296,12 @@ def out_of_fold_probabilities(features, labels, folds: int, seed: int, class_nam
 
 def _report(lab, files, labels, class_names, settings, data) -> AuditReport:
     """The [`AuditReport`][catdog.report.audit_report.AuditReport] of a Datalab's findings."""
+    ran = set(lab.get_issue_summary()["issue_type"])  # too few images skip some checks
     believed = lab.get_issues("label")["predicted_label"].to_numpy()
 
     def flagged(kind: str, predicted: bool = False) -> list[FlaggedImage]:
+        if kind not in ran:
+            return []
         issues = lab.get_issues(kind)
         rows = issues[issues[f"is_{kind}_issue"]].sort_values(f"{kind}_score")
         return [image(i, float(rows.at[i, f"{kind}_score"]), predicted) for i in rows.index]
@@ -311,11 +316,21 @@ def _report(lab, files, labels, class_names, settings, data) -> AuditReport:
         for row in lab.get_issue_summary().itertuples()
     }
     skipped = settings.pop("skipped")
-    scores = lab.get_issues("near_duplicate")["near_duplicate_score"]
-    groups = [
-        DuplicateGroup([image(i, float(scores.iloc[i])) for i in members])
-        for members in near_duplicate_groups(lab.get_info("near_duplicate")["near_duplicate_sets"])
-    ]
+    groups = []
+    if "near_duplicate" in ran:
+        scores = lab.get_issues("near_duplicate")["near_duplicate_score"]
+        sets = lab.get_info("near_duplicate")["near_duplicate_sets"]
+        groups = [
+            DuplicateGroup([image(i, float(scores.iloc[i])) for i in members])
+            for members in near_duplicate_groups(sets)
+        ]
+    missing = [kind for kind in ISSUE_TYPES if kind not in ran]
+    if missing:
+        settings["checks_not_run"] = missing
+        logger.warning(
+            "Too few images for cleanlab's %s check(s): the report leaves them out.",
+            ", ".join(missing),
+        )
     groups.sort(key=lambda g: (not g.leak, min(i.score for i in g.images)))
     counts = {s: sum(1 for _, split in files if split == s) for s in SPLIT_NAMES}
     return AuditReport(

@@ -40,6 +40,12 @@ SHRINKAGE = 0.1
 images than feature dimensions leave it singular otherwise)."""
 TEMPERATURE_RANGE = (0.05, 20.0)
 """The temperatures the fit searches."""
+FEW_IMAGES = 50
+"""Calibration on fewer validation images than this is rough: it warns."""
+SCORE_NOISE = 1e-3
+"""Added to a threshold (and ``1e-4`` of it): a score that differs only by float noise
+(another engine, another batch size, an image that is also in the training bank) is never
+past the threshold because of it."""
 
 
 @dataclass
@@ -285,6 +291,7 @@ def calibrate(
     }
     fitted = fit_temperature(*passes["validation"][1:]) if temperature else 1.0
     fitted = float(np.float32(fitted))  # as the model keeps it
+    _warn_if_rough(len(passes["validation"][2]), fitted if temperature else None)
     layer, accepted = _fitted_layer(model, passes, fitted, unknown_coverage, method, k)
     attach_confidence(model, layer)
     forget_predictors(model)
@@ -324,8 +331,33 @@ def _fitted_layer(model, passes: dict, temperature: float, coverage, method: str
     calibrated = scaled(probs, temperature).astype(np.float32)
     scores = np.asarray(layer([features.astype(np.float32), calibrated], output="score"))
     threshold = float(np.quantile(scores, coverage, method="higher"))
+    threshold += SCORE_NOISE + 1e-4 * abs(threshold)
     layer.threshold.assign(threshold)
     return layer, float(np.mean(scores <= np.float32(threshold)))
+
+
+def _warn_if_rough(images: int, temperature: float | None) -> None:
+    """Warn when the calibration rests on few validation images, or when the fitted
+    temperature stopped at an end of its search range (``None``: no temperature fitted)."""
+    if images < FEW_IMAGES:
+        logger.warning(
+            "Calibration rests on %d validation image(s): its temperature and unknown "
+            "threshold are rough (%d or more give steadier ones). Add images, or pass a larger "
+            "validation fraction.",
+            images,
+            FEW_IMAGES,
+        )
+    low, high = TEMPERATURE_RANGE
+    if temperature is not None and not low * 1.01 < temperature < high / 1.01:
+        logger.warning(
+            "The fitted temperature %.3g is at an end of the range searched (%g to %g): the "
+            "validation images do not pin it down (too few, or all predicted right with full "
+            "confidence), and the probabilities are %s.",
+            temperature,
+            low,
+            high,
+            "pushed to near certainty" if temperature < 1 else "flattened towards equal odds",
+        )
 
 
 def _measure(result: Calibration, passes: dict) -> None:
