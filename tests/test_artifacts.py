@@ -296,3 +296,35 @@ def test_custom_factories_and_mismatched_classes(synthetic_root, tmp_path):
     splits = catdog.from_directory(synthetic_root, image_size=(16, 16))
     with pytest.raises(InvalidArgumentError, match="model's classes are"):
         catdog.evaluate(model, splits)
+
+
+def _hand_made_run(folder: Path, **config) -> Path:
+    """A run folder holding only what ``catdog card`` reads: ``config.json`` (with ``config``
+    on top of the fields a run records) and a two-image ``report.json``."""
+    folder.mkdir(exist_ok=True)
+    record = {"data": "/data/pets", "seed": 1, "model": "baseline", "image_size": 16,
+              "class_names": ["cats", "dogs"], **config}  # fmt: skip
+    metrics = {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
+    report = {"loss": 0.1, "accuracy": 1.0, "baseline": 0.5, "class_names": ["cats", "dogs"],
+              "count": 2, "per_class": {"cats": metrics, "dogs": metrics},
+              "confusion": [[1, 0], [0, 1]], "misclassified": []}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(record))
+    (folder / "report.json").write_text(json.dumps(report))
+    return folder
+
+
+def test_card_of_a_config_without_image_size_is_a_one_line_error(tmp_path, capsys):
+    from .test_cli import cli_in_process
+
+    run = _hand_made_run(tmp_path / "run")
+    assert cli_in_process(capsys, "card", run)[0] == 0
+    assert "input 16x16" in (run / "README.md").read_text()
+    for edited in ({"image_size": None}, {"image_size": "16"}, {"image_size": 0}):
+        record = json.loads((run / "config.json").read_text())
+        record.update(edited)
+        record = {k: v for k, v in record.items() if v is not None}  # None: the field deleted
+        (run / "config.json").write_text(json.dumps(record))
+        status, _, err = cli_in_process(capsys, "card", run)
+        errors = [line for line in err.splitlines() if line.startswith("catdog: error:")]
+        assert status == 2 and len(errors) == 1 and "Traceback" not in err, err
+        assert "config.json" in errors[0] and "field 'image_size'" in errors[0], errors

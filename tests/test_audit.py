@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -149,7 +151,7 @@ def small_root(tmp_path):
 
 
 def test_exclude_removes_exactly_the_listed_files_from_every_split(small_root, tmp_path, caplog):
-    from catdog.data.files import read_exclude_list
+    from catdog.data.exclusions import read_exclude_list
 
     _, before = split_files(small_root, seed=3)
     by_split = {s: sorted(p for c in before[s].values() for p in c) for s in before}
@@ -175,7 +177,7 @@ def test_exclude_removes_exactly_the_listed_files_from_every_split(small_root, t
 
 def test_train_takes_exclude_and_bad_lists_are_clear_errors(small_root, tmp_path):
     from catdog.cli import build_parser
-    from catdog.data.files import read_exclude_list
+    from catdog.data.exclusions import read_exclude_list
     from catdog.errors import InputFileNotFoundError, InvalidArgumentError
     from catdog.runs.config import RunConfig, config_record
     from catdog.runs.job import load_data
@@ -197,6 +199,110 @@ def test_train_takes_exclude_and_bad_lists_are_clear_errors(small_root, tmp_path
         read_exclude_list(tmp_path / "bad.json")
     with pytest.raises(InvalidArgumentError, match="not a text file listing paths"):
         read_exclude_list(small_root / "train" / "cats" / "cat.0.jpg")  # not [path]
+
+
+def test_an_exclusion_that_empties_a_class_is_refused_like_an_empty_class_folder(
+    small_root, tmp_path
+):
+    from catdog.errors import DatasetError
+
+    cats = sorted(os.path.relpath(p, small_root) for p in small_root.rglob("cats/*.jpg"))
+    train_cats = [p for p in cats if p.startswith("train")]
+    folder = str(small_root / "train" / "cats")
+    for listed in (cats, train_cats):  # every image of the class, or every one it trains on
+        with pytest.raises(DatasetError, match="no training image left") as refused:
+            split_files(small_root, exclude=listed)
+        assert repr(folder) in str(refused.value) and "exclude" in str(refused.value)
+    _, kept = split_files(small_root, exclude=train_cats[1:])  # one left: the class stays
+    assert kept["train"]["cats"] == [str(small_root / train_cats[0])]
+
+    empty = tmp_path / "empty"  # the refusal an empty class folder gets
+    shutil.copytree(small_root, empty)
+    for path in (empty / "train" / "cats").iterdir():
+        path.unlink()
+    with pytest.raises(DatasetError, match=re.escape(repr(str(empty / "train" / "cats")))):
+        split_files(empty)
+
+
+@pytest.mark.parametrize(
+    "listing, message",
+    [
+        ("folder", "is a folder, not a list"),
+        ("everything", "leaves out every image"),
+        ("every cat", "no training image left"),
+    ],
+)
+def test_train_says_what_an_exclusion_did_wrong(small_root, tmp_path, capsys, listing, message):
+    from .test_cli import cli_in_process
+
+    images = sorted(os.path.relpath(p, small_root) for p in small_root.rglob("*.jpg"))
+    listed = tmp_path / "exclude.txt"
+    if listing == "folder":
+        listed = small_root / "train"
+    else:
+        listed.write_text("\n".join(p for p in images if listing == "everything" or "cat" in p))
+    run = tmp_path / "run"
+    status, _, err = cli_in_process(
+        capsys, "train", "--data", small_root, "--exclude", listed, "--model", "baseline",
+        "--epochs", "1", "--image-size", "16", "--out", run,
+    )  # fmt: skip
+    errors = [line for line in err.splitlines() if line.startswith("catdog: error:")]
+    assert status == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert message in errors[0], errors
+    assert not run.exists()
+
+
+def test_a_run_records_its_exclusions_and_a_changed_list_is_a_changed_run(
+    small_root, tmp_path, capsys, caplog, monkeypatch
+):
+    import catdog.training.fit
+    from catdog.runs.config import RunConfig
+    from catdog.runs.job import run_training
+
+    from .test_cli import cli_in_process
+
+    listed = tmp_path / "exclude.txt"
+    listed.write_text("train/cats/cat.0.jpg\nvalidation/dogs/dog.1.jpg\n")
+    config = RunConfig(out=tmp_path / "run", model="baseline", data=str(small_root),
+                       exclude=str(listed), epochs=1, image_size=16, batch_size=8, verbose=0,
+                       model_kwargs={"filters": [4], "dense_units": 8}, calibrate=False,
+                       unknown_coverage=None)  # fmt: skip
+    run_training(config)
+    record = json.loads((config.out / "config.json").read_text())
+    assert record["excluded"] == ["train/cats/cat.0.jpg", "validation/dogs/dog.1.jpg"]
+    assert len(record["exclude_sha256"]) == 64
+
+    def evaluate_quietly():  # scored on the run's split: its exclusions held
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="catdog"):
+            status, _, err = cli_in_process(capsys, "evaluate", config.out / "model.keras")
+        assert status == 0 and "changed since the model was trained" not in caplog.text, err
+
+    listed.rename(tmp_path / "moved.txt")  # the run keeps the paths, not only where they were
+    evaluate_quietly()
+    old = {k: v for k, v in record.items() if k not in ("excluded", "exclude_sha256")}
+    (config.out / "config.json").write_text(json.dumps(old))  # a run of the previous catdog
+    (tmp_path / "moved.txt").rename(listed)
+    evaluate_quietly()
+    (config.out / "config.json").write_text(json.dumps({**record, "excluded": "train/cats"}))
+    status, _, err = cli_in_process(capsys, "evaluate", config.out / "model.keras")
+    assert status == 2 and "field 'excluded'" in err and "Traceback" not in err, err
+    (config.out / "config.json").write_text(json.dumps(record))
+
+    assert run_training(config)["finished_before"]  # the same list: nothing to train
+    listed.write_text("train/cats/cat.0.jpg\n")  # edited: another run
+    caplog.clear()
+
+    class Trains(Exception):
+        pass
+
+    def train(*args, **kwargs):
+        raise Trains
+
+    monkeypatch.setattr(catdog.training.fit, "train", train)
+    with caplog.at_level(logging.WARNING, logger="catdog"), pytest.raises(Trains):
+        run_training(config)
+    assert "exclude_sha256" in caplog.text and "nothing to train" not in caplog.text
 
 
 def test_without_the_extra_the_audit_is_one_line_naming_it(small_root, monkeypatch, capsys):

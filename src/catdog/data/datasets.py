@@ -19,7 +19,7 @@ from catdog.data.download import (
     extract_once,
     fetch_archive,
 )
-from catdog.data.files import Exclude
+from catdog.data.exclusions import Exclude
 from catdog.data.pipelines import Splits, from_directory
 from catdog.errors import InvalidArgumentError
 from catdog.io import sha256sum

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import os
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,20 +21,9 @@ from catdog._rules import (
     check_fraction,
     has_control_characters,
 )
-from catdog.errors import (
-    DatasetError,
-    DatasetNotFoundError,
-    InputFileNotFoundError,
-    InvalidArgumentError,
-)
+from catdog.data.exclusions import Exclude, read_exclude_list
+from catdog.errors import DatasetError, DatasetNotFoundError, InvalidArgumentError
 from catdog.io import sha256sum
-
-if TYPE_CHECKING:
-    pass
-
-Exclude = str | os.PathLike | Sequence[str | os.PathLike] | None
-"""What ``exclude=`` takes: a list of image paths, or the path of a file listing them."""
-
 
 logger = logging.getLogger("catdog")
 
@@ -98,11 +85,7 @@ def scan_class_folders(path: str | os.PathLike) -> tuple[list[str], dict[str, li
         found = sorted(str(p) for p in class_dir.rglob("*") if _is_image_file(p, class_dir))
         images = [p for p in found if _valid_utf8(p)]
         undecodable_names += [p for p in found if not _valid_utf8(p)]
-        if not images:
-            raise DatasetError(
-                f"Class folder {str(class_dir)!r} contains no images "
-                f"({', '.join(IMAGE_EXTENSIONS)}). Add images or remove the folder."
-            )
+        check_class_images(class_dir, images)
         files[class_dir.name] = images
     if undecodable_names:
         logger.warning(
@@ -111,6 +94,35 @@ def scan_class_folders(path: str | os.PathLike) -> tuple[list[str], dict[str, li
             ", ".join(ascii(p) for p in undecodable_names),
         )
     return [p.name for p in class_dirs], files
+
+
+def check_class_images(
+    folder: str | os.PathLike, images: Sequence[str], excluded_by: str | None = None
+) -> None:
+    """The rule for every class folder: it holds images, also once an exclusion leaves some out.
+
+    ``images`` are the ones it holds (the training images left, after an exclusion);
+    ``excluded_by`` names the exclusion that left it without any (say ``"the exclude list
+    'audit.json'"``). Raises [`DatasetError`][catdog.errors.DatasetError] saying what to do.
+
+    Examples:
+        >>> check_class_images("data/train/cats", [])
+        Traceback (most recent call last):
+        ...
+        catdog.errors.DatasetError: Class folder 'data/train/cats' contains no images (...
+    """
+    if images:
+        return
+    if excluded_by is not None:
+        raise DatasetError(
+            f"Class folder {str(folder)!r} has no training image left: {excluded_by} leaves "
+            "out every one, and a model cannot learn a class it never sees. Take some of them "
+            "off the list, or remove the folder."
+        )
+    raise DatasetError(
+        f"Class folder {str(folder)!r} contains no images ({', '.join(IMAGE_EXTENSIONS)}). "
+        "Add images or remove the folder."
+    )
 
 
 def image_files(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -350,51 +362,6 @@ def _three_way_sets(root: Path, validation_fraction: float, test_fraction: float
 
 
 # ----------------------------------------------------------------------------- exclusions
-def read_exclude_list(exclude: Exclude) -> list[str]:
-    """The paths that ``exclude`` lists: a list of paths as given, or those a file lists.
-
-    The file is an ``audit.json`` written by [`catdog.audit`][catdog.training.audit.audit]
-    (its ``"exclude"`` list), a JSON list of paths, or a text file with one path a line
-    (blank lines and lines starting with ``#`` are ignored).
-
-    Examples:
-        ```python
-        read_exclude_list("audit/audit.json")[:1]
-        # ['train/cats/cat.17.jpg']
-        ```
-    """
-    if exclude is None:
-        return []
-    if not isinstance(exclude, str | os.PathLike):
-        return [os.fspath(p) for p in exclude]
-    source = Path(exclude)
-    if not source.is_file():
-        raise InputFileNotFoundError(
-            f"The exclude list {str(source)!r} does not exist: pass an audit.json written by "
-            "catdog audit, or a text file with one image path a line."
-        )
-    try:
-        text = source.read_text(encoding="utf-8")
-    except UnicodeDecodeError:  # an image, say: exclude="cat.jpg" instead of ["cat.jpg"]
-        raise InvalidArgumentError(
-            f"{str(source)!r} is not a text file listing paths: pass an audit.json, a text file "
-            "with one path a line, or a list of paths (exclude=[path])."
-        ) from None
-    if source.suffix.lower() != ".json":
-        return [s for line in text.splitlines() if (s := line.strip()) and not s.startswith("#")]
-    try:
-        listed = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InvalidArgumentError(f"{str(source)!r} is not valid JSON ({error}).") from None
-    listed = listed.get("exclude") if isinstance(listed, dict) else listed
-    if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
-        raise InvalidArgumentError(
-            f'{str(source)!r} holds no list of paths: expected an audit.json (its "exclude" '
-            "list) or a JSON list of image paths."
-        )
-    return listed
-
-
 def exclude_files(
     root: str | os.PathLike, split_paths: dict[str, dict[str, list[str]]], exclude: Exclude
 ) -> dict[str, dict[str, list[str]]]:
@@ -402,7 +369,10 @@ def exclude_files(
 
     A listed path is absolute, relative to ``root`` (as ``audit.json`` writes them) or
     relative to the working folder. Nothing on disk changes. Logs how many files were left
-    out, and warns about listed paths that match no image.
+    out, and warns about listed paths that match no image. A list that leaves out every
+    image, or every training image of a class, raises
+    [`DatasetError`][catdog.errors.DatasetError] (see
+    [`check_class_images`][catdog.data.files.check_class_images]).
 
     Examples:
         ```python
@@ -433,10 +403,38 @@ def exclude_files(
             len(listed) - len(unmatched),
             ", ".join(unmatched[:5]) + (", ..." if len(unmatched) > 5 else ""),
         )
-    return {
+    kept = {
         split: {
             name: [p for p in paths if os.path.abspath(p) not in matched]
             for name, paths in by_class.items()
         }
         for split, by_class in split_paths.items()
     }
+    _check_what_is_left(Path(root), split_paths, kept, exclude)
+    return kept
+
+
+def _check_what_is_left(
+    root: Path,
+    before: dict[str, dict[str, list[str]]],
+    after: dict[str, dict[str, list[str]]],
+    exclude: Exclude,
+) -> None:
+    """Refuse an exclusion that leaves no image at all, or a class without training images."""
+    source = (
+        f"the exclude list {str(exclude)!r}"
+        if isinstance(exclude, str | os.PathLike)
+        else "the exclude= list"
+    )
+    count = sum(len(paths) for by_class in before.values() for paths in by_class.values())
+    if not any(paths for by_class in after.values() for paths in by_class.values()):
+        raise DatasetError(
+            f"{source[0].upper()}{source[1:]} leaves out every image in {str(root)!r} (all "
+            f"{count}): nothing is left to train on. Check that it lists only the images to "
+            "leave out."
+        )
+    presplit = (root / "train").is_dir()  # as split_files tells the layouts apart
+    for name, paths in before.get("train", {}).items():
+        if paths:
+            folder = root / "train" / name if presplit else root / name
+            check_class_images(folder, after["train"][name], excluded_by=source)

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 
-from catdog.data.files import Exclude, split_files
+from catdog.data.exclusions import Exclude
+from catdog.data.files import split_files
 
 logger = logging.getLogger("catdog")
 

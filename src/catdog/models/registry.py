@@ -33,7 +33,9 @@ _LOADED = False
 ENTRY_POINT_GROUP = "catdog.models"
 """The entry-point group through which installed packages add models: an entry point names a
 module (or an object in it) whose import registers its models with
-[`register_model`][catdog.models.registry.register_model]."""
+[`register_model`][catdog.models.registry.register_model], under new names: a plugin that
+registers a name already taken (``baseline``, ``transfer``, another plugin's) is left out, as is
+one whose import fails, with a warning naming it."""
 
 
 # ----------------------------------------------------------------------------- registry
@@ -299,14 +301,33 @@ def _entries() -> dict:
 
 
 def _load_plugins() -> None:
-    """Import the modules that installed packages name in the ``catdog.models`` entry points."""
+    """Import the modules that installed packages name in the ``catdog.models`` entry points.
+
+    A plugin that fails to import (any exception, ``sys.exit()`` too) or that registers a name
+    already taken (catdog's own models, an earlier plugin's) is left out whole, with a warning
+    naming it: the registry is as it was before its import.
+    """
     from importlib.metadata import entry_points
 
     for entry in entry_points(group=ENTRY_POINT_GROUP):
+        before = dict(_REGISTRY)
         try:
             entry.load()
-        except Exception as error:  # a broken plugin must not break catdog
+            _check_names_are_new(before)
+        except (Exception, SystemExit) as error:  # a broken plugin must not break catdog
+            _REGISTRY.clear()
+            _REGISTRY.update(before)
             logger.warning(
                 "The catdog model plugin %r (%s) could not be loaded and is left out: %s: %s",
                 entry.name, entry.value, type(error).__name__, error,
             )  # fmt: skip
+
+
+def _check_names_are_new(before: dict) -> None:
+    """Refuse a plugin that replaced a model registered ``before`` its import (a clash)."""
+    taken = sorted(name for name, spec in before.items() if _REGISTRY.get(name) is not spec)
+    if taken:
+        raise InvalidArgumentError(
+            f"it registers {', '.join(map(repr, taken))}, a name catdog (or another plugin) "
+            "already uses; the plugin must give its models new names"
+        )

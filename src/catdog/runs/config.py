@@ -140,8 +140,9 @@ class RunConfig:
         "--exclude",
         "leave these images out of every split (the folder is not touched): an audit.json "
         "written by catdog audit, or a text file with one path a line (absolute, or relative "
-        "to --data)",
+        "to --data); the run records the paths, and a changed list is another run",
         metavar="FILE",
+        compared=False,  # where the list is does not matter: its paths are compared
     )
     epochs: int = setting(
         20,
@@ -362,12 +363,14 @@ splits are compared by their files, with
 
 
 def config_record(config: RunConfig) -> dict:
-    """``config`` as the JSON-ready dict that ``config.json`` holds (data folders absolute)."""
-    record = {**asdict(config), "out": str(config.out)}
+    """``config`` as the JSON-ready dict that ``config.json`` holds (data folders absolute),
+    with the paths that ``exclude`` lists and their SHA-256 (see
+    [`describe_exclusion`][catdog.data.exclusions.describe_exclusion])."""
+    from catdog.data.exclusions import describe_exclusion
+
+    record = {**asdict(config), "out": str(config.out), **describe_exclusion(config.exclude)}
     if record["data"] != "cats_and_dogs":
         record["data"] = os.path.abspath(record["data"])
-    if record["exclude"] is not None:
-        record["exclude"] = os.path.abspath(record["exclude"])
     return json.loads(json.dumps(json_safe(record)))
 
 
@@ -392,6 +395,7 @@ def changed_fields(old: dict, new: dict) -> list[str]:
         []
     """
     not_compared = {f.name for f in fields(RunConfig) if not f.metadata["compared"]}
+    not_compared.add("excluded")  # compared by its SHA-256, exclude_sha256
     keys = sorted((set(old) | set(new)) - not_compared - set(RESULTS))
 
     def value(record: dict, key: str):

@@ -89,8 +89,11 @@ def evaluate_run(
         )
     size = tuple(model.input_shape[1:3])
 
-    # the run's exclusions (catdog train --exclude) hold for the run's data
-    exclude = run.get("exclude") if run and _same_data(data, run["data"]) else None
+    # the run's exclusions (catdog train --exclude) hold for the run's data: the paths it
+    # recorded (an older catdog recorded only where the list file was)
+    exclude = None
+    if run and _same_data(data, run["data"]):
+        exclude = run["excluded"] if "excluded" in run else run.get("exclude")
 
     # the decoded images go to a temporary folder, not memory: a folder of any size is read
     # once and scored in batches, so memory does not grow with the number of images

@@ -127,16 +127,19 @@ _RECORD_FIELDS = {  # name: (check, what it must be, required)
     "data": (lambda v: isinstance(v, str) and v != "", "a data folder (a string)", True),
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer", True),
     "model": (lambda v: isinstance(v, str) and v != "", "a model name (a string)", True),
+    "image_size": (is_int, "the input side (a positive integer)", True),
     "class_names": (_is_str_list, "a list of class names", False),
     "splits": (_is_fingerprint, "an object of {count, sha256} per split", False),
+    "excluded": (lambda v: v is None or _is_str_list(v), "null or a list of paths", False),
 }
 
 
 def run_record(folder: str | os.PathLike) -> dict | None:
     """The ``config.json`` of a catdog run folder, or ``None`` if there is none (or not ours).
 
-    The fields read back (``data``, ``seed``, ``model``, ``class_names``, ``splits``) are
-    checked: a file edited by hand into another type (``"seed": "7"``) raises
+    The fields read back (``data``, ``seed``, ``model``, ``image_size``, ``class_names``,
+    ``splits``, ``excluded``) are checked: a file edited by hand into another type
+    (``"seed": "7"``), or without one of the fields every run records, raises
     [`InvalidArgumentError`][catdog.errors.InvalidArgumentError] naming the file and the
     field. A JSON object with none of ``data``, ``seed`` and ``splits`` is not a catdog
     record.
