@@ -262,8 +262,9 @@ def did_you_mean(name, known) -> str:
     return f" Did you mean {options}?"
 
 
-def check_output_folder(option: str, path) -> None:
-    """Refuse an output folder that cannot be one (a file, or under a file), before any work.
+def check_output_folder(option: str, path, *, data=None) -> None:
+    """Refuse an output folder that cannot be one (a file, or under a file), or that lies
+    inside the ``data`` folder the command reads (see ``check_outside_data``), before any work.
 
     ``None`` (not given) passes.
 
@@ -287,6 +288,7 @@ def check_output_folder(option: str, path) -> None:
         raise OutputError(
             f"{option} {path!r} {where}, not a folder; pass a folder (it is created if missing)."
         )
+    check_outside_data(option, path, data)
 
 
 def check_outside_data(option: str, path, data) -> None:

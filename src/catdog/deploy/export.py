@@ -261,8 +261,7 @@ def _serving_archive(model: keras.Model, names: list[str] | None = None):
             "class_name": tf.gather(names, index),
         }
         if "ood_score" in outputs:  # past the threshold: "unknown" (probabilities still given)
-            within = outputs["ood_score"] <= tf.convert_to_tensor(layer.threshold)
-            unknown = tf.logical_not(within)  # NaN is within no threshold
+            unknown = ~(outputs["ood_score"] <= tf.convert_to_tensor(layer.threshold))  # NaN too
             result.update(ood_score=outputs["ood_score"], is_unknown=unknown,
                           class_name=tf.where(unknown, UNKNOWN, result["class_name"]))  # fmt: skip
         return result

@@ -24,7 +24,6 @@ from catdog._rules import (
     check_coverage,
     check_int,
     check_output_folder,
-    check_outside_data,
     check_positive_number,
     check_strategy,
 )
@@ -422,9 +421,8 @@ def check_config(config: RunConfig) -> None:
     """
     from catdog.models.registry import model_spec
 
-    if (config.fine_tune_epochs or config.cache_features) and not model_spec(
-        config.model
-    ).pretrained:
+    pretrained = model_spec(config.model).pretrained
+    if (config.fine_tune_epochs or config.cache_features) and not pretrained:
         raise InvalidArgumentError(
             f"--fine-tune-epochs and --cache-features need a model with a pretrained base, and "
             f"{config.model!r} has none: use --model transfer or a backbone such as "
@@ -446,8 +444,7 @@ def check_config(config: RunConfig) -> None:
     check_choice("class_weight", config.class_weight, (None, "balanced"))
     check_positive_number("fine_tune_learning_rate", config.fine_tune_learning_rate)
     check_strategy(config.strategy)
-    check_output_folder("--tensorboard", config.tensorboard)
-    check_outside_data("--out", config.out, config.data)
-    check_outside_data("--tensorboard", config.tensorboard, config.data)
+    check_output_folder("--out", config.out, data=config.data)
+    check_output_folder("--tensorboard", config.tensorboard, data=config.data)
     check_positive_number("cluster_timeout", config.cluster_timeout)
     check_coverage("unknown_coverage", config.unknown_coverage)

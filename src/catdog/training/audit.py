@@ -316,21 +316,8 @@ def _report(lab, files, labels, class_names, settings, data) -> AuditReport:
         for row in lab.get_issue_summary().itertuples()
     }
     skipped = settings.pop("skipped")
-    groups = []
-    if "near_duplicate" in ran:
-        scores = lab.get_issues("near_duplicate")["near_duplicate_score"]
-        sets = lab.get_info("near_duplicate")["near_duplicate_sets"]
-        groups = [
-            DuplicateGroup([image(i, float(scores.iloc[i])) for i in members])
-            for members in near_duplicate_groups(sets)
-        ]
-    missing = [kind for kind in ISSUE_TYPES if kind not in ran]
-    if missing:
-        settings["checks_not_run"] = missing
-        logger.warning(
-            "Too few images for cleanlab's %s check(s): the report leaves them out.",
-            ", ".join(missing),
-        )
+    groups = _duplicate_groups(lab, image) if "near_duplicate" in ran else []
+    _note_checks_not_run(settings, ran)
     groups.sort(key=lambda g: (not g.leak, min(i.score for i in g.images)))
     counts = {s: sum(1 for _, split in files if split == s) for s in SPLIT_NAMES}
     return AuditReport(
@@ -344,6 +331,27 @@ def _report(lab, files, labels, class_names, settings, data) -> AuditReport:
         settings=settings,
         skipped=[tuple(s) for s in skipped],
     )
+
+
+def _duplicate_groups(lab, image) -> list[DuplicateGroup]:
+    """The near-duplicate groups of a Datalab, each image made by ``image(index, score)``."""
+    scores = lab.get_issues("near_duplicate")["near_duplicate_score"]
+    sets = lab.get_info("near_duplicate")["near_duplicate_sets"]
+    return [
+        DuplicateGroup([image(i, float(scores.iloc[i])) for i in members])
+        for members in near_duplicate_groups(sets)
+    ]
+
+
+def _note_checks_not_run(settings: dict, ran: set) -> None:
+    """Record and log the checks cleanlab could not run (too few images for them)."""
+    missing = [kind for kind in ISSUE_TYPES if kind not in ran]
+    if missing:
+        settings["checks_not_run"] = missing
+        logger.warning(
+            "Too few images for cleanlab's %s check(s): the report leaves them out.",
+            ", ".join(missing),
+        )
 
 
 def near_duplicate_groups(sets) -> list[list[int]]:
