@@ -269,3 +269,17 @@ def check_output_folder(option: str, path) -> None:
         raise OutputError(
             f"{option} {path!r} {where}, not a folder; pass a folder (it is created if missing)."
         )
+
+
+def already_exists(path, command: str, replaced: str = "it") -> OutputError:
+    """The error for an output ``path`` that exists, given without ``overwrite``: one wording
+    for every command that refuses to replace a file (``catdog export``, ``catdog predict``).
+
+    Examples:
+        >>> print(already_exists("p.csv", "predict"))
+        'p.csv' already exists. Choose a new path, or pass overwrite=True (catdog predict --overwrite) to replace it.
+    """  # noqa: E501
+    return OutputError(
+        f"{str(path)!r} already exists. Choose a new path, or pass overwrite=True "
+        f"(catdog {command} --overwrite) to replace {replaced}."
+    )
