@@ -146,7 +146,7 @@ def test_predict_takes_folders_and_writes_csv_or_json_lines(
 ):
     """Folders are searched recursively (sorted; hidden files left out) and mix with files;
     --output writes one row per image with every class's probability, in batches of
-    --batch-size; a stopped run leaves no file behind."""
+    --batch-size; a file that does not decode gets a row saying why."""
     import csv
     import shutil
 
@@ -164,7 +164,7 @@ def test_predict_takes_folders_and_writes_csv_or_json_lines(
         rows = list(csv.DictReader(f))
     assert [r["path"] for r in rows] == [str(single), *expected] and len(rows) == 41
     columns = ["path", "class", "probability", "ood_score", "unknown"]
-    assert list(rows[0]) == [*columns, "probability_cats", "probability_dogs"]
+    assert list(rows[0]) == [*columns, "probability_cats", "probability_dogs", "error"]
     for row in rows:
         both = float(row["probability_cats"]) + float(row["probability_dogs"])
         assert both == pytest.approx(1, abs=1e-5)
@@ -181,13 +181,17 @@ def test_predict_takes_folders_and_writes_csv_or_json_lines(
     printed = [line.split("\t") for line in stdout.splitlines()]
     assert [p[0] for p in printed] == expected and printed[0][1] == lines[0]["class"]
     assert float(printed[0][2]) == pytest.approx(lines[0]["probability"], abs=1e-4)
-    # a file that does not decode, in the last batch: no output file, nothing beside it
+    # a file that does not decode, in the last batch: its row says why, exit status 1
     (folder / "dogs" / "zz_broken.jpg").write_text("not an image")
     status, _, stderr = cli_in_process(
         capsys, "predict", model, folder, "--batch-size", 8, "--output", results / "new.csv"
     )
-    assert status == 2 and "zz_broken.jpg" in stderr
-    assert sorted(p.name for p in results.iterdir()) == ["p.csv", "p.jsonl"]
+    assert status == 1, stderr
+    with open(results / "new.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[-1]["path"].endswith("zz_broken.jpg") and rows[-1]["ood_score"] == ""
+    assert rows[-1]["error"].startswith("not a readable image") and len(rows) == 41
+    assert sorted(p.name for p in results.iterdir()) == ["new.csv", "p.csv", "p.jsonl"]
 
 
 def test_predict_refuses_a_bad_output_or_an_empty_folder_before_any_work(tmp_path, capsys):
@@ -244,14 +248,13 @@ def test_cli_error_lines_in_process(trained_run, tmp_path, capsys):
 
     out, _ = trained_run
     (tmp_path / "bad.keras").write_text("not a model")
-    (tmp_path / "note.jpg").write_text("not an image")
     cases = [
         (
             ["train", "--model", "baseline", "--data", tmp_path / "nope", "--out", tmp_path / "r"],
             "does not exist",
         ),
         (["predict", tmp_path / "bad.keras", "x.jpg"], "Could not load"),
-        (["predict", out / "model.keras", tmp_path / "note.jpg"], "not a readable image"),
+        (["predict", out / "model.keras", tmp_path / "missing.jpg"], "does not exist"),
         (["evaluate", tmp_path / "missing.keras", "--data", tmp_path], "does not exist"),
         (["export", tmp_path / "bad.keras", "--out", tmp_path / "m.tflite"], "Could not load"),
     ]

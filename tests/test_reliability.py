@@ -1147,11 +1147,12 @@ def test_predict_runs_fixed_size_batches_and_takes_no_images(tmp_path):
         model, np.zeros((10, 16, 16, 3)), tta="flip", batch_size=4
     )
     assert probabilities.shape == (10, 2) and max(seen) == 4
-    # a file that does not decode is named, in whichever batch it is
+    # a file that does not decode is skipped with its reason, in whichever batch it is
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
-    with pytest.raises(InvalidArgumentError, match=r"notes\.png' is not a readable image"):
-        catdog.predict(model, [*paths[:9], bad], batch_size=4)
+    found = catdog.predict(model, [*paths[:9], bad], batch_size=4)
+    assert [p.error for p in found[:9]] == [None] * 9
+    assert found[-1].error.startswith("not a readable image") and found[-1].class_name == ""
     # a missing file or one over the pixel limit: refused before any image is run
     seen.clear()
     with pytest.raises(catdog.InputFileNotFoundError, match="missing.png"):

@@ -99,7 +99,15 @@ def _add_engine(parser: argparse.ArgumentParser, default: str | None = "auto") -
 
 def add_evaluate(sub) -> argparse.ArgumentParser:
     """``catdog evaluate`` (see [`evaluate_run`][catdog.runs.evaluate.evaluate_run])."""
-    evaluate = sub.add_parser("evaluate", help="score a saved model on an image folder")
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score a saved model on an image folder",
+        description="Score a saved model on a split of an image folder. Only the scored split "
+        "is decoded (the others too only where a run's data cannot be recognised otherwise), "
+        "into a temporary folder removed when done, also when stopped by Ctrl-C or SIGTERM "
+        "(one a killed run left is removed by the next run). Stopped, it does not resume: "
+        "run it again from the start.",
+    )
     evaluate.add_argument("model", help="a .keras model file")
     evaluate.add_argument(
         "--data", help="image folder (as for train); default: the run's data (config.json)"
@@ -117,14 +125,28 @@ def add_evaluate(sub) -> argparse.ArgumentParser:
     return evaluate
 
 
+PREDICT_DESCRIPTION = (
+    "Classify images: one row per image (path, class, probability), printed tab-separated or "
+    "written to --output. Images are read and run in batches, decoded in parallel while the "
+    "model runs: memory does not grow with their number. A file that does not decode "
+    "(truncated, not an image) is skipped with a warning and its row says why (the error "
+    "column); the others are scored."
+)
+PREDICT_EPILOG = (
+    "Exit status: 0 when every image was scored, 1 when some were skipped (their rows say why; "
+    "the others were written), 2 for an error before any row (a missing image, a bad option, "
+    "an existing --output). Stopped (Ctrl-C, SIGTERM), it writes nothing and leaves no "
+    "temporary file; it does not resume: run it again from the start."
+)
+
+
 def add_predict(sub) -> argparse.ArgumentParser:
     """``catdog predict``."""
     predict = sub.add_parser(
         "predict",
         help="classify image files and folders of images",
-        description="Classify images: one row per image (path, class, probability), printed "
-        "tab-separated or written to --output. Images are read and run in batches, decoded in "
-        "parallel while the model runs: memory does not grow with their number.",
+        description=PREDICT_DESCRIPTION,
+        epilog=PREDICT_EPILOG,
     )
     predict.add_argument("model", help="a .keras model file, or a .tflite file")
     predict.add_argument(
@@ -142,7 +164,10 @@ def add_predict(sub) -> argparse.ArgumentParser:
         metavar="PATH",
         help="write the rows to PATH instead of printing them: .csv (with a header) or .jsonl "
         "(JSON lines), each with every class's probability too; written under a temporary "
-        "name and renamed when done",
+        "name and renamed when done. An existing PATH is refused unless --overwrite",
+    )
+    predict.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --output file"
     )
     predict.add_argument(
         "--batch-size",

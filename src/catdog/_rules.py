@@ -317,3 +317,17 @@ def check_outside_data(option: str, path, data) -> None:
                 f"{option} {os.fspath(path)!r} is inside the data folder {os.fspath(source)!r}; "
                 "what catdog writes there would join your data: choose a folder outside it."
             )
+
+
+def already_exists(path, command: str, replaced: str = "it") -> OutputError:
+    """The error for an output ``path`` that exists, given without ``overwrite``: one wording
+    for every command that refuses to replace a file (``catdog export``, ``catdog predict``).
+
+    Examples:
+        >>> print(already_exists("p.csv", "predict"))
+        'p.csv' already exists. Choose a new path, or pass overwrite=True (catdog predict --overwrite) to replace it.
+    """  # noqa: E501
+    return OutputError(
+        f"{str(path)!r} already exists. Choose a new path, or pass overwrite=True "
+        f"(catdog {command} --overwrite) to replace {replaced}."
+    )

@@ -30,6 +30,7 @@ from catdog._cli_options import (
     add_train,
     run_config,
 )
+from catdog._exits import SIGTERM_STOPS, noting_skipped, sigterm_stops, skipped_status, stopped
 from catdog._rules import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CLUSTER_TIMEOUT,
@@ -124,21 +125,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
         ".keras model it was exported from)",
     )
     if args.output:
-        check_output_file(args.output)  # before any work
+        check_output_file(args.output, overwrite=args.overwrite)  # before any work
         check_outside_data("--output", args.output, args.images)
     images = image_files(args.images)  # folders searched recursively
     model, names = _predict_model(args)
     predictions = iter_predictions(
         model, images, names, engine=args.engine, tta=args.tta, batch_size=args.batch_size
     )
+    skipped: list[str] = []  # the images that could not be read
+    predictions = noting_skipped(predictions, skipped)
     predictions = _with_progress(predictions, len(images), args.batch_size, bool(args.output))
     if args.output:
-        count = write_predictions(predictions, args.output)
+        count = write_predictions(predictions, args.output, overwrite=args.overwrite)
         logger.info("wrote %d prediction(s) to %s", count, args.output)
     else:
         for p in predictions:
             print(tab_separated(prediction_row(p)))
-    return 0
+    return skipped_status(skipped, len(images))  # 1 when some images were skipped
 
 
 def _predict_model(args: argparse.Namespace):
@@ -413,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
 
     User errors (catdog's own, and OS errors on the user's paths) print one line and return 2;
     anything else is a bug and shows its traceback (so does every error with
-    ``CATDOG_DEBUG=1``).
+    ``CATDOG_DEBUG=1``). Ctrl-C returns 130 and, for the ``SIGTERM_STOPS`` commands, SIGTERM
+    143, after one line saying what is true of the stopped command (whether it resumes).
     """
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -422,15 +426,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, handlers=[handler])  # other libraries: warnings
     logging.getLogger("catdog").setLevel(logging.INFO)  # catdog: what it does, too
     try:
-        return args.func(args)
+        with sigterm_stops(args.command in SIGTERM_STOPS):
+            return args.func(args)
     except (CatdogError, OSError) as error:
         if os.environ.get("CATDOG_DEBUG") or not _user_error(error):
             raise
         print(f"catdog: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("catdog: interrupted; rerun the same command to resume.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM for the SIGTERM_STOPS commands
+        line, status = stopped(args, stop)
+        print(line, file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -11,10 +11,12 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from catdog.errors import BusyError, OutputError
@@ -42,6 +44,114 @@ def _make_parent(final: Path) -> None:
         )
 
 
+# ----------------------------------------------------------------------------- owned folders
+_OWNED = re.compile(r"(\d+)-([0-9a-f]{8})\.[a-z0-9_]{8}")
+"""What follows the prefix in the name of a folder ``owned_folder`` made: the pid and host
+tag of its process, then ``mkdtemp``'s random part."""
+
+
+def _host_tag() -> str:
+    """Eight hex digits naming this host in an owned folder's name."""
+    name = socket.gethostname().encode("utf-8", "surrogateescape")
+    return hashlib.sha256(name).hexdigest()[:8]
+
+
+def _exited(pid: int) -> bool:
+    """True only when no process ``pid`` runs on this host (unsure: False)."""
+    if pid <= 0 or os.name == "nt":  # Windows' os.kill would stop the process
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process (PermissionError): it runs
+        return False
+    return False
+
+
+def owned_folder(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new folder in ``parent`` named ``prefix``, this process's pid and host, and a random
+    part, so that a later run can tell it was left by a process that has exited (see
+    [`abandoned_folders`][catdog.io.abandoned_folders]).
+
+    Examples:
+        ```python
+        owned_folder("/tmp", "catdog-evaluate-").name
+        # 'catdog-evaluate-4242-1f2e3d4c.k2j4h6g8'
+        ```
+    """
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-{_host_tag()}.", dir=parent))
+
+
+def abandoned_folders(parent: str | os.PathLike, prefix: str) -> list[Path]:
+    """The folders in ``parent`` that [`owned_folder`][catdog.io.owned_folder] made with
+    ``prefix`` for a process of this host that has exited (killed before it could remove
+    them). A live process's folder, one of another host and one named otherwise are never
+    listed.
+
+    Examples:
+        ```python
+        for folder in abandoned_folders("/tmp", "catdog-evaluate-"):
+            shutil.rmtree(folder)
+        ```
+    """
+    try:
+        entries = [e for e in os.scandir(parent) if e.name.startswith(prefix)]
+    except OSError:  # no such folder, or not readable: nothing of ours to remove
+        return []
+    found, host = [], _host_tag()
+    for entry in entries:
+        owner = _OWNED.fullmatch(entry.name[len(prefix) :])
+        if (
+            owner is not None
+            and owner.group(2) == host
+            and entry.is_dir(follow_symlinks=False)
+            and _exited(int(owner.group(1)))
+        ):
+            found.append(Path(entry.path))
+    return sorted(found)
+
+
+@contextmanager
+def temporary_folder(prefix: str, parent: str | os.PathLike | None = None) -> Iterator[Path]:
+    """A new folder in ``parent`` (default: the system's temporary folder) for the ``with``
+    block, removed when it ends, also by an exception (a SIGTERM turned into one by the
+    CLI). Folders of the same ``prefix`` that killed processes left behind are removed
+    first (see [`abandoned_folders`][catdog.io.abandoned_folders]).
+
+    Examples:
+        ```python
+        with temporary_folder("catdog-evaluate-") as cache:
+            ...
+        ```
+    """
+    parent = Path(parent if parent is not None else tempfile.gettempdir())
+    for folder in abandoned_folders(parent, prefix):
+        _remove_abandoned(folder, "left by a catdog process that was killed")
+    folder = owned_folder(parent, prefix)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_abandoned_temporary(folder: Path, final: Path) -> None:
+    """Remove an ``atomic_path`` folder of a killed process; a previous folder it had moved
+    aside (killed between its two renames) goes back to ``final`` first."""
+    replaced = folder / ".replaced"
+    if replaced.exists() and not final.exists():
+        with suppress(OSError):  # another process may be restoring it
+            os.replace(replaced, final)
+    _remove_abandoned(folder, f"left by a catdog process killed while writing {final}")
+
+
+def _remove_abandoned(folder: Path, why: str) -> None:
+    """Remove a folder a killed process left (another user's may stay: logged only if gone)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    if not folder.exists():
+        logger.info("removed %s, %s", folder, why)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it onto ``path`` only on success.
@@ -50,7 +160,10 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
     folder, so the final ``os.replace`` is atomic. With ``directory=True`` an existing folder
     at ``path`` is replaced (moved aside first, deleted once the new one is in place); callers
     decide whether that folder may be replaced. Output-path problems (a file in the way, no
-    permission) raise [`OutputError`][catdog.errors.OutputError].
+    permission) raise [`OutputError`][catdog.errors.OutputError]. The temporary folder
+    (``.NAME.<pid>-<host>.<random>``) is removed when the block ends, also by an exception;
+    one that a killed process left for the same ``path`` is removed by the next call (see
+    [`abandoned_folders`][catdog.io.abandoned_folders]).
 
     Examples:
         ```python
@@ -62,8 +175,10 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
     _make_parent(final)
     if final.is_dir() and not directory:
         raise OutputError(f"{str(final)!r} is a folder; pass a file path instead.")
+    for abandoned in abandoned_folders(final.parent, f".{final.name}."):
+        _remove_abandoned_temporary(abandoned, final)
     try:
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        tmp_dir = owned_folder(final.parent, f".{final.name}.")
     except OSError as error:
         raise OutputError(
             f"Cannot write {str(final)!r}: {error.strerror or error}. Choose a writable "

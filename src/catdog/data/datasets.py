@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ from catdog._rules import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_IMAGE_SIZE,
     DEFAULT_SEED,
+    SPLIT_NAMES,
 )
 from catdog.data.download import (
     CATS_AND_DOGS_FOLDER,
@@ -39,6 +41,7 @@ def load_cats_and_dogs(
     test_fraction: float = 0.2,
     cache: str | os.PathLike | None = "memory",
     exclude: Exclude = None,
+    decode: Sequence[str] = SPLIT_NAMES,
 ) -> Splits:
     """Download ``cats_and_dogs_filtered.zip`` once, extract it once, and return its splits.
 
@@ -67,6 +70,9 @@ def load_cats_and_dogs(
         exclude: files to leave out of every split: a list of paths (absolute, or relative to
             the extracted ``cats_and_dogs_filtered`` folder), or an ``audit.json`` or text
             file listing them (see [`from_directory`][catdog.data.pipelines.from_directory]).
+        decode: the splits whose images are decoded; the others are listed only, with no
+            dataset (see [`build_splits`][catdog.data.pipelines.build_splits]). Defaults to
+            all three.
 
     Examples:
         ```python
@@ -103,4 +109,5 @@ def load_cats_and_dogs(
         test_fraction=test_fraction,
         cache=cache,
         exclude=exclude,
+        decode=decode,
     )

@@ -12,6 +12,7 @@ import functools
 import os
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -214,6 +215,33 @@ PREDICT_BATCH_SIZE = 32
 """Images per batch when predicting: memory depends on it, never on the number of images."""
 
 
+UNREADABLE = "not a readable image (BMP, GIF, JPEG, PNG or WebP expected)"
+"""Why a file that does not decode was not read (an [`ImageBatch`][catdog.data.images.ImageBatch]'s
+``errors``, a prediction's ``error``)."""
+
+GONE = "no longer exists (removed since it was checked)"
+"""Why a file removed while it waited for its batch was not read."""
+
+
+@dataclass
+class ImageBatch:
+    """Image files read together by [`read_image_batches`][catdog.data.images.read_image_batches].
+
+    ``paths`` are the files in order; ``pixels`` is a float32 ``(k, h, w, 3)`` 0..255 array of
+    those that decoded, in order; ``errors`` holds, for each path, ``None`` where it decoded,
+    else why not (``UNREADABLE`` or ``GONE``, without the path).
+    """
+
+    paths: list[str]
+    pixels: np.ndarray
+    errors: list[str | None]
+
+    @property
+    def decoded(self) -> list[str]:
+        """The paths whose pixels are in ``pixels``, in order."""
+        return [p for p, error in zip(self.paths, self.errors, strict=True) if error is None]
+
+
 def _check_image_file(path: str) -> None:
     """Raise the error that names ``path`` if it is missing or over the pixel limit."""
     if not Path(path).is_file():
@@ -223,18 +251,23 @@ def _check_image_file(path: str) -> None:
         raise InvalidArgumentError(f"{path!r} is too large to read: {problem}.")
 
 
-def _decode_file(path: str, image_size: tuple[int, int]) -> np.ndarray:
-    """One checked image file's ``uint8`` pixels; the error names the file."""
+def _decode_or_reason(path: str, image_size: tuple[int, int]) -> np.ndarray | str:
+    """One checked image file's ``uint8`` pixels, or why it could not be read."""
     import tensorflow as tf
 
     try:
         return decode_image(tf.io.read_file(path), image_size).numpy()
-    except tf.errors.NotFoundError as error:  # removed since it was checked
-        raise InputFileNotFoundError(f"Image file {path!r} does not exist.") from error
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-        raise InvalidArgumentError(
-            f"{path!r} is not a readable image (BMP, GIF, JPEG, PNG or WebP expected)."
-        ) from error
+    except tf.errors.NotFoundError:  # removed since it was checked
+        return GONE
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+        return UNREADABLE
+
+
+def _unread_error(path: str, reason: str) -> InputFileNotFoundError | InvalidArgumentError:
+    """The error that names ``path``, which could not be read for ``reason``."""
+    if reason == GONE:
+        return InputFileNotFoundError(f"Image file {path!r} does not exist.")
+    return InvalidArgumentError(f"{path!r} is {reason}.")
 
 
 def image_batches(
@@ -248,14 +281,46 @@ def image_batches(
     [`decode_image`][catdog.data.images.decode_image]. Every file is checked first (it exists,
     and its header is within [`MAX_IMAGE_PIXELS`][catdog.data.images.MAX_IMAGE_PIXELS]), so
     this raises before any work, naming the file; a file that does not decode raises when its
-    chunk is reached, named too. More than one batch of files is decoded by a ``tf.data``
-    pipeline, in parallel and ahead of the consumer: memory depends on ``batch_size``, never
-    on the number of files.
+    chunk is reached, named too (to read on past such files, use
+    [`read_image_batches`][catdog.data.images.read_image_batches]). More than one batch of
+    files is decoded by a ``tf.data`` pipeline, in parallel and ahead of the consumer: memory
+    depends on ``batch_size``, never on the number of files.
 
     Examples:
         ```python
         for names, pixels in image_batches(paths, (160, 160)):
             probabilities = predictor(pixels)
+        ```
+    """
+    return _all_or_raise(read_image_batches(paths, image_size, batch_size))
+
+
+def _all_or_raise(batches: Iterator[ImageBatch]) -> Iterator[tuple[list[str], np.ndarray]]:
+    for batch in batches:
+        for path, reason in zip(batch.paths, batch.errors, strict=True):
+            if reason is not None:
+                raise _unread_error(path, reason)
+        yield batch.paths, batch.pixels
+
+
+def read_image_batches(
+    paths: Sequence[str | os.PathLike],
+    image_size: tuple[int, int],
+    batch_size: int = PREDICT_BATCH_SIZE,
+) -> Iterator[ImageBatch]:
+    """Read image files in order as [`ImageBatch`][catdog.data.images.ImageBatch]es of at most
+    ``batch_size`` decoded images; a file that does not decode (truncated, not an image) does
+    not stop the reading: its batch says why, in its place.
+
+    As [`image_batches`][catdog.data.images.image_batches]: every file is checked first (it
+    exists, its header is within the pixel limit), raising before any work and naming the
+    file; files are decoded in parallel, ahead of the consumer; memory depends on
+    ``batch_size``, never on the number of files.
+
+    Examples:
+        ```python
+        for batch in read_image_batches(paths, (160, 160)):
+            probabilities = predictor(batch.pixels)  # one row per path of batch.decoded
         ```
     """
     from catdog._rules import check_int
@@ -266,44 +331,60 @@ def image_batches(
     for name in names:  # headers only: cheap, and nothing is decoded before all pass
         _check_image_file(name)
     if len(names) <= batch_size:  # one batch: no pipeline to build (faster for a few files)
-        return iter([(names, _stack(names, image_size))] if names else [])
+        return iter([_eager_batch(names, image_size)] if names else [])
     return _pipeline_batches(names, image_size, batch_size)
 
 
-def _stack(names: list[str], image_size: tuple[int, int]) -> np.ndarray:
-    return np.stack([_decode_file(n, image_size) for n in names]).astype(np.float32)
+def _eager_batch(names: list[str], image_size: tuple[int, int]) -> ImageBatch:
+    """The batch of ``names``, decoded one at a time."""
+    return _batch(names, [_decode_or_reason(n, image_size) for n in names], image_size)
+
+
+def _batch(names: list[str], decoded: list, image_size: tuple[int, int]) -> ImageBatch:
+    """The batch of ``names`` from each one's pixels or reason (a string)."""
+    pixels = [d for d in decoded if not isinstance(d, str)]
+    array = np.stack(pixels) if pixels else np.zeros((0, *image_size, 3), np.uint8)
+    errors = [d if isinstance(d, str) else None for d in decoded]
+    return ImageBatch(names, array.astype(np.float32), errors)
 
 
 def _pipeline_batches(
     names: list[str], image_size: tuple[int, int], batch_size: int
-) -> Iterator[tuple[list[str], np.ndarray]]:
+) -> Iterator[ImageBatch]:
     import tensorflow as tf
 
-    def decode(path):
-        return decode_image(tf.io.read_file(path), image_size)
+    def decode(index, path):
+        return index, decode_image(tf.io.read_file(path), image_size)
 
     dataset = (
-        tf.data.Dataset.from_tensor_slices(tf.constant(names, tf.string))
+        tf.data.Dataset.from_tensor_slices((tf.range(len(names)), tf.constant(names, tf.string)))
         .map(
             tf.autograph.experimental.do_not_convert(decode),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
+        .ignore_errors()  # a file that does not decode is left out: its index is missing
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
-    batches = iter(dataset)
-    for start in range(0, len(names), batch_size):
-        chunk = names[start : start + batch_size]
-        try:
-            pixels = next(batches)
-        except tf.errors.OpError as error:  # name the file: decode the chunk's one by one
-            _stack(chunk, image_size)
-            raise InvalidArgumentError(
-                f"Could not read the images {chunk[0]!r} to {chunk[-1]!r}: "
-                f"{error.message.strip().splitlines()[0][:200]}"
-            ) from error
-        yield chunk, pixels.numpy().astype(np.float32)
+    start = 0
+    for indices, pixels in dataset:
+        indices = indices.numpy().tolist()
+        end = indices[-1] + 1
+        if len(indices) == end - start:  # every file from start on decoded
+            yield ImageBatch(
+                names[start:end], pixels.numpy().astype(np.float32), [None] * len(indices)
+            )
+        else:  # the missing ones decoded again, one at a time, to say why
+            got = dict(zip(indices, pixels.numpy(), strict=True))
+            decoded = [
+                got[i] if i in got else _decode_or_reason(names[i], image_size)
+                for i in range(start, end)
+            ]
+            yield _batch(names[start:end], decoded, image_size)
+        start = end
+    if start < len(names):  # the last files did not decode
+        yield _eager_batch(names[start:], image_size)
 
 
 def load_images(paths: Sequence[str | os.PathLike], image_size: tuple[int, int]) -> np.ndarray:

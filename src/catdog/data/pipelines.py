@@ -45,14 +45,16 @@ class Splits:
     """Train, validation and test datasets of one image collection, and how they were made.
 
     ``train``/``validation``/``test`` are batched ``tf.data.Dataset`` of ``(images, labels)``:
-    float32 pixels in 0..255 of shape ``(batch, height, width, 3)`` and int32 class indices.
-    ``files[split]`` and ``labels[split]`` list each split's files and labels in dataset order
-    (evaluation splits are not shuffled); ``skipped`` names the files left out and why.
+    float32 pixels in 0..255 of shape ``(batch, height, width, 3)`` and int32 class indices,
+    or ``None`` for a split left undecoded (``decode=`` of
+    [`build_splits`][catdog.data.pipelines.build_splits]). ``files[split]`` and
+    ``labels[split]`` list each split's files and labels in dataset order (evaluation splits
+    are not shuffled); ``skipped`` names the files left out and why.
     """
 
-    train: tf.data.Dataset
-    validation: tf.data.Dataset
-    test: tf.data.Dataset
+    train: tf.data.Dataset | None
+    validation: tf.data.Dataset | None
+    test: tf.data.Dataset | None
     class_names: list[str]
     files: dict[str, list[str]]
     labels: dict[str, list[int]]
@@ -142,6 +144,7 @@ def build_splits(
     batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = DEFAULT_SEED,
     cache: str | os.PathLike | None = "memory",
+    decode: Sequence[str] = SPLIT_NAMES,
 ) -> Splits:
     """Turn a file-level split (see [`split_files`][catdog.data.files.split_files]) into datasets.
 
@@ -164,6 +167,10 @@ def build_splits(
         cache: where the decoded images are cached: ``"memory"`` (or ``None``), or a folder
             (created if needed) for tf.data cache files, keyed on the files' names, sizes and
             modification times and on ``image_size``, so changed images are decoded again.
+        decode: the splits whose images are decoded (default: all three). Another split's
+            files are listed from their headers alone (those over the pixel limit left out,
+            one that does not decode still listed) and its dataset is ``None``: for a caller
+            that scores one split (``catdog evaluate``).
 
     Examples:
         ```python
@@ -173,12 +180,19 @@ def build_splits(
     """
     image_size = check_sides("image_size", image_size, 2)
     check_int("batch_size", batch_size)
+    for split in decode:
+        check_choice("decode", split, SPLIT_NAMES)
     check_printable_class_names(class_names)
     _check_known_classes(class_names, {c for by_class in split_paths.values() for c in by_class})
     index = {name: i for i, name in enumerate(class_names)}
     datasets, files, labels, skipped = {}, {}, {}, []
     for split in SPLIT_NAMES:
         pairs = [(p, index[c]) for c in class_names for p in split_paths[split].get(c, [])]
+        if split not in decode:
+            files[split], labels[split], not_kept = _listed_split(pairs)
+            skipped += not_kept
+            datasets[split] = None
+            continue
         ds, files[split], labels[split], not_kept = _decoded_split(pairs, image_size, cache, split)
         skipped += not_kept
         datasets[split] = _batch_pipeline(
@@ -203,6 +217,14 @@ def build_splits(
         batch_size=batch_size,
         skipped=skipped,
     )
+
+
+def _listed_split(pairs):
+    """``(files, labels, skipped)`` of one split's ``(path, label)`` pairs, undecoded: only
+    the files over the pixel limit (read from their headers) are left out."""
+    too_large = {p: reason for p, _ in pairs if (reason := image_size_problem(p))}
+    kept = [(p, label) for p, label in pairs if p not in too_large]
+    return [p for p, _ in kept], [label for _, label in kept], list(too_large.items())
 
 
 def _decoded_split(pairs, image_size, cache, split: str):
@@ -296,6 +318,7 @@ def from_directory(
     cache: str | os.PathLike | None = "memory",
     class_names: Sequence[str] | None = None,
     exclude: Exclude = None,
+    decode: Sequence[str] = SPLIT_NAMES,
 ) -> Splits:
     """Build leak-free train/validation/test datasets from an image folder.
 
@@ -327,6 +350,9 @@ def from_directory(
             written by [`catdog.audit`][catdog.training.audit.audit] (its ``"exclude"`` list)
             or of a text file with one path a line. Every other image keeps its split.
             Defaults to `None` (none).
+        decode: the splits whose images are decoded; the others are listed only, with no
+            dataset (see [`build_splits`][catdog.data.pipelines.build_splits]). Defaults to
+            all three.
 
     Examples:
         ```python
@@ -351,6 +377,7 @@ def from_directory(
         batch_size=batch_size,
         seed=seed,
         cache=cache,
+        decode=decode,
     )
 
 

@@ -21,6 +21,7 @@ from catdog._rules import (
     EXPORT_FORMATS,
     EXPORT_QUANTIZATIONS,
     UNKNOWN,
+    already_exists,
     check_choice,
 )
 from catdog.data.images import decode_image
@@ -79,10 +80,7 @@ def _check_target(path: Path, format: str, overwrite: bool) -> None:  # noqa: A0
                 "another path."
             )
         if labels.exists() and not overwrite:
-            raise OutputError(
-                f"{str(labels)!r} already exists. Choose a new path, or pass overwrite=True "
-                "(catdog export --overwrite) to replace a previous export and its labels."
-            )
+            raise already_exists(labels, "export", "a previous export and its labels")
 
 
 def _check_existing(path: Path, format: str, overwrite: bool) -> None:  # noqa: A002
@@ -94,10 +92,7 @@ def _check_existing(path: Path, format: str, overwrite: bool) -> None:  # noqa: 
     if folder and not any(path.iterdir()):
         return  # an empty folder holds nothing to lose
     if not overwrite:
-        raise OutputError(
-            f"{str(path)!r} already exists. Choose a new path, or pass overwrite=True "
-            "(catdog export --overwrite) to replace a previous export."
-        )
+        raise already_exists(path, "export", "a previous export")
     if folder and not (path / "saved_model.pb").is_file():
         raise OutputError(
             f"{str(path)!r} is a folder that does not hold a SavedModel export; catdog will "

@@ -291,3 +291,38 @@ class LiteRTModel:
             return probs
         score = interpreter.get_tensor(self._score["index"]).astype(np.float64)
         return np.concatenate([probs, score.reshape(-1, 1)], axis=1)
+
+
+def litert_model_or_none(
+    model: keras.Model, engine: str, cache_dir: str | os.PathLike | None = None
+) -> LiteRTModel | None:
+    """``model`` converted for LiteRT once (see
+    [`cached_litert_file`][catdog.deploy.litert.cached_litert_file]), for ``engine``
+    ``"litert"`` or ``"auto"``. Where the conversion or the cache folder fails, ``"litert"``
+    raises a catdog error and ``"auto"`` logs one line and returns ``None`` (run TensorFlow).
+
+    Examples:
+        ```python
+        lite = litert_model_or_none(model, "auto")  # None: predict with TensorFlow
+        ```
+    """
+    try:
+        return LiteRTModel(cached_litert_file(model, cache_dir))
+    except OutputError as error:  # the cache folder, not the converter
+        if engine == "litert":
+            raise
+        logger.warning("%s Predicting with TensorFlow.", error)
+        return None
+    except Exception as error:  # the converter raises many types
+        if engine == "litert":
+            raise InvalidArgumentError(
+                f"Could not convert {model.name!r} for LiteRT ({type(error).__name__}: "
+                f"{_first_line(error)}). Use engine='tensorflow'."
+            ) from error
+        logger.warning(
+            "LiteRT could not convert %r (%s: %s); predicting with TensorFlow.",
+            model.name,
+            type(error).__name__,
+            _first_line(error),
+        )
+        return None

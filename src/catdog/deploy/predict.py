@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from catdog._rules import UNKNOWN, check_choice
-from catdog.errors import InvalidArgumentError, OutputError
+from catdog.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     import keras
 
 
-from catdog.data.images import PREDICT_BATCH_SIZE, image_batches, run_in_batches
+from catdog.data.images import PREDICT_BATCH_SIZE, read_image_batches, run_in_batches
 from catdog.deploy.labels import numbered_class_names, resolve_class_names
-from catdog.deploy.litert import LiteRTModel, _first_line, cached_litert_file
+from catdog.deploy.litert import LiteRTModel, litert_model_or_none
 from catdog.models.confidence import is_unknown, unknown_threshold
 
 logger = logging.getLogger("catdog")
@@ -79,7 +79,7 @@ class Predictor:
         self.classes = int(model.output_shape[-1])
         self.engine, self._run, lite = "tensorflow", None, None
         if engine != "tensorflow":
-            lite = self._litert(model, engine, cache_dir)
+            lite = litert_model_or_none(model, engine, cache_dir)
         if lite is None:
             self._run = self._tensorflow(model, jit_compile)
             self.scored = unknown_threshold(model) is not None
@@ -101,29 +101,6 @@ class Predictor:
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
         function = tf.function(run, input_signature=[spec], jit_compile=jit_compile)
         return lambda array: function(array).numpy()
-
-    @staticmethod
-    def _litert(model: keras.Model, engine: str, cache_dir):
-        try:
-            return LiteRTModel(cached_litert_file(model, cache_dir))
-        except OutputError as error:  # the cache folder, not the converter
-            if engine == "litert":
-                raise
-            logger.warning("%s Predicting with TensorFlow.", error)
-            return None
-        except Exception as error:  # the converter raises many types
-            if engine == "litert":
-                raise InvalidArgumentError(
-                    f"Could not convert {model.name!r} for LiteRT ({type(error).__name__}: "
-                    f"{_first_line(error)}). Use engine='tensorflow'."
-                ) from error
-            logger.warning(
-                "LiteRT could not convert %r (%s: %s); predicting with TensorFlow.",
-                model.name,
-                type(error).__name__,
-                _first_line(error),
-            )
-            return None
 
     def __call__(self, images, *, batch_size: int | None = None) -> np.ndarray:
         """Probabilities ``(n, classes)`` of one image or an ``(n, h, w, 3)`` array, run
@@ -273,6 +250,9 @@ class Prediction:
     out-of-distribution score (higher: less like the training images) and ``unknown`` whether
     it is above the model's threshold; ``class_name`` is then ``"unknown"``, while
     ``probability`` and ``probabilities`` still give the classes' probabilities.
+
+    ``error`` is ``None`` for a scored image; for a file that could not be read, why (then
+    ``class_name`` is ``""``, the probabilities and ``ood_score`` NaN).
     """
 
     path: str
@@ -281,6 +261,7 @@ class Prediction:
     probabilities: dict[str, float]
     ood_score: float | None = None
     unknown: bool = False
+    error: str | None = None
 
 
 def predict(
@@ -302,10 +283,15 @@ def predict(
     as [`Predictor`][catdog.deploy.predict.Predictor] says; ``tta="flip"`` averages each image's
     prediction with its mirror image's (see
     [`predict_probabilities`][catdog.deploy.predict.predict_probabilities]). Images are read and
-    run ``batch_size`` at a time ([`image_batches`][catdog.data.images.image_batches]): memory
-    does not grow with their number, but the list does (by a few hundred bytes an image); to
-    handle each prediction as it comes, iterate
+    run ``batch_size`` at a time ([`read_image_batches`][catdog.data.images.read_image_batches]):
+    memory does not grow with their number, but the list does (by a few hundred bytes an
+    image); to handle each prediction as it comes, iterate
     [`iter_predictions`][catdog.deploy.predict.iter_predictions]. No image gives an empty list.
+
+    A file that does not decode (truncated, not an image) does not stop the others, as in
+    training: it is logged as skipped and its prediction says why in ``error`` (check it before
+    ``class_name``, then ``""``). A missing file, or one over the pixel limit, is refused before
+    any image is read, naming it.
 
     Args:
         model: a Keras model, or a [`LiteRTModel`][catdog.deploy.litert.LiteRTModel].
@@ -319,7 +305,7 @@ def predict(
     Examples:
         ```python
         for p in predict(model, ["cat.jpg", "dog.png"]):
-            print(p.path, p.class_name, round(p.probability, 3))
+            print(p.path, p.error or f"{p.class_name} {p.probability:.3f}")
         ```
     """
     return list(
@@ -344,7 +330,8 @@ def iter_predictions(
     The arguments are ``predict``'s, checked (and the engine made, and every file's header
     checked) when this is called; images are read and run ``batch_size`` at a time as the
     iterator is consumed, files decoded in parallel while the model runs. Memory stays the
-    same for any number of images.
+    same for any number of images. A file that does not decode gives a prediction whose
+    ``error`` says why, and the iteration goes on.
 
     Examples:
         ```python
@@ -361,23 +348,29 @@ def iter_predictions(
     array = None
     if isinstance(images_or_paths, np.ndarray):
         array = _checked_array(images_or_paths, size)
-    run = _batch_runner(model, engine, tta, batch_size)
+    run, width = _batch_runner(model, engine, tta, batch_size)
     names = resolve_class_names(model, None, class_names or None)
     if array is None:
-        batches = image_batches(images_or_paths, size, batch_size)
+        files = read_image_batches(images_or_paths, size, batch_size)
+        batches = ((batch.paths, batch.pixels, batch.errors) for batch in files)
     else:
-        batches = ((None, array[i : i + batch_size]) for i in range(0, len(array), batch_size))
+        starts = range(0, len(array), batch_size)
+        chunks = (array[i : i + batch_size] for i in starts)
+        batches = ((None, chunk, [None] * len(chunk)) for chunk in chunks)
     classes, threshold = int(model.output_shape[-1]), unknown_threshold(model)
-    return _predictions(batches, run, names, classes, threshold)
+    return _predictions(batches, run, names, classes, threshold, width)
 
 
 def _batch_runner(model: keras.Model | LiteRTModel, engine: str, tta: str | None, batch_size: int):
-    """A function from a batch of images to its probabilities, on ``engine`` with ``tta``."""
+    """A function from a batch of images to its probabilities (and ood score, as one more
+    column, for a model with one), on ``engine`` with ``tta``; and its outputs' width."""
     if isinstance(model, LiteRTModel):
         if tta is not None:
             raise InvalidArgumentError("tta needs a Keras model, not a LiteRT file.")
-        return lambda batch: model.wide(batch, batch_size=batch_size)
-    return _tta_runner(predictor_for(model, engine), tta, batch_size)
+        width = model.output_shape[-1] + model.scored
+        return (lambda batch: model.wide(batch, batch_size=batch_size)), width
+    predictor = predictor_for(model, engine)
+    return _tta_runner(predictor, tta, batch_size), predictor.classes + predictor.scored
 
 
 def _checked_array(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -390,14 +383,25 @@ def _checked_array(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return array
 
 
-def _predictions(batches, run, class_names, classes: int, threshold) -> Iterator[Prediction]:
+def _predictions(batches, run, class_names, classes: int, threshold, width: int):
+    """The predictions of ``(paths or None, pixels, errors)`` batches, in order; a file that
+    could not be read (its error set) gets NaN scores, no class and the error, logged."""
     done = 0
-    for paths, pixels in batches:
-        probabilities, scores = split_scores(run(pixels), classes)
-        yield from named_predictions(
+    for paths, pixels, errors in batches:
+        wide = np.full((len(errors), width), np.nan)
+        read = np.array([error is None for error in errors], bool)
+        if read.any():
+            wide[read] = run(pixels)
+        probabilities, scores = split_scores(wide, classes)
+        named = named_predictions(
             probabilities, class_names, paths, first=done, scores=scores, threshold=threshold
         )
-        done += len(probabilities)
+        for prediction, error in zip(named, errors, strict=True):
+            if error is not None:
+                logger.warning("skipped %s: %s", prediction.path, error)
+                prediction.class_name, prediction.unknown, prediction.error = "", False, error
+            yield prediction
+        done += len(errors)
 
 
 def named_predictions(

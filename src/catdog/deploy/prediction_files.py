@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from catdog._rules import already_exists
 from catdog.deploy.predict import Prediction
 from catdog.errors import InvalidArgumentError, OutputError
 from catdog.io import atomic_path
@@ -31,13 +32,15 @@ CLASS_COLUMN_PREFIX = "probability_"
 def prediction_row(prediction: Prediction) -> dict:
     """The row of one prediction: ``path``, ``class`` (``unknown`` where the model says so),
     ``probability`` (the most likely class's), ``ood_score`` and ``unknown`` for a model with
-    an unknown answer, then ``probability_<class>`` for every class, in the model's order.
+    an unknown answer, ``probability_<class>`` for every class, in the model's order, then
+    ``error``: ``None`` for a scored image; for a file that could not be read, why, with every
+    column but ``path`` empty (``None``).
 
     Examples:
         ```python
         prediction_row(Prediction("cat.jpg", "cats", 0.9, {"cats": 0.9, "dogs": 0.1}))
         # {'path': 'cat.jpg', 'class': 'cats', 'probability': 0.9,
-        #  'probability_cats': 0.9, 'probability_dogs': 0.1}
+        #  'probability_cats': 0.9, 'probability_dogs': 0.1, 'error': None}
         ```
     """
     row = {
@@ -48,13 +51,17 @@ def prediction_row(prediction: Prediction) -> dict:
     if prediction.ood_score is not None:  # a model with an unknown answer
         row.update(ood_score=prediction.ood_score, unknown=prediction.unknown)
     row.update({CLASS_COLUMN_PREFIX + name: p for name, p in prediction.probabilities.items()})
+    if prediction.error is not None:  # not scored: its path and why, every other column empty
+        row = {**dict.fromkeys(row), "path": prediction.path}
+    row["error"] = prediction.error
     return row
 
 
 def tab_separated(row: dict) -> str:
-    """The line ``catdog predict`` prints for a row: its columns but the per-class ones and
-    ``unknown`` (the class says it), tab-separated, probabilities to 4 decimals, the ood
-    score as ``score <value>``.
+    """The line ``catdog predict`` prints for a row: its columns but the per-class ones,
+    ``unknown`` (the class says it) and the empty ones, tab-separated, probabilities to 4
+    decimals, the ood score as ``score <value>``, why a file could not be read as
+    ``error: <why>``.
 
     Examples:
         ```python
@@ -65,19 +72,24 @@ def tab_separated(row: dict) -> str:
     return "\t".join(
         _printed(key, value)
         for key, value in row.items()
-        if not key.startswith(CLASS_COLUMN_PREFIX) and key != "unknown"  # the class says it
+        if not key.startswith(CLASS_COLUMN_PREFIX)
+        and key != "unknown"  # the class says it
+        and value is not None
     )
 
 
 def _printed(key: str, value) -> str:
     if key == "ood_score":
         return f"score {value:.4g}"
+    if key == "error":
+        return f"error: {value}"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def check_output_file(path: str | os.PathLike) -> str:
+def check_output_file(path: str | os.PathLike, *, overwrite: bool = False) -> str:
     """The suffix of a predictions file to write, ``".csv"`` or ``".jsonl"``; raises a catdog
-    error before any work for another suffix or a folder.
+    error before any work for another suffix, a folder, or (without ``overwrite``) a file that
+    exists, as ``catdog export`` does.
 
     Examples:
         ```python
@@ -93,18 +105,22 @@ def check_output_file(path: str | os.PathLike) -> str:
         )
     if Path(path).is_dir():
         raise OutputError(f"--output {str(path)!r} is a folder; name a file, e.g. predictions.csv.")
+    if not overwrite and os.path.lexists(path):
+        raise already_exists(path, "predict")
     return suffix
 
 
-def write_predictions(predictions: Iterable[Prediction], path: str | os.PathLike) -> int:
+def write_predictions(
+    predictions: Iterable[Prediction], path: str | os.PathLike, *, overwrite: bool = False
+) -> int:
     """Write one row per prediction (see
     [`prediction_row`][catdog.deploy.prediction_files.prediction_row]) to ``path``, as the
     predictions come; return how many.
 
     ``path`` ends in ``.csv`` (a header row, then one row per image) or ``.jsonl`` (one JSON
-    object per line). The rows go to a temporary file beside ``path``, renamed to ``path``
-    once the last is written: a run that stops half-way leaves no ``path`` (and an earlier
-    ``path`` unchanged).
+    object per line). An existing ``path`` is refused unless ``overwrite=True``. The rows go to
+    a temporary file beside ``path``, renamed to ``path`` once the last is written: a run that
+    stops half-way leaves no ``path`` (and an earlier ``path`` unchanged).
 
     Examples:
         ```python
@@ -112,7 +128,7 @@ def write_predictions(predictions: Iterable[Prediction], path: str | os.PathLike
         # 1000
         ```
     """
-    suffix = check_output_file(path)
+    suffix = check_output_file(path, overwrite=overwrite)
     count = 0
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
         write = _csv_rows(out) if suffix == ".csv" else _json_lines(out)

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from catdog._rules import DEFAULT_BATCH_SIZE, DEFAULT_SEED, ENGINES, check_choice, check_class_names
+from catdog._rules import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_SEED,
+    ENGINES,
+    SPLIT_NAMES,
+    check_choice,
+    check_class_names,
+)
 from catdog.errors import InvalidArgumentError
+from catdog.io import temporary_folder
 from catdog.runs.record import RunFolder, split_fingerprint, splits_match
 
 if TYPE_CHECKING:
@@ -48,8 +55,11 @@ def evaluate_run(
     moved (recognised by the files the run recorded); another ``seed`` for the run's data is
     refused, since its split would put training images into ``split``. A model without a run
     folder needs ``data`` and is split with ``seed`` (default 1337). The model's class names
-    (else ``class_names.json`` beside it) map the data's class folders to its outputs. The
-    decoded images are cached in a temporary folder (removed when done), not in memory.
+    (else ``class_names.json`` beside it) map the data's class folders to its outputs. Only
+    the images of ``split`` are decoded (the other splits' too only where the run's data
+    cannot be recognised otherwise: it left out files that do not decode), cached in a
+    temporary folder, not in memory, removed when done, also by an exception (the CLI turns
+    SIGTERM into one); one that a killed evaluation left is removed by the next.
 
     Args:
         model_path: a ``.keras`` model file.
@@ -71,6 +81,7 @@ def evaluate_run(
     from catdog.report.evaluation import evaluate
     from catdog.runs.job import load_splits
 
+    check_choice("split", split, SPLIT_NAMES)
     folder = RunFolder.of_model(model_path)
     model = load_model(model_path)
     run = folder.record()
@@ -97,11 +108,18 @@ def evaluate_run(
 
     # the decoded images go to a temporary folder, not memory: a folder of any size is read
     # once and scored in batches, so memory does not grow with the number of images
-    with tempfile.TemporaryDirectory(prefix="catdog-evaluate-") as cache:
+    with temporary_folder("catdog-evaluate-") as cache:
 
-        def load(seed: int):
+        def load(seed: int, decode=(split,)):
             return load_splits(
-                data, size, batch_size, seed, class_names=class_names, exclude=exclude, cache=cache
+                data,
+                size,
+                batch_size,
+                seed,
+                class_names=class_names,
+                exclude=exclude,
+                cache=cache,
+                decode=decode,
             )
 
         splits = _evaluation_splits(_Asked(str(model_path), split, seed), run, data, load)
@@ -159,8 +177,8 @@ def _evaluation_splits(asked: _Asked, run: dict | None, data: str, load):
     recorded = run.get("splits")
     if _same_data(data, run["data"]):
         _refuse_another_seed(asked, run, data, moved=False)
-        splits = load(run["seed"])
-        if recorded and not splits_match(recorded, split_fingerprint(splits)):
+        splits, matched = _recognised(load, run["seed"], recorded, asked.split)
+        if recorded and not matched:
             logger.warning(
                 "The files in %s changed since the model was trained: its splits differ from "
                 "the run's, so the %s split may hold images the model was trained on.",
@@ -170,8 +188,8 @@ def _evaluation_splits(asked: _Asked, run: dict | None, data: str, load):
         return splits
     if not recorded:  # a run without fingerprints: its data is known by its place only
         return load(seed)
-    splits = load(run["seed"])
-    if splits_match(recorded, split_fingerprint(splits)):
+    splits, matched = _recognised(load, run["seed"], recorded, asked.split)
+    if matched:
         _refuse_another_seed(asked, run, data, moved=True)
         logger.info(
             "%s holds the files the model was trained on (recorded in %s): scoring the run's "
@@ -183,3 +201,19 @@ def _evaluation_splits(asked: _Asked, run: dict | None, data: str, load):
         )
         return splits
     return splits if seed == run["seed"] else load(seed)
+
+
+def _recognised(load, seed: int, recorded: dict | None, scored: str):
+    """``(the splits of seed, whether they hold the files the run recorded)``.
+
+    Only the ``scored`` split is decoded, unless another split lists more files than the run
+    recorded: the run left out its files that do not decode, so every split is decoded then,
+    to tell.
+    """
+    splits = load(seed)
+    if not recorded or splits_match(recorded, split_fingerprint(splits)):
+        return splits, bool(recorded)
+    listed = {s: len(files) for s, files in splits.files.items() if s != scored}
+    if any(count > recorded.get(s, {}).get("count", 0) for s, count in listed.items()):
+        splits = load(seed, decode=SPLIT_NAMES)
+    return splits, splits_match(recorded, split_fingerprint(splits))

@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from catdog._rules import SPLIT_NAMES
 from catdog.data.download import default_cache_dir
 from catdog.errors import InvalidArgumentError, TrainingDivergedError
 from catdog.io import file_lock, read_json, write_json
@@ -71,11 +72,12 @@ def load_splits(
     class_names=None,
     exclude=None,
     cache="memory",
+    decode=SPLIT_NAMES,
 ):
     """Splits of ``data``: ``cats_and_dogs`` (downloaded) or an image folder (its class
     folders mapped to ``class_names``, in order, when given), without the files ``exclude``
-    lists, their decoded images cached in ``cache`` (memory, or a folder) (see
-    [`from_directory`][catdog.data.pipelines.from_directory]).
+    lists, the decoded images of the ``decode`` splits cached in ``cache`` (memory, or a
+    folder) (see [`from_directory`][catdog.data.pipelines.from_directory]).
 
     Examples:
         ```python
@@ -86,7 +88,12 @@ def load_splits(
     from catdog.data.pipelines import from_directory
 
     options = dict(
-        image_size=image_size, batch_size=batch_size, seed=seed, exclude=exclude, cache=cache
+        image_size=image_size,
+        batch_size=batch_size,
+        seed=seed,
+        exclude=exclude,
+        cache=cache,
+        decode=decode,
     )
     if data == "cats_and_dogs":
         return load_cats_and_dogs(**options)
