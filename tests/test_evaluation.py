@@ -171,7 +171,7 @@ def test_evaluate_decodes_only_the_split_it_scores(synthetic_root, tmp_path, mon
     (data / "train" / "cats" / "zz_broken.jpg").write_text("not an image")
     model = _model_file(tmp_path / "run")
     splits = from_directory(data, image_size=(16, 16), seed=1337)
-    config = {"data": str(data), "seed": 1337, "model": "baseline"}
+    config = {"data": str(data), "seed": 1337, "model": "baseline", "image_size": 16}
     config["splits"] = split_fingerprint(splits)
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
     decoded.clear()

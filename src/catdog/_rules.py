@@ -298,10 +298,12 @@ def check_outside_data(option: str, path, data) -> None:
     ``None`` (not given) passes; ``data`` is one folder or file, or several.
 
     Examples:
-        >>> check_outside_data("--out", "pets/audit", "pets")  # doctest: +ELLIPSIS
+        >>> import tempfile
+        >>> data = tempfile.mkdtemp()
+        >>> check_outside_data("--out", f"{data}/audit", data)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        catdog.errors.OutputError: --out 'pets/audit' is inside the data folder 'pets'; ...
+        catdog.errors.OutputError: --out '.../audit' is inside the data folder '...'; ...
     """
     import os
 

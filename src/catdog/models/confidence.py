@@ -151,8 +151,9 @@ def past_any_threshold(scores, probs):
     Examples:
         >>> import numpy as np
         >>> nan = float("nan")
-        >>> past_any_threshold(np.array([0.5, nan, 0.5], "float32"),
-        ...                    np.array([[1, 0], [1, 0], [nan, nan]], "float32")).tolist()
+        >>> scores = np.array([0.5, nan, 0.5], "float32")
+        >>> probs = np.array([[1, 0], [1, 0], [nan, nan]], "float32")
+        >>> np.asarray(past_any_threshold(scores, probs)).tolist()
         [0.5, inf, inf]
     """
     total = ops.abs(scores) + ops.sum(ops.abs(probs), axis=-1)  # NaN and inf carry through
