@@ -63,6 +63,23 @@ def _interval(row):
     return f"{low:.1%}-{high:.1%}"
 
 
+def _unknown(rule: str, split: str):
+    """A share answered unknown under one threshold rule, with its 95% interval."""
+
+    def cell(row):
+        got = row["rules"][rule].get(split)
+        if got is None:
+            return None
+        low, high = got["interval"]
+        return f"{got['share']:.1%} ({low:.1%}-{high:.1%})"
+
+    return cell
+
+
+def _auroc(split: str):
+    return lambda row: row["auroc"].get(split)
+
+
 _TRAINING = [
     ("path", "path", "{}"),
     ("wall time (s)", "seconds", "{:.0f}"),
@@ -117,6 +134,15 @@ COLUMNS = {  # results file: (header, row key or function of the row, format)
         ("path", "path", "{}"),
         ("time (s)", "seconds", "{:.0f}"),
         ("vs training", "vs_train", "{:.2f}x"),
+    ],
+    "unknown": [
+        ("score", "key", "`{}`"),
+        ("AUROC pandas", _auroc("pandas"), "{:.4f}"),
+        ("AUROC horses", _auroc("horses"), "{:.4f}"),
+        ("held-out unknown, (c)", _unknown("c_conformal_oof2000", "heldout"), "{}"),
+        ("pandas unknown, (c)", _unknown("c_conformal_oof2000", "pandas"), "{}"),
+        ("horses unknown, (c)", _unknown("c_conformal_oof2000", "horses"), "{}"),
+        ("held-out unknown, (b)", _unknown("b_conformal_val200", "heldout"), "{}"),
     ],
     "real": [
         ("row", "name", "{}"),
