@@ -1,4 +1,5 @@
-"""The ``catdog`` command line: train, evaluate, predict, export, tune, audit, models.
+"""The ``catdog`` command line: train, evaluate, predict, export, tune, audit, similar, card,
+models.
 
 Each command parses its arguments and calls the library; errors a user can fix are printed as
 one line on stderr with exit status 2 (set ``CATDOG_DEBUG=1`` for the traceback).
@@ -27,6 +28,7 @@ from catdog._cli_options import (
     add_evaluate,
     add_export,
     add_predict,
+    add_similar,
     add_train,
     run_config,
 )
@@ -291,6 +293,28 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_similar(args: argparse.Namespace) -> int:
+    from catdog.data.files import image_files
+    from catdog.runs.embeddings import similar
+
+    if args.out:
+        check_output_folder("--out", args.out)
+        check_outside_data("--out", args.out, (RunFolder(args.run).record() or {}).get("data"))
+    queries = image_files(args.images)  # folders searched recursively
+    found = similar(queries, args.run, args.k, engine=args.engine, batch_size=args.batch_size)
+    for number, (query, near) in enumerate(zip(queries, found, strict=True)):
+        print(("\n" if number else "") + query)
+        for rank, n in enumerate(near, start=1):
+            print(f"{rank}\t{n.similarity:.3f}\t{n.split or '-'}\t{n.label or '-'}\t{n.path}")
+    if args.out:
+        from catdog.report.interpret import plot_neighbours
+
+        path = Path(args.out) / "similar.png"
+        plot_neighbours(queries, found, path=path)
+        print(f"\nfigure: {path}")
+    return 0
+
+
 def cmd_card(args: argparse.Namespace) -> int:
     from catdog.runs.card import write_model_card
 
@@ -384,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export(sub).set_defaults(func=cmd_export)
     _add_tune(sub)
     add_audit(sub).set_defaults(func=cmd_audit)
+    add_similar(sub).set_defaults(func=cmd_similar)
     card = sub.add_parser("card", help="(re)write a run folder's model card, README.md")
     card.add_argument("run", help="a run folder written by catdog train")
     card.set_defaults(func=cmd_card)
