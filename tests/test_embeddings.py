@@ -246,3 +246,19 @@ def test_clear_errors(run, data, tmp_path, capsys, caplog):
     assert "b.jpg (not a readable image)" in caplog.text
     line = one_line_error(capsys, "similar", photo, "--run", run, "--out", data / "figures")
     assert "inside the data folder" in line
+
+
+@pytest.mark.slow
+def test_similar_on_a_run_of_catdog_train(data, tmp_path, capsys):
+    from catdog.cli import main
+
+    out = tmp_path / "run"
+    status = main(["train", "--model", "vgg16", "--data", str(data), "--weights", "none",
+                   "--image-size", str(SIDE), "--epochs", "1", "--out", str(out)])  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    capsys.readouterr()
+    original = str(data / "train" / "dogs" / "dog.4.jpg")
+    copy = resized_copy(original, tmp_path / "copy.jpg")
+    assert main(["similar", str(copy), "--run", str(out), "-k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split("\t")[4] == original and (out / "embeddings.npz").is_file()

@@ -1,5 +1,4 @@
-"""The ``catdog`` command line: train, evaluate, predict, export, tune, audit, similar, card,
-models.
+"""The ``catdog`` command line: train, evaluate, predict, export, tune, audit, models.
 
 Each command parses its arguments and calls the library; errors a user can fix are printed as
 one line on stderr with exit status 2 (set ``CATDOG_DEBUG=1`` for the traceback).
@@ -294,24 +293,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    from catdog.data.files import image_files
-    from catdog.runs.embeddings import similar
+    from catdog.runs.embeddings import similar_table
 
-    if args.out:
-        check_output_folder("--out", args.out)
-        check_outside_data("--out", args.out, (RunFolder(args.run).record() or {}).get("data"))
-    queries = image_files(args.images)  # folders searched recursively
-    found = similar(queries, args.run, args.k, engine=args.engine, batch_size=args.batch_size)
-    for number, (query, near) in enumerate(zip(queries, found, strict=True)):
-        print(("\n" if number else "") + query)
-        for rank, n in enumerate(near, start=1):
-            print(f"{rank}\t{n.similarity:.3f}\t{n.split or '-'}\t{n.label or '-'}\t{n.path}")
-    if args.out:
-        from catdog.report.interpret import plot_neighbours
-
-        path = Path(args.out) / "similar.png"
-        plot_neighbours(queries, found, path=path)
-        print(f"\nfigure: {path}")
+    check_output_folder("--out", args.out)
+    check_outside_data("--out", args.out, (RunFolder(args.run).record() or {}).get("data"))
+    options = {"engine": args.engine, "batch_size": args.batch_size}
+    print(similar_table(args.images, args.run, args.k, out=args.out, **options))
     return 0
 
 

@@ -34,7 +34,7 @@ logger = logging.getLogger("catdog")
 _TEXT_FIELDS = ("paths", "splits", "class_names")
 
 
-@dataclass
+@dataclass(eq=False)
 class Embeddings:
     """Unit vectors of images, with what is known of each image.
 
@@ -46,7 +46,7 @@ class Embeddings:
     Examples:
         >>> bank = Embeddings(np.eye(3, dtype="float32"), paths=["a.png", "b.png", "c.png"])
         >>> indices, similarities = bank.nearest(np.array([[0.6, 0.8, 0.0]]), k=2)
-        >>> indices.tolist(), similarities.round(2).tolist()
+        >>> indices.tolist(), similarities.astype(float).round(2).tolist()
         ([[1, 0]], [[0.8, 0.6]])
     """
 
@@ -144,7 +144,7 @@ class Embeddings:
             labels=given("labels"),
             splits=None if texts["splits"] is None else [str(s) for s in texts["splits"]],
             class_names=[str(c) for c in names] if names is not None and len(names) else None,
-            fingerprint=str(arrays["fingerprint"]) if "fingerprint" in arrays else None,
+            fingerprint=str(arrays["fingerprint"]) or None if "fingerprint" in arrays else None,
         )
 
     def nearest(self, query: Embeddings | np.ndarray, k: int = 8):
@@ -207,8 +207,9 @@ def embedding_model(model: keras.Model) -> keras.Model:
 
     names = [layer.name for layer in getattr(model, "layers", [])]
     if not isinstance(model, keras.Sequential) or "base" not in names:
+        name = getattr(model, "name", type(model).__name__)
         raise InvalidArgumentError(
-            f"Model {model.name!r} has no pretrained base (a layer named 'base') to embed images "
+            f"Model {name!r} has no pretrained base (a layer named 'base') to embed images "
             "with: use a transfer model (catdog train --model transfer) or a backbone (e.g. "
             "--model efficientnet_v2_b0)."
         )

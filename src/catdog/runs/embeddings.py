@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from catdog.data.images import PREDICT_BATCH_SIZE
 from catdog.deploy.embeddings import Embeddings, image_embeddings
-from catdog.errors import InputFileNotFoundError, InvalidArgumentError
+from catdog.errors import InputFileNotFoundError, InvalidArgumentError, OutputError
 from catdog.runs.record import RunFolder
 
 if TYPE_CHECKING:
@@ -48,9 +48,9 @@ def embed(
         model: a catdog transfer model (one with a pretrained base), a ``.keras`` file, or a
             run folder of ``catdog train`` (its ``model.keras``). The small CNNs have no
             base to embed with and are refused.
-        images: an array ``(n, h, w, 3)`` of 0..255 pixels at the model's input size, image
-            files, or folders (searched recursively). Files that do not decode are skipped
-            with a warning naming them.
+        images (np.ndarray | str | Sequence[str]): an array ``(n, h, w, 3)`` of 0..255
+            pixels at the model's input size, image files, or folders (searched
+            recursively). Files that do not decode are skipped with a warning naming them.
         engine: ``"auto"`` (LiteRT, converted once and cached, else TensorFlow),
             ``"litert"`` or ``"tensorflow"``.
         batch_size: images read and run at a time.
@@ -117,7 +117,10 @@ def run_embeddings(
         return cached
     bank = _compute(folder, engine, batch_size)
     bank.fingerprint = key
-    bank.save(folder.embeddings)
+    try:
+        bank.save(folder.embeddings)
+    except OutputError as error:  # a read-only run folder still answers, without a cache
+        logger.warning("%s The embeddings are computed again next time.", error)
     return bank
 
 
@@ -225,7 +228,7 @@ def similar(
     run folder). A near copy of an image of the data (resized, re-encoded) finds it first.
 
     Args:
-        images: image files or folders (one list per file, in
+        images (Sequence[str] | np.ndarray): image files or folders (one list per file, in
             [`image_files`][catdog.data.files.image_files]' order), or an array ``(n, h, w,
             3)`` of 0..255 pixels; a file that cannot be read is refused, naming it.
         run: a run folder of ``catdog train``.
@@ -248,6 +251,47 @@ def similar(
         model, images, engine=engine, batch_size=batch_size, skip_unreadable=False
     )
     return neighbours(bank, queries, k)
+
+
+def similar_table(
+    images,
+    run: str | os.PathLike,
+    k: int = 8,
+    *,
+    out: str | os.PathLike | None = None,
+    engine: str = "auto",
+    batch_size: int = PREDICT_BATCH_SIZE,
+) -> str:
+    """What ``catdog similar`` prints: for each image file (folders searched recursively), its
+    path, then one tab-separated line per neighbour (rank, similarity to 3 decimals, split,
+    class, path), a blank line between images; with ``out``, the grid of
+    [`plot_neighbours`][catdog.report.interpret.plot_neighbours] is written to
+    ``out/similar.png`` too. The arguments are [`similar`][catdog.runs.embeddings.similar]'s.
+
+    Examples:
+        ```python
+        print(similar_table(["photo.jpg"], "runs/demo", k=3))
+        ```
+    """
+    from catdog.data.files import image_files
+
+    queries = image_files([images] if isinstance(images, str | os.PathLike) else list(images))
+    found = similar(queries, run, k, engine=engine, batch_size=batch_size)
+    text = "\n\n".join(
+        query
+        + "".join(
+            f"\n{rank}\t{n.similarity:.3f}\t{n.split or '-'}\t{n.label or '-'}\t{n.path}"
+            for rank, n in enumerate(near, start=1)
+        )
+        for query, near in zip(queries, found, strict=True)
+    )
+    if out is not None:
+        from catdog.report.interpret import plot_neighbours
+
+        path = Path(out) / "similar.png"
+        plot_neighbours(queries, found, path=path)
+        text += f"\n\nfigure: {path}"
+    return text
 
 
 def neighbours(bank: Embeddings, queries: Embeddings, k: int) -> list[list[Neighbour]]:
