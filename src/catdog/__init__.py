@@ -77,6 +77,9 @@ _EXPORTS = {
     "gradcam": "report.interpret",
     "lr_find": "training.lr_finder",
     "audit": "training.audit",
+    "embed": "runs.embeddings",
+    "similar": "runs.embeddings",
+    "Embeddings": "deploy.embeddings",
     "AuditReport": "report.audit_report",
     "CatdogError": "errors",
     "DatasetError": "errors",
@@ -104,6 +107,7 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
         majority_baseline,
     )
     from catdog.data.synthetic import make_synthetic_dataset
+    from catdog.deploy.embeddings import Embeddings
     from catdog.deploy.export import export, load_model
     from catdog.deploy.predict import Predictor, predict
     from catdog.errors import (
@@ -166,6 +170,7 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs
         plot_samples,
     )
     from catdog.runs.card import write_model_card
+    from catdog.runs.embeddings import embed, similar
     from catdog.training.audit import audit
     from catdog.training.calibration import Calibration, calibrate
     from catdog.training.fine_tune import (

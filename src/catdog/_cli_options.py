@@ -1,5 +1,5 @@
-"""The arguments of ``catdog train``, ``evaluate``, ``predict`` and ``export`` (``catdog.cli``
-binds them to their commands).
+"""The arguments of ``catdog train``, ``evaluate``, ``predict``, ``export``, ``audit`` and
+``similar`` (``catdog.cli`` binds them to their commands).
 
 ``catdog train``'s options are made from [`RunConfig`][catdog.runs.config.RunConfig]'s fields:
 each field's metadata (see ``catdog.runs.config.setting``) holds its flags, help and
@@ -237,3 +237,41 @@ def add_audit(sub) -> argparse.ArgumentParser:
         help="where the base runs: auto (litert for thousands of images), litert or tensorflow",
     )
     return audit
+
+
+def add_similar(sub) -> argparse.ArgumentParser:
+    """``catdog similar`` (see [`catdog.similar`][catdog.runs.embeddings.similar])."""
+    similar = sub.add_parser(
+        "similar",
+        help="show the images of a run's data most similar to given images",
+        description="For each image, list the k images of the run's data (train, validation "
+        "and test splits) that the run's model sees as most similar: rank, cosine similarity, "
+        "split, class, path. The similarity is that of the embeddings of the model's "
+        "pretrained base (a transfer model or a backbone); the run's images are embedded once "
+        "and kept in RUN/embeddings.npz. A near copy of an image of the data finds it first.",
+    )
+    similar.add_argument(
+        "images", nargs="+", help="image files and folders (searched recursively), in any mix"
+    )
+    similar.add_argument("--run", required=True, help="a run folder written by catdog train")
+    similar.add_argument(
+        "-k", type=positive_int, default=8, help="similar images per image (default 8)"
+    )
+    similar.add_argument(
+        "--out",
+        metavar="FOLDER",
+        help="also draw the images and their neighbours: FOLDER/similar.png",
+    )
+    similar.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=PREDICT_BATCH_SIZE,
+        help=f"images read and run at a time (default {PREDICT_BATCH_SIZE})",
+    )
+    similar.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINES,
+        help="where the model's base runs: auto (litert, else tensorflow), litert or tensorflow",
+    )
+    return similar

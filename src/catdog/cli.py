@@ -27,6 +27,7 @@ from catdog._cli_options import (
     add_evaluate,
     add_export,
     add_predict,
+    add_similar,
     add_train,
     run_config,
 )
@@ -294,6 +295,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_similar(args: argparse.Namespace) -> int:
+    from catdog.runs.embeddings import similar_table
+
+    check_output_folder("--out", args.out)
+    check_outside_data("--out", args.out, (RunFolder(args.run).record() or {}).get("data"))
+    options = {"engine": args.engine, "batch_size": args.batch_size}
+    print(similar_table(args.images, args.run, args.k, out=args.out, **options))
+    return 0
+
+
 def cmd_card(args: argparse.Namespace) -> int:
     from catdog.runs.card import write_model_card
 
@@ -387,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export(sub).set_defaults(func=cmd_export)
     _add_tune(sub)
     add_audit(sub).set_defaults(func=cmd_audit)
+    add_similar(sub).set_defaults(func=cmd_similar)
     card = sub.add_parser("card", help="(re)write a run folder's model card, README.md")
     card.add_argument("run", help="a run folder written by catdog train")
     card.set_defaults(func=cmd_card)

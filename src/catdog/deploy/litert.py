@@ -294,7 +294,10 @@ class LiteRTModel:
 
 
 def litert_model_or_none(
-    model: keras.Model, engine: str, cache_dir: str | os.PathLike | None = None
+    model: keras.Model,
+    engine: str,
+    cache_dir: str | os.PathLike | None = None,
+    probabilities: bool = True,
 ) -> LiteRTModel | None:
     """``model`` converted for LiteRT once (see
     [`cached_litert_file`][catdog.deploy.litert.cached_litert_file]), for ``engine``
@@ -307,7 +310,7 @@ def litert_model_or_none(
         ```
     """
     try:
-        return LiteRTModel(cached_litert_file(model, cache_dir))
+        return LiteRTModel(cached_litert_file(model, cache_dir, probabilities=probabilities))
     except OutputError as error:  # the cache folder, not the converter
         if engine == "litert":
             raise

@@ -52,6 +52,10 @@ class Predictor:
         cache_dir: with LiteRT, the folder of converted models (default: ``litert/`` in the
             Keras cache folder).
         batch_size: images run at a time, a positive integer.
+        probabilities: ``False`` runs ``model`` exactly as it is, its outputs unchanged (a
+            feature extractor, such as an
+            [`embedding_model`][catdog.deploy.embeddings.embedding_model]); ``True`` (the
+            default) runs the classifier's calibrated probabilities.
 
     Examples:
         ```python
@@ -69,6 +73,7 @@ class Predictor:
         jit_compile: bool = False,
         cache_dir: str | os.PathLike | None = None,
         batch_size: int = PREDICT_BATCH_SIZE,
+        probabilities: bool = True,
     ):
         from catdog._rules import ENGINES, check_int
 
@@ -79,20 +84,22 @@ class Predictor:
         self.classes = int(model.output_shape[-1])
         self.engine, self._run, lite = "tensorflow", None, None
         if engine != "tensorflow":
-            lite = litert_model_or_none(model, engine, cache_dir)
+            lite = litert_model_or_none(model, engine, cache_dir, probabilities)
         if lite is None:
-            self._run = self._tensorflow(model, jit_compile)
-            self.scored = unknown_threshold(model) is not None
+            self._run = self._tensorflow(model, jit_compile, probabilities)
+            self.scored = probabilities and unknown_threshold(model) is not None
         else:
             self.engine, self._run, self.scored = "litert", lite._invoke, lite.scored
 
     @staticmethod
-    def _tensorflow(model: keras.Model, jit_compile: bool):
+    def _tensorflow(model: keras.Model, jit_compile: bool, probabilities: bool = True):
         import tensorflow as tf
 
         from catdog.models.confidence import confidence_outputs
 
         def run(images):
+            if not probabilities:  # the model as it is (a feature extractor)
+                return model(images, training=False)
             outputs = confidence_outputs(model, images)
             if "ood_score" not in outputs:
                 return outputs["probabilities"]

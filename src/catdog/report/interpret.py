@@ -5,11 +5,16 @@ of a class score and keeps the positive part: where the evidence for that class 
 transfer model the feature map is its pretrained base's output (the nested ``base`` model,
 run in inference mode); for the CNNs, the last ``Conv2D``. The class score is the logit of
 the class, before the softmax, so saturated probabilities still give gradients.
-[`plot_gradcam`][catdog.report.plotting.plot_gradcam] overlays the heatmaps on the images.
+[`plot_gradcam`][catdog.report.plotting.plot_gradcam] overlays the heatmaps on the images;
+[`plot_neighbours`][catdog.report.interpret.plot_neighbours] shows the training images most
+like an image (see [`catdog.similar`][catdog.runs.embeddings.similar]).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -129,3 +134,43 @@ def _feature_map_and_gradients(model: keras.Model, images: np.ndarray, class_ind
         )
         score = tf.gather(logits, chosen, axis=1, batch_dims=1)
     return feature_map, tf.cast(tape.gradient(score, feature_map), tf.float32)
+
+
+def plot_neighbours(
+    queries: Sequence[str],
+    neighbours: Sequence[Sequence],
+    *,
+    image_size: tuple[int, int] = (96, 96),
+    path: str | os.PathLike | None = None,
+):
+    """A thumbnail grid of similar images: one row per query image, the query first, then its
+    neighbours, each titled with its similarity, split and class; saved as PNG (atomically)
+    when ``path`` is given.
+
+    Args:
+        queries: the query image files.
+        neighbours: for each query, its neighbours, most similar first: objects with a
+            ``path``, ``similarity``, ``split`` and ``label``, such as
+            [`catdog.similar`][catdog.runs.embeddings.similar]'s.
+        image_size: the size of the thumbnails.
+        path: where to save the figure; ``None`` saves nothing.
+
+    Examples:
+        ```python
+        plot_neighbours(["photo.jpg"], catdog.similar(["photo.jpg"], "runs/demo"), path="s.png")
+        ```
+    """
+    from catdog.data.images import load_images
+    from catdog.report.plotting import _figure, _finish, _show
+
+    cols = 1 + max((len(found) for found in neighbours), default=0)
+    fig = _figure(2.2 * cols, 2.4 * max(1, len(queries)))
+    axes = fig.subplots(max(1, len(queries)), cols, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for row, query, found in zip(axes, queries, neighbours, strict=False):
+        pixels = load_images([query, *(n.path for n in found)], image_size)
+        _show(row[0], pixels[0], f"query\n{Path(query).name}")
+        for ax, image, near in zip(row[1:], pixels[1:], found, strict=False):
+            _show(ax, image, f"{near.similarity:.3f} {near.split or ''}\n{near.label or ''}")
+    return _finish(fig, path)

@@ -77,20 +77,54 @@ def evaluate_run(
         ```
     """
     from catdog.deploy.export import load_model
-    from catdog.models.classifier import class_names_of
     from catdog.report.evaluation import evaluate
-    from catdog.runs.job import load_splits
 
     check_choice("split", split, SPLIT_NAMES)
     folder = RunFolder.of_model(model_path)
     model = load_model(model_path)
     run = folder.record()
-    data = data or (run or {}).get("data")
-    if not data:
-        raise InvalidArgumentError(
-            "Pass --data FOLDER: the model has no run folder (config.json) to take it from."
-        )
+    _run_data(data, run)  # before anything else: a model without a run needs data
     engine = engine or _run_engine(folder, run) or "auto"
+    # the decoded images go to a temporary folder, not memory: a folder of any size is read
+    # once and scored in batches, so memory does not grow with the number of images
+    with temporary_folder("catdog-evaluate-") as cache:
+        splits = run_splits(
+            model_path, model, data, split=split, seed=seed, batch_size=batch_size, cache=cache
+        )
+        return evaluate(model, splits, split=split, engine=engine, tta=tta)
+
+
+def run_splits(
+    model_path: str | os.PathLike,
+    model,
+    data: str | None = None,
+    *,
+    split: str = "test",
+    seed: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    cache: str | os.PathLike | None = "memory",
+    decode: tuple[str, ...] | None = None,
+):
+    """The [`Splits`][catdog.data.pipelines.Splits] a saved model is scored on, as
+    [`evaluate_run`][catdog.runs.evaluate.evaluate_run] makes them: the run's data (unless
+    ``data``) split as the run split it, at the model's input size, without the run's
+    exclusions, labelled in the model's class order; decoded images cached in ``cache``.
+
+    ``split`` (the split to be scored) and ``seed`` are as in ``evaluate_run``; ``decode``
+    names the splits whose images are decoded (default: ``split`` alone; ``()``: none, only
+    the file lists and labels), more only where the run's data cannot be recognised otherwise.
+
+    Examples:
+        ```python
+        splits = run_splits("runs/demo/model.keras", model)
+        ```
+    """
+    from catdog.models.classifier import class_names_of
+    from catdog.runs.job import load_splits
+
+    folder = RunFolder.of_model(model_path)
+    run = folder.record()
+    data = _run_data(data, run)
     class_names = class_names_of(model) or _class_names_beside(folder)
     if class_names is None:
         logger.warning(
@@ -99,31 +133,30 @@ def evaluate_run(
             model_path,
         )
     size = tuple(model.input_shape[1:3])
-
     # the run's exclusions (catdog train --exclude) hold for the run's data: the paths it
     # recorded (an older catdog recorded only where the list file was)
     exclude = None
     if run and _same_data(data, run["data"]):
         exclude = run["excluded"] if "excluded" in run else run.get("exclude")
+    wanted = (split,) if decode is None else tuple(decode)
 
-    # the decoded images go to a temporary folder, not memory: a folder of any size is read
-    # once and scored in batches, so memory does not grow with the number of images
-    with temporary_folder("catdog-evaluate-") as cache:
+    def load(seed: int, decode=wanted):
+        return load_splits(
+            data, size, batch_size, seed, class_names=class_names, exclude=exclude, cache=cache,
+            decode=decode,
+        )  # fmt: skip
 
-        def load(seed: int, decode=(split,)):
-            return load_splits(
-                data,
-                size,
-                batch_size,
-                seed,
-                class_names=class_names,
-                exclude=exclude,
-                cache=cache,
-                decode=decode,
-            )
+    return _evaluation_splits(_Asked(str(model_path), split, seed), run, data, load)
 
-        splits = _evaluation_splits(_Asked(str(model_path), split, seed), run, data, load)
-        return evaluate(model, splits, split=split, engine=engine, tta=tta)
+
+def _run_data(data: str | None, run: dict | None) -> str:
+    """``data``, else the run's data; without either, an error asking for it."""
+    data = data or (run or {}).get("data")
+    if not data:
+        raise InvalidArgumentError(
+            "Pass --data FOLDER: the model has no run folder (config.json) to take it from."
+        )
+    return data
 
 
 def _class_names_beside(folder: RunFolder) -> list[str] | None:

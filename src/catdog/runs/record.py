@@ -53,6 +53,9 @@ class RunFolder:
         CONFIG,  # last: a folder whose config.json is new holds the new run whole
     )  # fmt: skip
     """The files of a finished run folder, in the order publishing swaps them in."""
+    EMBEDDINGS: ClassVar[str] = "embeddings.npz"
+    """Not a run's own file: the cache of its images' embeddings (see
+    [`run_embeddings`][catdog.runs.embeddings.run_embeddings]), made on first use."""
     STATE: ClassVar[str] = ".resume"
     LOCK: ClassVar[str] = "lock"
 
@@ -73,6 +76,9 @@ class RunFolder:
     history = property(lambda self: self / self.HISTORY, doc="``history.json``.")
     class_names = property(lambda self: self / self.CLASS_NAMES, doc="``class_names.json``.")
     card = property(lambda self: self / self.CARD, doc="``README.md``: the model card.")
+    embeddings = property(
+        lambda self: self / self.EMBEDDINGS, doc="``embeddings.npz``: its images' embeddings."
+    )
     state = property(lambda self: self / self.STATE, doc="``.resume/``: an unfinished run.")
     lock = property(lambda self: self.state / self.LOCK, doc="held while a run writes.")
     pending_config = property(
