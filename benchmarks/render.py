@@ -76,6 +76,11 @@ def _unknown(rule: str, split: str):
     return cell
 
 
+def _share(row):
+    low, high = row["interval"]
+    return f"{row['share']:.1%} ({low:.1%}-{high:.1%})"
+
+
 def _auroc(split: str):
     return lambda row: row["auroc"].get(split)
 
@@ -143,6 +148,11 @@ COLUMNS = {  # results file: (header, row key or function of the row, format)
         ("pandas unknown, (c)", _unknown("c_conformal_oof2000", "pandas"), "{}"),
         ("horses unknown, (c)", _unknown("c_conformal_oof2000", "horses"), "{}"),
         ("held-out unknown, (b)", _unknown("b_conformal_val200", "heldout"), "{}"),
+    ],
+    "unknown_run": [
+        ("photos", "set", "{}"),
+        ("count", "photos", "{}"),
+        ("answered unknown", _share, "{}"),
     ],
     "real": [
         ("row", "name", "{}"),

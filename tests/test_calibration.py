@@ -11,6 +11,7 @@ from catdog import build_model, calibrate, export, load_model
 from catdog.data.images import load_images
 from catdog.data.synthetic import make_unknown_images
 from catdog.deploy.predict import Predictor, predict, predict_scores
+from catdog.errors import InvalidArgumentError
 from catdog.models.confidence import Confidence, confidence_layer, unknown_threshold
 from catdog.report.calibration import expected_calibration_error, negative_log_likelihood
 from catdog.training.calibration import fit_temperature, scaled
@@ -107,7 +108,7 @@ def test_evaluate_reports_coverage_accepted_accuracy_and_risk_coverage(trained, 
 
     calibrate(trained, synthetic_splits, unknown_coverage=0.99)
     report = evaluate(trained, synthetic_splits)
-    assert report.unknown["method"] == "mahalanobis" and 0 <= report.coverage <= 1
+    assert report.unknown["method"] == "knn" and 0 <= report.coverage <= 1  # the default
     assert report.unknown["accepted"] <= report.count
     assert report.risk_coverage[-1][0] == 1.0
     text = str(report)
@@ -206,13 +207,63 @@ def test_every_export_gives_the_same_classes_and_unknown_decisions(
 def test_cached_features_give_what_a_pass_over_the_images_gives(synthetic_splits):
     from catdog import build_transfer_model
     from catdog.training.calibration import feature_pass, head_pass
+    from catdog.training.feature_cache import extract_split_features
 
     model = build_transfer_model((SIZE, SIZE, 3), weights=None, class_names=["cats", "dogs"])
-    features, probs, labels = feature_pass(model, synthetic_splits.validation)
-    assert features.shape[1] == 1280  # the base's pooled features
-    again = head_pass(model, features, labels)
+    embeddings, probs, labels = feature_pass(model, synthetic_splits.validation)
+    assert embeddings.shape[1] == 1280  # the base's channels, averaged: the embedding
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    features = extract_split_features(model, synthetic_splits, copies=1)
+    n = len(synthetic_splits.files["train"])
+    assert features.head["train"].shape == (2 * n, 1280)  # the plain pass and one copy
+    assert features.embeddings["train"].shape == (n, 1280)
+    again = head_pass(model, *features.plain("validation"))
+    np.testing.assert_allclose(again[0], embeddings, atol=1e-4)
     np.testing.assert_allclose(again[1], probs, atol=1e-5)
     assert (again[2] == labels).all()
+
+
+def test_a_knn_threshold_keeps_its_promise_on_new_images():
+    """The out-of-fold conformal threshold accepts about the asked share of new images from
+    the same source, and rejects images from another."""
+    from catdog.training.calibration import knn_bank, knn_scores, knn_threshold
+
+    rng = np.random.default_rng(0)
+    centre = rng.normal(size=32)
+
+    def draw(n, shift=0.0):
+        return centre + rng.normal(size=(n, 32)) + shift
+
+    bank = knn_bank(draw(600), size=4096)
+    threshold = knn_threshold(bank, k=5, coverage=0.9)
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    fresh = knn_scores(unit(draw(3000)), bank, 5)
+    foreign = knn_scores(unit(draw(500, shift=rng.normal(size=32) * 2)), bank, 5)
+    assert 0.06 <= np.mean(fresh > threshold) <= 0.14, np.mean(fresh > threshold)
+    assert np.mean(foreign > threshold) >= 0.9
+    with pytest.raises(InvalidArgumentError, match="too few to set its threshold"):
+        knn_threshold(bank[:5], k=5, coverage=0.9)
+
+
+def test_a_transfer_model_answers_unknown_on_its_embedding_alike_in_both_engines(
+    synthetic_splits, tmp_path
+):
+    from catdog import build_transfer_model
+    from catdog.models.weights import make_stand_in_weights
+
+    images = np.concatenate([x.numpy() for x, _ in synthetic_splits.train.take(2)])
+    weights = make_stand_in_weights(tmp_path / "w.weights.h5", images)
+    model = build_transfer_model((SIZE, SIZE, 3), weights=weights, class_names=["cats", "dogs"])
+    calibrate(model, synthetic_splits, unknown_coverage=0.9)
+    layer = confidence_layer(model)
+    names = [each.name for each in model.layers]
+    assert names.index("confidence") == names.index("base") + 1  # it sees the feature map
+    assert (layer.method, layer.k, layer.embedding) == ("knn", 5, True)
+    pixels = load_images(synthetic_splits.files["test"], (SIZE, SIZE))
+    tf_probs, tf_scores = predict_scores(model, pixels, engine="tensorflow")
+    lite_probs, lite_scores = predict_scores(model, pixels, engine="litert")
+    np.testing.assert_allclose(lite_scores, tf_scores, atol=1e-3)
+    np.testing.assert_allclose(lite_probs, tf_probs, atol=1e-3)
 
 
 def _hostile_pixels() -> np.ndarray:

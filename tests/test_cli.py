@@ -109,8 +109,8 @@ def test_train_writes_the_run_folder(trained_run):
     report = json.loads((out / "report.json").read_text())
     assert report["count"] == 8 and report["class_names"] == ["cats", "dogs"]
     config = json.loads((out / "config.json").read_text())
-    assert config["calibrate"] is True and config["unknown_coverage"] == 0.99
-    assert config["calibration"]["method"] == "mahalanobis"
+    assert config["calibrate"] is True and config["unknown_coverage"] == 0.98
+    assert config["calibration"]["method"] == "knn"
     assert report["calibration"]["temperature"] == config["calibration"]["temperature"]
     assert "Confidence and unknown images" in (out / "README.md").read_text()
 

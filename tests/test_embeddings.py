@@ -52,6 +52,7 @@ def make_run(folder: Path, model, data: Path, seed: int = 5) -> Path:
     folder.mkdir(parents=True)
     save_model(model, folder / "model.keras")
     record = {"data": str(data), "seed": seed, "model": "transfer", "exclude": None,
+              "image_size": SIDE,
               "class_names": splits.class_names, "splits": split_fingerprint(splits)}  # fmt: skip
     (folder / "config.json").write_text(json.dumps(record))
     return folder

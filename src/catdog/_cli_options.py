@@ -1,5 +1,5 @@
-"""The arguments of ``catdog train``, ``evaluate``, ``predict``, ``export``, ``audit`` and
-``similar`` (``catdog.cli`` binds them to their commands).
+"""The arguments of ``catdog train``, ``evaluate``, ``predict``, ``export``, ``audit``,
+``similar`` and ``tune`` (``catdog.cli`` binds them to their commands).
 
 ``catdog train``'s options are made from [`RunConfig`][catdog.runs.config.RunConfig]'s fields:
 each field's metadata (see ``catdog.runs.config.setting``) holds its flags, help and
@@ -13,15 +13,20 @@ import argparse
 from dataclasses import Field, fields
 from pathlib import Path
 
-from catdog._argtypes import positive_int, weights
+from catdog._argtypes import positive_int, seconds, weights
 from catdog._rules import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_CLUSTER_TIMEOUT,
+    DEFAULT_IMAGE_SIDE,
     DEFAULT_SEED,
     ENGINES,
     EXPORT_FORMAT_ALIASES,
     EXPORT_FORMATS,
     EXPORT_QUANTIZATIONS,
     SPLIT_NAMES,
+    TUNERS,
+    TUNING_BACKBONES,
+    TUNING_FAMILIES,
 )
 from catdog.data.images import PREDICT_BATCH_SIZE
 from catdog.runs.config import DEMO_DEFAULTS, FROZEN_BASE_DEFAULTS, RunConfig
@@ -275,3 +280,54 @@ def add_similar(sub) -> argparse.ArgumentParser:
         help="where the model's base runs: auto (litert, else tensorflow), litert or tensorflow",
     )
     return similar
+
+
+def add_cluster_timeout(add, what: str) -> None:
+    """``--cluster-timeout``: how long to wait for ``what`` to start."""
+    add(
+        "--cluster-timeout",
+        type=seconds,
+        metavar="SECONDS",
+        help=f"how long to wait for {what} to start before stopping with an error "
+        f"(default {DEFAULT_CLUSTER_TIMEOUT:g})",
+    )
+
+
+def add_tune(sub) -> argparse.ArgumentParser:
+    """``catdog tune`` (see [`catdog.tune`][catdog.training.tuning.tune])."""
+    tune = sub.add_parser(
+        "tune",
+        help="search hyperparameters with KerasTuner",
+        description="Run a KerasTuner search over the catdog zoo. Rerun the "
+        "same command to resume it. Needs KerasTuner (catdog's tuner extra).",
+    )
+    add = tune.add_argument
+    add("--data", help="image folder (as for train)")
+    add("--demo", action="store_true", help="generated data, offline")
+    add("--tuner", default="hyperband", choices=TUNERS)
+    add("--max-trials", type=positive_int, default=10, help="trials for random and bayesian")
+    add("--epochs", type=positive_int, default=5, help="epochs per trial (hyperband: the most)")
+    add(
+        "--families",
+        help="comma-separated models to search: of family cnn, or pretrained (default "
+        f"{','.join(TUNING_FAMILIES)})",
+    )
+    add(
+        "--backbones",
+        help="comma-separated backbones of the transfer model (default "
+        f"{','.join(TUNING_BACKBONES)}; mobilenet_v2 with a weights file)",
+    )
+    add("--out", default="runs/tuning", help="search folder")
+    add("--image-size", type=positive_int, help=f"square side, default {DEFAULT_IMAGE_SIDE}")
+    add("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
+    add(
+        "--weights",
+        type=weights,
+        default="imagenet",
+        help="transfer base weights: imagenet, none, or a weights file",
+    )
+    add("--overwrite", action="store_true", help="start the search afresh")
+    add("--tensorboard", metavar="DIR", help="TensorBoard logs of every trial under DIR")
+    add("--seed", type=int, default=DEFAULT_SEED)
+    add_cluster_timeout(add, "the oracle (a worker of a distributed search)")
+    return tune

@@ -29,17 +29,13 @@ from catdog._cli_options import (
     add_predict,
     add_similar,
     add_train,
+    add_tune,
     run_config,
 )
 from catdog._exits import SIGTERM_STOPS, noting_skipped, sigterm_stops, skipped_status, stopped
 from catdog._rules import (
-    DEFAULT_BATCH_SIZE,
     DEFAULT_CLUSTER_TIMEOUT,
     DEFAULT_IMAGE_SIDE,
-    DEFAULT_SEED,
-    TUNERS,
-    TUNING_BACKBONES,
-    TUNING_FAMILIES,
     check_class_names,
     check_output_folder,
     check_outside_data,
@@ -328,61 +324,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_cluster_timeout(add, what: str) -> None:
-    add(
-        "--cluster-timeout",
-        type=seconds,
-        metavar="SECONDS",
-        help=f"how long to wait for {what} to start before stopping with an error "
-        f"(default {DEFAULT_CLUSTER_TIMEOUT:g})",
-    )
-
-
 def _tensorboard(folder: str | None) -> list:
     if not folder:
         return []
     import keras
 
     return [keras.callbacks.TensorBoard(log_dir=folder)]
-
-
-def _add_tune(sub) -> None:
-    tune = sub.add_parser(
-        "tune",
-        help="search hyperparameters with KerasTuner",
-        description="Run a KerasTuner search over the catdog zoo. Rerun the "
-        "same command to resume it. Needs KerasTuner (catdog's tuner extra).",
-    )
-    add = tune.add_argument
-    add("--data", help="image folder (as for train)")
-    add("--demo", action="store_true", help="generated data, offline")
-    add("--tuner", default="hyperband", choices=TUNERS)
-    add("--max-trials", type=positive_int, default=10, help="trials for random and bayesian")
-    add("--epochs", type=positive_int, default=5, help="epochs per trial (hyperband: the most)")
-    add(
-        "--families",
-        help="comma-separated models to search: of family cnn, or pretrained (default "
-        f"{','.join(TUNING_FAMILIES)})",
-    )
-    add(
-        "--backbones",
-        help="comma-separated backbones of the transfer model (default "
-        f"{','.join(TUNING_BACKBONES)}; mobilenet_v2 with a weights file)",
-    )
-    add("--out", default="runs/tuning", help="search folder")
-    add("--image-size", type=positive_int, help=f"square side, default {DEFAULT_IMAGE_SIDE}")
-    add("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
-    add(
-        "--weights",
-        type=weights,
-        default="imagenet",
-        help="transfer base weights: imagenet, none, or a weights file",
-    )
-    add("--overwrite", action="store_true", help="start the search afresh")
-    add("--tensorboard", metavar="DIR", help="TensorBoard logs of every trial under DIR")
-    add("--seed", type=int, default=DEFAULT_SEED)
-    _add_cluster_timeout(add, "the oracle (a worker of a distributed search)")
-    tune.set_defaults(func=cmd_tune)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -396,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate(sub).set_defaults(func=cmd_evaluate)
     add_predict(sub).set_defaults(func=cmd_predict)
     add_export(sub).set_defaults(func=cmd_export)
-    _add_tune(sub)
+    add_tune(sub).set_defaults(func=cmd_tune)
     add_audit(sub).set_defaults(func=cmd_audit)
     add_similar(sub).set_defaults(func=cmd_similar)
     card = sub.add_parser("card", help="(re)write a run folder's model card, README.md")

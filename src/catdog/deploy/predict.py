@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from catdog._rules import UNKNOWN, check_choice
+from catdog._rules import UNKNOWN, check_choice, check_printable_class_names
 from catdog.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -423,8 +423,6 @@ def named_predictions(
     """One [`Prediction`][catdog.deploy.predict.Prediction] per row of ``probabilities``;
     without ``paths``, images are named ``image_<first + row>``; an image whose score is above
     ``threshold`` is named ``unknown``."""
-    from catdog._rules import check_printable_class_names
-
     count = probabilities.shape[1]
     class_names = list(class_names or numbered_class_names(count))
     check_printable_class_names(class_names)
@@ -432,13 +430,12 @@ def named_predictions(
         raise InvalidArgumentError(
             f"The model predicts {count} classes but {len(class_names)} class names were given."
         )
+    past = np.zeros(len(probabilities), bool) if threshold is None or scores is None else None
+    past = is_unknown(scores, threshold) if past is None else past
     results = []
     for i, row in enumerate(probabilities):
-        best = int(row.argmax())
-        score = None if scores is None else float(scores[i])
-        unknown = not np.isfinite(row).all() or (
-            score is not None and threshold is not None and bool(is_unknown(score, threshold))
-        )
+        best, score = int(row.argmax()), None if scores is None else float(scores[i])
+        unknown = past[i] or not np.isfinite(row).all()
         results.append(
             Prediction(
                 path=paths[i] if paths else f"image_{first + i}",

@@ -49,6 +49,9 @@ class Confidence(keras.layers.Layer):
         bank_size: the number of stored features (``"knn"``).
         k: which nearest neighbour's distance is the score (``"knn"``).
         coverage: the share of validation images the threshold accepts (for the record).
+        embedding: score the image's embedding (its features averaged over the image and
+            scaled to unit length, see [`embedding_of`][catdog.models.confidence.embedding_of])
+            rather than the features' maximum over the image; catdog's transfer models do.
 
     Examples:
         >>> import numpy as np
@@ -67,6 +70,7 @@ class Confidence(keras.layers.Layer):
         bank_size: int = 0,
         k: int = 1,
         coverage: float | None = None,
+        embedding: bool = False,
         **kwargs,
     ):
         kwargs.setdefault("name", CONFIDENCE_LAYER)
@@ -77,6 +81,7 @@ class Confidence(keras.layers.Layer):
         self.bank_size = check_int("bank_size", bank_size, minimum=0)
         self.k = check_int("k", k)
         self.coverage = None if coverage is None else float(coverage)
+        self.embedding = bool(embedding)
         if method == "knn" and not 1 <= self.k <= self.bank_size:
             raise InvalidArgumentError(f"k must be in 1..bank_size ({bank_size}), got {k!r}.")
 
@@ -102,7 +107,8 @@ class Confidence(keras.layers.Layer):
             log_p = ops.log(ops.clip(ops.cast(inputs, "float32"), 1e-30, 1.0))
             return ops.softmax(log_p / self.temperature, axis=-1)
         features, probs = (ops.cast(x, "float32") for x in inputs)
-        return past_any_threshold(self._score(pooled(features), probs), probs)
+        features = embedding_of(features) if self.embedding else pooled(features)
+        return past_any_threshold(self._score(features, probs), probs)
 
     def _score(self, features, probs):
         if self.method == "msp":
@@ -124,7 +130,8 @@ class Confidence(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "method": self.method, "num_classes": self.num_classes,
-                "bank_size": self.bank_size, "k": self.k, "coverage": self.coverage}  # fmt: skip
+                "bank_size": self.bank_size, "k": self.k, "coverage": self.coverage,
+                "embedding": self.embedding}  # fmt: skip
 
     def describe(self) -> dict:
         """Its settings and values as plain data: temperature, method, threshold, coverage.
@@ -189,9 +196,10 @@ _FLATTENING = ("Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D")
 
 def feature_position(layers: list) -> int:
     """The index in ``layers`` (a model's, without its Confidence layer) after which its
-    features are: a transfer model's ``global_pool`` (the base's pooled features), else the
-    last feature maps before the head flattens them (scored by their maximum over the image,
-    see [`pooled`][catdog.models.confidence.pooled]), else the layer before the output layer.
+    features are: a transfer model's ``base`` (its feature map, scored by its embedding, see
+    [`embedding_of`][catdog.models.confidence.embedding_of]), else the last feature maps
+    before the head flattens them (scored by their maximum over the image, see
+    [`pooled`][catdog.models.confidence.pooled]), else the layer before the output layer.
 
     A two-class head's own hidden layer keeps little but the two classes, so an image unlike
     both looks like one of them there; the feature maps before it still tell it apart.
@@ -204,10 +212,35 @@ def feature_position(layers: list) -> int:
     """
     kept = [layer for layer in layers if not isinstance(layer, Confidence)]
     names = [layer.name for layer in kept]
-    if "global_pool" in names:
-        return names.index("global_pool")
+    if "base" in names:
+        return names.index("base")
     flat = next((i for i, each in enumerate(kept) if type(each).__name__ in _FLATTENING), 0)
     return flat - 1 if flat > 0 else len(names) - 2
+
+
+def embedding_of(features):
+    """The embedding of feature maps ``(n, h, w, c)`` (or pooled features ``(n, c)``): their
+    average over the image, scaled to unit length, ``(n, c)``. One vector per image that every
+    similarity question asks (the unknown answer, the audit, similar images); chosen on real
+    photos (benchmarks/bench_unknown.py): it tells foreign photos apart far better than the
+    maximum over the image.
+
+    Examples:
+        >>> import numpy as np
+        >>> maps = np.ones((1, 2, 2, 4), "float32")
+        >>> np.round(np.asarray(embedding_of(maps)), 2).tolist()
+        [[0.5, 0.5, 0.5, 0.5]]
+    """
+    features = ops.cast(features, "float32")
+    if len(features.shape) == 4:
+        features = ops.mean(features, axis=(1, 2))
+    return features / ops.maximum(ops.norm(features, axis=-1, keepdims=True), 1e-12)
+
+
+def uses_embedding(layers) -> bool:
+    """True when a model with these layers scores its unknown answer on the embedding: a
+    model with a pretrained ``base`` (the base's feature map is where its features are)."""
+    return "base" in [layer.name for layer in layers]
 
 
 def pooled(features):
@@ -232,14 +265,9 @@ def attach_confidence(model: keras.Model, layer: Confidence) -> keras.Model:
             "unknown answer need one. Build it with catdog (build_model, or a factory)."
         )
     existing, shape = confidence_layer(model), model.input_shape
-    if existing is not None:  # it goes: the layers from it on are popped
-        keep = model.layers.index(existing)
-    else:
-        keep = feature_position(model.layers) + 1
+    keep = feature_position(model.layers) + 1  # an earlier layer sits there or after it
     popped = [model.pop(rebuild=False) for _ in range(len(model.layers) - keep)]
-    if existing is not None:
-        popped.pop()  # the earlier layer, popped last
-    for each in [layer, *reversed(popped)]:
+    for each in [layer, *(p for p in reversed(popped) if p is not existing)]:
         model.add(each, rebuild=False)
     model.build(shape)  # builds the layer on the features' shape
     return model

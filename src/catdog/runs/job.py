@@ -267,18 +267,17 @@ def _train_and_publish(config, folder: RunFolder, strategy, record, pending, spl
     if chief:
         write_json(folder.pending_config, record)
     try:
-        history, fine_tune_start, model = _fit_stages(config, splits, model, folder, strategy)
+        history, fine_tune_start, model, features = _fit_stages(
+            config, splits, model, folder, strategy
+        )
     except TrainingDivergedError:
         if chief:
             _clear_state(folder)  # nothing worth resuming
         raise
     summary = {"out": str(folder.path), "report": None, "history": history}
     if chief:
-        features = None  # the cached features still describe the base unless it was fine-tuned
-        if fine_tune_start is None:
-            from catdog.training.fit import CACHED_FEATURES
-
-            features = CACHED_FEATURES.get(model)
+        if fine_tune_start is not None:  # the features describe the base before fine-tuning
+            features = None
         summary = _publish(folder, splits, record, history, fine_tune_start, features)
     return {**summary, "weights_sha256": weights_digest(model)}
 
@@ -335,7 +334,8 @@ def _compile_for(config: RunConfig, model) -> None:
 
 
 def _fit_stages(config: RunConfig, splits, model, folder: RunFolder, strategy=None):
-    """Train (resuming what ``folder.state`` holds); return (history, fine_tune_start, model).
+    """Train (resuming what ``folder.state`` holds); return (history, fine_tune_start, model,
+    the base's [`Features`][catdog.training.feature_cache.Features] when they were cached).
 
     Only the chief writes into the state; every worker reads it, so all of them resume from
     the same point.
@@ -350,9 +350,11 @@ def _fit_stages(config: RunConfig, splits, model, folder: RunFolder, strategy=No
     agree(strategy, stage, "the training stage to resume")
     if stage == 2:
         logger.warning("Resuming: training finished before; writing the run's files.")
-        return fitted["history"], fitted["fine_tune_start"], model
+        return fitted["history"], fitted["fine_tune_start"], model, None
     common = _stage_arguments(config, best, strategy, chief)
-    first, model = _first_stage(config, splits, model, staging, stage == 1, common, strategy)
+    first, model, features = _first_stage(
+        config, splits, model, staging, stage == 1, common, strategy
+    )
     histories = [first]
     fine_tune_start = None
     if config.fine_tune_epochs:
@@ -374,21 +376,28 @@ def _fit_stages(config: RunConfig, splits, model, folder: RunFolder, strategy=No
             save_model(model, best)
         fitted = {"history": history, "fine_tune_start": fine_tune_start}
         write_json(staging / "fitted.json", fitted)
-    return history, fine_tune_start, model
+    return history, fine_tune_start, model, features
 
 
 def _first_stage(config: RunConfig, splits, model, staging: Path, done: bool, common, strategy):
     """Train the first stage, or read it back when it is ``done`` (a run that stopped while
-    fine-tuning); return its history and the model."""
+    fine-tuning); return its history, the model and the base's features (``None`` unless
+    cached: computed once here, for training, calibration and the run's embeddings)."""
     from catdog.deploy.export import load_model, save_model
     from catdog.training.distribute import is_chief, strategy_scope
+    from catdog.training.feature_cache import extract_split_features
     from catdog.training.fit import train
 
     if done:
         logger.warning("Resuming: the first training stage is already done.")
         first = json.loads((staging / "stage1.json").read_text())
         with strategy_scope(strategy):
-            return first, load_model(staging / "stage1.keras")
+            return first, load_model(staging / "stage1.keras"), None
+    features = None
+    if config.cache_features:
+        features = extract_split_features(
+            model, splits, config.augment_copies, engine="auto", strategy=strategy
+        )
     first = train(
         model,
         splits,
@@ -397,12 +406,13 @@ def _first_stage(config: RunConfig, splits, model, staging: Path, done: bool, co
         backup_dir=staging / "stage1",
         cache_features=config.cache_features,
         augment_copies=config.augment_copies,
+        features=features,
         **common,
     ).history
     if config.fine_tune_epochs and is_chief(strategy):
         save_model(model, staging / "stage1.keras")
         write_json(staging / "stage1.json", first)
-    return first, model
+    return first, model, features
 
 
 def _stage_arguments(config: RunConfig, best: Path, strategy, chief: bool) -> dict:

@@ -19,12 +19,15 @@ original). A few copies keep most of augmentation's regularising effect on small
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
+from keras import ops
 
 from catdog.errors import InvalidArgumentError
 from catdog.models.classifier import get_base, is_augmentation_layer
+from catdog.models.confidence import embedding_of
 
 logger = logging.getLogger("catdog")
 
@@ -59,6 +62,117 @@ def split_transfer_model(model: keras.Model):
         [keras.Input(pool.output.shape[1:]), *layers[position + 2 :]], name="head"
     )
     return extractor, head
+
+
+@keras.saving.register_keras_serializable(package="catdog")
+class PoolAndEmbed(keras.layers.Layer):
+    """A base's feature map as the head's pooled features and the image's embedding (see
+    [`embedding_of`][catdog.models.confidence.embedding_of]) side by side: both from one
+    forward pass of the base."""
+
+    def __init__(self, pooling: str = "max", **kwargs):
+        super().__init__(**kwargs)
+        self.pooling = pooling
+
+    def call(self, maps):
+        maps = ops.cast(maps, "float32")
+        pooled = ops.max(maps, axis=(1, 2)) if self.pooling == "max" else ops.mean(maps, (1, 2))
+        return ops.concatenate([pooled, embedding_of(maps)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2 * input_shape[-1])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "pooling": self.pooling}
+
+
+def embedding_extractor(model: keras.Model) -> keras.Model:
+    """The extractor of [`split_transfer_model`][catdog.training.feature_cache.split_transfer_model]
+    whose output is the head's pooled features and the embedding side by side (``2 x``
+    channels): one pass of the base gives both.
+
+    Examples:
+        ```python
+        both = embedding_extractor(model)(images)  # (n, 2 * channels)
+        ```
+    """
+    extractor, _ = split_transfer_model(model)
+    *front, pool = extractor.layers
+    pooling = "max" if type(pool).__name__ == "GlobalMaxPooling2D" else "avg"
+    return keras.Sequential(
+        [keras.Input(model.input_shape[1:]), *front, PoolAndEmbed(pooling, name="pool_and_embed")],
+        name="feature_extractor",
+    )
+
+
+@dataclass
+class Features:
+    """The base's features of a run's images, computed once and passed to whoever needs them:
+    cached-feature training (``head``), calibration and the unknown answer (``head`` and
+    ``embeddings``), a run's embeddings file.
+
+    ``head[split]``: the features as the head pools them, ``labels[split]`` theirs; for
+    ``"train"`` the plain pass first, then each of ``copies`` augmented passes.
+    ``embeddings[split]``: the embeddings of the plain pass (unit rows).
+
+    Examples:
+        ```python
+        features = extract_split_features(model, splits)
+        train(model, splits, cache_features=True, features=features)
+        calibrate(model, splits, features=features)
+        ```
+    """
+
+    head: dict[str, np.ndarray] = field(default_factory=dict)
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    copies: int = 0
+
+    def plain(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(head features, embeddings, labels)`` of the plain pass over ``split``."""
+        count = len(self.embeddings[split])
+        return self.head[split][:count], self.embeddings[split], self.labels[split][:count]
+
+
+def extract_split_features(
+    model: keras.Model, splits, copies: int = 0, *, engine: str = "auto", strategy=None
+) -> Features:
+    """The [`Features`][catdog.training.feature_cache.Features] of the training and
+    validation images of ``splits`` (catdog ``Splits`` or a ``(train, validation)`` pair of
+    datasets): one pass of the base per image (and per augmented copy of a training image),
+    on the engine that
+    [`prepare_extraction_engine`][catdog.training.feature_cache.prepare_extraction_engine]
+    picks.
+
+    Examples:
+        ```python
+        features = extract_split_features(model, splits, copies=2)
+        ```
+    """
+    from catdog._rules import check_int
+    from catdog.data.pipelines import Splits
+
+    check_int("augment_copies", copies, minimum=0)
+    extractor = embedding_extractor(model)
+    if isinstance(splits, Splits):
+        train_images, validation_images = splits.train, splits.validation
+        passes = len(splits.files["train"]) * (1 + copies) + len(splits.files["validation"])
+    else:
+        (train_images, validation_images), passes = tuple(splits), 0
+    engine = prepare_extraction_engine(extractor, passes, engine, strategy=strategy)
+    found = Features(copies=copies)
+    for split, images in (("train", train_images), ("validation", validation_images)):
+        both, labels = extract_features(
+            extractor, images, copies if split == "train" else 0, engine=engine
+        )
+        width = both.shape[1] // 2
+        plain = len(labels) // (1 + (copies if split == "train" else 0))
+        if split == "train" and not has_augmentation(extractor):
+            plain = len(labels)
+        found.head[split] = np.ascontiguousarray(both[:, :width])
+        found.embeddings[split] = np.ascontiguousarray(both[:plain, width:])
+        found.labels[split] = labels
+    return found
 
 
 def has_augmentation(model: keras.Model) -> bool:

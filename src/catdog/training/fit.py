@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import os
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +35,7 @@ from catdog.training.distribute import (
     shard_by_example,
     strategy_scope,
 )
+from catdog.training.feature_cache import Features, extract_split_features, split_transfer_model
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -57,6 +57,7 @@ def train(
     cache_features: bool = False,
     augment_copies: int = 0,
     extraction_engine: str = "auto",
+    features: Features | None = None,
     class_weight: str | dict | None = None,
     jit_compile: bool | str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -105,6 +106,11 @@ def train(
             ``"tensorflow"``, ``"litert"`` (about twice as fast on a CPU, after a one-off
             conversion cached on disk) or ``"auto"``, LiteRT when it pays off (see
             [`prepare_extraction_engine`][catdog.training.feature_cache.prepare_extraction_engine]).
+        features: with ``cache_features``, the base's
+            [`Features`][catdog.training.feature_cache.Features] computed before
+            ([`extract_split_features`][catdog.training.feature_cache.extract_split_features],
+            with ``augment_copies``): no pass over the images here, and the caller keeps them
+            for [`calibrate`][catdog.training.calibration.calibrate] and the embeddings.
         class_weight: ``"balanced"`` weighs each class's examples by ``n / (k * n_class)``
             (``n`` training images, ``k`` classes), so rare classes count as much as common
             ones in the loss; or a dict from class index or name to weight (missing classes
@@ -131,8 +137,11 @@ def train(
             model.optimizer.build(model.trainable_variables)
     fit_model, (train_data, validation_data) = model, train_and_validation(splits)
     if cache_features:
+        features = features or extract_split_features(
+            model, splits, augment_copies, engine=extraction_engine, strategy=strategy
+        )
         fit_model, train_data, validation_data = _cached_feature_data(
-            model, splits, augment_copies, jit_compile, extraction_engine, strategy
+            model, splits, features, jit_compile, strategy
         )
     if strategy is not None:  # each worker trains on its share of every batch
         train_data, validation_data = map(shard_by_example, (train_data, validation_data))
@@ -156,13 +165,6 @@ def train(
         _merge_resumed_epochs(history, history_csv, initial_epoch)
     _raise_if_diverged(model, history.history)
     return history
-
-
-CACHED_FEATURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-"""Per model trained with ``cache_features``: the base's features of its training (plain pass)
-and validation images, ``{split: (features, labels)}``; while its base is unchanged,
-[`calibrate`][catdog.training.calibration.calibrate] reuses them instead of computing them
-again."""
 
 
 def _merge_resumed_epochs(history, history_csv: Path | None, initial_epoch: int) -> None:
@@ -283,38 +285,22 @@ def _raise_if_diverged(model: keras.Model, history: dict) -> None:
     )
 
 
-def _cached_feature_data(model, splits, copies, jit_compile, engine, strategy):
+def _cached_feature_data(model, splits, features: Features, jit_compile, strategy):
     """The head model and tf.data pipelines of cached features (see catdog.training.feature_cache).
 
     The head is compiled like ``model`` (already compiled): same learning rate.
     """
     import tensorflow as tf
 
-    from catdog.training.feature_cache import (
-        extract_features,
-        has_augmentation,
-        prepare_extraction_engine,
-        split_transfer_model,
-    )
-
-    check_int("augment_copies", copies, minimum=0)
     with strategy_scope(strategy):  # the head's optimizer belongs to the strategy too
-        extractor, head = split_transfer_model(model)
+        _, head = split_transfer_model(model)
         compile_model(head, _learning_rate(model), jit_compile=jit_compile)
-    train_images, validation_images = train_and_validation(splits)
     if isinstance(splits, Splits):
         batch_size = splits.batch_size
-        passes = len(splits.files["train"]) * (1 + copies) + len(splits.files["validation"])
-    else:  # your own datasets: their batch size; sizes unknown without reading them
-        batch_size = int(next(iter(train_images))[0].shape[0])
-        passes = 0
-    engine = prepare_extraction_engine(extractor, passes, engine, strategy=strategy)
-    x_train, y_train = extract_features(extractor, train_images, copies, engine=engine)
-    x_val, y_val = extract_features(extractor, validation_images, engine=engine)
-    plain = len(y_train) // (1 + (copies if has_augmentation(extractor) else 0))
-    plain_train = x_train if plain == len(y_train) else x_train[:plain].copy()  # not a view
-    CACHED_FEATURES[model] = {"train": (plain_train, y_train[:plain]),  # of every copy's
-                              "validation": (x_val, y_val)}  # fmt: skip
+    else:  # your own datasets: their batch size
+        batch_size = int(next(iter(train_and_validation(splits)[0]))[0].shape[0])
+    x_train, y_train = features.head["train"], features.labels["train"]
+    x_val, y_val = features.head["validation"], features.labels["validation"]
     train_data = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
         # seeded: every worker of a cluster shuffles alike, so the DATA shards do not overlap
