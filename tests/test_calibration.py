@@ -264,6 +264,15 @@ def test_a_transfer_model_answers_unknown_on_its_embedding_alike_in_both_engines
     lite_probs, lite_scores = predict_scores(model, pixels, engine="litert")
     np.testing.assert_allclose(lite_scores, tf_scores, atol=1e-3)
     np.testing.assert_allclose(lite_probs, tf_probs, atol=1e-3)
+    # the layer between the base and its pooling is passed over where the pooled features count
+    from catdog.training.audit import feature_extractor
+    from catdog.training.feature_cache import split_transfer_model
+
+    extractor, head = split_transfer_model(model)
+    raw = np.asarray(head(extractor(pixels, training=False), training=False))
+    np.testing.assert_allclose(raw.argmax(axis=1), tf_probs.argmax(axis=1))
+    audited, _, _ = feature_extractor(model, ["cats", "dogs"])
+    assert audited.output_shape == (None, 1280)
 
 
 def _hostile_pixels() -> np.ndarray:

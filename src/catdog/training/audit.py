@@ -34,6 +34,7 @@ from catdog._rules import (
     check_int,
 )
 from catdog.errors import DatasetError, InvalidArgumentError, MissingExtraError
+from catdog.models.confidence import Confidence
 from catdog.report.audit_report import AuditReport, DuplicateGroup, FlaggedImage
 
 if TYPE_CHECKING:
@@ -231,8 +232,9 @@ def feature_extractor(model, class_names, backbone=None, weights="imagenet", ima
             f"{described} is not a catdog (Sequential) model: pass a registered model name, a "
             "catdog .keras file or a catdog model."
         )
-    names = [layer.name for layer in built.layers]
-    layers = built.layers[: names.index("base") + 2] if "base" in names else built.layers[:-1]
+    kept = [layer for layer in built.layers if not isinstance(layer, Confidence)]
+    names = [layer.name for layer in kept]
+    layers = kept[: names.index("global_pool") + 1] if "base" in names else kept[:-1]
     extractor = keras.Sequential([keras.Input(built.input_shape[1:]), *layers], name="features")
     return extractor, side, described
 

@@ -27,7 +27,7 @@ from keras import ops
 
 from catdog.errors import InvalidArgumentError
 from catdog.models.classifier import get_base, is_augmentation_layer
-from catdog.models.confidence import embedding_of
+from catdog.models.confidence import Confidence, embedding_of
 
 logger = logging.getLogger("catdog")
 
@@ -52,14 +52,14 @@ def split_transfer_model(model: keras.Model):
         )
     if not isinstance(model, keras.Sequential):
         raise InvalidArgumentError("Feature caching needs a Sequential transfer model.")
-    layers = model.layers
-    position = layers.index(model.get_layer("base"))
-    pool = layers[position + 1]
+    layers = [layer for layer in model.layers if not isinstance(layer, Confidence)]
+    position = [layer.name for layer in layers].index("global_pool")  # after the base
+    pool = layers[position]
     extractor = keras.Sequential(
-        [keras.Input(model.input_shape[1:]), *layers[: position + 2]], name="feature_extractor"
+        [keras.Input(model.input_shape[1:]), *layers[: position + 1]], name="feature_extractor"
     )
     head = keras.Sequential(
-        [keras.Input(pool.output.shape[1:]), *layers[position + 2 :]], name="head"
+        [keras.Input(pool.output.shape[1:]), *layers[position + 1 :]], name="head"
     )
     return extractor, head
 
