@@ -204,6 +204,7 @@ def embedding_model(model: keras.Model) -> keras.Model:
     import keras
 
     from catdog.models.classifier import inference_model
+    from catdog.models.confidence import ImageEmbedding
 
     names = [layer.name for layer in getattr(model, "layers", [])]
     if not isinstance(model, keras.Sequential) or "base" not in names:
@@ -219,8 +220,7 @@ def embedding_model(model: keras.Model) -> keras.Model:
         [
             keras.Input(model.input_shape[1:], name="image"),
             *kept[: position + 1],
-            keras.layers.GlobalAveragePooling2D(name="embedding_pool", dtype="float32"),
-            keras.layers.UnitNormalization(axis=-1, name="embedding", dtype="float32"),
+            ImageEmbedding(name="embedding"),
         ],
         name="embedding",
     )

@@ -237,6 +237,22 @@ def embedding_of(features):
     return features / ops.maximum(ops.norm(features, axis=-1, keepdims=True), 1e-12)
 
 
+@keras.saving.register_keras_serializable(package="catdog")
+class ImageEmbedding(keras.layers.Layer):
+    """The layer form of [`embedding_of`][catdog.models.confidence.embedding_of]: feature maps
+    in, one unit-length embedding per image out (float32)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def call(self, features):
+        return embedding_of(features)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+
 def uses_embedding(layers) -> bool:
     """True when a model with these layers scores its unknown answer on the embedding: a
     model with a pretrained ``base`` (the base's feature map is where its features are)."""
