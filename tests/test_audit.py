@@ -435,6 +435,13 @@ def test_a_report_replaces_an_earlier_one_whole_or_not_at_all(small_root, tmp_pa
     with pytest.raises(OutputError, match="holds other files"):
         _report_of(small_root, []).save(other)
     assert [p.name for p in other.iterdir()] == ["mine.txt"]
+    (out / "mine.txt").write_text("keep")  # beside an earlier audit: not replaced either
+    with pytest.raises(OutputError, match=r"holds other files than an audit report \(mine"):
+        _report_of(small_root, []).save(out)
+    assert (out / "mine.txt").read_text() == "keep" and (out / "audit.json").is_file()
+    with pytest.raises(OutputError, match="holds the data folder"):  # the data inside --out
+        _report_of(small_root, []).save(small_root.parent)
+    assert (small_root / "train").is_dir()
 
 
 def test_an_output_inside_the_data_folder_is_refused_before_any_work(small_root, capsys):

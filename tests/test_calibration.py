@@ -226,7 +226,7 @@ def test_cached_features_give_what_a_pass_over_the_images_gives(synthetic_splits
 def test_a_knn_threshold_keeps_its_promise_on_new_images():
     """The out-of-fold conformal threshold accepts about the asked share of new images from
     the same source, and rejects images from another."""
-    from catdog.training.calibration import knn_bank, knn_scores, knn_threshold
+    from catdog.training.neighbours import knn_bank, knn_scores, knn_threshold
 
     rng = np.random.default_rng(0)
     centre = rng.normal(size=32)

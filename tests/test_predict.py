@@ -100,7 +100,7 @@ def test_an_unreadable_image_gets_a_row_saying_why_and_the_run_goes_on(
         status, stdout, stderr = cli_in_process(
             capsys, "predict", model_file, folder, "--output", tmp_path / "p.csv"
         )
-    assert status == 1 and stdout == "", stderr
+    assert status == 3 and stdout == "", stderr
     assert f"skipped {broken}: not a readable image" in caplog.text
     assert "1 of 72 image(s) could not be read and were skipped" in caplog.text
     with open(tmp_path / "p.csv", newline="") as f:
@@ -118,13 +118,13 @@ def test_an_unreadable_image_gets_a_row_saying_why_and_the_run_goes_on(
         capsys, "predict", model_file, folder, "--output", tmp_path / "p.jsonl"
     )
     lines = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
-    assert status == 1 and len(lines) == 72
+    assert status == 3 and len(lines) == 72
     assert lines[40]["error"].startswith("not a readable image")
     assert lines[40]["class"] is None and lines[41]["error"] is None
 
     status, stdout, _ = cli_in_process(capsys, "predict", model_file, folder, "--batch-size", 8)
     printed = stdout.splitlines()
-    assert status == 1 and len(printed) == 72
+    assert status == 3 and len(printed) == 72
     assert printed[40].startswith(f"{broken}\terror: not a readable image")
     assert printed[41].split("\t")[1] in ("cats", "dogs")
 

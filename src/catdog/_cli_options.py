@@ -138,7 +138,7 @@ PREDICT_DESCRIPTION = (
     "column); the others are scored."
 )
 PREDICT_EPILOG = (
-    "Exit status: 0 when every image was scored, 1 when some were skipped (their rows say why; "
+    "Exit status: 0 when every image was scored, 3 when some were skipped (their rows say why; "
     "the others were written), 2 for an error before any row (a missing image, a bad option, "
     "an existing --output). Stopped (Ctrl-C, SIGTERM), it writes nothing and leaves no "
     "temporary file; it does not resume: run it again from the start."

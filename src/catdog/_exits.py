@@ -1,11 +1,11 @@
 """How a ``catdog`` command ends, besides 0 for success and 2 for an error a user can fix.
 
-``catdog predict`` exits with ``SKIPPED_STATUS`` (1) when some images could not be read (their
-rows say why) and the others were scored. Ctrl-C, and SIGTERM for the commands that clean up
-after themselves (``SIGTERM_STOPS``), raise ``KeyboardInterrupt`` in the main thread, so that
-the command's temporary files are removed on the way out; ``catdog.cli`` then prints one line
-that says what is true of the stopped command (does it resume?) and exits 130 (Ctrl-C) or 143
-(SIGTERM).
+``catdog predict`` exits with ``SKIPPED_STATUS`` (3: not 1, which a Python crash exits with)
+when some images could not be read (their rows say why) and the others were scored. Ctrl-C,
+and SIGTERM for the commands that clean up after themselves (``SIGTERM_STOPS``), raise
+``KeyboardInterrupt`` in the main thread, so that the command's temporary files are removed on
+the way out; ``catdog.cli`` then prints one line that says what is true of the stopped command
+(does it resume?) and exits 130 (Ctrl-C) or 143 (SIGTERM).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 logger = logging.getLogger("catdog")
 
-SKIPPED_STATUS = 1
+SKIPPED_STATUS = 3
 """``catdog predict``'s exit status when some images were skipped (0 when all were scored)."""
 
 

@@ -316,10 +316,12 @@ def check_outside_data(option: str, path, data) -> None:
         if not os.path.isdir(source):
             continue
         folder = os.path.realpath(os.fspath(source))
-        if os.path.commonpath([output, folder]) == folder:
+        where = {folder: "is inside", output: "holds"}.get(os.path.commonpath([output, folder]))
+        if where:
             raise OutputError(
-                f"{option} {os.fspath(path)!r} is inside the data folder {os.fspath(source)!r}; "
-                "what catdog writes there would join your data: choose a folder outside it."
+                f"{option} {os.fspath(path)!r} {where} the data folder {os.fspath(source)!r}; "
+                "what catdog writes there would mix with your data: choose a folder apart "
+                "from it."
             )
 
 

@@ -138,7 +138,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         for p in predictions:
             print(tab_separated(prediction_row(p)))
-    return skipped_status(skipped, len(images))  # 1 when some images were skipped
+    return skipped_status(skipped, len(images))  # 3 when some images were skipped
 
 
 def _predict_model(args: argparse.Namespace):

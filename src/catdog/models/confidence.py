@@ -220,8 +220,8 @@ def feature_position(layers: list) -> int:
 
 def embedding_of(features):
     """The embedding of feature maps ``(n, h, w, c)`` (or pooled features ``(n, c)``): their
-    average over the image, scaled to unit length, ``(n, c)``. One vector per image that every
-    similarity question asks (the unknown answer, the audit, similar images); chosen on real
+    average over the image, scaled to unit length, ``(n, c)``. One vector per image for the
+    similarity questions (the unknown answer, ``catdog.embed``, similar images); chosen on real
     photos (benchmarks/bench_unknown.py): it tells foreign photos apart far better than the
     maximum over the image.
 

@@ -15,6 +15,10 @@ from catdog.report import markdown as md
 
 MARKDOWN_ROWS = 50
 """The most rows of each table in ``audit.md``; ``audit.json`` lists every flagged file."""
+REPORT_FILES = frozenset(
+    {"audit.json", "audit.md", "label_issues.png", "outliers.png", "near_duplicates.png"}
+)
+"""What a saved report holds: a folder with anything else is not replaced by a new report."""
 THUMBNAILS = 16
 """The most images (near duplicates: groups) each thumbnail grid shows."""
 
@@ -138,10 +142,14 @@ class AuditReport:
         """
         folder = Path(folder)
         check_outside_data("the audit folder", folder, self.data)
-        if folder.is_dir() and any(folder.iterdir()) and not (folder / "audit.json").is_file():
+        others = sorted(p.name for p in folder.iterdir() if p.name not in REPORT_FILES) if (
+            folder.is_dir()
+        ) else []  # fmt: skip
+        if others:
             raise OutputError(
-                f"{str(folder)!r} holds other files and no earlier audit: choose an empty or "
-                "new folder for the audit report (an earlier audit there is replaced whole)."
+                f"{str(folder)!r} holds other files than an audit report ({', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}): choose an empty or new folder for the "
+                "audit report (an earlier audit there is replaced whole)."
             )
         with atomic_path(folder, directory=True) as tmp:
             tmp.mkdir()

@@ -12,6 +12,7 @@ like an image (see [`catdog.similar`][catdog.runs.embeddings.similar]).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from catdog.errors import InvalidArgumentError
+
+logger = logging.getLogger("catdog")
 
 if TYPE_CHECKING:
     import keras
@@ -136,6 +139,10 @@ def _feature_map_and_gradients(model: keras.Model, images: np.ndarray, class_ind
     return feature_map, tf.cast(tape.gradient(score, feature_map), tf.float32)
 
 
+MAX_QUERY_ROWS = 50
+"""The most query images (rows) one figure of similar images draws."""
+
+
 def plot_neighbours(
     queries: Sequence[str],
     neighbours: Sequence[Sequence],
@@ -163,6 +170,9 @@ def plot_neighbours(
     from catdog.data.images import load_images
     from catdog.report.plotting import _figure, _finish, _show
 
+    if len(queries) > MAX_QUERY_ROWS:  # a figure has a largest size: draw the first ones
+        logger.warning("Drawing the first %d of %d query images.", MAX_QUERY_ROWS, len(queries))
+        queries, neighbours = queries[:MAX_QUERY_ROWS], neighbours[:MAX_QUERY_ROWS]
     cols = 1 + max((len(found) for found in neighbours), default=0)
     fig = _figure(2.2 * cols, 2.4 * max(1, len(queries)))
     axes = fig.subplots(max(1, len(queries)), cols, squeeze=False)

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 from catdog.data.images import PREDICT_BATCH_SIZE
 from catdog.deploy.embeddings import Embeddings, image_embeddings
 from catdog.errors import InputFileNotFoundError, InvalidArgumentError, OutputError
+from catdog.io import temporary_folder
 from catdog.runs.record import RunFolder
 
 if TYPE_CHECKING:
@@ -182,7 +182,7 @@ def _compute(folder: RunFolder, engine: str, batch_size: int) -> Embeddings:
     from catdog.runs.evaluate import run_splits
 
     model = load_model(folder.model)
-    with tempfile.TemporaryDirectory(prefix="catdog-embeddings-") as cache:
+    with temporary_folder("catdog-embeddings-") as cache:
         splits = run_splits(folder.model, model, batch_size=batch_size, cache=cache, decode=())
     known = {
         path: (label, split)

@@ -27,6 +27,7 @@ from catdog.models.confidence import (
     uses_embedding,
 )
 from catdog.training.feature_cache import Features
+from catdog.training.neighbours import conformal_quantile, knn_bank, out_of_fold_knn_scores
 
 if TYPE_CHECKING:
     import keras
@@ -41,12 +42,6 @@ scores compared it caught the most foreign photos at 2% of held-out cats and dog
 unknown."""
 DEFAULT_K = 5
 """Which nearest training image's distance is the ``"knn"`` score (chosen with the method)."""
-KNN_BANK_SIZE = 4096
-"""The most training embeddings a ``"knn"`` score keeps (drawn at random, seeded): 21 MB in
-float32 for a 1,280-wide MobileNetV2 embedding."""
-OUT_OF_FOLD = 10
-"""The folds of the out-of-fold scores that set a ``"knn"`` threshold (see
-[`knn_threshold`][catdog.training.calibration.knn_threshold])."""
 SHRINKAGE = 0.1
 """How far the Mahalanobis covariance is pulled towards a multiple of the identity (fewer
 images than feature dimensions leave it singular otherwise)."""
@@ -67,7 +62,8 @@ class Calibration:
     ``metrics[split]["before"|"after"]`` holds
     [`calibration_metrics`][catdog.report.calibration.calibration_metrics] (ECE, NLL, Brier) of
     the validation split (where the temperature was fitted) and of the test split (held out);
-    ``coverage_validation`` is the share of validation images the threshold accepts;
+    ``coverage_validation`` is the share of validation images the threshold accepts (for
+    ``"knn"``, whose bank holds the validation images: the share of out-of-fold scores);
     ``probabilities[split]`` the ``(before, after, labels)`` arrays, for figures.
     """
 
@@ -96,7 +92,9 @@ class Calibration:
         if self.method:
             lines.append(
                 f"unknown: {self.method} score > {self.threshold:.4g} (accepts "
-                f"{self.coverage_validation:.1%} of validation images; asked {self.coverage:.1%})"
+                f"{self.coverage_validation:.1%} of "
+                f"{'known images, out of fold' if self.method == 'knn' else 'validation images'}"
+                f"; asked {self.coverage:.1%})"
             )
         return "\n".join(lines)
 
@@ -224,62 +222,6 @@ def gaussian_statistics(features, labels, num_classes: int) -> tuple[np.ndarray,
     return means.astype(np.float32), np.linalg.inv(shrunk).astype(np.float32)
 
 
-def knn_bank(features, size: int = KNN_BANK_SIZE, seed: int = 0) -> np.ndarray:
-    """Up to ``size`` of ``features`` (drawn at random), each scaled to unit length."""
-    features = np.asarray(features, np.float32)
-    if len(features) > size:
-        features = features[np.random.default_rng(seed).choice(len(features), size, False)]
-    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-
-
-def knn_scores(queries, bank, k: int) -> np.ndarray:
-    """One minus the cosine similarity of each unit row of ``queries`` to its ``k``-th
-    nearest row of ``bank``: the ``"knn"`` score, as the model computes it."""
-    similarities = np.asarray(queries, np.float32) @ np.asarray(bank, np.float32).T
-    return 1.0 - -np.partition(-similarities, k - 1, axis=1)[:, k - 1]
-
-
-def conformal_quantile(scores, coverage: float) -> float:
-    """The ``ceil((n + 1) * coverage)``-th smallest of ``n`` scores (the largest where that
-    rank passes ``n``): a new score from the same source is within it with probability at
-    least ``coverage``.
-
-    Examples:
-        >>> conformal_quantile([0.1, 0.2, 0.3, 0.4], 0.5)
-        0.3
-    """
-    ordered = np.sort(np.asarray(scores, np.float64))
-    rank = int(np.ceil((len(ordered) + 1) * coverage))
-    return float(ordered[min(rank, len(ordered)) - 1])
-
-
-def knn_threshold(bank, k: int, coverage: float, folds: int = OUT_OF_FOLD, seed: int = 0):
-    """The ``"knn"`` threshold: the conformal quantile (see
-    [`conformal_quantile`][catdog.training.calibration.conformal_quantile]) of out-of-fold
-    scores, each bank image scored against the bank without its fold. It keeps its promise
-    on photos never seen whatever the size of the validation split (measured on real photos:
-    within a point of the asked rate from about 200 training images on), where a quantile of
-    validation scores overshoots on small splits.
-
-    Examples:
-        ```python
-        threshold = knn_threshold(bank, k=5, coverage=0.98)
-        ```
-    """
-    bank = np.asarray(bank, np.float32)
-    fold = np.random.default_rng(seed).permutation(len(bank)) % min(folds, len(bank))
-    if len(bank) - np.bincount(fold).max() < k:
-        raise InvalidArgumentError(
-            f"The unknown answer compares an image with its {k}th nearest training image, and "
-            f"{len(bank)} training images are too few to set its threshold: add images, or "
-            "pass unknown_coverage=None (--unknown-coverage none) for no unknown answer."
-        )
-    scores = np.concatenate(
-        [knn_scores(bank[fold == f], bank[fold != f], k) for f in np.unique(fold)]
-    )
-    return conformal_quantile(scores, coverage)
-
-
 def _check(model, splits, unknown_coverage, method: str) -> None:
     from catdog.models.classifier import ImageClassifier
 
@@ -317,7 +259,7 @@ def calibrate(
     [`embedding_of`][catdog.models.confidence.embedding_of]), and its threshold accepts
     ``unknown_coverage`` of the images like the training images (``None``: no ``unknown``
     answer): for ``"knn"`` the conformal quantile of out-of-fold scores of the training images
-    (see [`knn_threshold`][catdog.training.calibration.knn_threshold]), for the others the
+    (see [`knn_threshold`][catdog.training.neighbours.knn_threshold]), for the others the
     quantile of the validation images' scores. The argmax of every prediction is unchanged.
     Calibrating again replaces the earlier fit. Returns a
     [`Calibration`][catdog.training.calibration.Calibration] with the ECE, NLL and Brier score
@@ -400,8 +342,9 @@ def _fitted_layer(model, passes: dict, temperature: float, coverage, method: str
         return layer, None
     calibrated = scaled(probs, temperature).astype(np.float32)
     scores = np.asarray(layer([features.astype(np.float32), calibrated], output="score"))
-    if method == "knn":
-        threshold = knn_threshold(bank, k, coverage)
+    if method == "knn":  # the validation images are in the bank: judge by out-of-fold scores
+        scores = out_of_fold_knn_scores(bank, k)
+        threshold = conformal_quantile(scores, coverage)
     else:
         threshold = float(np.quantile(scores, coverage, method="higher"))
     threshold += SCORE_NOISE + 1e-4 * abs(threshold)

@@ -136,6 +136,7 @@ def train(
             # hold its (empty) state and load without Keras' "skipping variables" warning
             model.optimizer.build(model.trainable_variables)
     fit_model, (train_data, validation_data) = model, train_and_validation(splits)
+    _check_features(features, cache_features, augment_copies)
     if cache_features:
         features = features or extract_split_features(
             model, splits, augment_copies, engine=extraction_engine, strategy=strategy
@@ -283,6 +284,19 @@ def _raise_if_diverged(model: keras.Model, history: dict) -> None:
         f"learning rate (it was {rate:g}; try {rate / 10:g} or less).",
         history=history,
     )
+
+
+def _check_features(features: Features | None, cache_features: bool, copies: int) -> None:
+    """Refuse features that training would not use, or that hold another number of copies."""
+    if features is not None and not cache_features:
+        raise InvalidArgumentError(
+            "features= are for cached-feature training: pass cache_features=True."
+        )
+    if features is not None and features.copies != copies:
+        raise InvalidArgumentError(
+            f"The features hold {features.copies} augmented copies per training image and "
+            f"augment_copies is {copies}: extract them with copies={copies}."
+        )
 
 
 def _cached_feature_data(model, splits, features: Features, jit_compile, strategy):
