@@ -140,6 +140,15 @@ COLUMNS = {  # results file: (header, row key or function of the row, format)
         ("time (s)", "seconds", "{:.0f}"),
         ("vs training", "vs_train", "{:.2f}x"),
     ],
+    "audit_faults": [
+        ("fault", "fault", "{}"),
+        ("case", "case", "{}"),
+        ("recall", "recall", "{:.1%}"),
+        ("lowest draw", "recall_min", "{:.1%}"),
+        ("precision", "precision", "{:.1%}"),
+        ("flagged", "flagged", "{:.0f}"),
+        ("goal", "goal", "{}"),
+    ],
     "unknown": [
         ("score", "key", "`{}`"),
         ("AUROC pandas", _auroc("pandas"), "{:.4f}"),

@@ -127,7 +127,8 @@ def test_the_audit_finds_flipped_labels_leaks_and_foreign_images_and_writes_a_re
     markdown = report.save(tmp_path / "audit")
     written = {p.name for p in (tmp_path / "audit").iterdir()}
     assert written == {
-        "audit.md", "audit.json", "label_issues.png", "near_duplicates.png", "outliers.png"
+        "audit.md", "audit.json", "label_issues.png", "near_duplicates.png", "outliers.png",
+        "unfamiliar.png",
     }  # fmt: skip
     text = markdown.read_text()
     assert "## Label issues" in text and "![" in text and report.summary_line() in text

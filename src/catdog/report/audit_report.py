@@ -60,12 +60,23 @@ class DuplicateGroup:
         return min(self.images, key=lambda i: (SPLIT_NAMES.index(i.split), i.path))
 
 
+@dataclass(frozen=True)
+class UnfamiliarGroup:
+    """Images that look like each other and like none of the classes: a cluster of the
+    embedding whose labels are mixed across classes or that lies away from every class (say,
+    photos of another animal filed under both classes). ``why`` says which."""
+
+    images: list[FlaggedImage]
+    why: str
+
+
 @dataclass
 class AuditReport:
     """What an audit of a labelled image folder found, ranked by severity.
 
     ``label_issues``, ``outliers`` (images that look like no class) and ``near_duplicates``
-    (groups, leaks across splits first) are sorted most severe first. ``summary`` holds
+    (groups, leaks across splits first) are sorted most severe first; ``unfamiliar`` holds
+    groups of images that look like each other and like none of the classes. ``summary`` holds
     cleanlab's issue summary (``{issue type: {"score": 0..1, "count": flagged}}``, lower
     scores meaning more issues); ``counts`` the images per split; ``settings`` how the audit
     ran (model, image size, folds, the out-of-fold accuracy, seconds); ``skipped`` the files
@@ -78,6 +89,7 @@ class AuditReport:
     label_issues: list[FlaggedImage] = field(default_factory=list)
     outliers: list[FlaggedImage] = field(default_factory=list)
     near_duplicates: list[DuplicateGroup] = field(default_factory=list)
+    unfamiliar: list[UnfamiliarGroup] = field(default_factory=list)
     summary: dict[str, dict] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -93,8 +105,8 @@ class AuditReport:
 
     def exclude(self) -> list[str]:
         """The files the audit suggests leaving out, relative to ``data``: every label issue
-        and outlier, and of each near-duplicate group all but one image (the first in split
-        order, so a leak leaves the training split intact).
+        and outlier, every image of an unfamiliar group, and of each near-duplicate group all
+        but one image (the first in split order, so a leak leaves the training split intact).
 
         Examples:
             ```python
@@ -102,6 +114,7 @@ class AuditReport:
             ```
         """
         dropped = {i.path for i in [*self.label_issues, *self.outliers]}
+        dropped |= {i.path for group in self.unfamiliar for i in group.images}
         for group in self.near_duplicates:
             kept = group.kept()
             dropped |= {i.path for i in group.images if i is not kept}
@@ -113,7 +126,9 @@ class AuditReport:
         return (
             f"audited {total} images: {len(self.label_issues)} label issue(s), "
             f"{len(self.near_duplicates)} near-duplicate group(s) ({len(self.leaks)} leak(s) "
-            f"across splits), {len(self.outliers)} outlier(s); {len(self.exclude())} file(s) "
+            f"across splits), {len(self.outliers)} outlier(s), {len(self.unfamiliar)} unfamiliar "
+            f"group(s) ({sum(len(g.images) for g in self.unfamiliar)} images); "
+            f"{len(self.exclude())} file(s) "
             "suggested for exclusion"
         )
 
@@ -126,8 +141,8 @@ class AuditReport:
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``audit.json``, ``audit.md`` and its thumbnail grids (``label_issues.png``,
-        ``near_duplicates.png``, ``outliers.png``) into ``folder``; return the path of
-        ``audit.md``.
+        ``near_duplicates.png``, ``outliers.png``, ``unfamiliar.png``) into ``folder``; return
+        the path of ``audit.md``.
 
         The report is written whole into a temporary folder beside ``folder``, then moved
         into place: an earlier audit in ``folder`` is replaced all at once, or (on an error)
@@ -157,11 +172,13 @@ class AuditReport:
             plot_flagged(self, self.label_issues, path=tmp / "label_issues.png")
             plot_flagged(self, self.outliers, path=tmp / "outliers.png")
             plot_duplicates(self, path=tmp / "near_duplicates.png")
+            plot_duplicates(self, self.unfamiliar, path=tmp / "unfamiliar.png")
             write_text(tmp / "audit.md", self.to_markdown())
         return folder / "audit.md"
 
     def to_markdown(self) -> str:
         """``audit.md``: the summary, then a table and a thumbnail grid per issue type."""
+        issues = self.label_issues
         return (
             "\n\n".join(
                 [
@@ -172,10 +189,7 @@ class AuditReport:
                         "other images believes (out of fold), most likely mislabelled first.",
                         "label_issues.png",
                         ["file", "split", "class", "model believes", "score"],
-                        [
-                            [i.path, i.split, i.label, i.predicted, i.score]
-                            for i in self.label_issues
-                        ],
+                        [[i.path, i.split, i.label, i.predicted, i.score] for i in issues],
                     ),
                     _section(
                         f"Near duplicates ({len(self.near_duplicates)} groups, "
@@ -198,10 +212,28 @@ class AuditReport:
                         ["file", "split", "class", "score"],
                         [[i.path, i.split, i.label, i.score] for i in self.outliers],
                     ),
+                    _unfamiliar_section(self.unfamiliar),
                 ]
             )
             + "\n"
         )
+
+
+def _unfamiliar_section(groups: list[UnfamiliarGroup]) -> str:
+    photos = sum(len(g.images) for g in groups)
+    return _section(
+        f"Unfamiliar groups ({len(groups)})",
+        f"{photos} photos that look like none of your classes: groups of images alike, whose "
+        "labels are mixed across classes or that lie away from every class (another kind of "
+        "picture filed under your classes). One row per group; the grid shows each group's "
+        "first images.",
+        "unfamiliar.png",
+        ["group", "photos", "why", "files (split, class)"],
+        [
+            [n + 1, len(g.images), g.why, [f"{i.path} ({i.split}, {i.label})" for i in g.images]]
+            for n, g in enumerate(groups)
+        ],
+    )
 
 
 def _cell(value) -> str:
@@ -243,13 +275,21 @@ def _overview(report: AuditReport) -> str:
             if accuracy is not None and "majority_baseline" in settings
             else ""
         )
-        + "\n- Checks: cleanlab Datalab (label issues, near duplicates, outliers, class "
-        "imbalance); scores in 0..1, lower is worse\n"
+        + f"\n- Checks: {_checks(settings)}; scores in 0..1, lower is worse\n"
         f"- `audit.json` lists every flagged file and, under `exclude`, the "
         f"{len(report.exclude())} suggested for exclusion (`catdog train --exclude "
         "audit.json`)\n\n| issue | images flagged | score |\n|---|---|---|\n"
         + "\n".join(rows)
         + skipped
+    )
+
+
+def _checks(settings: dict) -> str:
+    if "near_duplicate" in settings.get("checks", ("near_duplicate",)):
+        return "cleanlab Datalab (label issues, near duplicates, outliers, class imbalance)"
+    return (
+        "cleanlab Datalab (label issues, class imbalance); on the embedding: near duplicates "
+        "(cosine similarity), outliers (k-NN), unfamiliar groups (HDBSCAN clusters)"
     )
 
 
@@ -297,13 +337,15 @@ def plot_flagged(
 
 def plot_duplicates(
     report: AuditReport,
+    groups: list | None = None,
     *,
     n: int = THUMBNAILS,
     image_size: tuple[int, int] = (96, 96),
     path: str | os.PathLike | None = None,
 ):
-    """The first ``n`` near-duplicate groups, one row each (at most 4 images a row), titled
-    with each image's split; saved as PNG when ``path`` is given.
+    """The first ``n`` near-duplicate groups (or other ``groups`` of images: unfamiliar
+    groups), one row each (at most 4 images a row), titled with each image's split; saved as
+    PNG when ``path`` is given.
 
     Examples:
         ```python
@@ -313,7 +355,7 @@ def plot_duplicates(
     from catdog.data.images import load_images
     from catdog.report.plotting import _figure, _finish, _show
 
-    groups = report.near_duplicates[:n]
+    groups = (report.near_duplicates if groups is None else groups)[:n]
     cols = max([min(4, len(g.images)) for g in groups] or [1])
     fig = _figure(2.2 * cols, 2.2 * max(1, len(groups)))
     axes = fig.subplots(max(1, len(groups)), cols, squeeze=False)
@@ -323,7 +365,8 @@ def plot_duplicates(
         members = group.images[:cols]
         pixels = load_images([report.path_of(i) for i in members], image_size)
         for ax, image, item in zip(row[: len(members)], pixels, members, strict=True):
-            _show(ax, image, f"{'LEAK ' if group.leak else ''}{item.split}\n{item.score:.2f}")
+            leak = "LEAK " if getattr(group, "leak", False) else ""
+            _show(ax, image, f"{leak}{item.split} {item.label}\n{item.score:.2f}")
     if not groups:
         axes[0][0].text(0.5, 0.5, "none found", ha="center", va="center")
     return _finish(fig, path)

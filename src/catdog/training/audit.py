@@ -36,6 +36,11 @@ from catdog._rules import (
 from catdog.errors import DatasetError, InvalidArgumentError, MissingExtraError
 from catdog.models.confidence import Confidence
 from catdog.report.audit_report import AuditReport, DuplicateGroup, FlaggedImage
+from catdog.training.audit_embedding import (
+    embedding_findings,
+    embedding_report_parts,
+    with_embedding,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -43,8 +48,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger("catdog")
 
 ISSUE_TYPES = ("label", "near_duplicate", "outlier", "class_imbalance")
-"""The checks an audit asks cleanlab's Datalab for. Its non-i.i.d. check is left out: the
-order it would test is catdog's own listing (split, class, file name), not the data's."""
+"""The checks an audit asks cleanlab's Datalab for, for a model without a base. Its non-i.i.d.
+check is left out: the order it would test is catdog's own listing (split, class, file name),
+not the data's."""
+EMBEDDING_ISSUE_TYPES = ("label", "class_imbalance")
+"""The checks asked of cleanlab for a model with a base: near duplicates, outliers and
+unfamiliar groups come from the embedding (see
+[`catdog.training.audit_embedding`][catdog.training.audit_embedding])."""
 
 
 def require_cleanlab():
@@ -116,30 +126,62 @@ def audit(
         report.save("audit")  # audit.md, audit.json, thumbnail grids
         ```
     """
-    datalab_class = require_cleanlab()
+    require_cleanlab()
     check_int("folds", folds, minimum=2)
     start = time.perf_counter()
-    features, labels, files, class_names, settings = _features(
+    features, embeddings, labels, files, class_names, settings = _features(
         data, model, backbone, weights, image_size, batch_size, seed, engine
     )
+    return audit_features(
+        features, labels, files, class_names, settings, data, embeddings, folds, seed, start
+    )
+
+
+def audit_features(
+    features,
+    labels,
+    files,
+    class_names,
+    settings,
+    data,
+    embeddings=None,
+    folds=5,
+    seed=0,
+    start=None,
+) -> AuditReport:
+    """The [`AuditReport`][catdog.report.audit_report.AuditReport] of images whose features
+    (and embeddings, for a model with a base) are computed: what ``audit`` does after the
+    extraction. ``files``: ``(path relative to data, split)`` per image; ``settings``: how the
+    features were made (``model``, ``image_size``, ``engine``, ``skipped``).
+
+    Examples:
+        ```python
+        report = audit_features(features, labels, files, ["cats", "dogs"], settings, "data",
+                                embeddings)
+        ```
+    """
+    start = time.perf_counter() if start is None else start
     probabilities = out_of_fold_probabilities(features, labels, folds, seed, class_names)
-    lab = datalab_class(data={"label": labels}, label_name="label", verbosity=0)
+    lab = require_cleanlab()(data={"label": labels}, label_name="label", verbosity=0)
+    kinds = ISSUE_TYPES if embeddings is None else EMBEDDING_ISSUE_TYPES
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")  # cleanlab's notes on its own defaults (and prints)
         lab.find_issues(
             features=features,
             pred_probs=probabilities,
-            issue_types={kind: {} for kind in ISSUE_TYPES},
+            issue_types={kind: {} for kind in kinds},
         )
+    found = None if embeddings is None else embedding_findings(embeddings, labels)
     settings.update(
         folds=folds,
         head="logistic regression",
         accuracy=float(np.mean(probabilities.argmax(axis=1) == labels)),
         majority_baseline=float(np.bincount(labels).max() / len(labels)),
+        checks=kinds,
         seconds=round(time.perf_counter() - start, 1),
     )
     _warn_if_weak(settings)
-    return _report(lab, files, labels, class_names, settings, data)
+    return _report(lab, files, labels, class_names, settings, data, found)
 
 
 WEAK_MARGIN = 0.1
@@ -161,7 +203,8 @@ def _warn_if_weak(settings: dict) -> None:
 
 
 def _features(data, model, backbone, weights, image_size, batch_size, seed, engine):
-    """``(features, labels, files (path, split), class names, settings)`` of every image."""
+    """``(features, embeddings (None without a base), labels, files (path, split), class names,
+    settings)`` of every image."""
     from catdog._rules import ENGINES
     from catdog.data.files import split_files
     from catdog.data.pipelines import labelled_dataset
@@ -172,13 +215,7 @@ def _features(data, model, backbone, weights, image_size, batch_size, seed, engi
     extractor, side, described = feature_extractor(
         model, class_names, backbone, weights, image_size
     )
-    split_of, split_class = {}, {}
-    for split in SPLIT_NAMES:
-        for name in class_names:
-            for path in split_paths[split].get(name, []):
-                split_of[path], split_class[path] = split, name
-    paths = list(split_of)
-    labels = [class_names.index(split_class[p]) for p in paths]
+    split_of, paths, labels = _listing(class_names, split_paths)
     dataset, kept, kept_labels, skipped = labelled_dataset(
         paths, labels, image_size=(side, side), batch_size=batch_size
     )
@@ -186,15 +223,32 @@ def _features(data, model, backbone, weights, image_size, batch_size, seed, engi
         logger.warning(
             "Skipped %d file(s): %s", len(skipped), "; ".join(f"{p} ({why})" for p, why in skipped)
         )
-    if "base" in [layer.name for layer in extractor.layers]:
+    with_base = "base" in [layer.name for layer in extractor.layers]
+    if with_base:  # one pass of the base: the pooled features and the embedding
+        extractor = with_embedding(extractor)
         engine = prepare_extraction_engine(extractor, len(kept), engine)
     else:  # the layer before a classifier: no base to convert
         engine = "tensorflow"
     logger.info("audit: features of %d images (%s, %s)", len(kept), described, engine)
     features, _ = extract_features(extractor, dataset, engine=engine)
+    features, embeddings = features.reshape(len(kept), -1), None
+    if with_base:
+        width = features.shape[1] // 2
+        features, embeddings = features[:, :width], features[:, width:]
     settings = {"model": described, "image_size": side, "engine": engine, "skipped": skipped}
     files = [(os.path.relpath(p, data), split_of[p]) for p in kept]
-    return features.reshape(len(kept), -1), np.asarray(kept_labels), files, class_names, settings
+    return features, embeddings, np.asarray(kept_labels), files, class_names, settings
+
+
+def _listing(class_names, split_paths):
+    """``({path: split}, paths, class numbers)`` of every image, split by split."""
+    split_of, split_class = {}, {}
+    for split in SPLIT_NAMES:
+        for name in class_names:
+            for path in split_paths[split].get(name, []):
+                split_of[path], split_class[path] = split, name
+    paths = list(split_of)
+    return split_of, paths, [class_names.index(split_class[p]) for p in paths]
 
 
 def feature_extractor(model, class_names, backbone=None, weights="imagenet", image_size=None):
@@ -296,7 +350,7 @@ def out_of_fold_probabilities(features, labels, folds: int, seed: int, class_nam
         )
 
 
-def _report(lab, files, labels, class_names, settings, data) -> AuditReport:
+def _report(lab, files, labels, class_names, settings, data, found=None) -> AuditReport:
     """The [`AuditReport`][catdog.report.audit_report.AuditReport] of a Datalab's findings."""
     ran = set(lab.get_issue_summary()["issue_type"])  # too few images skip some checks
     believed = lab.get_issues("label")["predicted_label"].to_numpy()
@@ -317,9 +371,13 @@ def _report(lab, files, labels, class_names, settings, data) -> AuditReport:
         row.issue_type: {"count": int(row.num_issues), "score": float(row.score)}
         for row in lab.get_issue_summary().itertuples()
     }
-    skipped = settings.pop("skipped")
-    groups = _duplicate_groups(lab, image) if "near_duplicate" in ran else []
-    _note_checks_not_run(settings, ran)
+    skipped, unfamiliar = settings.pop("skipped"), []
+    if found is None:
+        groups, outliers = _duplicate_groups(lab, image) if "near_duplicate" in ran else [], None
+        _note_checks_not_run(settings, ran)
+    else:
+        groups, outliers, unfamiliar, found_summary = embedding_report_parts(found, image)
+        summary.update(found_summary)
     groups.sort(key=lambda g: (not g.leak, min(i.score for i in g.images)))
     counts = {s: sum(1 for _, split in files if split == s) for s in SPLIT_NAMES}
     return AuditReport(
@@ -327,8 +385,9 @@ def _report(lab, files, labels, class_names, settings, data) -> AuditReport:
         class_names=list(class_names),
         counts=counts,
         label_issues=flagged("label", predicted=True),
-        outliers=flagged("outlier"),
+        outliers=flagged("outlier") if outliers is None else outliers,
         near_duplicates=groups,
+        unfamiliar=unfamiliar,
         summary=summary,
         settings=settings,
         skipped=[tuple(s) for s in skipped],
