@@ -16,7 +16,14 @@ from catdog.report import markdown as md
 MARKDOWN_ROWS = 50
 """The most rows of each table in ``audit.md``; ``audit.json`` lists every flagged file."""
 REPORT_FILES = frozenset(
-    {"audit.json", "audit.md", "label_issues.png", "outliers.png", "near_duplicates.png"}
+    {
+        "audit.json",
+        "audit.md",
+        "label_issues.png",
+        "outliers.png",
+        "near_duplicates.png",
+        "unfamiliar.png",
+    }
 )
 """What a saved report holds: a folder with anything else is not replaced by a new report."""
 THUMBNAILS = 16
