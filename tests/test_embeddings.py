@@ -244,7 +244,7 @@ def test_clear_errors(run, data, tmp_path, capsys, caplog):
     with caplog.at_level(logging.WARNING, logger="catdog"):
         found = embed(run, folder, engine="tensorflow")
     assert found.paths == [os.path.join(folder, "a.jpg")]
-    assert "b.jpg (not a readable image)" in caplog.text
+    assert "b.jpg (not a readable image" in caplog.text
     line = one_line_error(capsys, "similar", photo, "--run", run, "--out", data / "figures")
     assert "inside the data folder" in line
 

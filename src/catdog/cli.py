@@ -84,8 +84,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     _input_file(args.model, _MODEL_FILE)
     if args.out:
-        check_output_folder("--out", args.out)
-        check_outside_data("--out", args.out, args.data)
+        check_output_folder("--out", args.out, data=args.data)
         if Path(args.out).resolve() == Path(args.model).resolve().parent:
             raise InvalidArgumentError(
                 f"--out {args.out!r} is the model's run folder, whose report.json is the run's "
@@ -273,8 +272,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from catdog.training.audit import audit, require_cleanlab
 
     require_cleanlab()  # before any work: the extra may be missing
-    check_output_folder("--out", args.out)
-    check_outside_data("--out", args.out, args.data)
+    check_output_folder("--out", args.out, data=args.data)
     report = audit(
         args.data,
         model=args.model,
@@ -294,8 +292,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_similar(args: argparse.Namespace) -> int:
     from catdog.runs.embeddings import similar_table
 
-    check_output_folder("--out", args.out)
-    check_outside_data("--out", args.out, (RunFolder(args.run).record() or {}).get("data"))
+    check_output_folder("--out", args.out, data=(RunFolder(args.run).record() or {}).get("data"))
     options = {"engine": args.engine, "batch_size": args.batch_size}
     print(similar_table(args.images, args.run, args.k, out=args.out, **options))
     return 0

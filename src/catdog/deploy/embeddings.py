@@ -285,28 +285,17 @@ def image_embeddings(
 def _readable_batches(
     names: Sequence[str], size: tuple[int, int], batch_size: int
 ) -> Iterator[tuple[list[str], np.ndarray]]:
-    """[`image_batches`][catdog.data.images.image_batches] of the files, those that do not
-    decode or are too large left out with one warning naming them (a missing file raises)."""
-    from catdog.data.images import image_batches, image_size_problem, load_images
+    """``(decoded files, pixels)`` of each batch that
+    [`read_image_batches`][catdog.data.images.read_image_batches] reads, the files that do not
+    decode left out with one warning naming them (a missing or too large file raises first, as
+    for ``catdog predict``)."""
+    from catdog.data.images import read_image_batches
 
-    skipped = [(n, why) for n in names if (why := image_size_problem(n))]
-    left = [n for n in names if n not in dict(skipped)]
-    start = 0
-    while start < len(left):
-        try:
-            for chunk, pixels in image_batches(left[start:], size, batch_size):
-                start += len(chunk)
-                yield chunk, pixels
-        except InvalidArgumentError:  # a file of the next chunk does not decode: one by one
-            chunk, readable = left[start : start + batch_size], []
-            for name in chunk:
-                try:
-                    readable.append((name, load_images([name], size)[0]))
-                except InvalidArgumentError:
-                    skipped.append((name, "not a readable image"))
-            start += len(chunk)
-            if readable:
-                yield [n for n, _ in readable], np.stack([p for _, p in readable])
+    skipped = []
+    for batch in read_image_batches(names, size, batch_size):
+        skipped += [(p, why) for p, why in zip(batch.paths, batch.errors, strict=True) if why]
+        if batch.decoded:
+            yield batch.decoded, batch.pixels
     if skipped:
         logger.warning(
             "Skipped %d file(s): %s", len(skipped), "; ".join(f"{p} ({w})" for p, w in skipped)
