@@ -219,9 +219,10 @@ def main() -> None:
         print(row, flush=True)
     title = f"The data audit on real photos with injected faults, {args.data.name}"
     notes = (
-        f"Mean over {args.draws} draws of the faults (recall_min: the lowest draw). Thresholds "
-        "(near duplicates 0.90, outliers at the 99% conformal quantile, HDBSCAN groups) were "
-        "chosen on these photos."
+        f"Mean over {args.draws} draws of the faults (recall_min: the lowest draw). Label issues "
+        "from a logistic regression on the unit embedding (C=1); thresholds (near duplicates "
+        "0.90, outliers above the Tukey fence Q3 + 1.5 IQR of the data's own k-NN scores, "
+        "HDBSCAN groups away by the 99% conformal quantile) were chosen on these photos."
     )
     write_results(
         args, title, rows, notes, extras={"draws": {str(k): v for k, v in results.items()}}

@@ -299,12 +299,41 @@ def render_summary(results: Path = RESULTS) -> str:
     )
 
 
+def render_knn_cost(results: Path = RESULTS) -> str:
+    """What the k-NN score of the unknown answer costs in LiteRT (``extras.knn_cost`` of
+    unknown.json): its file size and time per call at batch 1 and 32, bank in float32 and
+    float16."""
+    data = load("unknown", results)
+    if data is None:
+        return render_table("unknown", results)  # its "not run yet" line
+    cost = data["extras"]["knn_cost"]
+    rows = [
+        [
+            f"bank in {kind}",
+            f"{cost[f'litert_{kind}_file_bytes'] / 1e6:.1f}",
+            f"{cost[f'litert_{kind}_batch1_ms']:.2f}",
+            f"{cost[f'litert_{kind}_batch32_ms']:.2f}",
+            f"{cost[f'litert_{kind}_batch32_ms'] / 32:.3f}",
+            f"{max(cost[f'litert_{kind}_batch{b}_max_abs_diff_vs_keras'] for b in (1, 32)):.0e}",
+        ]
+        for kind in ("float32", "float16")
+    ]
+    header = ["k-NN score alone, LiteRT", "file MB", "batch 1 (ms)", "batch 32 (ms)",
+              "per image at batch 32 (ms)", "largest difference from Keras"]  # fmt: skip
+    count, width = cost["bank_shape"]
+    note = f"A bank of {count:,} embeddings of {width:,} values, k = 10 (top_k in the model)."
+    return "\n\n".join([run_line("unknown", data), "\n".join(table(header, rows)), note,
+                         noise(results)])  # fmt: skip
+
+
 def render(name: str, results: Path = RESULTS) -> str:
     """The markdown of the block ``<!-- results: NAME -->``."""
     if name == "summary":
         return render_summary(results)
+    if name == "unknown_cost":
+        return render_knn_cost(results)
     if name not in COLUMNS:
-        raise SystemExit(f"render: no results table named {name!r}; names: summary, "
+        raise SystemExit(f"render: no results table named {name!r}; names: summary, unknown_cost, "
                          f"{', '.join(COLUMNS)}")  # fmt: skip
     return render_table(name, results)
 

@@ -59,18 +59,26 @@ def test_near_duplicates_are_groups_of_a_high_cosine_similarity():
     )
 
 
-def test_outliers_are_above_the_conformal_quantile_of_the_datas_own_knn_scores():
+def test_outliers_are_above_the_tukey_fence_of_the_datas_own_knn_scores():
     from catdog.training.audit_embedding import knn_outliers, neighbours
-    from catdog.training.calibration import conformal_quantile
 
     x, _, _, lone, _ = classes_and_strangers()
     similarities, _ = neighbours(x, 10)
-    outliers, threshold = knn_outliers(similarities, coverage=0.99)
+    outliers, threshold = knn_outliers(similarities)
     scores = 1 - similarities[:, -1]
-    assert threshold == pytest.approx(conformal_quantile(scores, 0.99))
+    first, third = np.quantile(scores, [0.25, 0.75])
+    assert threshold == pytest.approx(third + 1.5 * (third - first))
     assert outliers[0] == lone  # the lone stranger is the most severe
     assert set(outliers) == set(np.flatnonzero(scores > threshold))
-    assert len(outliers) <= 0.02 * len(x)  # the data's own threshold flags about 1%
+    assert np.all(np.diff(scores[outliers]) <= 0)  # most severe first
+
+
+def test_clean_data_has_no_outliers_by_construction_of_a_share():
+    from catdog.training.audit_embedding import knn_outliers
+
+    # scores spread evenly: nothing lies past the fence, where a quantile flags its top share
+    similarities = np.linspace(0.5, 0.9, 1000)[:, None]
+    assert knn_outliers(similarities) == ([], pytest.approx(0.7))
 
 
 def test_a_group_of_strangers_with_mixed_labels_is_an_unfamiliar_group():

