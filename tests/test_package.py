@@ -51,7 +51,6 @@ def test_no_text_promises_an_install_from_the_package_index():
         for match in promise.finditer(path.read_text())
     ]
     assert found == []
-    assert "pip install catdog" in "pip install catdog"  # the pattern itself matches:
     assert promise.search('run pip install "catdog[tuner]" now')
     assert promise.search("pip install catdog")
     assert not promise.search('pip install ".[tuner]"')
