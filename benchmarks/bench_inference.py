@@ -33,10 +33,11 @@ def _trained_transfer_model(size: int):
     import numpy as np
 
     import catdog
+    from catdog.data.synthetic import make_synthetic_dataset
     from catdog.models.weights import make_stand_in_weights
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = catdog.make_synthetic_dataset(tmp, images_per_class=80, image_size=(size, size))
+        root = make_synthetic_dataset(tmp, images_per_class=80, image_size=(size, size))
         splits = catdog.from_directory(root, image_size=(size, size), batch_size=32)
         images = np.concatenate([x.numpy() for x, _ in splits.train.take(2)])
         weights = make_stand_in_weights(Path(tmp) / "base.weights.h5", images)

@@ -119,7 +119,7 @@ def _measure(args, tmp: Path):
     import catdog
     from catdog.data.files import image_files
 
-    root = catdog.make_synthetic_dataset(
+    root = catdog.data.synthetic.make_synthetic_dataset(
         tmp / "data",
         images_per_class=args.files // 2,
         image_size=(400, 400),

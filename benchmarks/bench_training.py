@@ -189,7 +189,7 @@ def main() -> None:
         tmp = Path(tmp)
 
         def dataset(images: int) -> Path:
-            return catdog.make_synthetic_dataset(
+            return catdog.data.synthetic.make_synthetic_dataset(
                 tmp / f"data{images}",
                 images_per_class=images // 2,
                 validation_per_class=images // 4,

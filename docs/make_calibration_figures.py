@@ -50,7 +50,8 @@ def build_models(splits, root: Path) -> dict:
     """The demo's CNN (end to end) and a transfer model on stand-in weights (cached features)."""
     import keras
 
-    from catdog import build_model, build_transfer_model, make_stand_in_weights, train
+    from catdog import build_model, build_transfer_model, train
+    from catdog.models.weights import make_stand_in_weights
 
     keras.utils.set_random_seed(0)
     cnn = build_model("preprocessed", input_shape=(SIZE, SIZE, 3), class_names=splits.class_names)
@@ -136,9 +137,9 @@ def plot_scores(rows: dict, path: Path) -> None:
 
 
 def main() -> None:
-    from catdog import from_directory, make_synthetic_dataset
+    from catdog import from_directory
     from catdog.data.images import load_images
-    from catdog.data.synthetic import make_unknown_images
+    from catdog.data.synthetic import make_synthetic_dataset, make_unknown_images
     from catdog.io import write_text
     from catdog.report.calibration import plot_reliability, plot_risk_coverage, risk_coverage
 

@@ -10,7 +10,8 @@ overlaps the validation split (``splits.files`` lists every split's files).
 
 from _common import load_splits, parse_args, run
 
-from catdog import label_counts, majority_baseline, plot_label_counts, plot_samples
+from catdog.data.pipelines import label_counts, majority_baseline
+from catdog.report.plotting import plot_label_counts, plot_samples
 
 
 def main() -> None:

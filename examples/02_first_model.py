@@ -11,7 +11,9 @@ validation accuracy.
 
 from _common import load_splits, model_folder, parse_args, run
 
-from catdog import build_baseline_model, majority_baseline, plot_history, train
+from catdog import build_baseline_model, train
+from catdog.data.pipelines import majority_baseline
+from catdog.report.plotting import plot_history
 
 
 def main() -> None:

@@ -11,14 +11,10 @@ validation accuracy.
 
 from _common import load_splits, model_folder, parse_args, run
 
-from catdog import (
-    build_augmentation,
-    build_augmented_model,
-    majority_baseline,
-    plot_augmentation,
-    plot_history,
-    train,
-)
+from catdog import build_augmented_model, train
+from catdog.data.pipelines import majority_baseline
+from catdog.models.layers import build_augmentation
+from catdog.report.plotting import plot_augmentation, plot_history
 
 
 def main() -> None:

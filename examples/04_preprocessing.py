@@ -10,7 +10,9 @@ the "Image Classification with TensorFlow" post reached 70-72% validation accura
 
 from _common import load_splits, model_folder, parse_args, run
 
-from catdog import build_preprocessed_model, majority_baseline, plot_history, train
+from catdog import build_preprocessed_model, train
+from catdog.data.pipelines import majority_baseline
+from catdog.report.plotting import plot_history
 
 
 def main() -> None:

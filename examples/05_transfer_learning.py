@@ -19,9 +19,11 @@ import argparse
 import numpy as np
 from _common import load_splits, model_folder, parse_args, run
 
-from catdog import build_transfer_model, fine_tune, majority_baseline, plot_history, train
+from catdog import build_transfer_model, fine_tune, train
 from catdog.cli import layer_position
+from catdog.data.pipelines import majority_baseline
 from catdog.models.weights import make_stand_in_weights
+from catdog.report.plotting import plot_history
 from catdog.training.fine_tune import merge_histories
 
 

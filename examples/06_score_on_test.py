@@ -9,15 +9,10 @@ the same held-out test split, which shares no file with training or validation.
 
 from _common import load_splits, parse_args, run
 
-from catdog import (
-    InvalidArgumentError,
-    evaluate,
-    load_model,
-    plot_confusion_matrix,
-    plot_misclassified,
-)
+from catdog import InvalidArgumentError, evaluate, load_model
 from catdog.io import write_json, write_text
 from catdog.report.evaluation import compare_reports
+from catdog.report.plotting import plot_confusion_matrix, plot_misclassified
 
 # What the "Image Classification with TensorFlow" post reports (validation accuracy while
 # training; test accuracy for model D only).

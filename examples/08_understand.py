@@ -11,7 +11,8 @@ learning rate to train with (Smith's range test on a fresh model). Uses model C 
 
 from _common import load_splits, model_folder, parse_args, run
 
-from catdog import build_preprocessed_model, evaluate, load_images, load_model
+from catdog import build_preprocessed_model, evaluate, load_model
+from catdog.data.images import load_images
 from catdog.report.interpret import gradcam
 from catdog.report.plotting import plot_gradcam
 from catdog.training.lr_finder import lr_find

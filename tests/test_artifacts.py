@@ -149,7 +149,7 @@ def test_saved_model_serves_encoded_images_like_catdog_predict(three_class_model
     assert served["class_name"] == [p.class_name for p in expected]
     # the pixels endpoint is kept too
     loaded = keras.layers.TFSMLayer(str(path), call_endpoint="serve")
-    pixels = catdog.load_images(images, (24, 24))
+    pixels = catdog.data.images.load_images(images, (24, 24))
     np.testing.assert_allclose(loaded(pixels).numpy(), model.predict(pixels, verbose=0), atol=1e-4)
 
 
@@ -265,7 +265,7 @@ def test_onnx_export_matches_keras(three_class_model, tmp_path, monkeypatch):
     path = export(model, tmp_path / "m.onnx", format="onnx")
     assert labels_path(path).read_text().split() == CLASSES
     session = onnxruntime.InferenceSession(str(path))
-    pixels = catdog.load_images(_images(root, tmp_path), (24, 24))
+    pixels = catdog.data.images.load_images(_images(root, tmp_path), (24, 24))
     got = session.run(None, {session.get_inputs()[0].name: pixels})[0]
     np.testing.assert_allclose(got, model.predict(pixels, verbose=0), atol=1e-4)
     monkeypatch.setitem(sys.modules, "tf2onnx", None)  # as if the extra were not installed

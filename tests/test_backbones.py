@@ -6,9 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from catdog import build_model, build_transfer_model, get_base
+from catdog import build_model, build_transfer_model
 from catdog.errors import InvalidArgumentError
 from catdog.models.backbones import BACKBONES, get_backbone
+from catdog.models.classifier import get_base
 from catdog.models.registry import list_models, model_spec
 from catdog.training.feature_cache import split_transfer_model
 

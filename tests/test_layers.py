@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from catdog import (
+from catdog.models.layers import (
     InferenceMode,
     augmentation_layers,
     build_augmentation,

@@ -16,6 +16,7 @@ from catdog import (
     list_models,
 )
 from catdog.errors import InvalidArgumentError
+from catdog.models.classifier import get_base
 
 from .conftest import random_images
 
@@ -206,12 +207,12 @@ def test_transfer_options():
     )
     assert isinstance(model.get_layer("global_pool"), keras.layers.GlobalAveragePooling2D)
     assert trainable_count(model) > 2_000_000
-    assert catdog.get_base(model).trainable
+    assert get_base(model).trainable
 
 
 def test_transfer_base_batchnorm_stays_frozen_when_unfrozen(rng):
     model = build_transfer_model(input_shape=(64, 64, 3), weights=None)
-    base = catdog.get_base(model)
+    base = get_base(model)
     base.trainable = True
     bn = next(layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization))
     before_mean = bn.moving_mean.numpy().copy()
@@ -228,9 +229,9 @@ def test_transfer_base_batchnorm_stays_frozen_when_unfrozen(rng):
 def test_transfer_local_weights_file(tmp_path, rng):
     source = build_transfer_model(input_shape=(96, 96, 3), weights=None)
     path = tmp_path / "mobilenet_v2_no_top.weights.h5"
-    catdog.get_base(source).save_weights(path)
+    get_base(source).save_weights(path)
     model = build_transfer_model(input_shape=(96, 96, 3), weights=path)
-    for a, b in zip(catdog.get_base(source).weights, catdog.get_base(model).weights, strict=True):
+    for a, b in zip(get_base(source).weights, get_base(model).weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
@@ -242,11 +243,11 @@ def test_stand_in_weights_give_features_a_head_learns_from(synthetic_splits, tmp
     random_base = build_transfer_model(input_shape=(64, 64, 3), weights=None)
     model = build_transfer_model(input_shape=(64, 64, 3), weights=path)
     for candidate, informative in ((random_base, False), (model, True)):
-        features = catdog.get_base(candidate)(images / 127.5 - 1.0, training=False)
+        features = get_base(candidate)(images / 127.5 - 1.0, training=False)
         spread = float(np.std(keras.ops.convert_to_numpy(features), axis=0).mean())
         assert (spread > 0.05) is informative, spread
-    first_norm = catdog.get_base(model).get_layer("bn_Conv1")
-    conv = catdog.get_base(model).get_layer("Conv1")(images / 127.5 - 1.0)
+    first_norm = get_base(model).get_layer("bn_Conv1")
+    conv = get_base(model).get_layer("Conv1")(images / 127.5 - 1.0)
     np.testing.assert_allclose(  # the moving mean is the mean over these images
         first_norm.moving_mean.numpy(), np.mean(conv, axis=(0, 1, 2)), rtol=1e-3, atol=1e-4
     )

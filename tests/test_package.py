@@ -29,6 +29,42 @@ def test_version_matches_the_project():
     assert 'dynamic = ["version"]' in (root / "pyproject.toml").read_text()
 
 
+def _type_checking_imports() -> dict:
+    """``{name: module}`` of the ``if TYPE_CHECKING:`` imports of catdog/__init__.py."""
+    import ast
+
+    tree = ast.parse(Path(catdog.__file__).read_text())
+    block = next(
+        node for node in tree.body
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+    )  # fmt: skip
+    return {
+        alias.name: node.module.removeprefix("catdog.")
+        for node in block.body
+        for alias in node.names
+    }
+
+
+def test_the_type_checking_copy_is_the_lazy_table():
+    assert _type_checking_imports() == catdog._EXPORTS
+    assert not set(catdog._MOVED) & set(catdog._EXPORTS)
+
+
+def test_a_name_moved_out_of_the_root_still_resolves_with_a_warning_naming_its_module():
+    import importlib
+    import warnings
+
+    for name, module in catdog._MOVED.items():
+        catdog.__dict__.pop(name, None)  # not cached by an earlier use
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = getattr(catdog, name)
+        assert value is getattr(importlib.import_module(f"catdog.{module}"), name), name
+        assert [w.category for w in caught] == [DeprecationWarning], name
+        assert f"catdog.{module}" in str(caught[0].message), name
+        assert name not in catdog.__all__ and name not in dir(catdog)
+
+
 def test_every_public_name_resolves():
     for name in catdog.__all__:
         assert getattr(catdog, name) is not None, name

@@ -66,12 +66,12 @@ def test_tflite_transfer_model(tmp_path):
 
 def test_inference_model_drops_augmentation_only(model_and_images):
     model, images, expected = model_and_images
-    lean = catdog.inference_model(model)
+    lean = catdog.models.classifier.inference_model(model)
     assert not any(type(layer).__name__.startswith("Random") for layer in lean.layers)
     assert len(lean.layers) == len(model.layers) - 3
     np.testing.assert_allclose(lean.predict(images, verbose=0), expected, atol=1e-6)
     plain = catdog.build_baseline_model(input_shape=(32, 32, 3))
-    assert catdog.inference_model(plain) is plain
+    assert catdog.models.classifier.inference_model(plain) is plain
 
 
 def test_export_errors(model_and_images, tmp_path):

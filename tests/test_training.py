@@ -12,6 +12,7 @@ import catdog.training.fine_tune
 import catdog.training.fit
 from catdog.deploy.export import save_model
 from catdog.errors import InvalidArgumentError
+from catdog.models.classifier import get_base
 from catdog.models.transfer import unfreeze_base
 from catdog.training.fine_tune import (
     fine_tune,
@@ -127,7 +128,7 @@ def test_resume_after_sigkill(synthetic_root, tmp_path):
 def test_fine_tune_unfreezes_top_and_continues_epochs(synthetic_splits):
     model = catdog.build_transfer_model(input_shape=(64, 64, 3), weights=None)
     first = train(model, synthetic_splits, epochs=1, verbose=0)
-    base = catdog.get_base(model)
+    base = get_base(model)
     second = fine_tune(
         model, synthetic_splits, unfreeze_from=140, epochs=1, history=first, verbose=0
     )
@@ -166,8 +167,8 @@ def test_unfreeze_errors():
         unfreeze_base(model, 10_000)
     with pytest.raises(InvalidArgumentError, match="no layer named"):
         unfreeze_base(model, "nope")
-    assert unfreeze_base(model, "block_16_expand") == len(catdog.get_base(model).layers) - [
-        layer.name for layer in catdog.get_base(model).layers
+    assert unfreeze_base(model, "block_16_expand") == len(get_base(model).layers) - [
+        layer.name for layer in get_base(model).layers
     ].index("block_16_expand")
     with pytest.raises(InvalidArgumentError, match="no pretrained base"):
         unfreeze_base(small_cnn(32))

@@ -141,7 +141,7 @@ def plot_label_counts(data, *, path: str | os.PathLike | None = None):
     if not isinstance(data, Splits):
         raise InvalidArgumentError(
             f"plot_label_counts needs a catdog.Splits, got {type(data).__name__}; "
-            "use catdog.label_counts(dataset) for a plain dataset."
+            "use catdog.data.pipelines.label_counts(dataset) for a plain dataset."
         )
     names = data.class_names
     fig = _figure(max(5.0, 1.6 + 1.2 * len(names)), 3.6)

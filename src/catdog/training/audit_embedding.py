@@ -163,7 +163,7 @@ def knn_outliers(similarities, fence: float = OUTLIER_FENCE) -> tuple[list[int],
         >>> s = np.array([[0.9], [0.8], [0.85], [0.88], [0.1]])
         >>> flagged, threshold = knn_outliers(s)
         >>> flagged, round(threshold, 3)
-        ([4], 0.275)
+        ([4], 0.32)
     """
     scores = knn_scores_of(similarities)
     first, third = np.quantile(scores, [0.25, 0.75])
