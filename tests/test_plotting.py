@@ -35,7 +35,7 @@ def test_label_counts_bars_per_split(synthetic_splits, tmp_path):
     ]
     assert heights == expected and heights[0] == [40, 40]
     assert ax.get_title() == "label counts (majority baseline 50%)"
-    with pytest.raises(ValueError, match="catdog.label_counts"):
+    with pytest.raises(ValueError, match="catdog.data.pipelines.label_counts"):
         catdog.report.plotting.plot_label_counts(synthetic_splits.train)
 
 
