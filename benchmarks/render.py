@@ -85,6 +85,16 @@ def _auroc(split: str):
     return lambda row: row["auroc"].get(split)
 
 
+def _spread(got: dict) -> str:
+    """A mean accuracy and its interval: ``95.9% (93.1-97.2)``."""
+    return f"{got['mean']:.1%} ({100 * got['low']:.1f}-{100 * got['high']:.1f})"
+
+
+def _accuracy(method: str):
+    """One few-shot method's accuracy, with its interval."""
+    return lambda row: _spread(row[method])
+
+
 _TRAINING = [
     ("path", "path", "{}"),
     ("wall time (s)", "seconds", "{:.0f}"),
@@ -163,6 +173,15 @@ COLUMNS = {  # results file: (header, row key or function of the row, format)
         ("count", "photos", "{}"),
         ("answered unknown", _share, "{}"),
     ],
+    "fewshot": [
+        ("photos per class", "shots", "{}"),
+        ("draws", "draws", "{}"),
+        ("(a) prototypes", _accuracy("prototype"), "{}"),
+        ("(b) centred prototypes", _accuracy("prototype_centred"), "{}"),
+        ("(b') centred on the pool's mean", _accuracy("prototype_centred_pool"), "{}"),
+        ("(c) k-NN vote", _accuracy("knn"), "{}"),
+        ("(d) logistic regression", _accuracy("logistic"), "{}"),
+    ],
     "real": [
         ("row", "name", "{}"),
         ("time (s)", "seconds", "{:.0f}"),
@@ -230,6 +249,8 @@ def render_table(name: str, results: Path = RESULTS) -> str:
         rows.append(["ratio", f"{first:.2f}x", f"{later:.2f}x"])
     parts = [run_line(name, data), "\n".join(table([c[0] for c in columns], rows))]
     parts += [data["notes"]] if data.get("notes") else []
+    if name == "fewshot":  # the goal, from the same run
+        parts.append(_fewshot_goal(data["extras"]["goal"]))
     return "\n\n".join([*parts, noise(results)])
 
 
@@ -326,15 +347,67 @@ def render_knn_cost(results: Path = RESULTS) -> str:
                          noise(results)])  # fmt: skip
 
 
+def _fewshot_goal(goal: dict) -> str:
+    met = "met" if goal["met_on_average"] else "not met"
+    return (
+        f"Goal: from {goal['shots']} photos per class, within {goal['points']:g} points of the "
+        f"best accuracy with every label ({goal['every_label_method']}, "
+        f"{goal['every_label_best']:.1%}). The best method at {goal['shots']} photos per class, "
+        f"{goal['few_shot_method']}, is {goal['gap_points']:.1f} points below it on average: "
+        f"{met} on average; {goal['draws_within']:.0%} of its draws are within "
+        f"{goal['points']:g} points, and its 2.5% draw reaches {goal['few_shot_low']:.1%}."
+    )
+
+
+def render_fewshot_loop(results: Path = RESULTS) -> str:
+    """The simulated labelling loop of bench_fewshot.py (``extras.loop`` of fewshot.json):
+    held-out accuracy after some rounds, per pool, rule and strategy, and the share of the
+    photos shown that were foreign."""
+    data = load("fewshot", results)
+    if data is None:
+        return render_table("fewshot", results)  # its "not run yet" line
+    loop = data["extras"]["loop"]
+    picked = (0, 1, 2, 5, loop["rounds"])
+    models = {"prototype_centred": "centred prototypes", "logistic": "logistic head"}
+    rows = []
+    for config in loop["configs"]:
+        cells = [_spread(config["rounds"][r]) for r in picked]
+        share = config["foreign_share"]
+        foreign = f"{share['mean']:.0%} ({share['low']:.0%}-{share['high']:.0%})"
+        rows.append([config["pool"], models.get(config["model"], config["model"]),
+                     config["rule"].replace("_", " "), config["strategy"].replace("_", " + "),
+                     *cells, foreign if config["foreign"] else ""])  # fmt: skip
+    shown = [loop["configs"][0]["rounds"][r]["shown"] for r in picked]
+    header = ["pool", "model", "rule", "strategy", *(f"{n} shown" for n in shown),
+              f"{loop['foreign_set']} among the shown"]  # fmt: skip
+    flagged = "; ".join(
+        f"{pool}: " + ", ".join(f"{share:.1%} of the {kind}" for kind, share in got.items())
+        for pool, got in loop["outlier_rule_flags"].items()
+    )
+    note = (
+        f"Held-out accuracy (mean and 2.5-97.5% over {loop['seeds']} seeds) after 0, 1, 2, 5 "
+        f"and {loop['rounds']} rounds: {loop['start_per_class']} random photos per class to "
+        f"start, then {loop['batch']} photos shown per round (uncertainty + diversity: "
+        f"farthest-point among the {loop['candidates']} most uncertain). The audit's rule "
+        f"`outliers` flagged {flagged}. The centred prototypes' fitted temperatures: median "
+        f"{loop['temperature']['median']:.3f} (10-90%: {loop['temperature']['p10']:.3f}-"
+        f"{loop['temperature']['p90']:.3f})."
+    )
+    return "\n\n".join([run_line("fewshot", data), "\n".join(table(header, rows)), note,
+                         noise(results)])  # fmt: skip
+
+
 def render(name: str, results: Path = RESULTS) -> str:
     """The markdown of the block ``<!-- results: NAME -->``."""
     if name == "summary":
         return render_summary(results)
     if name == "unknown_cost":
         return render_knn_cost(results)
+    if name == "fewshot_loop":
+        return render_fewshot_loop(results)
     if name not in COLUMNS:
         raise SystemExit(f"render: no results table named {name!r}; names: summary, unknown_cost, "
-                         f"{', '.join(COLUMNS)}")  # fmt: skip
+                         f"fewshot_loop, {', '.join(COLUMNS)}")  # fmt: skip
     return render_table(name, results)
 
 
