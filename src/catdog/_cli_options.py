@@ -282,6 +282,27 @@ def add_similar(sub) -> argparse.ArgumentParser:
     return similar
 
 
+def add_review(sub) -> argparse.ArgumentParser:
+    """``catdog review`` (see [`catdog.report.review`][catdog.report.review])."""
+    review = sub.add_parser(
+        "review",
+        help="write a review page of what catdog flagged, to decide on in a browser",
+        description="Write one self-contained HTML page (thumbnails inside, no server, works "
+        "offline) of the images an audit flagged, or of the unknown and unsure rows of a "
+        "predictions file. Decide per image with mouse or keyboard (keep, exclude, relabel "
+        "as a class) and save decisions.json: `catdog train --exclude decisions.json "
+        "--relabel decisions.json` reads it. Nothing on disk changes.",
+    )
+    review.add_argument(
+        "source", help="an audit folder (or its audit.json), or a predictions .csv"
+    )
+    review.add_argument(
+        "--out", default="review.html", help="the page to write (default review.html)"
+    )
+    review.add_argument("--overwrite", action="store_true", help="replace an existing page")
+    return review
+
+
 def add_cluster_timeout(add, what: str) -> None:
     """``--cluster-timeout``: how long to wait for ``what`` to start."""
     add(

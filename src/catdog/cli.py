@@ -27,6 +27,7 @@ from catdog._cli_options import (
     add_evaluate,
     add_export,
     add_predict,
+    add_review,
     add_similar,
     add_train,
     add_tune,
@@ -40,7 +41,7 @@ from catdog._rules import (
     check_output_folder,
     check_outside_data,
 )
-from catdog.errors import CatdogError, InvalidArgumentError
+from catdog.errors import CatdogError, InvalidArgumentError, OutputError
 from catdog.runs.config import DEMO_DEFAULTS
 from catdog.runs.job import demo_data, run_training
 from catdog.runs.record import RunFolder
@@ -298,6 +299,18 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    from catdog.report.review import read_review_source, write_review_page
+
+    data, class_names, items = read_review_source(args.source)
+    check_outside_data("--out", args.out, data)
+    if os.path.exists(args.out) and not args.overwrite:
+        raise OutputError(f"{args.out!r} exists: pass --overwrite to replace it, or another --out.")
+    page = write_review_page(items, class_names, data, args.out, f"catdog review of {args.source}")
+    print(f"{len(items)} image(s) to review: open {page} in a browser; it saves decisions.json")
+    return 0
+
+
 def cmd_card(args: argparse.Namespace) -> int:
     from catdog.runs.card import write_model_card
 
@@ -343,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tune(sub).set_defaults(func=cmd_tune)
     add_audit(sub).set_defaults(func=cmd_audit)
     add_similar(sub).set_defaults(func=cmd_similar)
+    add_review(sub).set_defaults(func=cmd_review)
     card = sub.add_parser("card", help="(re)write a run folder's model card, README.md")
     card.add_argument("run", help="a run folder written by catdog train")
     card.set_defaults(func=cmd_card)

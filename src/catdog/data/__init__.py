@@ -1,5 +1,6 @@
 """Images in, datasets out: finding and splitting files (`files`), decoding images (`images`),
-tf.data pipelines (`pipelines`), downloading (`download`), the tutorial's dataset
+tf.data pipelines (`pipelines`), exclusions and relabelling (`exclusions`, `relabel`),
+downloading (`download`), the tutorial's dataset
 (`datasets`) and generated images (`synthetic`). Nothing here imports training or deploy."""
 
 from catdog._lazy import submodule_loader

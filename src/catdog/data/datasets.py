@@ -23,6 +23,7 @@ from catdog.data.download import (
 )
 from catdog.data.exclusions import Exclude
 from catdog.data.pipelines import Splits, from_directory
+from catdog.data.relabel import Relabel
 from catdog.errors import InvalidArgumentError
 from catdog.io import sha256sum
 
@@ -42,6 +43,7 @@ def load_cats_and_dogs(
     cache: str | os.PathLike | None = "memory",
     exclude: Exclude = None,
     decode: Sequence[str] = SPLIT_NAMES,
+    relabel: Relabel = None,
 ) -> Splits:
     """Download ``cats_and_dogs_filtered.zip`` once, extract it once, and return its splits.
 
@@ -73,6 +75,8 @@ def load_cats_and_dogs(
         decode: the splits whose images are decoded; the others are listed only, with no
             dataset (see [`build_splits`][catdog.data.pipelines.build_splits]). Defaults to
             all three.
+        relabel: images to file under another class (see
+            [`from_directory`][catdog.data.pipelines.from_directory]).
 
     Examples:
         ```python
@@ -110,4 +114,5 @@ def load_cats_and_dogs(
         cache=cache,
         exclude=exclude,
         decode=decode,
+        relabel=relabel,
     )

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 from catdog.data.exclusions import Exclude
 from catdog.data.files import split_files
+from catdog.data.relabel import Relabel, relabel_files
 
 logger = logging.getLogger("catdog")
 
@@ -319,6 +320,7 @@ def from_directory(
     class_names: Sequence[str] | None = None,
     exclude: Exclude = None,
     decode: Sequence[str] = SPLIT_NAMES,
+    relabel: Relabel = None,
 ) -> Splits:
     """Build leak-free train/validation/test datasets from an image folder.
 
@@ -353,6 +355,9 @@ def from_directory(
         decode: the splits whose images are decoded; the others are listed only, with no
             dataset (see [`build_splits`][catdog.data.pipelines.build_splits]). Defaults to
             all three.
+        relabel: images to file under another class than their folder's, in their split (the
+            folder is not touched): a ``{path: class}`` map or a review page's decisions.json
+            (see [`relabel_files`][catdog.data.relabel.relabel_files]). Defaults to `None`.
 
     Examples:
         ```python
@@ -370,6 +375,7 @@ def from_directory(
         seed=seed,
         exclude=exclude,
     )
+    split_paths = relabel_files(path, split_paths, relabel)
     return build_splits(
         folder_classes if class_names is None else list(class_names),
         split_paths,

@@ -32,24 +32,17 @@ from catdog.io import json_safe
 
 DEMO_DEFAULTS = {"model": "preprocessed", "image_size": 64, "epochs": 8, "images_per_class": 200}
 
-
 FROZEN_BASE_DEFAULTS = {
-    "cache_features": True,
-    "augment_copies": 0,
-    "fine_tune_epochs": 0,
-    "early_stopping": 3,
-}
+    "cache_features": True, "augment_copies": 0, "fine_tune_epochs": 0, "early_stopping": 3
+}  # fmt: skip
 """What ``catdog train`` does by default for a transfer model with a frozen base: train the
 head on cached features of each image, stopping after 3 epochs without improvement. Chosen
 on real photos (benchmarks/bench_real.py; the table in the training guide): augmented copies
 and fine-tuning cost time and bought no measurable accuracy there (``--augment-copies``,
 ``--fine-tune-epochs`` turn them on)."""
 OTHER_DEFAULTS = {
-    "cache_features": False,
-    "augment_copies": 0,
-    "fine_tune_epochs": 0,
-    "early_stopping": 0,
-}
+    "cache_features": False, "augment_copies": 0, "fine_tune_epochs": 0, "early_stopping": 0
+}  # fmt: skip
 """The same settings for every other model: end-to-end training, no early stopping."""
 
 
@@ -143,6 +136,11 @@ class RunConfig:
         metavar="FILE",
         compared=False,  # where the list is does not matter: its paths are compared
     )
+    relabel: str | None = setting(
+        None, "--relabel", "file these images under another class, in their split (the folder "
+        "is not touched): a catdog review page's decisions.json; recorded like --exclude",
+        metavar="FILE", compared=False,  # compared by its map's SHA-256
+    )  # fmt: skip
     epochs: int = setting(
         20,
         "--epochs",
@@ -366,8 +364,10 @@ def config_record(config: RunConfig) -> dict:
     with the paths that ``exclude`` lists and their SHA-256 (see
     [`describe_exclusion`][catdog.data.exclusions.describe_exclusion])."""
     from catdog.data.exclusions import describe_exclusion
+    from catdog.data.relabel import describe_relabel
 
     record = {**asdict(config), "out": str(config.out), **describe_exclusion(config.exclude)}
+    record.update(describe_relabel(config.relabel))
     if record["data"] != "cats_and_dogs":
         record["data"] = os.path.abspath(record["data"])
     return json.loads(json.dumps(json_safe(record)))
@@ -394,7 +394,7 @@ def changed_fields(old: dict, new: dict) -> list[str]:
         []
     """
     not_compared = {f.name for f in fields(RunConfig) if not f.metadata["compared"]}
-    not_compared.add("excluded")  # compared by its SHA-256, exclude_sha256
+    not_compared |= {"excluded", "relabelled"}  # compared by their SHA-256
     keys = sorted((set(old) | set(new)) - not_compared - set(RESULTS))
 
     def value(record: dict, key: str):

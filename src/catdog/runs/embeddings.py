@@ -142,7 +142,7 @@ def _source_key(folder: RunFolder, record: dict) -> str:
 
     digest = hashlib.sha256(f"catdog embeddings {EMBEDDINGS_FORMAT}\n".encode())
     digest.update(sha256sum(folder.model).encode())
-    fields = ("data", "seed", "exclude", "splits", "class_names")
+    fields = ("data", "seed", "exclude", "relabelled", "splits", "class_names")
     digest.update(json.dumps({f: record.get(f) for f in fields}, sort_keys=True).encode())
     for source in (folder.class_names, Path(str(record.get("exclude") or ""))):
         if source.is_file():

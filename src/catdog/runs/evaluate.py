@@ -135,15 +135,16 @@ def run_splits(
     size = tuple(model.input_shape[1:3])
     # the run's exclusions (catdog train --exclude) hold for the run's data: the paths it
     # recorded (an older catdog recorded only where the list file was)
-    exclude = None
+    exclude = relabel = None
     if run and _same_data(data, run["data"]):
         exclude = run["excluded"] if "excluded" in run else run.get("exclude")
+        relabel = run.get("relabelled")  # and its relabelled images keep their new class
     wanted = (split,) if decode is None else tuple(decode)
 
     def load(seed: int, decode=wanted):
         return load_splits(
             data, size, batch_size, seed, class_names=class_names, exclude=exclude, cache=cache,
-            decode=decode,
+            decode=decode, relabel=relabel,
         )  # fmt: skip
 
     return _evaluation_splits(_Asked(str(model_path), split, seed), run, data, load)

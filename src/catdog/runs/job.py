@@ -61,7 +61,10 @@ def demo_data(images_per_class: int = 200, image_size: int = 64) -> Path:
 def load_data(config: RunConfig):
     """Splits for ``config.data``: ``cats_and_dogs`` (downloaded) or a folder."""
     size = (config.image_size, config.image_size)
-    return load_splits(config.data, size, config.batch_size, config.seed, exclude=config.exclude)
+    return load_splits(
+        config.data, size, config.batch_size, config.seed, exclude=config.exclude,
+        relabel=config.relabel,
+    )  # fmt: skip
 
 
 def load_splits(
@@ -73,11 +76,13 @@ def load_splits(
     exclude=None,
     cache="memory",
     decode=SPLIT_NAMES,
+    relabel=None,
 ):
     """Splits of ``data``: ``cats_and_dogs`` (downloaded) or an image folder (its class
     folders mapped to ``class_names``, in order, when given), without the files ``exclude``
-    lists, the decoded images of the ``decode`` splits cached in ``cache`` (memory, or a
-    folder) (see [`from_directory`][catdog.data.pipelines.from_directory]).
+    lists, the images ``relabel`` maps filed under their new class, the decoded images of
+    the ``decode`` splits cached in ``cache`` (memory, or a folder) (see
+    [`from_directory`][catdog.data.pipelines.from_directory]).
 
     Examples:
         ```python
@@ -94,6 +99,7 @@ def load_splits(
         exclude=exclude,
         cache=cache,
         decode=decode,
+        relabel=relabel,
     )
     if data == "cats_and_dogs":
         return load_cats_and_dogs(**options)
