@@ -285,8 +285,6 @@ def calibrate(
         # 'unknown'
         ```
     """
-    from catdog.deploy.predict import forget_predictors
-
     _check(model, splits, unknown_coverage, method)
     start = time.perf_counter()
     wanted = ["validation", "test"]
@@ -305,7 +303,6 @@ def calibrate(
     _warn_if_rough(len(passes["validation"][2]), fitted if temperature else None)
     layer, accepted = _fitted_layer(model, passes, fitted, unknown_coverage, method, k)
     attach_confidence(model, layer)
-    forget_predictors(model)
     result = Calibration(
         **(layer.describe() | {"temperature": fitted}),
         coverage_validation=accepted,
