@@ -35,11 +35,12 @@ from catdog.errors import (
     OutputError,
 )
 from catdog.io import atomic_path, write_atomic
-from catdog.models.classifier import inference_model, probability_model
+from catdog.models.classifier import inference_model
 from catdog.models.confidence import (
     check_confidence,
     confidence_layer,
     confidence_outputs,
+    probability_model,
     unknown_threshold,
 )
 

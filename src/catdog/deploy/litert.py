@@ -19,10 +19,9 @@ if TYPE_CHECKING:
 
 
 from catdog.data.images import PREDICT_BATCH_SIZE, run_in_batches
-from catdog.deploy.labels import _exported_names
+from catdog.deploy.labels import exported_class_names_and_source
 from catdog.deploy.metadata import read_litert_metadata
-from catdog.models.classifier import probability_model
-from catdog.models.confidence import check_finite_threshold
+from catdog.models.confidence import check_finite_threshold, probability_model
 
 logger = logging.getLogger("catdog")
 
@@ -243,7 +242,7 @@ class LiteRTModel:
         threshold = self.metadata.get("threshold")
         check_finite_threshold(threshold, str(path))
         self.threshold = float(threshold) if self.scored and threshold is not None else None
-        names, source = _exported_names(path)
+        names, source = exported_class_names_and_source(path)
         if names is None and isinstance(self.metadata.get("class_names"), list):
             names, source = [str(n) for n in self.metadata["class_names"]], str(path)
         if names is not None and len(names) != self.output_shape[-1]:

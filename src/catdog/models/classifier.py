@@ -1,11 +1,11 @@
 """The classifier every catdog model is:
 [`ImageClassifier`][catdog.models.classifier.ImageClassifier]
 (raw 0..255 RGB pixels in, one output per class, its class names carried), compiling it with
-the loss its activation needs, and its inference-time and probability forms."""
+the loss its activation needs, its inference-time form and its outputs as probabilities (the
+form every export runs, with the model's calibration, is
+[`probability_model`][catdog.models.confidence.probability_model])."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import keras
 
@@ -15,10 +15,6 @@ from catdog._rules import (
     check_positive_number,
 )
 from catdog.errors import InvalidArgumentError
-
-if TYPE_CHECKING:
-    import keras
-
 
 # ----------------------------------------------------------------------------- the model class
 # Layers that change images only in training and pass them through unchanged at inference
@@ -282,10 +278,6 @@ def inference_model(model: keras.Model) -> keras.Model:
         >>> [type(l).__name__ for l in inference_model(build_augmented_model()).layers][:2]
         ['Conv2D', 'MaxPooling2D']
     """
-    import keras
-
-    from catdog.models.classifier import ImageClassifier, is_augmentation_layer
-
     if not isinstance(model, keras.Sequential):
         return model
     if isinstance(model, ImageClassifier):
@@ -300,35 +292,3 @@ def inference_model(model: keras.Model) -> keras.Model:
     if isinstance(model, ImageClassifier):
         return ImageClassifier(layer_list, name=name, class_names=model.class_names)
     return keras.Sequential(layer_list, name=name)
-
-
-def probability_model(model: keras.Model) -> keras.Model:
-    """The model without augmentation, ending in probabilities (a softmax after logits).
-
-    What every export and the LiteRT engine run. A model with a
-    [`Confidence`][catdog.models.confidence.Confidence] layer outputs calibrated probabilities
-    and, when it has an out-of-distribution score, the dict
-    ``{"probabilities": ..., "ood_score": ...}``
-    ([`confidence_outputs`][catdog.models.confidence.confidence_outputs]).
-
-    Examples:
-        >>> from catdog.models.cnn import build_baseline_model
-        >>> probability_model(build_baseline_model(classifier_activation=None)).layers[-1].name
-        'probabilities'
-    """
-    import keras
-
-    from catdog.models.classifier import outputs_logits
-    from catdog.models.confidence import confidence_layer, confidence_outputs
-
-    if confidence_layer(model) is not None:  # calibrated, and with its score when it has one
-        inputs = keras.Input(shape=model.input_shape[1:], name="image")
-        outputs = confidence_outputs(model, inputs)
-        outputs = outputs if len(outputs) > 1 else outputs["probabilities"]
-        return keras.Model(inputs, outputs, name=f"{model.name}_probabilities")
-    without_augmentation = inference_model(model)
-    if not outputs_logits(model):
-        return without_augmentation
-    inputs = keras.Input(shape=model.input_shape[1:], name="image")
-    outputs = keras.layers.Softmax(name="probabilities")(without_augmentation(inputs))
-    return keras.Model(inputs, outputs, name=f"{model.name}_probabilities")

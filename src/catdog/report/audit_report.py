@@ -329,17 +329,17 @@ def plot_flagged(
         ```
     """
     from catdog.data.images import load_images
-    from catdog.report.plotting import _finish, _grid, _show
+    from catdog.report._figures import finish, grid, show
 
     shown = images[:n]
-    fig, axes = _grid(len(shown), 4, cell=2.2)
+    fig, axes = grid(len(shown), 4, cell=2.2)
     pixels = load_images([report.path_of(i) for i in shown], image_size) if shown else []
     for ax, image, item in zip(axes, pixels, shown, strict=False):
         believed = f" -> {item.predicted}" if item.predicted else ""
-        _show(ax, image, f"{item.label}{believed}\n{item.split} {item.score:.2f}")
+        show(ax, image, f"{item.label}{believed}\n{item.split} {item.score:.2f}")
     if not shown:
         axes[0].text(0.5, 0.5, "none found", ha="center", va="center")
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_duplicates(
@@ -360,11 +360,11 @@ def plot_duplicates(
         ```
     """
     from catdog.data.images import load_images
-    from catdog.report.plotting import _figure, _finish, _show
+    from catdog.report._figures import figure, finish, show
 
     groups = (report.near_duplicates if groups is None else groups)[:n]
     cols = max([min(4, len(g.images)) for g in groups] or [1])
-    fig = _figure(2.2 * cols, 2.2 * max(1, len(groups)))
+    fig = figure(2.2 * cols, 2.2 * max(1, len(groups)))
     axes = fig.subplots(max(1, len(groups)), cols, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
@@ -373,7 +373,7 @@ def plot_duplicates(
         pixels = load_images([report.path_of(i) for i in members], image_size)
         for ax, image, item in zip(row[: len(members)], pixels, members, strict=True):
             leak = "LEAK " if getattr(group, "leak", False) else ""
-            _show(ax, image, f"{leak}{item.split} {item.label}\n{item.score:.2f}")
+            show(ax, image, f"{leak}{item.split} {item.label}\n{item.score:.2f}")
     if not groups:
         axes[0][0].text(0.5, 0.5, "none found", ha="center", va="center")
-    return _finish(fig, path)
+    return finish(fig, path)

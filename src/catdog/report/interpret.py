@@ -168,19 +168,19 @@ def plot_neighbours(
         ```
     """
     from catdog.data.images import load_images
-    from catdog.report.plotting import _figure, _finish, _show
+    from catdog.report._figures import figure, finish, show
 
     if len(queries) > MAX_QUERY_ROWS:  # a figure has a largest size: draw the first ones
         logger.warning("Drawing the first %d of %d query images.", MAX_QUERY_ROWS, len(queries))
         queries, neighbours = queries[:MAX_QUERY_ROWS], neighbours[:MAX_QUERY_ROWS]
     cols = 1 + max((len(found) for found in neighbours), default=0)
-    fig = _figure(2.2 * cols, 2.4 * max(1, len(queries)))
+    fig = figure(2.2 * cols, 2.4 * max(1, len(queries)))
     axes = fig.subplots(max(1, len(queries)), cols, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for row, query, found in zip(axes, queries, neighbours, strict=False):
         pixels = load_images([query, *(n.path for n in found)], image_size)
-        _show(row[0], pixels[0], f"query\n{Path(query).name}")
+        show(row[0], pixels[0], f"query\n{Path(query).name}")
         for ax, image, near in zip(row[1:], pixels[1:], found, strict=False):
-            _show(ax, image, f"{near.similarity:.3f} {near.split or ''}\n{near.label or ''}")
-    return _finish(fig, path)
+            show(ax, image, f"{near.similarity:.3f} {near.split or ''}\n{near.label or ''}")
+    return finish(fig, path)
