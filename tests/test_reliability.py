@@ -482,7 +482,7 @@ def test_too_few_images_fail_before_training(tmp_path, monkeypatch):
         catdog.training.fit.train(model, splits, 1, verbose=0)
     csv = tmp_path / "history.csv"
     csv.write_text("epoch,accuracy,val_accuracy\n0,0.5,NA\n")
-    assert np.isnan(catdog.training.callbacks._read_history_csv(csv)["val_accuracy"][0])
+    assert np.isnan(catdog.training.callbacks.read_history_csv(csv)["val_accuracy"][0])
 
 
 def test_fine_tuning_arguments_are_checked_before_training(synthetic_root, tmp_path, monkeypatch):

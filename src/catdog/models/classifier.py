@@ -11,8 +11,10 @@ import keras
 
 from catdog._rules import (
     check_class_names,
+    check_fraction,
     check_int,
     check_positive_number,
+    check_sides,
 )
 from catdog.errors import InvalidArgumentError
 
@@ -161,8 +163,25 @@ def class_names_of(model: keras.Model) -> list[str] | None:
     return getattr(model, "class_names", None) if isinstance(model, ImageClassifier) else None
 
 
-def _classes(num_classes: int | None, class_names) -> tuple[int, list[str] | None]:
-    """``(number of outputs, class names or None)`` from a factory's two arguments."""
+# ----------------------------------------------------------------------------- building one
+def check_input_shape(input_shape) -> tuple[int, int, int]:
+    """A factory's ``input_shape``, checked: ``(height, width, 3)`` of positive integers.
+
+    Examples:
+        >>> check_input_shape([96, 128, 3])
+        (96, 128, 3)
+    """
+    return check_sides("input_shape", input_shape, 3, channels=3)
+
+
+def check_classes(num_classes: int | None, class_names) -> tuple[int, list[str] | None]:
+    """``(number of outputs, class names or None)`` from a factory's two arguments: the
+    names decide the number; without them ``num_classes`` (default 2) does.
+
+    Examples:
+        >>> check_classes(None, ["cat", "dog", "fox"])
+        (3, ['cat', 'dog', 'fox'])
+    """
     if class_names is None:
         return check_int("num_classes", 2 if num_classes is None else num_classes, minimum=2), None
     names = check_class_names(class_names)
@@ -174,7 +193,51 @@ def _classes(num_classes: int | None, class_names) -> tuple[int, list[str] | Non
     return len(names), names
 
 
-def _classifier(layer_list: list, *, name: str, class_names) -> ImageClassifier:
+def check_head(dropout: float, dense_units: int, classifier_activation: str | None) -> None:
+    """Refuse head settings [`classifier_head`][catdog.models.classifier.classifier_head]
+    cannot build: a dropout rate outside ``[0, 1)``, a non-positive number of units, an
+    activation other than ``"softmax"`` or ``None``."""
+    check_fraction("dropout", dropout)
+    check_int("dense_units", dense_units)
+    if classifier_activation not in ("softmax", None):
+        raise InvalidArgumentError(
+            "classifier_activation must be 'softmax' (probabilities) or None (logits), got "
+            f"{classifier_activation!r}. A sigmoid head under a sparse categorical loss, as "
+            "in the original tutorial, does not give probabilities that sum to 1."
+        )
+
+
+def classifier_head(
+    dropout: float, dense_units: int, num_classes: int, activation: str | None
+) -> list[keras.layers.Layer]:
+    """The head every catdog model ends in (fastai's ``create_head``): a ``Dropout`` named
+    ``head_dropout`` (left out at ``dropout=0``), ``Flatten``, a hidden ``Dense`` (ReLU) and
+    the float32 output layer ``predictions`` (``activation``: ``"softmax"`` or ``None``).
+
+    Examples:
+        >>> [layer.name for layer in classifier_head(0.2, 64, 2, "softmax")]
+        ['head_dropout', 'flatten', 'dense', 'predictions']
+    """
+    head = [keras.layers.Dropout(dropout, name="head_dropout")] if dropout else []
+    return head + [
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(dense_units, activation="relu", name="dense"),
+        # float32 even under a mixed precision policy: stable softmax and loss
+        keras.layers.Dense(num_classes, activation=activation, name="predictions", dtype="float32"),
+    ]
+
+
+def classifier_from_layers(layer_list: list, *, name: str, class_names) -> ImageClassifier:
+    """An [`ImageClassifier`][catdog.models.classifier.ImageClassifier] of ``layer_list``
+    (``keras.Input`` first) named ``name``, carrying ``class_names``; its augmentation is the
+    layers that [`is_augmentation_layer`][catdog.models.classifier.is_augmentation_layer]
+    recognises.
+
+    Examples:
+        >>> layers = [keras.Input((8, 8, 3)), *classifier_head(0, 4, 2, "softmax")]
+        >>> classifier_from_layers(layers, name="tiny", class_names=["a", "b"]).class_names
+        ['a', 'b']
+    """
     augmentation = [layer.name for layer in layer_list if is_augmentation_layer(layer)]
     return ImageClassifier(layer_list, name=name, class_names=class_names,
                            augmentation=augmentation)  # fmt: skip

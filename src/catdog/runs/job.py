@@ -31,7 +31,7 @@ from catdog.runs.config import (
     describe_settings,
     resolve_defaults,
 )
-from catdog.runs.publish import _clear_state, _drop_empty_state, _finished_summary, _publish
+from catdog.runs.publish import clear_state, drop_empty_state, finished_summary, publish_run
 from catdog.runs.record import RunFolder, split_fingerprint, splits_match, versions
 
 logger = logging.getLogger("catdog")
@@ -174,7 +174,7 @@ def run_training(config: RunConfig, strategy=None) -> dict:
                         "Wait for it to finish, or choose another --out.",
                     )
                 )
-                held.callback(_drop_empty_state, folder, created)  # runs before unlocking
+                held.callback(drop_empty_state, folder, created)  # runs before unlocking
             finished, plan = _plan(config, folder, strategy)
         agree(strategy, finished is not None, "whether the run is already finished")
         if finished is not None:
@@ -232,7 +232,7 @@ def _finished_run(folder: RunFolder) -> dict | None:
     if not folder.report.is_file():
         return None
     try:
-        summary = _finished_summary(folder)
+        summary = finished_summary(folder)
     except InvalidArgumentError as error:
         logger.warning("%s Training the run again.", error)
         return None
@@ -272,13 +272,13 @@ def _train_and_publish(config, folder: RunFolder, strategy, record, pending, spl
         )
     except TrainingDivergedError:
         if chief:
-            _clear_state(folder)  # nothing worth resuming
+            clear_state(folder)  # nothing worth resuming
         raise
     summary = {"out": str(folder.path), "report": None, "history": history}
     if chief:
         if fine_tune_start is not None:  # the features describe the base before fine-tuning
             features = None
-        summary = _publish(folder, splits, record, history, fine_tune_start, features)
+        summary = publish_run(folder, splits, record, history, fine_tune_start, features)
     return {**summary, "weights_sha256": weights_digest(model)}
 
 
@@ -287,7 +287,7 @@ def _check_pending(pending: dict | None, record: dict, folder: RunFolder, clear:
     the leftovers of a run killed while clearing its state."""
     if pending is None:
         if clear:
-            _clear_state(folder)
+            clear_state(folder)
         return
     changed = changed_fields(pending, record)
     if changed:

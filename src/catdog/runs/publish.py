@@ -8,17 +8,23 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from catdog.errors import InvalidArgumentError
 from catdog.io import write_json
 from catdog.runs.config import STAGE_BOUNDARY
 from catdog.runs.record import RunFolder
 
+if TYPE_CHECKING:
+    from catdog.data.pipelines import Splits
+    from catdog.training.feature_cache import Features
+
 logger = logging.getLogger("catdog")
 
 
-def _drop_empty_state(folder: RunFolder, created: bool) -> None:
-    """While the lock is held: a run that left no state leaves no folder."""
+def drop_empty_state(folder: RunFolder, created: bool) -> None:
+    """While the lock is held: a run that left no state leaves no folder (none at all when
+    the run ``created`` it and it is empty)."""
     staging = folder.state
     if staging.is_dir() and {p.name for p in staging.iterdir()} <= {RunFolder.LOCK}:
         # filelock detects a lock file unlinked under a waiting process and retries
@@ -28,7 +34,7 @@ def _drop_empty_state(folder: RunFolder, created: bool) -> None:
                 folder.path.rmdir()
 
 
-def _clear_state(folder: RunFolder) -> None:
+def clear_state(folder: RunFolder) -> None:
     """Drop a run's saved state (all but the lock); its config.json goes first, so a kill
     midway leaves state without a config, which the next run drops too."""
     folder.pending_config.unlink(missing_ok=True)
@@ -37,13 +43,29 @@ def _clear_state(folder: RunFolder) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def _publish(folder: RunFolder, splits, record, history, fine_tune_start, features=None) -> dict:
-    """Write the run's files from the finished training state, then drop the state.
+def publish_run(
+    folder: RunFolder,
+    splits: Splits,
+    record: dict,
+    history: dict,
+    fine_tune_start: int | None,
+    features: Features | None = None,
+) -> dict:
+    """Write the run's files from the finished training state, then drop the state; return
+    the run's summary (``out``, ``report``, ``history``).
 
     All or nothing: every file is first written into ``.resume/publish``; only once all are
     there are they swapped into the run folder together (the previous run's files moved aside
     into ``.resume/previous`` and put back if any step fails), so a failure at any point leaves
     the previous run whole.
+
+    Args:
+        folder: the run folder (its ``.resume/best.keras`` is the model published).
+        splits: the data the run trained on (scored, calibrated on, drawn).
+        record: the run's ``config.json`` record (its calibration is added).
+        history: the training history, per epoch.
+        fine_tune_start: the epoch fine-tuning started at, or ``None``.
+        features: a transfer model's base features computed before, for calibration.
     """
     from catdog.deploy.export import load_model, save_model
     from catdog.report.evaluation import evaluate
@@ -70,7 +92,7 @@ def _publish(folder: RunFolder, splits, record, history, fine_tune_start, featur
     _plot_confidence(new, calibration, report)
     _write_card(new, folder)
     _swap_in(new.path, folder.path, previous)
-    _clear_state(folder)  # the lock stays until the caller releases it
+    clear_state(folder)  # the lock stays until the caller releases it
     return {"out": str(folder.path), "report": report, "history": history}
 
 
@@ -194,7 +216,7 @@ def _restore(previous: Path, out: Path, placed: list[str]) -> None:
     shutil.rmtree(previous, ignore_errors=True)
 
 
-def _finished_summary(folder: RunFolder) -> dict:
+def finished_summary(folder: RunFolder) -> dict:
     """The summary of the finished run in ``folder``, from its files (checked)."""
     from catdog.report.evaluation import Report
 
