@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from catdog.errors import InvalidArgumentError
+from catdog.io import read_json
 
 if TYPE_CHECKING:
     import keras
@@ -100,8 +101,6 @@ def exported_class_names(path: str | os.PathLike) -> list[str] | None:
 
 def class_names_beside(model_path: str | os.PathLike) -> list[str] | None:
     """The names in ``class_names.json`` beside a model file (its run folder), or ``None``."""
-    from catdog.io import read_json
-
     names = read_json(Path(model_path).with_name("class_names.json"))
     return names if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
 

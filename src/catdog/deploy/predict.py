@@ -20,10 +20,11 @@ if TYPE_CHECKING:
     import keras
 
 
+from catdog._rules import ENGINES, check_int
 from catdog.data.images import PREDICT_BATCH_SIZE, read_image_batches, run_in_batches
 from catdog.deploy.labels import numbered_class_names, resolve_class_names
 from catdog.deploy.litert import LiteRTModel, litert_model_or_none
-from catdog.models.confidence import is_unknown, unknown_threshold
+from catdog.models.confidence import confidence_outputs, is_unknown, unknown_threshold
 
 logger = logging.getLogger("catdog")
 
@@ -75,8 +76,6 @@ class Predictor:
         batch_size: int = PREDICT_BATCH_SIZE,
         probabilities: bool = True,
     ):
-        from catdog._rules import ENGINES, check_int
-
         check_choice("engine", engine, ENGINES)
         self.batch_size = check_int("batch_size", batch_size)
         self.model = model
@@ -94,8 +93,6 @@ class Predictor:
     @staticmethod
     def _tensorflow(model: keras.Model, jit_compile: bool, probabilities: bool = True):
         import tensorflow as tf
-
-        from catdog.models.confidence import confidence_outputs
 
         def run(images):
             if not probabilities:  # the model as it is (a feature extractor)
@@ -333,8 +330,6 @@ def iter_predictions(
                 out.write(f"{p.path}\t{p.class_name}\t{p.probability:.4f}\n")
         ```
     """
-    from catdog._rules import check_int
-
     check_int("batch_size", batch_size)
     check_choice("tta", tta, TTA_MODES)
     runner, model = model, model.model if isinstance(model, Predictor) else model

@@ -9,9 +9,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from catdog._rules import SPLIT_NAMES, check_outside_data
+from catdog.data.images import load_images
 from catdog.errors import OutputError
 from catdog.io import atomic_path, write_json, write_text
 from catdog.report import markdown as md
+from catdog.report._figures import figure, finish, grid, show
 
 MARKDOWN_ROWS = 50
 """The most rows of each table in ``audit.md``; ``audit.json`` lists every flagged file."""
@@ -328,9 +330,6 @@ def plot_flagged(
         plot_flagged(report, report.label_issues, path="label_issues.png")
         ```
     """
-    from catdog.data.images import load_images
-    from catdog.report._figures import finish, grid, show
-
     shown = images[:n]
     fig, axes = grid(len(shown), 4, cell=2.2)
     pixels = load_images([report.path_of(i) for i in shown], image_size) if shown else []
@@ -359,9 +358,6 @@ def plot_duplicates(
         plot_duplicates(report, path="near_duplicates.png")
         ```
     """
-    from catdog.data.images import load_images
-    from catdog.report._figures import figure, finish, show
-
     groups = (report.near_duplicates if groups is None else groups)[:n]
     cols = max([min(4, len(g.images)) for g in groups] or [1])
     fig = figure(2.2 * cols, 2.2 * max(1, len(groups)))

@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from catdog.errors import InvalidArgumentError
+from catdog.report._figures import figure, finish, plain
 
 ECE_BINS = 15
 """The number of equal-width confidence bins of the expected calibration error."""
@@ -143,8 +144,6 @@ def plot_reliability(
         plot_reliability(raw, calibrated, labels, path="reliability.png")
         ```
     """
-    from catdog.report._figures import figure, finish
-
     fig = figure(5.2, 4.6)
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="perfectly calibrated")
@@ -171,8 +170,6 @@ def plot_risk_coverage(curves: dict, *, path: str | os.PathLike | None = None):
         plot_risk_coverage({"mahalanobis": report.risk_coverage}, path="risk_coverage.png")
         ```
     """
-    from catdog.report._figures import figure, finish, plain
-
     fig = figure(5.2, 4.0)
     ax = fig.subplots()
     for label, pairs in curves.items():

@@ -11,11 +11,15 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from catdog._rules import check_choice
+from catdog._rules import check_choice, check_printable_class_names
 from catdog.data.pipelines import Splits
 from catdog.deploy.predict import TTA_MODES, Predictor, as_predictor, predict_scores
 from catdog.errors import InvalidArgumentError
 from catdog.io import write_json, write_text
+from catdog.models.classifier import class_names_of
+from catdog.models.confidence import confidence_layer, unknown_threshold
+from catdog.report._report_fields import checked_report_fields
+from catdog.report.calibration import risk_coverage
 
 
 @dataclass
@@ -155,8 +159,6 @@ class Report:
             report = Report.from_dict(data)
             ```
         """
-        from catdog.report._report_fields import checked_report_fields
-
         values = checked_report_fields(data, source)
         values["per_class"] = {k: ClassMetrics(**v) for k, v in values["per_class"].items()}
         values["misclassified"] = [Misclassified(**m) for m in values["misclassified"]]
@@ -347,8 +349,6 @@ def evaluate(
 
 def _unknown_counts(model, scores, correct) -> dict | None:
     """The model's unknown answer on the images: method, threshold, accepted (and correct)."""
-    from catdog.models.confidence import confidence_layer, unknown_threshold
-
     threshold = unknown_threshold(model)
     if scores is None or threshold is None:
         return None
@@ -363,8 +363,6 @@ def _unknown_counts(model, scores, correct) -> dict | None:
 
 def _risk_coverage(probs, scores, correct) -> list:
     """The risk-coverage curve by the model's score, else by one minus its top probability."""
-    from catdog.report.calibration import risk_coverage
-
     return risk_coverage(correct, 1 - probs.max(axis=1) if scores is None else scores)
 
 
@@ -380,9 +378,6 @@ def _labelled_data(data, class_names, files, split: str):
 
 def _check_class_names(model: keras.Model, class_names) -> None:
     """Raise unless there are printable class names, and the model's when it knows them."""
-    from catdog._rules import check_printable_class_names
-    from catdog.models.classifier import class_names_of
-
     known = class_names_of(model)
     if known and class_names and list(class_names) != known:
         raise InvalidArgumentError(

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from catdog.data.images import load_images
 from catdog.errors import InvalidArgumentError
+from catdog.report._figures import figure, finish, show
 
 logger = logging.getLogger("catdog")
 
@@ -91,8 +93,6 @@ def gradcam(
 
 def _pixels(images_or_paths, height: int, width: int) -> np.ndarray:
     """A float32 ``(n, height, width, 3)`` array of the images, or of the files read."""
-    from catdog.data.images import load_images
-
     if not isinstance(images_or_paths, np.ndarray):
         return load_images([str(p) for p in images_or_paths], (height, width))
     images = images_or_paths.astype(np.float32)
@@ -167,9 +167,6 @@ def plot_neighbours(
         plot_neighbours(["photo.jpg"], catdog.similar(["photo.jpg"], "runs/demo"), path="s.png")
         ```
     """
-    from catdog.data.images import load_images
-    from catdog.report._figures import figure, finish, show
-
     if len(queries) > MAX_QUERY_ROWS:  # a figure has a largest size: draw the first ones
         logger.warning("Drawing the first %d of %d query images.", MAX_QUERY_ROWS, len(queries))
         queries, neighbours = queries[:MAX_QUERY_ROWS], neighbours[:MAX_QUERY_ROWS]

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from catdog._rules import check_int, history_dict
+from catdog._rules import SPLIT_NAMES, check_int, history_dict
+from catdog.data.images import load_images
+from catdog.data.pipelines import Splits, label_counts, majority_baseline
 from catdog.errors import InvalidArgumentError
 from catdog.report._figures import (  # noqa: F401 (DPI: still importable from here)
     DPI,
@@ -18,6 +20,7 @@ from catdog.report._figures import (  # noqa: F401 (DPI: still importable from h
     plain,
     show,
 )
+from catdog.report.interpret import gradcam
 
 
 def plot_samples(
@@ -49,14 +52,10 @@ def plot_samples(
         plot_samples(splits, path="samples.png")
         ```
     """
-    from catdog.data.pipelines import Splits
-
     check_int("per_class", per_class)
     rng = np.random.default_rng(seed)
     rows: list[list[np.ndarray]]
     if isinstance(data, Splits):
-        from catdog.data.images import load_images
-
         class_names = data.class_names
         rows = []
         for label in range(len(class_names)):
@@ -99,9 +98,6 @@ def plot_label_counts(data, *, path: str | os.PathLike | None = None):
         plot_label_counts(splits, path="label_counts.png")
         ```
     """
-    from catdog._rules import SPLIT_NAMES
-    from catdog.data.pipelines import Splits, label_counts, majority_baseline
-
     if not isinstance(data, Splits):
         raise InvalidArgumentError(
             f"plot_label_counts needs a catdog.Splits, got {type(data).__name__}; "
@@ -277,15 +273,11 @@ def plot_misclassified(
         plot_misclassified(report, path="misclassified.png")
         ```
     """
-    from catdog.data.images import load_images
-
     wrong = [m for m in report.misclassified if m.path][:n]
     fig, axes = grid(len(wrong), 3)
     images = load_images([report.path_of(m) for m in wrong], image_size) if wrong else []
     heatmaps = [None] * len(wrong)
     if model is not None and wrong:
-        from catdog.report.interpret import gradcam
-
         try:
             heatmaps = gradcam(model, images)  # the predicted (wrong) class of each
         except InvalidArgumentError:  # a model of your own that Grad-CAM cannot explain

@@ -19,7 +19,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from catdog._rules import SPLIT_NAMES
+from catdog.data import pipelines
+from catdog.data.datasets import load_cats_and_dogs
 from catdog.data.download import default_cache_dir
+from catdog.data.synthetic import make_synthetic_dataset
 from catdog.errors import InvalidArgumentError, TrainingDivergedError
 from catdog.io import file_lock, read_json, write_json
 from catdog.runs.config import (
@@ -33,6 +36,7 @@ from catdog.runs.config import (
 )
 from catdog.runs.publish import clear_state, drop_empty_state, finished_summary, publish_run
 from catdog.runs.record import RunFolder, split_fingerprint, splits_match, versions
+from catdog.training import lr_finder
 
 logger = logging.getLogger("catdog")
 
@@ -42,8 +46,6 @@ def demo_data(images_per_class: int = 200, image_size: int = 64) -> Path:
 
     Concurrent callers wait for each other: the dataset is generated once.
     """
-    from catdog.data.synthetic import make_synthetic_dataset
-
     folder = default_cache_dir() / "datasets" / f"catdog-demo-{images_per_class}-{image_size}"
     if folder.is_dir():
         return folder
@@ -84,9 +86,6 @@ def load_splits(
         splits = load_splits("data/pets", (160, 160), batch_size=32, seed=1337)
         ```
     """
-    from catdog.data.datasets import load_cats_and_dogs
-    from catdog.data.pipelines import from_directory
-
     options = dict(
         image_size=image_size,
         batch_size=batch_size,
@@ -97,7 +96,7 @@ def load_splits(
     )
     if data == "cats_and_dogs":
         return load_cats_and_dogs(**options)
-    return from_directory(data, class_names=class_names, **options)
+    return pipelines.from_directory(data, class_names=class_names, **options)
 
 
 def _build(config: RunConfig, class_names: list[str]):
@@ -187,7 +186,6 @@ def _plan(config: RunConfig, folder: RunFolder, strategy):
     nothing to train, else ``(None, (record, pending, splits))``."""
     import keras
 
-    from catdog.data.pipelines import check_split_sizes
     from catdog.training.distribute import is_chief
 
     chief = is_chief(strategy)  # the other workers of a cluster only read the folder
@@ -209,7 +207,7 @@ def _plan(config: RunConfig, folder: RunFolder, strategy):
     logger.info("%s", describe_settings(config))
     keras.utils.set_random_seed(config.seed)  # shuffling, initial weights, augmentation
     splits = load_data(config)
-    check_split_sizes(splits)
+    pipelines.check_split_sizes(splits)
     if pending is None and finished is not None and changed_fields(finished, record) and chief:
         logger.warning(
             "%s holds a finished run with another configuration (changed: %s); it is replaced "
@@ -315,9 +313,7 @@ def _build_checked(config: RunConfig, splits, strategy):
 def _find_rate(model, splits) -> tuple[float | None, str | None]:
     """The learning-rate finder's suggestion for ``model`` (its weights left as they were),
     or ``None`` and why, when it has none (the run then trains at the default rate)."""
-    from catdog.training.lr_finder import lr_find
-
-    result = lr_find(model, splits)
+    result = lr_finder.lr_find(model, splits)
     if result.suggestion is None:
         note = f"{result.note}; the run trains at the default rate {RunConfig.learning_rate:g}"
         logger.warning("learning rate finder: %s", note)

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING
 
 from catdog.errors import InvalidArgumentError
 from catdog.io import write_json
+from catdog.report import plotting
+from catdog.report.calibration import plot_reliability, plot_risk_coverage
+from catdog.runs.card import is_foreign_readme, write_model_card
 from catdog.runs.config import STAGE_BOUNDARY
 from catdog.runs.record import RunFolder
 
@@ -98,8 +101,6 @@ def publish_run(
 
 def _plot(new: RunFolder, splits, model, report, history, fine_tune_start, record) -> None:
     """Draw the run's figures into ``new``."""
-    from catdog.report import plotting
-
     plotting.plot_samples(splits, path=new / RunFolder.SAMPLES_PLOT)
     plotting.plot_history(
         history,
@@ -151,8 +152,6 @@ def _summary(calibration) -> str:
 
 def _plot_confidence(new: RunFolder, calibration, report) -> None:
     """The reliability diagram (before and after calibration) and the risk-coverage curve."""
-    from catdog.report.calibration import plot_reliability, plot_risk_coverage
-
     if calibration is not None and calibration.probabilities:
         split = "test" if "test" in calibration.probabilities else "validation"
         before, after, labels = calibration.probabilities[split]
@@ -166,8 +165,6 @@ def _plot_confidence(new: RunFolder, calibration, report) -> None:
 
 def _write_card(new: RunFolder, folder: RunFolder) -> None:
     """Write the model card into ``new``, unless ``folder`` holds a README.md of the user's."""
-    from catdog.runs.card import is_foreign_readme, write_model_card
-
     if is_foreign_readme(folder.card):  # the user's own README.md stays
         logger.warning(
             "No model card written: %r is not a catdog model card; catdog will not overwrite "

@@ -19,7 +19,7 @@ from catdog._rules import (
     is_positive_number,
     monitor_mode,
 )
-from catdog.data.pipelines import Splits, check_split_sizes
+from catdog.data.pipelines import Splits, check_split_sizes, label_counts
 from catdog.errors import InvalidArgumentError, TrainingDivergedError
 from catdog.models.classifier import ImageClassifier, compile_model
 from catdog.training.callbacks import (
@@ -360,8 +360,6 @@ def class_weights(data, class_weight: str | dict | None, num_classes: int) -> di
         # {0: 0.5556, 1: 5.0}
         ```
     """
-    from catdog.data.pipelines import label_counts
-
     if class_weight is None:
         return None
     names = list(data.class_names) if isinstance(data, Splits) else []
