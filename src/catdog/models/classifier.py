@@ -7,6 +7,8 @@ form every export runs, with the model's calibration, is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 
 from catdog._rules import (
@@ -164,7 +166,7 @@ def class_names_of(model: keras.Model) -> list[str] | None:
 
 
 # ----------------------------------------------------------------------------- building one
-def check_input_shape(input_shape) -> tuple[int, int, int]:
+def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     """A factory's ``input_shape``, checked: ``(height, width, 3)`` of positive integers.
 
     Examples:
@@ -174,7 +176,9 @@ def check_input_shape(input_shape) -> tuple[int, int, int]:
     return check_sides("input_shape", input_shape, 3, channels=3)
 
 
-def check_classes(num_classes: int | None, class_names) -> tuple[int, list[str] | None]:
+def check_classes(
+    num_classes: int | None, class_names: Sequence[str] | None
+) -> tuple[int, list[str] | None]:
     """``(number of outputs, class names or None)`` from a factory's two arguments: the
     names decide the number; without them ``num_classes`` (default 2) does.
 
@@ -227,7 +231,9 @@ def classifier_head(
     ]
 
 
-def classifier_from_layers(layer_list: list, *, name: str, class_names) -> ImageClassifier:
+def classifier_from_layers(
+    layer_list: list, *, name: str, class_names: Sequence[str] | None
+) -> ImageClassifier:
     """An [`ImageClassifier`][catdog.models.classifier.ImageClassifier] of ``layer_list``
     (``keras.Input`` first) named ``name``, carrying ``class_names``; its augmentation is the
     layers that [`is_augmentation_layer`][catdog.models.classifier.is_augmentation_layer]
