@@ -65,15 +65,13 @@ def _rates(args, model, paths, array) -> dict[str, float]:
     """Median images/s of the engine, the decoding and ``catdog.predict``, over rounds."""
     import catdog
     from catdog.data.images import image_batches
-    from catdog.deploy.predict import predictor_for
+    from catdog.deploy.predict import Predictor
 
-    engine = predictor_for(model, "litert")
+    engine = Predictor(model, engine="litert")
     paths_to_run = {
         ENGINE: lambda: engine(array, batch_size=32),
         "decoding alone (image_batches)": lambda: sum(1 for _ in image_batches(paths, (160, 160))),
-        "catdog.predict on the files, LiteRT engine": lambda: catdog.predict(
-            model, paths, engine="litert"
-        ),
+        "catdog.predict on the files, LiteRT engine": lambda: catdog.predict(engine, paths),
     }
     counts = {name: len(paths) for name in paths_to_run} | {ENGINE: len(array)}
     times: dict[str, list[float]] = {name: [] for name in paths_to_run}

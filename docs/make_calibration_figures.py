@@ -122,9 +122,9 @@ def table(found: dict) -> str:
 
 
 def plot_scores(rows: dict, path: Path) -> None:
-    from catdog.report.plotting import _figure, _finish
+    from catdog.report._figures import figure, finish
 
-    fig = _figure(3.2 * len(rows), 3.0)
+    fig = figure(3.2 * len(rows), 3.0)
     for ax, (method, row) in zip(fig.subplots(1, len(rows)), rows.items(), strict=True):
         both = np.concatenate([row["inside"], row["outside"]])
         bins = np.linspace(both.min(), both.max(), 30)
@@ -133,7 +133,7 @@ def plot_scores(rows: dict, path: Path) -> None:
         ax.axvline(row["threshold"], color="k", linestyle="--", label="threshold (99%)")
         ax.set(title=f"{method}: AUROC {row['auroc']:.2f}", xlabel="score")
     ax.legend(fontsize=7)
-    _finish(fig, path)
+    finish(fig, path)
 
 
 def main() -> None:

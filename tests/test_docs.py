@@ -105,7 +105,7 @@ def test_docstring_examples_run():
     import catdog
 
     failed = attempted = 0
-    for name in [*public_modules(), "_rules", "cli"]:
+    for name in [*public_modules(), "_rules", "report._figures", "cli"]:
         module = importlib.import_module(f"catdog.{name}")
         result = doctest.testmod(
             module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False

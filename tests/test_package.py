@@ -90,3 +90,18 @@ def test_no_text_promises_an_install_from_the_package_index():
     assert promise.search('run pip install "catdog[tuner]" now')
     assert promise.search("pip install catdog")
     assert not promise.search('pip install ".[tuner]"')
+
+
+def test_the_command_line_imports_light():
+    """``catdog --help`` answers at once: the CLI's modules import no TensorFlow, Keras or
+    matplotlib until a command needs them (imports inside functions keep them out)."""
+    code = (
+        "import sys\n"
+        "import catdog.cli\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'keras_tuner', 'matplotlib') "
+        "if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == "[]"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import catdog
-from catdog.deploy.predict import Predictor, predictor_for
+from catdog.deploy.predict import Predictor, as_predictor
 from catdog.errors import InvalidArgumentError
 from catdog.models.registry import precision_scope
 from catdog.training.feature_cache import extract_features, split_transfer_model
@@ -121,7 +121,10 @@ def test_fast_predict_agrees_with_model_predict(name, rng):
             predictor(images), model.predict(images, verbose=0), rtol=1e-5, atol=1e-6
         )
     assert predictor(random_images(rng, 1, 64)[0]).shape == (1, 2)  # a single image
-    assert predictor_for(model) is predictor_for(model)
+    assert as_predictor(predictor) is predictor  # the caller's, not made again
+    images = random_images(rng, 3, 64)
+    by_predict = [list(p.probabilities.values()) for p in catdog.predict(predictor, images)]
+    np.testing.assert_allclose(by_predict, predictor(images), rtol=1e-6)  # predict runs it
     with pytest.raises(InvalidArgumentError, match="shape"):
         predictor(np.zeros((1, 32, 32, 3)))
 

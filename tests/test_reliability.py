@@ -482,7 +482,7 @@ def test_too_few_images_fail_before_training(tmp_path, monkeypatch):
         catdog.training.fit.train(model, splits, 1, verbose=0)
     csv = tmp_path / "history.csv"
     csv.write_text("epoch,accuracy,val_accuracy\n0,0.5,NA\n")
-    assert np.isnan(catdog.training.callbacks._read_history_csv(csv)["val_accuracy"][0])
+    assert np.isnan(catdog.training.callbacks.read_history_csv(csv)["val_accuracy"][0])
 
 
 def test_fine_tuning_arguments_are_checked_before_training(synthetic_root, tmp_path, monkeypatch):
@@ -1128,12 +1128,12 @@ def test_predict_runs_fixed_size_batches_and_takes_no_images(tmp_path):
     for i in range(10):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(paths[-1])
-    predictor = catdog.deploy.predict.predictor_for(model, "tensorflow")
+    predictor = catdog.Predictor(model, engine="tensorflow")  # the caller's, reused by predict
     seen, run = [], predictor._run
     predictor._run = lambda batch: seen.append(len(batch)) or run(batch)
-    batched = catdog.predict(model, paths, batch_size=4)  # a tf.data pipeline of 3 batches
+    batched = catdog.predict(predictor, paths, batch_size=4)  # a tf.data pipeline of 3 batches
     assert seen == [4, 4, 2] and [p.path for p in batched] == [str(p) for p in paths]
-    whole = catdog.predict(model, paths, batch_size=64)
+    whole = catdog.predict(predictor, paths, batch_size=64)
     np.testing.assert_allclose(
         [list(p.probabilities.values()) for p in batched],
         [list(p.probabilities.values()) for p in whole],
@@ -1144,7 +1144,7 @@ def test_predict_runs_fixed_size_batches_and_takes_no_images(tmp_path):
     assert seen == [3, 3, 3, 1]
     seen.clear()
     probabilities = catdog.deploy.predict.predict_probabilities(
-        model, np.zeros((10, 16, 16, 3)), tta="flip", batch_size=4
+        predictor, np.zeros((10, 16, 16, 3)), tta="flip", batch_size=4
     )
     assert probabilities.shape == (10, 2) and max(seen) == 4
     # a file that does not decode is skipped with its reason, in whichever batch it is
@@ -1156,7 +1156,7 @@ def test_predict_runs_fixed_size_batches_and_takes_no_images(tmp_path):
     # a missing file or one over the pixel limit: refused before any image is run
     seen.clear()
     with pytest.raises(catdog.InputFileNotFoundError, match="missing.png"):
-        catdog.predict(model, [*paths, tmp_path / "missing.png"], batch_size=4)
+        catdog.predict(predictor, [*paths, tmp_path / "missing.png"], batch_size=4)
     assert seen == []
 
 

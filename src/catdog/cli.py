@@ -41,8 +41,15 @@ from catdog._rules import (
     check_output_folder,
     check_outside_data,
 )
+from catdog.data import pipelines
+from catdog.data.files import image_files
+from catdog.deploy.labels import resolve_class_names
 from catdog.errors import CatdogError, InvalidArgumentError, OutputError
+from catdog.report.review import read_review_source, write_review_page
+from catdog.runs.card import write_model_card
 from catdog.runs.config import DEMO_DEFAULTS
+from catdog.runs.embeddings import similar_table
+from catdog.runs.evaluate import evaluate_run
 from catdog.runs.job import demo_data, run_training
 from catdog.runs.record import RunFolder
 
@@ -81,8 +88,6 @@ _MODEL_FILE = f"pass a .keras model file (catdog train writes RUN/{RunFolder.MOD
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from catdog.runs.evaluate import evaluate_run
-
     _input_file(args.model, _MODEL_FILE)
     if args.out:
         check_output_folder("--out", args.out, data=args.data)
@@ -107,7 +112,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from catdog.data.files import image_files
     from catdog.deploy.predict import iter_predictions
     from catdog.deploy.prediction_files import (
         check_output_file,
@@ -143,7 +147,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _predict_model(args: argparse.Namespace):
     """``(model, class names)`` of ``catdog predict``: a .tflite or a .keras model."""
-    from catdog.deploy.labels import resolve_class_names
     from catdog.deploy.litert import LiteRTModel
 
     names = None
@@ -193,7 +196,6 @@ def _with_progress(predictions, total: int, batch_size: int, to_file: bool):
 
 def cmd_export(args: argparse.Namespace) -> int:
     from catdog.deploy.export import FORMAT_ALIASES, export, load_model
-    from catdog.deploy.labels import resolve_class_names
 
     _input_file(args.model, _MODEL_FILE)
     model = load_model(args.model)
@@ -213,8 +215,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _tuning_splits(args: argparse.Namespace):
     """The splits ``catdog tune`` searches on: ``--data`` or the generated demo data."""
-    from catdog.data.pipelines import from_directory
-
     if args.demo:
         args.image_size = args.image_size or DEMO_DEFAULTS["image_size"]
         args.data = str(demo_data(DEMO_DEFAULTS["images_per_class"], args.image_size))
@@ -222,7 +222,7 @@ def _tuning_splits(args: argparse.Namespace):
     if not args.data:
         raise InvalidArgumentError("Pass --data PATH (an image folder) or --demo.")
     size = args.image_size or DEFAULT_IMAGE_SIDE
-    return from_directory(
+    return pipelines.from_directory(
         args.data, image_size=(size, size), batch_size=args.batch_size, seed=args.seed
     )
 
@@ -291,8 +291,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    from catdog.runs.embeddings import similar_table
-
     check_output_folder("--out", args.out, data=(RunFolder(args.run).record() or {}).get("data"))
     options = {"engine": args.engine, "batch_size": args.batch_size}
     print(similar_table(args.images, args.run, args.k, out=args.out, **options))
@@ -300,8 +298,6 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from catdog.report.review import read_review_source, write_review_page
-
     data, class_names, items = read_review_source(args.source)
     check_outside_data("--out", args.out, data)
     if os.path.exists(args.out) and not args.overwrite:
@@ -312,8 +308,6 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from catdog.runs.card import write_model_card
-
     print(write_model_card(args.run))
     return 0
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from catdog._rules import check_int
 from catdog.errors import InputFileNotFoundError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -323,8 +324,6 @@ def read_image_batches(
             probabilities = predictor(batch.pixels)  # one row per path of batch.decoded
         ```
     """
-    from catdog._rules import check_int
-
     check_int("batch_size", batch_size)
     names = [str(p) for p in paths]
     image_size = (int(image_size[0]), int(image_size[1]))
@@ -421,8 +420,6 @@ def run_in_batches(run, images, input_shape: tuple, batch_size: int, classes: in
         batch_size: images per call of ``run``, a positive integer.
         classes: outputs per image (the width of the empty result for no image).
     """
-    from catdog._rules import check_int
-
     check_int("batch_size", batch_size)
     array = images if isinstance(images, np.ndarray) else np.asarray(images, dtype=np.float32)
     if array.ndim == len(input_shape):

@@ -23,8 +23,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from catdog.data.images import PREDICT_BATCH_SIZE
+from catdog._rules import check_int
+from catdog.data.files import image_files
+from catdog.data.images import PREDICT_BATCH_SIZE, image_batches, read_image_batches
 from catdog.errors import InputFileNotFoundError, InvalidArgumentError
+from catdog.io import write_atomic
 
 if TYPE_CHECKING:
     import keras
@@ -87,8 +90,6 @@ class Embeddings:
             # (120, 1280)
             ```
         """
-        from catdog.io import write_atomic
-
         arrays = {
             "vectors": self.vectors,
             "labels": np.zeros(0, np.int64) if self.labels is None else self.labels,
@@ -154,8 +155,6 @@ class Embeddings:
         ``query`` is an ``Embeddings`` of the same model, or an array of ``(q, d)`` vectors
         (or one ``(d,)`` vector), normalised here.
         """
-        from catdog._rules import check_int
-
         check_int("k", k)
         vectors = query.vectors if isinstance(query, Embeddings) else _unit_rows(query)
         if vectors.shape[1] != self.vectors.shape[1]:
@@ -250,7 +249,6 @@ def image_embeddings(
         vectors = image_embeddings(model, "photos/").vectors
         ```
     """
-    from catdog.data.files import image_files
     from catdog.deploy.predict import Predictor
 
     predictor = Predictor(
@@ -263,8 +261,6 @@ def image_embeddings(
     size = tuple(model.input_shape[1:3])
     batches = _readable_batches(names, size, batch_size) if skip_unreadable else None
     if batches is None:
-        from catdog.data.images import image_batches
-
         batches = image_batches(names, size, batch_size)
     kept, vectors = [], []
     for chunk, pixels in batches:
@@ -289,8 +285,6 @@ def _readable_batches(
     [`read_image_batches`][catdog.data.images.read_image_batches] reads, the files that do not
     decode left out with one warning naming them (a missing or too large file raises first, as
     for ``catdog predict``)."""
-    from catdog.data.images import read_image_batches
-
     skipped = []
     for batch in read_image_batches(names, size, batch_size):
         skipped += [(p, why) for p, why in zip(batch.paths, batch.errors, strict=True) if why]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import keras
 
+import catdog.models.layers  # noqa: F401  (load_model: registers catdog's serializable layers)
 from catdog._rules import (
     EXPORT_FORMAT_ALIASES,
     EXPORT_FORMATS,
@@ -35,11 +36,12 @@ from catdog.errors import (
     OutputError,
 )
 from catdog.io import atomic_path, write_atomic
-from catdog.models.classifier import inference_model, probability_model
+from catdog.models.classifier import class_names_of, inference_model
 from catdog.models.confidence import (
     check_confidence,
     confidence_layer,
     confidence_outputs,
+    probability_model,
     unknown_threshold,
 )
 
@@ -165,8 +167,6 @@ def export(
     if quantize and format != "litert":
         raise InvalidArgumentError("quantize applies to format='litert' only.")
     if format == "keras" and class_names is not None:
-        from catdog.models.classifier import class_names_of
-
         if list(class_names) != class_names_of(model):
             raise InvalidArgumentError(
                 "class_names applies to the tf_saved_model, litert and onnx formats; a .keras "
@@ -301,9 +301,6 @@ def load_model(path: str | os.PathLike) -> keras.Model:
         model = load_model("runs/demo/model.keras")
         ```
     """
-    import catdog.models.classifier  # noqa: F401  (registers ImageClassifier)
-    import catdog.models.layers  # noqa: F401  (registers catdog's serializable layers)
-
     path = Path(path)
     if path.is_dir():
         kind = "a SavedModel export" if (path / "saved_model.pb").is_file() else "a folder"

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from catdog.errors import InvalidArgumentError
+from catdog.io import read_json
 
 if TYPE_CHECKING:
     import keras
 
-    from catdog.deploy.litert import LiteRTModel
+    from catdog.deploy.litert import LiteRTModel  # only named in annotations
 
 
 logger = logging.getLogger("catdog")
@@ -46,8 +47,19 @@ ONNX_CLASS_NAMES_KEY = "class_names"
 """The ONNX ``metadata_props`` key under which catdog stores the class names (a JSON list)."""
 
 
-def _exported_names(path: str | os.PathLike) -> tuple[list[str] | None, str | None]:
-    """``(class names, where they were read)`` of an exported file, or ``(None, None)``."""
+def exported_class_names_and_source(
+    path: str | os.PathLike,
+) -> tuple[list[str] | None, str | None]:
+    """``(class names, the file they were read from)`` of a ``.tflite`` or ``.onnx`` file
+    exported by catdog, or ``(None, None)``; read as
+    [`exported_class_names`][catdog.deploy.labels.exported_class_names] says.
+
+    Examples:
+        ```python
+        exported_class_names_and_source("model.tflite")
+        # (['cats', 'dogs'], 'model.tflite.labels.txt')
+        ```
+    """
     import json
 
     path = Path(path)
@@ -84,13 +96,11 @@ def exported_class_names(path: str | os.PathLike) -> list[str] | None:
         # ['cats', 'dogs']
         ```
     """
-    return _exported_names(path)[0]
+    return exported_class_names_and_source(path)[0]
 
 
 def class_names_beside(model_path: str | os.PathLike) -> list[str] | None:
     """The names in ``class_names.json`` beside a model file (its run folder), or ``None``."""
-    from catdog.io import read_json
-
     names = read_json(Path(model_path).with_name("class_names.json"))
     return names if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
 
@@ -117,6 +127,8 @@ def resolve_class_names(
         >>> resolve_class_names(build_baseline_model(input_shape=(32, 32, 3)))
         ['class_0', 'class_1']
     """
+    import keras
+
     from catdog.models.classifier import class_names_of
 
     count = int(model.output_shape[-1])
@@ -127,9 +139,9 @@ def resolve_class_names(
                 f"The model predicts {count} classes but {len(names)} class names were given."
             )
         return names
-    from catdog.deploy.litert import LiteRTModel  # it reads labels files with this module
-
-    own = model.class_names if isinstance(model, LiteRTModel) else class_names_of(model)
+    # a Keras model's, if it is a catdog model; another model's (a LiteRTModel's labels)
+    keras_model = isinstance(model, keras.Model)
+    own = class_names_of(model) if keras_model else getattr(model, "class_names", None)
     if own:
         return list(own)
     beside = class_names_beside(model_path) if model_path is not None else None

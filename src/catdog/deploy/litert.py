@@ -18,11 +18,12 @@ if TYPE_CHECKING:
     import keras
 
 
+from catdog.data.download import default_cache_dir
 from catdog.data.images import PREDICT_BATCH_SIZE, run_in_batches
-from catdog.deploy.labels import _exported_names
+from catdog.deploy.labels import exported_class_names_and_source
 from catdog.deploy.metadata import read_litert_metadata
-from catdog.models.classifier import probability_model
-from catdog.models.confidence import check_finite_threshold
+from catdog.io import file_lock, sha256sum, write_atomic, write_text
+from catdog.models.confidence import check_finite_threshold, probability_model
 
 logger = logging.getLogger("catdog")
 
@@ -106,9 +107,6 @@ def cached_litert_file(
         path = cached_litert_file(model)  # seconds the first time, instant afterwards
         ```
     """
-    from catdog.data.download import default_cache_dir
-    from catdog.io import file_lock, sha256sum, write_atomic, write_text
-
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "litert"
     path = folder / f"{litert_cache_key(model, probabilities=probabilities)}.tflite"
     checksum = path.with_name(f"{path.name}.sha256")
@@ -145,8 +143,6 @@ def cached_litert_file(
 
 def _cache_damage(path: Path, checksum: Path) -> str | None:
     """Why the cached file ``path`` cannot be used (missing, damaged), or ``None``."""
-    from catdog.io import sha256sum
-
     if not path.is_file():
         return "missing"
     try:
@@ -243,7 +239,7 @@ class LiteRTModel:
         threshold = self.metadata.get("threshold")
         check_finite_threshold(threshold, str(path))
         self.threshold = float(threshold) if self.scored and threshold is not None else None
-        names, source = _exported_names(path)
+        names, source = exported_class_names_and_source(path)
         if names is None and isinstance(self.metadata.get("class_names"), list):
             names, source = [str(n) for n in self.metadata["class_names"]], str(path)
         if names is not None and len(names) != self.output_shape[-1]:

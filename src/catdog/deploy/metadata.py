@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from catdog import __version__
+
 LITERT_METADATA_NAME = "catdog"
 """The name of the metadata entry in a ``.tflite`` file that holds catdog's JSON."""
 
@@ -28,7 +30,6 @@ def export_metadata(model, class_names: list[str]) -> dict:
         >>> meta["input"], meta["threshold"]
         ({'shape': [32, 32, 3], 'dtype': 'float32', 'range': [0, 255]}, None)
     """
-    import catdog
     from catdog.models.confidence import confidence_layer
 
     layer = confidence_layer(model)
@@ -46,7 +47,7 @@ def export_metadata(model, class_names: list[str]) -> dict:
         "ood_method": method,
         "threshold": found.get("threshold"),
         "coverage": found.get("coverage"),
-        "catdog": catdog.__version__,
+        "catdog": __version__,
     }
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,14 +20,13 @@ if TYPE_CHECKING:
     import keras
 
 
+from catdog._rules import ENGINES, check_int
 from catdog.data.images import PREDICT_BATCH_SIZE, read_image_batches, run_in_batches
 from catdog.deploy.labels import numbered_class_names, resolve_class_names
 from catdog.deploy.litert import LiteRTModel, litert_model_or_none
-from catdog.models.confidence import is_unknown, unknown_threshold
+from catdog.models.confidence import confidence_outputs, is_unknown, unknown_threshold
 
 logger = logging.getLogger("catdog")
-
-_PREDICTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class Predictor:
@@ -42,8 +40,11 @@ class Predictor:
     the weights the model had when the ``Predictor`` was made: after changing them, make a
     new one. ``engine="auto"`` is ``"litert"`` where the conversion works and
     ``"tensorflow"`` (with a one-line notice) where it does not. ``engine`` says which one
-    runs. Arrays of any length run ``batch_size`` images at a time, so memory does not grow
-    with their length.
+    runs. It runs the model's layers as they were when it first ran: after changing them
+    (``calibrate`` puts a layer in), make a new one. The ``Predictor`` is the caller's: keep
+    it to predict many times (``predict`` and ``evaluate`` take one in place of the model),
+    without tracing or converting the model again. Arrays of any length run ``batch_size``
+    images at a time, so memory does not grow with their length.
 
     Args:
         model: the Keras model (run in inference mode, augmentation left out).
@@ -75,8 +76,6 @@ class Predictor:
         batch_size: int = PREDICT_BATCH_SIZE,
         probabilities: bool = True,
     ):
-        from catdog._rules import ENGINES, check_int
-
         check_choice("engine", engine, ENGINES)
         self.batch_size = check_int("batch_size", batch_size)
         self.model = model
@@ -94,8 +93,6 @@ class Predictor:
     @staticmethod
     def _tensorflow(model: keras.Model, jit_compile: bool, probabilities: bool = True):
         import tensorflow as tf
-
-        from catdog.models.confidence import confidence_outputs
 
         def run(images):
             if not probabilities:  # the model as it is (a feature extractor)
@@ -136,37 +133,18 @@ def split_scores(wide: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray
     return wide[:, :classes], (wide[:, classes] if wide.shape[1] > classes else None)
 
 
-def forget_predictors(model: keras.Model) -> None:
-    """Drop ``model``'s cached predictors (its layers changed: the next prediction traces or
-    converts it again)."""
-    _PREDICTORS.pop(model, None)
+def as_predictor(model: keras.Model | Predictor, engine: str = "tensorflow") -> Predictor:
+    """``model`` itself when it is a [`Predictor`][catdog.deploy.predict.Predictor] (the
+    caller's, run on its own engine), else a new ``Predictor`` of the Keras model on ``engine``.
 
-
-def _weights_token(model: keras.Model) -> tuple:
-    """Cheap evidence that the weights moved: the optimizer's step count and the output
-    layer's weights (every kind of training, ``set_weights`` and ``load_weights`` change
-    them; hashing every weight would cost more than a LiteRT prediction)."""
-    optimizer = getattr(model, "optimizer", None)
-    iterations = getattr(optimizer, "iterations", None)
-    step = None if iterations is None else int(iterations.numpy())
-    last = next((layer for layer in reversed(model.layers) if layer.weights), None)
-    head = b"".join(np.asarray(w.numpy()).tobytes() for w in last.weights) if last else b""
-    return step, head
-
-
-def predictor_for(model: keras.Model, engine: str = "tensorflow") -> Predictor:
-    """The cached [`Predictor`][catdog.deploy.predict.Predictor] of ``model`` on ``engine``.
-
-    A LiteRT predictor is made again once the model's weights have moved on (its optimizer
-    stepped or its output layer changed).
+    Examples:
+        ```python
+        predictor = as_predictor(model, "litert")
+        as_predictor(predictor) is predictor
+        # True
+        ```
     """
-    cached = _PREDICTORS.setdefault(model, {})
-    layers = tuple(id(layer) for layer in getattr(model, "layers", ()))
-    step = (_weights_token(model) if engine != "tensorflow" else None, layers)
-    entry = cached.get(engine)
-    if entry is None or entry[1] != step:
-        entry = cached[engine] = (Predictor(model, engine=engine), step)
-    return entry[0]
+    return model if isinstance(model, Predictor) else Predictor(model, engine=engine)
 
 
 TTA_MODES = (None, "flip")
@@ -191,7 +169,7 @@ def _tta_runner(predictor: Predictor, tta: str | None, batch_size: int):
 
 
 def predict_probabilities(
-    model: keras.Model,
+    model: keras.Model | Predictor,
     images,
     engine: str = "tensorflow",
     tta: str | None = None,
@@ -200,15 +178,17 @@ def predict_probabilities(
 ) -> np.ndarray:
     """Class probabilities for an image array ``(n, h, w, 3)``, in inference mode.
 
-    Uses the model's cached [`Predictor`][catdog.deploy.predict.Predictor] on ``engine``; logit
-    models get a softmax. ``tta="flip"`` averages the probabilities of each image and of its
-    left-right mirror image (test-time augmentation: twice the compute). Runs ``batch_size``
-    images at a time.
+    Runs a new [`Predictor`][catdog.deploy.predict.Predictor] of the model on ``engine``, or
+    the ``Predictor`` given as ``model`` (on its own engine: pass one to predict many arrays
+    without tracing or converting the model again); logit models get a softmax. ``tta="flip"``
+    averages the probabilities of each image and of its left-right mirror image (test-time
+    augmentation: twice the compute). Runs ``batch_size`` images at a time.
 
     Args:
-        model: the Keras model.
+        model: the Keras model, or a ``Predictor`` of it.
         images (np.ndarray): an image array ``(n, h, w, 3)`` of 0..255 pixels.
-        engine: ``"tensorflow"``, ``"litert"`` or ``"auto"`` (see ``Predictor``).
+        engine: ``"tensorflow"``, ``"litert"`` or ``"auto"`` (see ``Predictor``), for a Keras
+            model.
         tta: ``"flip"`` for test-time augmentation, or ``None``.
         batch_size: images run at a time, a positive integer.
 
@@ -222,7 +202,7 @@ def predict_probabilities(
 
 
 def predict_scores(
-    model: keras.Model,
+    model: keras.Model | Predictor,
     images,
     engine: str = "tensorflow",
     tta: str | None = None,
@@ -240,7 +220,7 @@ def predict_scores(
         ```
     """
     check_choice("tta", tta, TTA_MODES)
-    predictor = predictor_for(model, engine)
+    predictor = as_predictor(model, engine)
     run = _tta_runner(predictor, tta, batch_size)
     width = predictor.classes + predictor.scored
     wide = run_in_batches(run, images, predictor.input_shape, batch_size, width)
@@ -272,7 +252,7 @@ class Prediction:
 
 
 def predict(
-    model: keras.Model | LiteRTModel,
+    model: keras.Model | LiteRTModel | Predictor,
     images_or_paths,
     class_names: Sequence[str] | None = None,
     *,
@@ -287,7 +267,9 @@ def predict(
     model carries ([`resolve_class_names`][catdog.deploy.labels.resolve_class_names]), else
     ``class_0``,
     ``class_1``... ``engine`` (``"tensorflow"``, ``"litert"``, ``"auto"``) runs a Keras model
-    as [`Predictor`][catdog.deploy.predict.Predictor] says; ``tta="flip"`` averages each image's
+    as [`Predictor`][catdog.deploy.predict.Predictor] says, a new one each call; pass a
+    ``Predictor`` of your own as ``model`` to predict many times without tracing or converting
+    the model again (it runs on its own engine); ``tta="flip"`` averages each image's
     prediction with its mirror image's (see
     [`predict_probabilities`][catdog.deploy.predict.predict_probabilities]). Images are read and
     run ``batch_size`` at a time ([`read_image_batches`][catdog.data.images.read_image_batches]):
@@ -301,7 +283,8 @@ def predict(
     any image is read, naming it.
 
     Args:
-        model: a Keras model, or a [`LiteRTModel`][catdog.deploy.litert.LiteRTModel].
+        model: a Keras model, a [`Predictor`][catdog.deploy.predict.Predictor] of one, or a
+            [`LiteRTModel`][catdog.deploy.litert.LiteRTModel].
         images_or_paths (Sequence[str] | np.ndarray): image files, or an image array
             ``(n, h, w, 3)`` of 0..255 pixels.
         class_names: names of the classes, in output order; default: the model's own.
@@ -323,7 +306,7 @@ def predict(
 
 
 def iter_predictions(
-    model: keras.Model | LiteRTModel,
+    model: keras.Model | LiteRTModel | Predictor,
     images_or_paths,
     class_names: Sequence[str] | None = None,
     *,
@@ -347,15 +330,14 @@ def iter_predictions(
                 out.write(f"{p.path}\t{p.class_name}\t{p.probability:.4f}\n")
         ```
     """
-    from catdog._rules import check_int
-
     check_int("batch_size", batch_size)
     check_choice("tta", tta, TTA_MODES)
+    runner, model = model, model.model if isinstance(model, Predictor) else model
     size = tuple(model.input_shape[1:3])
     array = None
     if isinstance(images_or_paths, np.ndarray):
         array = _checked_array(images_or_paths, size)
-    run, width = _batch_runner(model, engine, tta, batch_size)
+    run, width = _batch_runner(runner, engine, tta, batch_size)
     names = resolve_class_names(model, None, class_names or None)
     if array is None:
         files = read_image_batches(images_or_paths, size, batch_size)
@@ -368,15 +350,18 @@ def iter_predictions(
     return _predictions(batches, run, names, classes, threshold, width)
 
 
-def _batch_runner(model: keras.Model | LiteRTModel, engine: str, tta: str | None, batch_size: int):
+def _batch_runner(
+    model: keras.Model | LiteRTModel | Predictor, engine: str, tta: str | None, batch_size: int
+):
     """A function from a batch of images to its probabilities (and ood score, as one more
-    column, for a model with one), on ``engine`` with ``tta``; and its outputs' width."""
+    column, for a model with one), on ``engine`` (a ``Predictor`` on its own) with ``tta``; and
+    its outputs' width."""
     if isinstance(model, LiteRTModel):
         if tta is not None:
             raise InvalidArgumentError("tta needs a Keras model, not a LiteRT file.")
         width = model.output_shape[-1] + model.scored
         return (lambda batch: model.wide(batch, batch_size=batch_size)), width
-    predictor = predictor_for(model, engine)
+    predictor = as_predictor(model, engine)
     return _tta_runner(predictor, tta, batch_size), predictor.classes + predictor.scored
 
 

@@ -1,24 +1,24 @@
 """The classifier every catdog model is:
 [`ImageClassifier`][catdog.models.classifier.ImageClassifier]
 (raw 0..255 RGB pixels in, one output per class, its class names carried), compiling it with
-the loss its activation needs, and its inference-time and probability forms."""
+the loss its activation needs, its inference-time form and its outputs as probabilities (the
+form every export runs, with the model's calibration, is
+[`probability_model`][catdog.models.confidence.probability_model])."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import keras
 
 from catdog._rules import (
     check_class_names,
+    check_fraction,
     check_int,
     check_positive_number,
+    check_sides,
 )
 from catdog.errors import InvalidArgumentError
-
-if TYPE_CHECKING:
-    import keras
-
 
 # ----------------------------------------------------------------------------- the model class
 # Layers that change images only in training and pass them through unchanged at inference
@@ -165,8 +165,27 @@ def class_names_of(model: keras.Model) -> list[str] | None:
     return getattr(model, "class_names", None) if isinstance(model, ImageClassifier) else None
 
 
-def _classes(num_classes: int | None, class_names) -> tuple[int, list[str] | None]:
-    """``(number of outputs, class names or None)`` from a factory's two arguments."""
+# ----------------------------------------------------------------------------- building one
+def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    """A factory's ``input_shape``, checked: ``(height, width, 3)`` of positive integers.
+
+    Examples:
+        >>> check_input_shape([96, 128, 3])
+        (96, 128, 3)
+    """
+    return check_sides("input_shape", input_shape, 3, channels=3)
+
+
+def check_classes(
+    num_classes: int | None, class_names: Sequence[str] | None
+) -> tuple[int, list[str] | None]:
+    """``(number of outputs, class names or None)`` from a factory's two arguments: the
+    names decide the number; without them ``num_classes`` (default 2) does.
+
+    Examples:
+        >>> check_classes(None, ["cat", "dog", "fox"])
+        (3, ['cat', 'dog', 'fox'])
+    """
     if class_names is None:
         return check_int("num_classes", 2 if num_classes is None else num_classes, minimum=2), None
     names = check_class_names(class_names)
@@ -178,7 +197,53 @@ def _classes(num_classes: int | None, class_names) -> tuple[int, list[str] | Non
     return len(names), names
 
 
-def _classifier(layer_list: list, *, name: str, class_names) -> ImageClassifier:
+def check_head(dropout: float, dense_units: int, classifier_activation: str | None) -> None:
+    """Refuse head settings [`classifier_head`][catdog.models.classifier.classifier_head]
+    cannot build: a dropout rate outside ``[0, 1)``, a non-positive number of units, an
+    activation other than ``"softmax"`` or ``None``."""
+    check_fraction("dropout", dropout)
+    check_int("dense_units", dense_units)
+    if classifier_activation not in ("softmax", None):
+        raise InvalidArgumentError(
+            "classifier_activation must be 'softmax' (probabilities) or None (logits), got "
+            f"{classifier_activation!r}. A sigmoid head under a sparse categorical loss, as "
+            "in the original tutorial, does not give probabilities that sum to 1."
+        )
+
+
+def classifier_head(
+    dropout: float, dense_units: int, num_classes: int, activation: str | None
+) -> list[keras.layers.Layer]:
+    """The head every catdog model ends in (fastai's ``create_head``): a ``Dropout`` named
+    ``head_dropout`` (left out at ``dropout=0``), ``Flatten``, a hidden ``Dense`` (ReLU) and
+    the float32 output layer ``predictions`` (``activation``: ``"softmax"`` or ``None``).
+
+    Examples:
+        >>> [layer.name for layer in classifier_head(0.2, 64, 2, "softmax")]
+        ['head_dropout', 'flatten', 'dense', 'predictions']
+    """
+    head = [keras.layers.Dropout(dropout, name="head_dropout")] if dropout else []
+    return head + [
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(dense_units, activation="relu", name="dense"),
+        # float32 even under a mixed precision policy: stable softmax and loss
+        keras.layers.Dense(num_classes, activation=activation, name="predictions", dtype="float32"),
+    ]
+
+
+def classifier_from_layers(
+    layer_list: list, *, name: str, class_names: Sequence[str] | None
+) -> ImageClassifier:
+    """An [`ImageClassifier`][catdog.models.classifier.ImageClassifier] of ``layer_list``
+    (``keras.Input`` first) named ``name``, carrying ``class_names``; its augmentation is the
+    layers that [`is_augmentation_layer`][catdog.models.classifier.is_augmentation_layer]
+    recognises.
+
+    Examples:
+        >>> layers = [keras.Input((8, 8, 3)), *classifier_head(0, 4, 2, "softmax")]
+        >>> classifier_from_layers(layers, name="tiny", class_names=["a", "b"]).class_names
+        ['a', 'b']
+    """
     augmentation = [layer.name for layer in layer_list if is_augmentation_layer(layer)]
     return ImageClassifier(layer_list, name=name, class_names=class_names,
                            augmentation=augmentation)  # fmt: skip
@@ -282,10 +347,6 @@ def inference_model(model: keras.Model) -> keras.Model:
         >>> [type(l).__name__ for l in inference_model(build_augmented_model()).layers][:2]
         ['Conv2D', 'MaxPooling2D']
     """
-    import keras
-
-    from catdog.models.classifier import ImageClassifier, is_augmentation_layer
-
     if not isinstance(model, keras.Sequential):
         return model
     if isinstance(model, ImageClassifier):
@@ -300,35 +361,3 @@ def inference_model(model: keras.Model) -> keras.Model:
     if isinstance(model, ImageClassifier):
         return ImageClassifier(layer_list, name=name, class_names=model.class_names)
     return keras.Sequential(layer_list, name=name)
-
-
-def probability_model(model: keras.Model) -> keras.Model:
-    """The model without augmentation, ending in probabilities (a softmax after logits).
-
-    What every export and the LiteRT engine run. A model with a
-    [`Confidence`][catdog.models.confidence.Confidence] layer outputs calibrated probabilities
-    and, when it has an out-of-distribution score, the dict
-    ``{"probabilities": ..., "ood_score": ...}``
-    ([`confidence_outputs`][catdog.models.confidence.confidence_outputs]).
-
-    Examples:
-        >>> from catdog.models.cnn import build_baseline_model
-        >>> probability_model(build_baseline_model(classifier_activation=None)).layers[-1].name
-        'probabilities'
-    """
-    import keras
-
-    from catdog.models.classifier import outputs_logits
-    from catdog.models.confidence import confidence_layer, confidence_outputs
-
-    if confidence_layer(model) is not None:  # calibrated, and with its score when it has one
-        inputs = keras.Input(shape=model.input_shape[1:], name="image")
-        outputs = confidence_outputs(model, inputs)
-        outputs = outputs if len(outputs) > 1 else outputs["probabilities"]
-        return keras.Model(inputs, outputs, name=f"{model.name}_probabilities")
-    without_augmentation = inference_model(model)
-    if not outputs_logits(model):
-        return without_augmentation
-    inputs = keras.Input(shape=model.input_shape[1:], name="image")
-    outputs = keras.layers.Softmax(name="probabilities")(without_augmentation(inputs))
-    return keras.Model(inputs, outputs, name=f"{model.name}_probabilities")

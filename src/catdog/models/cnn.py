@@ -17,32 +17,21 @@ from keras import layers
 from catdog._rules import (
     DEFAULT_IMAGE_SIDE,
     DEFAULT_INPUT_SHAPE,
-    check_fraction,
     check_int,
-    check_sides,
 )
 from catdog.errors import InvalidArgumentError
-from catdog.models.classifier import _classes, _classifier
+from catdog.models.classifier import (
+    check_classes,
+    check_head,
+    check_input_shape,
+    classifier_from_layers,
+    classifier_head,
+)
 from catdog.models.layers import augmentation_layers, mobilenet_v2_preprocessing
 from catdog.models.registry import register_model
 
 
 # ----------------------------------------------------------------------------- validation
-def _check_input_shape(input_shape) -> tuple[int, int, int]:
-    return check_sides("input_shape", input_shape, 3, channels=3)
-
-
-def _check_head(dropout, dense_units, classifier_activation) -> None:
-    check_fraction("dropout", dropout)
-    check_int("dense_units", dense_units)
-    if classifier_activation not in ("softmax", None):
-        raise InvalidArgumentError(
-            "classifier_activation must be 'softmax' (probabilities) or None (logits), got "
-            f"{classifier_activation!r}. A sigmoid head under a sparse categorical loss, as "
-            "in the original tutorial, does not give probabilities that sum to 1."
-        )
-
-
 def _per_block(name: str, value, blocks: int) -> list[int]:
     values = list(value) if isinstance(value, (tuple, list)) else [value] * blocks
     if len(values) != blocks:
@@ -73,16 +62,6 @@ def _conv_plan(input_shape, filters, kernel_size, pool_size):
 
 
 # ----------------------------------------------------------------------------- builders
-def _head(dropout_before: float, dense_units: int, num_classes: int, activation) -> list:
-    head = [layers.Dropout(dropout_before, name="head_dropout")] if dropout_before else []
-    return head + [
-        layers.Flatten(name="flatten"),
-        layers.Dense(dense_units, activation="relu", name="dense"),
-        # float32 even under a mixed precision policy: stable softmax and loss
-        layers.Dense(num_classes, activation=activation, name="predictions", dtype="float32"),
-    ]
-
-
 def _cnn(
     *,
     name: str,
@@ -98,9 +77,9 @@ def _cnn(
     classifier_activation,
 ) -> keras.Sequential:
     """Conv blocks; ``dropout`` sits after the last conv, before its pooling, as in the tutorial."""
-    input_shape = _check_input_shape(input_shape)
-    num_classes, class_names = _classes(num_classes, class_names)
-    _check_head(dropout, dense_units, classifier_activation)
+    input_shape = check_input_shape(input_shape)
+    num_classes, class_names = check_classes(num_classes, class_names)
+    check_head(dropout, dense_units, classifier_activation)
     plan = _conv_plan(input_shape, filters, kernel_size, pool_size)
     body: list = []
     for i, (n_filters, kernel, pool) in enumerate(plan, start=1):
@@ -108,12 +87,12 @@ def _cnn(
         if dropout and i == len(plan):
             body.append(layers.Dropout(dropout, name="conv_dropout"))
         body.append(layers.MaxPooling2D(pool, name=f"pool_{i}"))
-    return _classifier(
+    return classifier_from_layers(
         [
             keras.Input(shape=input_shape, name="image"),
             *input_layers,
             *body,
-            *_head(0, dense_units, num_classes, classifier_activation),
+            *classifier_head(0, dense_units, num_classes, classifier_activation),
         ],
         name=name,
         class_names=class_names,

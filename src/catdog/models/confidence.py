@@ -21,6 +21,12 @@ from keras import ops
 
 from catdog._rules import check_choice, check_int
 from catdog.errors import InvalidArgumentError
+from catdog.models.classifier import (
+    ImageClassifier,
+    inference_model,
+    outputs_logits,
+    probabilities,
+)
 
 OOD_METHODS = ("mahalanobis", "knn", "msp")
 """The out-of-distribution scores a model can carry: the Mahalanobis distance of its features to
@@ -273,8 +279,6 @@ def attach_confidence(model: keras.Model, layer: Confidence) -> keras.Model:
         attach_confidence(model, Confidence())
         ```
     """
-    from catdog.models.classifier import ImageClassifier
-
     if not isinstance(model, ImageClassifier):
         raise InvalidArgumentError(
             f"{model.name!r} is not a catdog model (an ImageClassifier): calibration and the "
@@ -301,8 +305,6 @@ def confidence_outputs(model: keras.Model, images) -> dict:
         # TensorShape([8, 2])
         ```
     """
-    from catdog.models.classifier import inference_model, probabilities
-
     layer = confidence_layer(model)
     if layer is None:  # as before catdog had the layer
         return {
@@ -318,6 +320,33 @@ def confidence_outputs(model: keras.Model, images) -> dict:
     if layer.method is None:
         return {"probabilities": probs}
     return {"probabilities": probs, "ood_score": layer([features, probs], output="score")}
+
+
+def probability_model(model: keras.Model) -> keras.Model:
+    """The model without augmentation, ending in probabilities (a softmax after logits).
+
+    What every export and the LiteRT engine run. A model with a
+    [`Confidence`][catdog.models.confidence.Confidence] layer outputs calibrated probabilities
+    and, when it has an out-of-distribution score, the dict
+    ``{"probabilities": ..., "ood_score": ...}``
+    ([`confidence_outputs`][catdog.models.confidence.confidence_outputs]).
+
+    Examples:
+        >>> from catdog.models.cnn import build_baseline_model
+        >>> probability_model(build_baseline_model(classifier_activation=None)).layers[-1].name
+        'probabilities'
+    """
+    if confidence_layer(model) is not None:  # calibrated, and with its score when it has one
+        inputs = keras.Input(shape=model.input_shape[1:], name="image")
+        outputs = confidence_outputs(model, inputs)
+        outputs = outputs if len(outputs) > 1 else outputs["probabilities"]
+        return keras.Model(inputs, outputs, name=f"{model.name}_probabilities")
+    without_augmentation = inference_model(model)
+    if not outputs_logits(model):
+        return without_augmentation
+    inputs = keras.Input(shape=model.input_shape[1:], name="image")
+    outputs = keras.layers.Softmax(name="probabilities")(without_augmentation(inputs))
+    return keras.Model(inputs, outputs, name=f"{model.name}_probabilities")
 
 
 def check_confidence(model, source: str) -> None:

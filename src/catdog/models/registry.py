@@ -288,15 +288,12 @@ def check_model_name(name: str) -> str:
 
 
 def _entries() -> dict:
-    """The registry, with catdog's own models and installed plugins' loaded on first use."""
+    """The registry, with installed plugins' models loaded on first use (catdog's own
+    register when ``catdog.models`` is imported: its ``__init__`` imports their modules)."""
     global _LOADED
     if not _LOADED:
-        import catdog.models.cnn  # noqa: F401  (the factories register themselves)
-        import catdog.models.transfer  # noqa: F401
-
-        if not _LOADED:  # a preset's lookup during those imports may have loaded them already
-            _LOADED = True  # before the plugins: their own lookups must not load them again
-            _load_plugins()
+        _LOADED = True  # before the plugins: their own lookups must not load them again
+        _load_plugins()
     return _REGISTRY
 
 

@@ -25,8 +25,14 @@ from catdog.models.backbones import (
     preprocessed_range,
     preprocessing_layers,
 )
-from catdog.models.classifier import _classes, _classifier, get_base
-from catdog.models.cnn import _check_head, _check_input_shape, _head
+from catdog.models.classifier import (
+    check_classes,
+    check_head,
+    check_input_shape,
+    classifier_from_layers,
+    classifier_head,
+    get_base,
+)
 from catdog.models.layers import InferenceMode, augmentation_layers
 from catdog.models.registry import register_model, register_preset
 
@@ -101,10 +107,10 @@ def build_transfer_model(
         >>> [layer.name for layer in model.layers][:2]
         ['resnet_preprocessing', 'random_flip']
     """
-    input_shape = _check_input_shape(input_shape)
+    input_shape = check_input_shape(input_shape)
     spec = get_backbone(backbone)
-    num_classes, class_names = _classes(num_classes, class_names)
-    _check_head(dropout, dense_units, classifier_activation)
+    num_classes, class_names = check_classes(num_classes, class_names)
+    check_head(dropout, dense_units, classifier_activation)
     check_choice("pooling", pooling, POOLINGS)
     base = build_base(spec, input_shape, weights)
     base.trainable = bool(base_trainable)
@@ -113,7 +119,7 @@ def build_transfer_model(
         if pooling == "max"
         else layers.GlobalAveragePooling2D(name="global_pool")
     )
-    return _classifier(
+    return classifier_from_layers(
         [
             keras.Input(shape=input_shape, name="image"),
             *preprocessing_layers(spec),
@@ -127,7 +133,7 @@ def build_transfer_model(
             ),  # fmt: skip
             InferenceMode(base, name="base"),
             pool,
-            *_head(dropout, dense_units, num_classes, classifier_activation),
+            *classifier_head(dropout, dense_units, num_classes, classifier_activation),
         ],
         name=name,
         class_names=class_names,

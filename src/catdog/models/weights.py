@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from catdog.errors import InvalidArgumentError
+from catdog.io import write_atomic
+from catdog.models.backbones import build_base, get_backbone, preprocessing_layers
 
 
 def make_stand_in_weights(
@@ -37,9 +39,6 @@ def make_stand_in_weights(
         ```
     """
     import keras
-
-    from catdog.io import write_atomic
-    from catdog.models.backbones import build_base, get_backbone, preprocessing_layers
 
     spec = get_backbone(backbone)
     if not str(path).endswith(".weights.h5"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from catdog._rules import is_int
 from catdog.errors import InvalidArgumentError
 
 _MISSING = object()
@@ -29,8 +30,6 @@ def _json_text(value) -> str:
 def checked_report_fields(data, source: str) -> dict:
     """The fields of a report dict, checked; ``per_class`` and ``misclassified`` stay plain
     dicts (see ``Report.from_dict``)."""
-    from catdog._rules import is_int
-
     if not isinstance(data, dict):
         raise InvalidArgumentError(
             f"{source} does not hold a report (a JSON object). Restore the file, or write it "
@@ -93,8 +92,6 @@ def _confidence_fields(get) -> dict:
 
 def _is_unknown(value) -> bool:
     """``None``, or ``{method, threshold, accepted, accepted_correct}``."""
-    from catdog._rules import is_int
-
     return value is None or (
         isinstance(value, dict)
         and set(value) == {"method", "threshold", "accepted", "accepted_correct"}
@@ -137,8 +134,6 @@ def _is_class_names(value) -> bool:
 
 def _is_per_class(value, names: list) -> bool:
     """A ``{class: {precision, recall, f1, support}}`` object in ``names`` order."""
-    from catdog._rules import is_int
-
     return (
         isinstance(value, dict)
         and list(value) == names
@@ -154,8 +149,6 @@ def _is_per_class(value, names: list) -> bool:
 
 def _is_confusion(value, n: int) -> bool:
     """An ``n`` by ``n`` list of counts."""
-    from catdog._rules import is_int
-
     return (
         isinstance(value, list)
         and len(value) == n

@@ -9,9 +9,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from catdog._rules import SPLIT_NAMES, check_outside_data
+from catdog.data.images import load_images
 from catdog.errors import OutputError
 from catdog.io import atomic_path, write_json, write_text
 from catdog.report import markdown as md
+from catdog.report._figures import figure, finish, grid, show
 
 MARKDOWN_ROWS = 50
 """The most rows of each table in ``audit.md``; ``audit.json`` lists every flagged file."""
@@ -328,18 +330,15 @@ def plot_flagged(
         plot_flagged(report, report.label_issues, path="label_issues.png")
         ```
     """
-    from catdog.data.images import load_images
-    from catdog.report.plotting import _finish, _grid, _show
-
     shown = images[:n]
-    fig, axes = _grid(len(shown), 4, cell=2.2)
+    fig, axes = grid(len(shown), 4, cell=2.2)
     pixels = load_images([report.path_of(i) for i in shown], image_size) if shown else []
     for ax, image, item in zip(axes, pixels, shown, strict=False):
         believed = f" -> {item.predicted}" if item.predicted else ""
-        _show(ax, image, f"{item.label}{believed}\n{item.split} {item.score:.2f}")
+        show(ax, image, f"{item.label}{believed}\n{item.split} {item.score:.2f}")
     if not shown:
         axes[0].text(0.5, 0.5, "none found", ha="center", va="center")
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_duplicates(
@@ -359,12 +358,9 @@ def plot_duplicates(
         plot_duplicates(report, path="near_duplicates.png")
         ```
     """
-    from catdog.data.images import load_images
-    from catdog.report.plotting import _figure, _finish, _show
-
     groups = (report.near_duplicates if groups is None else groups)[:n]
     cols = max([min(4, len(g.images)) for g in groups] or [1])
-    fig = _figure(2.2 * cols, 2.2 * max(1, len(groups)))
+    fig = figure(2.2 * cols, 2.2 * max(1, len(groups)))
     axes = fig.subplots(max(1, len(groups)), cols, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
@@ -373,7 +369,7 @@ def plot_duplicates(
         pixels = load_images([report.path_of(i) for i in members], image_size)
         for ax, image, item in zip(row[: len(members)], pixels, members, strict=True):
             leak = "LEAK " if getattr(group, "leak", False) else ""
-            _show(ax, image, f"{leak}{item.split} {item.label}\n{item.score:.2f}")
+            show(ax, image, f"{leak}{item.split} {item.label}\n{item.score:.2f}")
     if not groups:
         axes[0][0].text(0.5, 0.5, "none found", ha="center", va="center")
-    return _finish(fig, path)
+    return finish(fig, path)

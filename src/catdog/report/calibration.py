@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from catdog.errors import InvalidArgumentError
+from catdog.report._figures import figure, finish, plain
 
 ECE_BINS = 15
 """The number of equal-width confidence bins of the expected calibration error."""
@@ -143,9 +144,7 @@ def plot_reliability(
         plot_reliability(raw, calibrated, labels, path="reliability.png")
         ```
     """
-    from catdog.report.plotting import _figure, _finish
-
-    fig = _figure(5.2, 4.6)
+    fig = figure(5.2, 4.6)
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="perfectly calibrated")
     for probs, name, marker in ((probs_before, "before", "o"), (probs_after, "after", "s")):
@@ -157,7 +156,7 @@ def plot_reliability(
     ax.set(xlabel="confidence (top probability)", ylabel="accuracy", xlim=(0, 1.02),
            ylim=(0, 1.02), title=f"reliability ({len(np.asarray(labels))} images)")  # fmt: skip
     ax.legend(loc="upper left", fontsize=8)
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_risk_coverage(curves: dict, *, path: str | os.PathLike | None = None):
@@ -171,15 +170,13 @@ def plot_risk_coverage(curves: dict, *, path: str | os.PathLike | None = None):
         plot_risk_coverage({"mahalanobis": report.risk_coverage}, path="risk_coverage.png")
         ```
     """
-    from catdog.report.plotting import _figure, _finish, _plain
-
-    fig = _figure(5.2, 4.0)
+    fig = figure(5.2, 4.0)
     ax = fig.subplots()
     for label, pairs in curves.items():
         pairs = np.asarray(pairs, np.float64).reshape(-1, 2)
-        ax.plot(pairs[:, 0], pairs[:, 1], marker=".", label=_plain(label))
+        ax.plot(pairs[:, 0], pairs[:, 1], marker=".", label=plain(label))
     ax.set(xlabel="coverage (share of images answered)", ylabel="risk (error rate answered)",
            xlim=(0, 1.02), title="risk-coverage")  # fmt: skip
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
-    return _finish(fig, path)
+    return finish(fig, path)

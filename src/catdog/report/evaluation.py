@@ -11,10 +11,15 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from catdog._rules import check_choice, check_printable_class_names
 from catdog.data.pipelines import Splits
-from catdog.deploy.predict import predict_scores, predictor_for
+from catdog.deploy.predict import TTA_MODES, Predictor, as_predictor, predict_scores
 from catdog.errors import InvalidArgumentError
 from catdog.io import write_json, write_text
+from catdog.models.classifier import class_names_of
+from catdog.models.confidence import confidence_layer, unknown_threshold
+from catdog.report._report_fields import checked_report_fields
+from catdog.report.calibration import risk_coverage
 
 
 @dataclass
@@ -154,8 +159,6 @@ class Report:
             report = Report.from_dict(data)
             ```
         """
-        from catdog.report._report_fields import checked_report_fields
-
         values = checked_report_fields(data, source)
         values["per_class"] = {k: ClassMetrics(**v) for k, v in values["per_class"].items()}
         values["misclassified"] = [Misclassified(**m) for m in values["misclassified"]]
@@ -273,7 +276,7 @@ def _per_class_metrics(confusion: np.ndarray, class_names) -> dict[str, ClassMet
 
 
 def evaluate(
-    model: keras.Model,
+    model: keras.Model | Predictor,
     data,
     class_names: Sequence[str] | None = None,
     *,
@@ -290,11 +293,12 @@ def evaluate(
     [`catdog.Splits`][catdog.data.pipelines.Splits], whose ``split`` (default ``"test"``) is used
     with its
     class names and files. ``engine`` runs the model as
-    [`Predictor`][catdog.deploy.predict.Predictor] says (``"litert"`` is faster on a CPU);
+    [`Predictor`][catdog.deploy.predict.Predictor] says (``"litert"`` is faster on a CPU), a
+    new one each call (or the ``Predictor`` given as ``model``, on its own engine);
     ``tta="flip"`` scores the average of each image's and its mirror image's probabilities.
 
     Args:
-        model: the model to score.
+        model: the model to score, or a ``Predictor`` of it.
         data (Splits | tf.data.Dataset): a batched ``(images, labels)`` dataset, or a ``Splits``.
         class_names: the class names in label order (default: the ``Splits``' own).
         files: the dataset's files in order, to name misclassified ones (a ``Splits`` knows them).
@@ -309,8 +313,11 @@ def evaluate(
         ```
     """
     data, class_names, files, folder = _labelled_data(data, class_names, files, split)
+    predictor, model = model, model.model if isinstance(model, Predictor) else model
     _check_class_names(model, class_names)
-    probs, labels, scores = _probabilities_and_labels(model, data, engine, tta)
+    check_choice("tta", tta, TTA_MODES)  # before the engine is made
+    predictor = as_predictor(predictor, engine)
+    probs, labels, scores = _probabilities_and_labels(predictor, data, tta)
     n_classes = len(class_names)
     if probs.shape[1] != n_classes:
         raise InvalidArgumentError(
@@ -333,7 +340,7 @@ def evaluate(
         confusion=confusion.tolist(),
         misclassified=_misclassified(probs, labels, class_names, files),
         count=int(labels.size),
-        engine=predictor_for(model, engine).engine,  # the one that ran ("auto" resolved)
+        engine=predictor.engine,  # the one that ran ("auto" resolved)
         data=folder,
         unknown=_unknown_counts(model, scores, predicted == labels),
         risk_coverage=_risk_coverage(probs, scores, predicted == labels),
@@ -342,8 +349,6 @@ def evaluate(
 
 def _unknown_counts(model, scores, correct) -> dict | None:
     """The model's unknown answer on the images: method, threshold, accepted (and correct)."""
-    from catdog.models.confidence import confidence_layer, unknown_threshold
-
     threshold = unknown_threshold(model)
     if scores is None or threshold is None:
         return None
@@ -358,8 +363,6 @@ def _unknown_counts(model, scores, correct) -> dict | None:
 
 def _risk_coverage(probs, scores, correct) -> list:
     """The risk-coverage curve by the model's score, else by one minus its top probability."""
-    from catdog.report.calibration import risk_coverage
-
     return risk_coverage(correct, 1 - probs.max(axis=1) if scores is None else scores)
 
 
@@ -375,9 +378,6 @@ def _labelled_data(data, class_names, files, split: str):
 
 def _check_class_names(model: keras.Model, class_names) -> None:
     """Raise unless there are printable class names, and the model's when it knows them."""
-    from catdog._rules import check_printable_class_names
-    from catdog.models.classifier import class_names_of
-
     known = class_names_of(model)
     if known and class_names and list(class_names) != known:
         raise InvalidArgumentError(
@@ -390,9 +390,9 @@ def _check_class_names(model: keras.Model, class_names) -> None:
     check_printable_class_names(class_names)
 
 
-def _probabilities_and_labels(model, data, engine: str, tta: str | None):
+def _probabilities_and_labels(predictor: Predictor, data, tta: str | None):
     """The model's probabilities and the labels of every example, read in one pass."""
-    batches = [(*predict_scores(model, x, engine, tta), np.asarray(y).reshape(-1)) for x, y in data]
+    batches = [(*predict_scores(predictor, x, tta=tta), np.asarray(y).reshape(-1)) for x, y in data]
     if not batches:  # one pass: images and labels stay aligned even if the data reshuffles
         raise InvalidArgumentError("Cannot evaluate on an empty dataset.")
     probs = np.concatenate([p for p, _, _ in batches])

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from catdog.data.images import load_images
 from catdog.errors import InvalidArgumentError
+from catdog.report._figures import figure, finish, show
 
 logger = logging.getLogger("catdog")
 
@@ -91,8 +93,6 @@ def gradcam(
 
 def _pixels(images_or_paths, height: int, width: int) -> np.ndarray:
     """A float32 ``(n, height, width, 3)`` array of the images, or of the files read."""
-    from catdog.data.images import load_images
-
     if not isinstance(images_or_paths, np.ndarray):
         return load_images([str(p) for p in images_or_paths], (height, width))
     images = images_or_paths.astype(np.float32)
@@ -167,20 +167,17 @@ def plot_neighbours(
         plot_neighbours(["photo.jpg"], catdog.similar(["photo.jpg"], "runs/demo"), path="s.png")
         ```
     """
-    from catdog.data.images import load_images
-    from catdog.report.plotting import _figure, _finish, _show
-
     if len(queries) > MAX_QUERY_ROWS:  # a figure has a largest size: draw the first ones
         logger.warning("Drawing the first %d of %d query images.", MAX_QUERY_ROWS, len(queries))
         queries, neighbours = queries[:MAX_QUERY_ROWS], neighbours[:MAX_QUERY_ROWS]
     cols = 1 + max((len(found) for found in neighbours), default=0)
-    fig = _figure(2.2 * cols, 2.4 * max(1, len(queries)))
+    fig = figure(2.2 * cols, 2.4 * max(1, len(queries)))
     axes = fig.subplots(max(1, len(queries)), cols, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for row, query, found in zip(axes, queries, neighbours, strict=False):
         pixels = load_images([query, *(n.path for n in found)], image_size)
-        _show(row[0], pixels[0], f"query\n{Path(query).name}")
+        show(row[0], pixels[0], f"query\n{Path(query).name}")
         for ax, image, near in zip(row[1:], pixels[1:], found, strict=False):
-            _show(ax, image, f"{near.similarity:.3f} {near.split or ''}\n{near.label or ''}")
-    return _finish(fig, path)
+            show(ax, image, f"{near.similarity:.3f} {near.split or ''}\n{near.label or ''}")
+    return finish(fig, path)

@@ -8,52 +8,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from catdog._rules import check_int, history_dict
+from catdog._rules import SPLIT_NAMES, check_int, history_dict
+from catdog.data.images import load_images
+from catdog.data.pipelines import Splits, label_counts, majority_baseline
 from catdog.errors import InvalidArgumentError
-from catdog.io import write_atomic
-
-DPI = 100
-
-
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure  # no pyplot: no GUI backend, safe without a display
-
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-
-
-def _plain(text) -> str:
-    """``text`` as matplotlib shows it literally: every ``$`` escaped, so user text (class and
-    file names) is never parsed as mathtext (``notes_$5_$10`` would fail to draw).
-
-    Examples:
-        >>> _plain("notes_$5_$10")
-        'notes_\\\\$5_\\\\$10'
-    """
-    return str(text).replace("$", r"\$")
-
-
-def _finish(fig, path):
-    if path is not None:
-        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
-    return fig
-
-
-def _grid(count: int, max_cols: int, cell: float = 2.6):
-    """A figure of ``count`` image cells, at most ``max_cols`` a row: (figure, axes, used)."""
-    cols = max(1, min(max_cols, count))
-    rows = max(1, -(-count // cols))
-    fig = _figure(cell * cols, cell * rows)
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax in axes[count:]:  # the cells left over stay blank
-        ax.axis("off")
-    return fig, axes
-
-
-def _show(ax, image, title: str | None = None) -> None:
-    ax.imshow(np.clip(np.asarray(image), 0, 255).astype("uint8"))
-    if title:
-        ax.set_title(_plain(title), fontsize=9)
-    ax.axis("off")
+from catdog.report._figures import (  # noqa: F401 (DPI: still importable from here)
+    DPI,
+    figure,
+    finish,
+    grid,
+    plain,
+    show,
+)
+from catdog.report.interpret import gradcam
 
 
 def plot_samples(
@@ -85,14 +52,10 @@ def plot_samples(
         plot_samples(splits, path="samples.png")
         ```
     """
-    from catdog.data.pipelines import Splits
-
     check_int("per_class", per_class)
     rng = np.random.default_rng(seed)
     rows: list[list[np.ndarray]]
     if isinstance(data, Splits):
-        from catdog.data.images import load_images
-
         class_names = data.class_names
         rows = []
         for label in range(len(class_names)):
@@ -111,15 +74,15 @@ def plot_samples(
                     rows[int(label)].append(image)
             if all(len(r) >= per_class for r in rows):
                 break
-    fig = _figure(2.2 * per_class, 2.3 * len(class_names))
+    fig = figure(2.2 * per_class, 2.3 * len(class_names))
     axes = fig.subplots(len(class_names), per_class, squeeze=False)
     for row, name, images in zip(axes, class_names, rows, strict=True):
         for i, ax in enumerate(row):
             if i < len(images):
-                _show(ax, images[i], name)
+                show(ax, images[i], name)
             else:
                 ax.axis("off")
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_label_counts(data, *, path: str | os.PathLike | None = None):
@@ -135,16 +98,13 @@ def plot_label_counts(data, *, path: str | os.PathLike | None = None):
         plot_label_counts(splits, path="label_counts.png")
         ```
     """
-    from catdog._rules import SPLIT_NAMES
-    from catdog.data.pipelines import Splits, label_counts, majority_baseline
-
     if not isinstance(data, Splits):
         raise InvalidArgumentError(
             f"plot_label_counts needs a catdog.Splits, got {type(data).__name__}; "
             "use catdog.data.pipelines.label_counts(dataset) for a plain dataset."
         )
     names = data.class_names
-    fig = _figure(max(5.0, 1.6 + 1.2 * len(names)), 3.6)
+    fig = figure(max(5.0, 1.6 + 1.2 * len(names)), 3.6)
     ax = fig.subplots()
     width = 0.8 / len(SPLIT_NAMES)
     positions = np.arange(len(names))
@@ -154,12 +114,12 @@ def plot_label_counts(data, *, path: str | os.PathLike | None = None):
         bars = ax.bar(positions + (i - 1) * width, counts, width, label=split)
         ax.bar_label(bars, fontsize=8)
         tallest = max(tallest, *counts)
-    ax.set_xticks(positions, [_plain(n) for n in names], rotation=45 if len(names) > 4 else 0)
+    ax.set_xticks(positions, [plain(n) for n in names], rotation=45 if len(names) > 4 else 0)
     ax.set_ylim(0, tallest * 1.3)  # room for the legend above the bars
     baseline = majority_baseline(data) if data.labels["train"] else float("nan")
     ax.set(ylabel="images", title=f"label counts (majority baseline {baseline:.0%})")
     ax.legend(loc="upper center", ncols=len(SPLIT_NAMES))
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_augmentation(
@@ -197,14 +157,14 @@ def plot_augmentation(
     augmented = keras.ops.convert_to_numpy(augmentation(batch, training=True))
     cols = min(n + 1, 5)
     rows = -(-(n + 1) // cols)
-    fig = _figure(2.2 * cols, 2.3 * rows)
+    fig = figure(2.2 * cols, 2.3 * rows)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    _show(axes[0], image, "original")
+    show(axes[0], image, "original")
     for i in range(n):
-        _show(axes[i + 1], augmented[i], f"augmented {i + 1}")
+        show(axes[i + 1], augmented[i], f"augmented {i + 1}")
     for ax in axes[n + 1 :]:
         ax.axis("off")
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_history(
@@ -236,7 +196,7 @@ def plot_history(
     data = history_dict(history)
     if "accuracy" not in data:
         raise InvalidArgumentError("history has no 'accuracy' values to plot.")
-    fig = _figure(10, 4)
+    fig = figure(10, 4)
     axes = fig.subplots(1, 2)
     epochs = np.arange(1, len(data["accuracy"]) + 1)
     for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
@@ -246,13 +206,13 @@ def plot_history(
             ax.plot(epochs, data[f"val_{metric}"], marker="o", label="validation")
         if fine_tune_start is not None:
             ax.axvline(
-                fine_tune_start + 0.5, color="gray", linestyle="--", label=_plain(fine_tune_label)
+                fine_tune_start + 0.5, color="gray", linestyle="--", label=plain(fine_tune_label)
             )
         if baseline is not None and metric == "accuracy":
             ax.axhline(baseline, color="red", linestyle=":", label="majority baseline")
         ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} comparison")
         ax.legend()
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_confusion_matrix(report, *, path: str | os.PathLike | None = None):
@@ -266,12 +226,12 @@ def plot_confusion_matrix(report, *, path: str | os.PathLike | None = None):
     matrix = np.asarray(report.confusion)
     names = report.class_names
     size = 1.2 + 0.9 * len(names)
-    fig = _figure(size + 1, size)
+    fig = figure(size + 1, size)
     ax = fig.subplots()
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax)
-    ax.set_xticks(range(len(names)), [_plain(n) for n in names], rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), [_plain(n) for n in names])
+    ax.set_xticks(range(len(names)), [plain(n) for n in names], rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), [plain(n) for n in names])
     ax.set(xlabel="predicted", ylabel="true", title=f"accuracy {report.accuracy:.1%}")
     threshold = matrix.max() / 2 if matrix.size else 0
     for (i, j), value in np.ndenumerate(matrix):
@@ -283,7 +243,7 @@ def plot_confusion_matrix(report, *, path: str | os.PathLike | None = None):
             va="center",
             color="white" if value > threshold else "black",
         )
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_misclassified(
@@ -313,26 +273,22 @@ def plot_misclassified(
         plot_misclassified(report, path="misclassified.png")
         ```
     """
-    from catdog.data.images import load_images
-
     wrong = [m for m in report.misclassified if m.path][:n]
-    fig, axes = _grid(len(wrong), 3)
+    fig, axes = grid(len(wrong), 3)
     images = load_images([report.path_of(m) for m in wrong], image_size) if wrong else []
     heatmaps = [None] * len(wrong)
     if model is not None and wrong:
-        from catdog.report.interpret import gradcam
-
         try:
             heatmaps = gradcam(model, images)  # the predicted (wrong) class of each
         except InvalidArgumentError:  # a model of your own that Grad-CAM cannot explain
             heatmaps = [None] * len(wrong)
     for ax, m, image, heatmap in zip(axes, wrong, images, heatmaps, strict=False):
-        _show(ax, image, f"{m.true} -> {m.predicted} ({m.confidence:.2f})")
+        show(ax, image, f"{m.true} -> {m.predicted} ({m.confidence:.2f})")
         if heatmap is not None:
             ax.imshow(heatmap, cmap="jet", alpha=0.4, vmin=0.0, vmax=1.0)
     if not wrong:
         axes[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_gradcam(
@@ -363,11 +319,11 @@ def plot_gradcam(
         raise InvalidArgumentError(
             f"images {images.shape} and heatmaps {heatmaps.shape} must match in number and size."
         )
-    fig, axes = _grid(len(images), 4)
+    fig, axes = grid(len(images), 4)
     for i, (ax, image, heatmap) in enumerate(zip(axes, images, heatmaps, strict=False)):
-        _show(ax, image, titles[i] if titles else None)
+        show(ax, image, titles[i] if titles else None)
         ax.imshow(heatmap, cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_lr_find(result, *, path: str | os.PathLike | None = None):
@@ -378,7 +334,7 @@ def plot_lr_find(result, *, path: str | os.PathLike | None = None):
         plot_lr_find(lr_find(model, splits), path="lr_find.png")
         ```
     """
-    fig = _figure(6, 4)
+    fig = figure(6, 4)
     ax = fig.subplots()
     ax.plot(result.learning_rates, result.losses)
     ax.set_xscale("log")
@@ -389,4 +345,4 @@ def plot_lr_find(result, *, path: str | os.PathLike | None = None):
         ax.set_title("no suggested learning rate (see the note)")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss (smoothed)")
-    return _finish(fig, path)
+    return finish(fig, path)

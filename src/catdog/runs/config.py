@@ -27,6 +27,8 @@ from catdog._rules import (
     check_positive_number,
     check_strategy,
 )
+from catdog.data.exclusions import describe_exclusion
+from catdog.data.relabel import describe_relabel
 from catdog.errors import InvalidArgumentError
 from catdog.io import json_safe
 
@@ -363,9 +365,6 @@ def config_record(config: RunConfig) -> dict:
     """``config`` as the JSON-ready dict that ``config.json`` holds (data folders absolute),
     with the paths that ``exclude`` lists and their SHA-256 (see
     [`describe_exclusion`][catdog.data.exclusions.describe_exclusion])."""
-    from catdog.data.exclusions import describe_exclusion
-    from catdog.data.relabel import describe_relabel
-
     record = {**asdict(config), "out": str(config.out), **describe_exclusion(config.exclude)}
     record.update(describe_relabel(config.relabel))
     if record["data"] != "cats_and_dogs":

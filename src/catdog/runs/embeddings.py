@@ -19,10 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from catdog._rules import SPLIT_NAMES, check_int
+from catdog.data.files import image_files
 from catdog.data.images import PREDICT_BATCH_SIZE
 from catdog.deploy.embeddings import Embeddings, image_embeddings
 from catdog.errors import InputFileNotFoundError, InvalidArgumentError, OutputError
-from catdog.io import temporary_folder
+from catdog.io import sha256sum, temporary_folder
+from catdog.report.interpret import plot_neighbours
+from catdog.runs.evaluate import run_splits
 from catdog.runs.record import RunFolder
 
 if TYPE_CHECKING:
@@ -138,8 +142,6 @@ def _run_folder(run: str | os.PathLike) -> RunFolder:
 def _source_key(folder: RunFolder, record: dict) -> str:
     """A SHA-256 of what a run's embeddings are computed from: the model file, the record's
     data, seed, exclusions and split, the class names beside the model, the data's files."""
-    from catdog.io import sha256sum
-
     digest = hashlib.sha256(f"catdog embeddings {EMBEDDINGS_FORMAT}\n".encode())
     digest.update(sha256sum(folder.model).encode())
     fields = ("data", "seed", "exclude", "relabelled", "splits", "class_names")
@@ -177,9 +179,7 @@ def _cached(folder: RunFolder, key: str) -> Embeddings | None:
 
 def _compute(folder: RunFolder, engine: str, batch_size: int) -> Embeddings:
     """Embed every image of the run's splits, as ``catdog evaluate`` recreates them."""
-    from catdog._rules import SPLIT_NAMES
     from catdog.deploy.export import load_model
-    from catdog.runs.evaluate import run_splits
 
     model = load_model(folder.model)
     with temporary_folder("catdog-embeddings-") as cache:
@@ -242,8 +242,6 @@ def similar(
             print(f"{near.similarity:.3f} {near.split} {near.label} {near.path}")
         ```
     """
-    from catdog._rules import check_int
-
     check_int("k", k)
     bank = run_embeddings(run, engine=engine, batch_size=batch_size)
     model = _model(RunFolder(run).path)
@@ -273,8 +271,6 @@ def similar_table(
         print(similar_table(["photo.jpg"], "runs/demo", k=3))
         ```
     """
-    from catdog.data.files import image_files
-
     queries = image_files([images] if isinstance(images, str | os.PathLike) else list(images))
     found = similar(queries, run, k, engine=engine, batch_size=batch_size)
     text = "\n\n".join(
@@ -286,8 +282,6 @@ def similar_table(
         for query, near in zip(queries, found, strict=True)
     )
     if out is not None:
-        from catdog.report.interpret import plot_neighbours
-
         path = Path(out) / "similar.png"
         plot_neighbours(queries, found, path=path)
         text += f"\n\nfigure: {path}"

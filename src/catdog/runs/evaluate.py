@@ -22,6 +22,7 @@ from catdog._rules import (
 )
 from catdog.errors import InvalidArgumentError
 from catdog.io import temporary_folder
+from catdog.runs.job import load_splits
 from catdog.runs.record import RunFolder, split_fingerprint, splits_match
 
 if TYPE_CHECKING:
@@ -120,7 +121,6 @@ def run_splits(
         ```
     """
     from catdog.models.classifier import class_names_of
-    from catdog.runs.job import load_splits
 
     folder = RunFolder.of_model(model_path)
     run = folder.record()

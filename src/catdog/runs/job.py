@@ -19,7 +19,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from catdog._rules import SPLIT_NAMES
+from catdog.data import pipelines
+from catdog.data.datasets import load_cats_and_dogs
 from catdog.data.download import default_cache_dir
+from catdog.data.synthetic import make_synthetic_dataset
 from catdog.errors import InvalidArgumentError, TrainingDivergedError
 from catdog.io import file_lock, read_json, write_json
 from catdog.runs.config import (
@@ -31,8 +34,9 @@ from catdog.runs.config import (
     describe_settings,
     resolve_defaults,
 )
-from catdog.runs.publish import _clear_state, _drop_empty_state, _finished_summary, _publish
+from catdog.runs.publish import clear_state, drop_empty_state, finished_summary, publish_run
 from catdog.runs.record import RunFolder, split_fingerprint, splits_match, versions
+from catdog.training import lr_finder
 
 logger = logging.getLogger("catdog")
 
@@ -42,8 +46,6 @@ def demo_data(images_per_class: int = 200, image_size: int = 64) -> Path:
 
     Concurrent callers wait for each other: the dataset is generated once.
     """
-    from catdog.data.synthetic import make_synthetic_dataset
-
     folder = default_cache_dir() / "datasets" / f"catdog-demo-{images_per_class}-{image_size}"
     if folder.is_dir():
         return folder
@@ -89,9 +91,6 @@ def load_splits(
         splits = load_splits("data/pets", (160, 160), batch_size=32, seed=1337)
         ```
     """
-    from catdog.data.datasets import load_cats_and_dogs
-    from catdog.data.pipelines import from_directory
-
     options = dict(
         image_size=image_size,
         batch_size=batch_size,
@@ -103,7 +102,7 @@ def load_splits(
     )
     if data == "cats_and_dogs":
         return load_cats_and_dogs(**options)
-    return from_directory(data, class_names=class_names, **options)
+    return pipelines.from_directory(data, class_names=class_names, **options)
 
 
 def _build(config: RunConfig, class_names: list[str]):
@@ -180,7 +179,7 @@ def run_training(config: RunConfig, strategy=None) -> dict:
                         "Wait for it to finish, or choose another --out.",
                     )
                 )
-                held.callback(_drop_empty_state, folder, created)  # runs before unlocking
+                held.callback(drop_empty_state, folder, created)  # runs before unlocking
             finished, plan = _plan(config, folder, strategy)
         agree(strategy, finished is not None, "whether the run is already finished")
         if finished is not None:
@@ -193,7 +192,6 @@ def _plan(config: RunConfig, folder: RunFolder, strategy):
     nothing to train, else ``(None, (record, pending, splits))``."""
     import keras
 
-    from catdog.data.pipelines import check_split_sizes
     from catdog.training.distribute import is_chief
 
     chief = is_chief(strategy)  # the other workers of a cluster only read the folder
@@ -215,7 +213,7 @@ def _plan(config: RunConfig, folder: RunFolder, strategy):
     logger.info("%s", describe_settings(config))
     keras.utils.set_random_seed(config.seed)  # shuffling, initial weights, augmentation
     splits = load_data(config)
-    check_split_sizes(splits)
+    pipelines.check_split_sizes(splits)
     if pending is None and finished is not None and changed_fields(finished, record) and chief:
         logger.warning(
             "%s holds a finished run with another configuration (changed: %s); it is replaced "
@@ -238,7 +236,7 @@ def _finished_run(folder: RunFolder) -> dict | None:
     if not folder.report.is_file():
         return None
     try:
-        summary = _finished_summary(folder)
+        summary = finished_summary(folder)
     except InvalidArgumentError as error:
         logger.warning("%s Training the run again.", error)
         return None
@@ -278,13 +276,13 @@ def _train_and_publish(config, folder: RunFolder, strategy, record, pending, spl
         )
     except TrainingDivergedError:
         if chief:
-            _clear_state(folder)  # nothing worth resuming
+            clear_state(folder)  # nothing worth resuming
         raise
     summary = {"out": str(folder.path), "report": None, "history": history}
     if chief:
         if fine_tune_start is not None:  # the features describe the base before fine-tuning
             features = None
-        summary = _publish(folder, splits, record, history, fine_tune_start, features)
+        summary = publish_run(folder, splits, record, history, fine_tune_start, features)
     return {**summary, "weights_sha256": weights_digest(model)}
 
 
@@ -293,7 +291,7 @@ def _check_pending(pending: dict | None, record: dict, folder: RunFolder, clear:
     the leftovers of a run killed while clearing its state."""
     if pending is None:
         if clear:
-            _clear_state(folder)
+            clear_state(folder)
         return
     changed = changed_fields(pending, record)
     if changed:
@@ -321,9 +319,7 @@ def _build_checked(config: RunConfig, splits, strategy):
 def _find_rate(model, splits) -> tuple[float | None, str | None]:
     """The learning-rate finder's suggestion for ``model`` (its weights left as they were),
     or ``None`` and why, when it has none (the run then trains at the default rate)."""
-    from catdog.training.lr_finder import lr_find
-
-    result = lr_find(model, splits)
+    result = lr_finder.lr_find(model, splits)
     if result.suggestion is None:
         note = f"{result.note}; the run trains at the default rate {RunConfig.learning_rate:g}"
         logger.warning("learning rate finder: %s", note)

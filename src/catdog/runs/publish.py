@@ -8,17 +8,26 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from catdog.errors import InvalidArgumentError
 from catdog.io import write_json
+from catdog.report import plotting
+from catdog.report.calibration import plot_reliability, plot_risk_coverage
+from catdog.runs.card import is_foreign_readme, write_model_card
 from catdog.runs.config import STAGE_BOUNDARY
 from catdog.runs.record import RunFolder
+
+if TYPE_CHECKING:
+    from catdog.data.pipelines import Splits
+    from catdog.training.feature_cache import Features
 
 logger = logging.getLogger("catdog")
 
 
-def _drop_empty_state(folder: RunFolder, created: bool) -> None:
-    """While the lock is held: a run that left no state leaves no folder."""
+def drop_empty_state(folder: RunFolder, created: bool) -> None:
+    """While the lock is held: a run that left no state leaves no folder (none at all when
+    the run ``created`` it and it is empty)."""
     staging = folder.state
     if staging.is_dir() and {p.name for p in staging.iterdir()} <= {RunFolder.LOCK}:
         # filelock detects a lock file unlinked under a waiting process and retries
@@ -28,7 +37,7 @@ def _drop_empty_state(folder: RunFolder, created: bool) -> None:
                 folder.path.rmdir()
 
 
-def _clear_state(folder: RunFolder) -> None:
+def clear_state(folder: RunFolder) -> None:
     """Drop a run's saved state (all but the lock); its config.json goes first, so a kill
     midway leaves state without a config, which the next run drops too."""
     folder.pending_config.unlink(missing_ok=True)
@@ -37,13 +46,29 @@ def _clear_state(folder: RunFolder) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def _publish(folder: RunFolder, splits, record, history, fine_tune_start, features=None) -> dict:
-    """Write the run's files from the finished training state, then drop the state.
+def publish_run(
+    folder: RunFolder,
+    splits: Splits,
+    record: dict,
+    history: dict,
+    fine_tune_start: int | None,
+    features: Features | None = None,
+) -> dict:
+    """Write the run's files from the finished training state, then drop the state; return
+    the run's summary (``out``, ``report``, ``history``).
 
     All or nothing: every file is first written into ``.resume/publish``; only once all are
     there are they swapped into the run folder together (the previous run's files moved aside
     into ``.resume/previous`` and put back if any step fails), so a failure at any point leaves
     the previous run whole.
+
+    Args:
+        folder: the run folder (its ``.resume/best.keras`` is the model published).
+        splits: the data the run trained on (scored, calibrated on, drawn).
+        record: the run's ``config.json`` record (its calibration is added).
+        history: the training history, per epoch.
+        fine_tune_start: the epoch fine-tuning started at, or ``None``.
+        features: a transfer model's base features computed before, for calibration.
     """
     from catdog.deploy.export import load_model, save_model
     from catdog.report.evaluation import evaluate
@@ -70,14 +95,12 @@ def _publish(folder: RunFolder, splits, record, history, fine_tune_start, featur
     _plot_confidence(new, calibration, report)
     _write_card(new, folder)
     _swap_in(new.path, folder.path, previous)
-    _clear_state(folder)  # the lock stays until the caller releases it
+    clear_state(folder)  # the lock stays until the caller releases it
     return {"out": str(folder.path), "report": report, "history": history}
 
 
 def _plot(new: RunFolder, splits, model, report, history, fine_tune_start, record) -> None:
     """Draw the run's figures into ``new``."""
-    from catdog.report import plotting
-
     plotting.plot_samples(splits, path=new / RunFolder.SAMPLES_PLOT)
     plotting.plot_history(
         history,
@@ -129,8 +152,6 @@ def _summary(calibration) -> str:
 
 def _plot_confidence(new: RunFolder, calibration, report) -> None:
     """The reliability diagram (before and after calibration) and the risk-coverage curve."""
-    from catdog.report.calibration import plot_reliability, plot_risk_coverage
-
     if calibration is not None and calibration.probabilities:
         split = "test" if "test" in calibration.probabilities else "validation"
         before, after, labels = calibration.probabilities[split]
@@ -144,8 +165,6 @@ def _plot_confidence(new: RunFolder, calibration, report) -> None:
 
 def _write_card(new: RunFolder, folder: RunFolder) -> None:
     """Write the model card into ``new``, unless ``folder`` holds a README.md of the user's."""
-    from catdog.runs.card import is_foreign_readme, write_model_card
-
     if is_foreign_readme(folder.card):  # the user's own README.md stays
         logger.warning(
             "No model card written: %r is not a catdog model card; catdog will not overwrite "
@@ -194,7 +213,7 @@ def _restore(previous: Path, out: Path, placed: list[str]) -> None:
     shutil.rmtree(previous, ignore_errors=True)
 
 
-def _finished_summary(folder: RunFolder) -> dict:
+def finished_summary(folder: RunFolder) -> dict:
     """The summary of the finished run in ``folder``, from its files (checked)."""
     from catdog.report.evaluation import Report
 

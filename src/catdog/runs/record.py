@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from catdog import __version__
 from catdog._rules import is_int
 from catdog.errors import InvalidArgumentError
 
@@ -220,10 +221,8 @@ def versions() -> dict:
     import numpy
     import tensorflow
 
-    import catdog
-
     return {
-        "catdog": catdog.__version__,
+        "catdog": __version__,
         "keras": keras.__version__,
         "tensorflow": tensorflow.__version__,
         "numpy": numpy.__version__,

@@ -29,12 +29,17 @@ from catdog._rules import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_IMAGE_SIDE,
     DEFAULT_SEED,
+    ENGINES,
     SPLIT_NAMES,
     check_choice,
     check_int,
 )
+from catdog.data.files import split_files
+from catdog.data.pipelines import labelled_dataset
+from catdog.deploy.export import load_model
 from catdog.errors import DatasetError, InvalidArgumentError, MissingExtraError
 from catdog.models.confidence import Confidence
+from catdog.models.registry import build_model, model_spec
 from catdog.report.audit_report import AuditReport, DuplicateGroup, FlaggedImage
 from catdog.training.audit_embedding import (
     embedding_findings,
@@ -42,6 +47,7 @@ from catdog.training.audit_embedding import (
     unit_rows,
     with_embedding,
 )
+from catdog.training.feature_cache import extract_features, prepare_extraction_engine
 
 if TYPE_CHECKING:
     import keras
@@ -213,11 +219,6 @@ def _warn_if_weak(settings: dict) -> None:
 def _features(data, model, backbone, weights, image_size, batch_size, seed, engine):
     """``(features, embeddings (None without a base), labels, files (path, split), class names,
     settings)`` of every image."""
-    from catdog._rules import ENGINES
-    from catdog.data.files import split_files
-    from catdog.data.pipelines import labelled_dataset
-    from catdog.training.feature_cache import extract_features, prepare_extraction_engine
-
     check_choice("engine", engine, ENGINES)
     class_names, split_paths = split_files(data, seed=seed)
     extractor, side, described = feature_extractor(
@@ -278,8 +279,6 @@ def feature_extractor(model, class_names, backbone=None, weights="imagenet", ima
     if isinstance(model, keras.Model):
         built, described = model, model.name
     elif str(model).endswith(".keras") or Path(model).is_file():
-        from catdog.deploy.export import load_model
-
         built, described = load_model(model), str(model)
     else:
         built, described = _registered(str(model), class_names, backbone, weights, image_size)
@@ -303,8 +302,6 @@ def feature_extractor(model, class_names, backbone=None, weights="imagenet", ima
 
 def _registered(name, class_names, backbone, weights, image_size):
     """A registered model with a pretrained base, built for the features: (model, description)."""
-    from catdog.models.registry import build_model, model_spec
-
     spec = model_spec(name)
     if not spec.pretrained:
         raise InvalidArgumentError(

@@ -17,6 +17,7 @@ import numpy as np
 from catdog._rules import DEFAULT_COVERAGE, check_choice, check_coverage
 from catdog.data.pipelines import Splits
 from catdog.errors import InvalidArgumentError
+from catdog.models.classifier import ImageClassifier, inference_model, probabilities
 from catdog.models.confidence import (
     OOD_METHODS,
     Confidence,
@@ -26,6 +27,7 @@ from catdog.models.confidence import (
     pooled,
     uses_embedding,
 )
+from catdog.report.calibration import calibration_metrics
 from catdog.training.feature_cache import Features
 from catdog.training.neighbours import conformal_quantile, knn_bank, out_of_fold_knn_scores
 
@@ -162,8 +164,6 @@ def feature_pass(model, dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     import tensorflow as tf
 
-    from catdog.models.classifier import inference_model, probabilities
-
     layers = [each for each in inference_model(model).layers if not isinstance(each, Confidence)]
     cut = feature_position(layers) + 1
     scored = embedding_of if uses_embedding(layers) else pooled
@@ -190,8 +190,6 @@ def head_pass(model, head, embeddings, labels) -> tuple[np.ndarray, np.ndarray, 
     computed before (see [`Features`][catdog.training.feature_cache.Features]): the layers after
     the pooling run on ``head``; as [`feature_pass`][catdog.training.calibration.feature_pass]
     returns them."""
-    from catdog.models.classifier import inference_model, probabilities
-
     layers = [each for each in inference_model(model).layers if not isinstance(each, Confidence)]
     after_pool = [layer.name for layer in layers].index("global_pool") + 1
     head = np.asarray(head, np.float32)
@@ -223,8 +221,6 @@ def gaussian_statistics(features, labels, num_classes: int) -> tuple[np.ndarray,
 
 
 def _check(model, splits, unknown_coverage, method: str) -> None:
-    from catdog.models.classifier import ImageClassifier
-
     if not isinstance(splits, Splits):
         raise InvalidArgumentError(
             f"calibrate needs catdog Splits (from_directory, build_splits), got "
@@ -285,8 +281,6 @@ def calibrate(
         # 'unknown'
         ```
     """
-    from catdog.deploy.predict import forget_predictors
-
     _check(model, splits, unknown_coverage, method)
     start = time.perf_counter()
     wanted = ["validation", "test"]
@@ -305,7 +299,6 @@ def calibrate(
     _warn_if_rough(len(passes["validation"][2]), fitted if temperature else None)
     layer, accepted = _fitted_layer(model, passes, fitted, unknown_coverage, method, k)
     attach_confidence(model, layer)
-    forget_predictors(model)
     result = Calibration(
         **(layer.describe() | {"temperature": fitted}),
         coverage_validation=accepted,
@@ -378,8 +371,6 @@ def _warn_if_rough(images: int, temperature: float | None) -> None:
 
 def _measure(result: Calibration, passes: dict) -> None:
     """Fill ``result``'s metrics and probabilities, before and after, per evaluated split."""
-    from catdog.report.calibration import calibration_metrics
-
     for split in ("validation", "test"):
         if split not in passes:
             continue

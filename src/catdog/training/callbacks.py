@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import keras
@@ -197,8 +197,9 @@ def _as_float(text: str) -> float:
         return math.nan
 
 
-def _read_history_csv(path: Path) -> dict[str, list[float]]:
-    """Read a CSVLogger file, keeping the last row of each epoch (a resumed epoch reruns)."""
+def read_history_csv(path: Path) -> dict[str, list[float]]:
+    """Read a CSVLogger file, keeping the last row of each epoch (a resumed epoch reruns):
+    ``{metric: one value per epoch}`` (NaN where an epoch lacks it), ``{}`` for no file."""
     if not path.exists():
         return {}
     rows: dict[int, dict[str, str]] = {}
@@ -214,7 +215,7 @@ def _read_history_csv(path: Path) -> dict[str, list[float]]:
     return history
 
 
-def _best_of(values, monitor: str):
+def best_of(values: Iterable[float | None], monitor: str) -> float | None:
     """The best of ``monitor`` values (lowest for a loss), ignoring None/NaN; None if none."""
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:

@@ -25,6 +25,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from catdog._rules import ENGINES, check_choice, check_int
+from catdog.data.pipelines import Splits
+from catdog.deploy.litert import LiteRTModel, cached_litert_file
 from catdog.errors import InvalidArgumentError
 from catdog.models.classifier import get_base, is_augmentation_layer
 from catdog.models.confidence import Confidence, embedding_of
@@ -149,9 +152,6 @@ def extract_split_features(
         features = extract_split_features(model, splits, copies=2)
         ```
     """
-    from catdog._rules import check_int
-    from catdog.data.pipelines import Splits
-
     check_int("augment_copies", copies, minimum=0)
     extractor = embedding_extractor(model)
     if isinstance(splits, Splits):
@@ -208,9 +208,6 @@ def prepare_extraction_engine(
         # 'litert'
         ```
     """
-    from catdog._rules import ENGINES, check_choice
-    from catdog.deploy.litert import cached_litert_file
-
     check_choice("engine", engine, ENGINES)
     if engine != "auto":
         return engine
@@ -248,7 +245,6 @@ def _runners(extractor: keras.Model, engine: str):
         plain = tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
         augmented = tf.function(lambda x: extractor(x, training=True), reduce_retracing=True)
         return (lambda x: plain(x).numpy()), (lambda x: augmented(x).numpy())
-    from catdog.deploy.litert import LiteRTModel, cached_litert_file
 
     front, back = _front_and_back(extractor)
     base = LiteRTModel(cached_litert_file(back, probabilities=False))

@@ -15,7 +15,7 @@ from catdog._rules import (
 from catdog.data.pipelines import Splits
 from catdog.models.classifier import compile_model
 from catdog.models.transfer import unfreeze_base
-from catdog.training.callbacks import _best_of
+from catdog.training.callbacks import best_of
 from catdog.training.distribute import (
     strategy_scope,
 )
@@ -71,7 +71,7 @@ def fine_tune(
     if initial_epoch is None:
         initial_epoch = len(next(iter(previous.values()), []))
     monitor = train_kwargs.get("monitor", "val_accuracy")
-    train_kwargs.setdefault("best_so_far", _best_of(previous.get(monitor, []), monitor))
+    train_kwargs.setdefault("best_so_far", best_of(previous.get(monitor, []), monitor))
     return train(
         model, splits, epochs, initial_epoch=initial_epoch, strategy=strategy, **train_kwargs
     )

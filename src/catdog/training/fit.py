@@ -19,14 +19,14 @@ from catdog._rules import (
     is_positive_number,
     monitor_mode,
 )
-from catdog.data.pipelines import Splits, check_split_sizes
+from catdog.data.pipelines import Splits, check_split_sizes, label_counts
 from catdog.errors import InvalidArgumentError, TrainingDivergedError
 from catdog.models.classifier import ImageClassifier, compile_model
 from catdog.training.callbacks import (
     AtomicBackupAndRestore,
     BestModelCheckpoint,
-    _best_of,
-    _read_history_csv,
+    best_of,
+    read_history_csv,
     weights_are_finite,
 )
 from catdog.training.distribute import (
@@ -172,7 +172,7 @@ def _merge_resumed_epochs(history, history_csv: Path | None, initial_epoch: int)
     """Give ``history`` the epochs of the killed run too (a resumable run's CSV log)."""
     if history_csv is None:
         return
-    merged = _read_history_csv(history_csv)
+    merged = read_history_csv(history_csv)
     if merged:
         history.history = merged
         history.epoch = list(range(initial_epoch, initial_epoch + len(next(iter(merged.values())))))
@@ -250,10 +250,10 @@ def _resumable(fit_model, backup_dir, scratch) -> tuple[list, Path | None, int]:
 
 def _standard_callbacks(model, checkpoint, monitor, early_stopping, best_so_far, history_csv):
     """The best checkpoint (which must beat the resumed epochs' best too) and early stopping."""
-    previous = _read_history_csv(history_csv) if history_csv is not None else {}
+    previous = read_history_csv(history_csv) if history_csv is not None else {}
     result: list[keras.callbacks.Callback] = []
     if checkpoint is not None:
-        best = _best_of([best_so_far, *previous.get(monitor, [])], monitor)
+        best = best_of([best_so_far, *previous.get(monitor, [])], monitor)
         result.append(BestModelCheckpoint(checkpoint, monitor, best=best, model_to_save=model))
     if early_stopping:
         result.append(
@@ -360,8 +360,6 @@ def class_weights(data, class_weight: str | dict | None, num_classes: int) -> di
         # {0: 0.5556, 1: 5.0}
         ```
     """
-    from catdog.data.pipelines import label_counts
-
     if class_weight is None:
         return None
     names = list(data.class_names) if isinstance(data, Splits) else []

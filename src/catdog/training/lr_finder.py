@@ -20,6 +20,7 @@ import numpy as np
 
 from catdog._rules import check_int, check_positive_number
 from catdog.errors import InvalidArgumentError
+from catdog.report.plotting import plot_lr_find
 
 
 @dataclass
@@ -37,8 +38,6 @@ class LRFinderResult:
 
     def plot(self, path=None):
         """Loss against learning rate (log scale), the suggestion marked; see ``plot_lr_find``."""
-        from catdog.report.plotting import plot_lr_find
-
         return plot_lr_find(self, path=path)
 
 

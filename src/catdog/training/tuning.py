@@ -30,6 +30,8 @@ from catdog.data.pipelines import Splits
 from catdog.deploy.export import save_model
 from catdog.errors import InvalidArgumentError
 from catdog.io import write_json
+from catdog.training.cluster import wait_for_peers
+from catdog.training.fit import attach_class_names
 from catdog.training.search_space import (  # noqa: F401  (re-exported: import them from here)
     FAMILIES,
     SMALL_BACKBONES,
@@ -250,8 +252,6 @@ def wait_for_oracle(
     oracle forever and in silence (see
     [`wait_for_peers`][catdog.training.cluster.wait_for_peers]).
     """
-    from catdog.training.cluster import wait_for_peers
-
     environ = os.environ if environ is None else environ
     ip, port = environ["KERASTUNER_ORACLE_IP"], environ["KERASTUNER_ORACLE_PORT"]
     address = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
@@ -298,8 +298,6 @@ def write_summary(
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
             best = search.get_best_models(1)[0]
         if class_names:
-            from catdog.training.fit import attach_class_names
-
             attach_class_names(best, class_names)
         save_model(best, folder / "best_model.keras")
     return summary
