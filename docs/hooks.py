@@ -9,7 +9,7 @@ import argparse
 import os
 import re
 
-MARKER = re.compile(r"<!-- catdog-help: ?([a-z]*) -->")
+MARKER = re.compile(r"<!-- catdog-help: ?([a-z-]*) -->")
 
 
 def _help(command: str) -> str:

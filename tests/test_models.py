@@ -296,7 +296,7 @@ def test_registry():
 
     assert list_models(pretrained=False) == ["augmented", "baseline", "preprocessed"]
     assert list_models() == sorted(
-        ["augmented", "baseline", "preprocessed", "transfer", *BACKBONES]
+        ["augmented", "baseline", "preprocessed", "prototypes", "transfer", *BACKBONES]
     )
     assert len(BACKBONES) == 40
     assert list_models("*ed") == ["augmented", "preprocessed"]

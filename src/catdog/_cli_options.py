@@ -303,6 +303,25 @@ def add_review(sub) -> argparse.ArgumentParser:
     return review
 
 
+def add_add_class(sub) -> argparse.ArgumentParser:
+    """``catdog add-class`` (see [`add_class`][catdog.training.prototypes.add_class])."""
+    add = sub.add_parser(
+        "add-class",
+        help="add a class to a few-shot model from a folder of its photos, in seconds",
+        description="Add a class to a few-shot model (catdog train --model prototypes): its "
+        "prototype is the mean embedding of the photos given; no other class changes and "
+        "nothing is retrained. The unknown answer takes the new photos into its neighbour "
+        "bank. Writes a new model; the run's own model.keras and record stay as trained.",
+    )
+    add.add_argument("model", help="a run folder or a .keras model of a few-shot run")
+    add.add_argument("images", nargs="+", help="the new class's image files and folders")
+    add.add_argument("--name", help="the new class's name (default: the first folder's name)")
+    add.add_argument(
+        "--out", help="the model to write (default: model_with_NAME.keras beside the model)"
+    )
+    return add
+
+
 def add_cluster_timeout(add, what: str) -> None:
     """``--cluster-timeout``: how long to wait for ``what`` to start."""
     add(

@@ -23,6 +23,7 @@ from catdog._argtypes import (  # noqa: F401 (also catdog.cli's: the example scr
     weights,
 )
 from catdog._cli_options import (
+    add_add_class,
     add_audit,
     add_evaluate,
     add_export,
@@ -307,6 +308,22 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_add_class(args: argparse.Namespace) -> int:
+    from catdog.deploy.export import load_model, save_model  # Keras: not on --help's path
+    from catdog.training.prototypes import add_class
+
+    model_path = Path(args.model)
+    model_path = model_path / "model.keras" if model_path.is_dir() else model_path
+    name = args.name or Path(args.images[0]).resolve().name
+    out = Path(args.out or model_path.with_name(f"model_with_{name}.keras"))
+    check_outside_data("--out", out, args.images)
+    if out.exists():
+        raise OutputError(f"{str(out)!r} exists: pass another --out, or remove it first.")
+    grown = add_class(load_model(model_path), args.images, name)
+    print(f"{save_model(grown, out)}: classes {', '.join(grown.class_names)}")
+    return 0
+
+
 def cmd_card(args: argparse.Namespace) -> int:
     print(write_model_card(args.run))
     return 0
@@ -351,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit(sub).set_defaults(func=cmd_audit)
     add_similar(sub).set_defaults(func=cmd_similar)
     add_review(sub).set_defaults(func=cmd_review)
+    add_add_class(sub).set_defaults(func=cmd_add_class)
     card = sub.add_parser("card", help="(re)write a run folder's model card, README.md")
     card.add_argument("run", help="a run folder written by catdog train")
     card.set_defaults(func=cmd_card)

@@ -1,6 +1,7 @@
 """The model zoo: one table of model specs (`registry`), the classifier every catdog model is
 (`classifier`), the tutorial's CNNs (`cnn`), transfer models on the 40 `keras.applications`
-backbones (`transfer`, `backbones`), their layers (`layers`) and offline stand-in weights
+backbones (`transfer`, `backbones`), few-shot class prototypes (`prototypes`), their layers
+(`layers`) and offline stand-in weights
 (`weights`). Nothing here imports training, data or runs.
 
 As in timm, the registry knows no model file: importing the package imports the modules that
@@ -11,4 +12,5 @@ from catdog._lazy import submodule_loader
 
 __getattr__ = submodule_loader(__name__)
 
-from catdog.models import cnn, transfer  # noqa: E402, F401  (they register catdog's models)
+# they register catdog's models
+from catdog.models import cnn, prototypes, transfer  # noqa: E402, F401

@@ -207,7 +207,7 @@ def list_models(pattern: str = "*", *, pretrained: bool | None = None) -> list[s
         >>> list_models("efficientnet_v2*")[:3]
         ['efficientnet_v2_b0', 'efficientnet_v2_b1', 'efficientnet_v2_b2']
         >>> len(list_models(pretrained=True))
-        41
+        42
     """
     return sorted(
         n

@@ -22,6 +22,7 @@ from catdog._rules import (
 from catdog.data.pipelines import Splits, check_split_sizes, label_counts
 from catdog.errors import InvalidArgumentError, TrainingDivergedError
 from catdog.models.classifier import ImageClassifier, compile_model
+from catdog.models.prototypes import prototype_head
 from catdog.training.callbacks import (
     AtomicBackupAndRestore,
     BestModelCheckpoint,
@@ -36,6 +37,7 @@ from catdog.training.distribute import (
     strategy_scope,
 )
 from catdog.training.feature_cache import Features, extract_split_features, split_transfer_model
+from catdog.training.prototypes import set_prototypes
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -135,6 +137,8 @@ def train(
             # only the head is fitted: build the whole model's optimizer so that checkpoints
             # hold its (empty) state and load without Keras' "skipping variables" warning
             model.optimizer.build(model.trainable_variables)
+    if prototype_head(model) is not None:  # a few-shot model: set from one pass, not trained
+        return set_prototypes(model, features, checkpoint, splits, extraction_engine, strategy)
     fit_model, (train_data, validation_data) = model, train_and_validation(splits)
     _check_features(features, cache_features, augment_copies)
     if cache_features:
