@@ -47,7 +47,7 @@ def test_models_lists_the_registry(capsys):
     status, stdout, stderr = cli_in_process(capsys, "models")
     assert status == 0, stderr
     rows = {line.split()[0]: line for line in stdout.splitlines()[1:]}
-    assert len(rows) == 44 and {"baseline", "transfer", "efficientnet_v2_b0"} <= set(rows)
+    assert len(rows) == 45 and {"baseline", "transfer", "prototypes"} <= set(rows)
     assert "2,962,594" in rows["baseline"] and "2,340,098" in rows["transfer"]
     assert rows["efficientnet_v2_b0"].split()[1:5] == [
         "efficientnet_v2",

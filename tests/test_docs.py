@@ -43,7 +43,7 @@ def test_cli_reference_is_generated_from_the_parser(site):
         a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
     ]
     commands = list(subparsers.choices)
-    assert {"review", "add-class"} <= set(commands) and len(commands) == 11
+    assert {"review", "add-class", "suggest"} <= set(commands) and len(commands) == 12
     for command in commands:
         assert f"usage: catdog {command}" in text, command
     assert "--fine-tune-epochs FINE_TUNE_EPOCHS" in text

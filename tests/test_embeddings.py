@@ -9,6 +9,7 @@ weights) do not. Real photos need the ImageNet weights.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -263,3 +264,49 @@ def test_similar_on_a_run_of_catdog_train(data, tmp_path, capsys):
     assert main(["similar", str(copy), "--run", str(out), "-k", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split("\t")[4] == original and (out / "embeddings.npz").is_file()
+
+
+def test_farthest_first_takes_each_time_the_photo_most_unlike_the_labelled_and_chosen():
+    from catdog.runs.suggest import farthest_first
+
+    rng = np.random.default_rng(3)
+    labelled, pool = rng.normal(size=(12, 8)), rng.normal(size=(40, 8))
+    pool[0] = rng.normal(size=8) * 50 + 100  # off in a direction of its own
+    chosen, distances, far = farthest_first(labelled, pool, 5)
+    centre = np.concatenate([labelled, pool]).mean(axis=0)
+    unit = lambda x: (x - centre) / np.linalg.norm(x - centre, axis=-1, keepdims=True)  # noqa: E731
+    known, rows = unit(labelled), unit(pool)
+    within = known @ known.T - 3 * np.eye(len(known))
+    limit = (1 - within.max(axis=1)).max()
+    np.testing.assert_array_equal(far, 1 - (rows @ known.T).max(axis=1) > limit)
+    taken = list(known)
+    for i, distance in zip(chosen, distances, strict=True):  # brute force, step by step
+        gaps = 1 - (rows @ np.array(taken).T).max(axis=1)
+        gaps[far | np.isin(np.arange(len(rows)), chosen[: len(taken) - len(known)])] = -np.inf
+        assert i == int(np.argmax(gaps)) and distance == pytest.approx(gaps[i], abs=1e-5)
+        taken.append(rows[i])
+    assert len(chosen) == 5 and not set(chosen) & set(np.flatnonzero(far))
+
+
+def test_catdog_suggest_ranks_new_photos_and_review_reads_the_list(run, data, tmp_path, capsys):
+    from catdog.cli import main
+    from catdog.report.review import read_review_source
+
+    new = tmp_path / "new"
+    new.mkdir()
+    for i, original in enumerate(sorted((data / "train" / "cats").glob("*.jpg"))[:6]):
+        resized_copy(original, new / f"copy{i}.jpg")
+    status = main(["suggest", str(new), str(data), "--run", str(run), "-n", "4",
+                   "--engine", "tensorflow", "--out", str(tmp_path / "s")])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    rows = list(csv.DictReader((tmp_path / "s" / "suggestions.csv").open()))
+    ranked = [r for r in rows if r["rank"]]
+    assert [r["rank"] for r in ranked] == ["1", "2", "3", "4"][: len(ranked)] and ranked
+    assert all(Path(r["path"]).parent == new for r in rows)  # the run's own photos left out
+    assert all(r["nearest_class"] in ("cats", "dogs") for r in rows)
+    assert (tmp_path / "s" / "suggestions.png").stat().st_size > 0
+    assert f"{len(ranked)} photo(s) to label" in out
+    _, names, items = read_review_source(tmp_path / "s" / "suggestions.csv")
+    assert [i.path for i in items] == [r["path"] for r in rows]
+    assert items[0].reason.startswith("#1") and set(names) <= {"cats", "dogs"}

@@ -20,7 +20,7 @@ from catdog.report.review import (
     write_review_page,
 )
 
-HOSTILE = "</script><img src=x onerror=alert(1)>"
+HOSTILE = "</script><img src=x onerror=alert(1)> & $5\nnext line"
 
 
 def _image(path: Path, value: int = 120) -> None:
@@ -91,10 +91,20 @@ def test_review_sources_and_their_errors(tmp_path):
     (tmp_path / "audit" / "audit.json").write_text(json.dumps(_audit(tmp_path)))
     data, names, items = read_review_source(tmp_path / "audit")
     assert (data, names, len(items)) == (str(tmp_path), ["cats", "dogs"], 3)
-    rows = "path,class,probability,p_cats,p_dogs\nz.jpg,cats,0.5,0.5,0.5\n"
-    (tmp_path / "p.csv").write_text(rows)
+    from catdog.deploy.predict import Prediction
+    from catdog.deploy.prediction_files import write_predictions
+
+    nan = float("nan")
+    written = [  # as catdog predict --output writes them
+        Prediction("sure.jpg", "cats", 0.97, {"cats": 0.97, "dogs": 0.03}, 0.1, False),
+        Prediction("odd.jpg", "unknown", 0.95, {"cats": 0.95, "dogs": 0.05}, 0.9, True),
+        Prediction("unsure.jpg", "dogs", 0.55, {"cats": 0.45, "dogs": 0.55}, 0.2, False),
+        Prediction("bad.jpg", "", nan, {"cats": nan, "dogs": nan}, nan, False, "not an image"),
+    ]
+    write_predictions(written, tmp_path / "p.csv")
     data, names, items = read_review_source(tmp_path / "p.csv")
-    assert names == ["cats", "dogs"] and [i.path for i in items] == ["z.jpg"]
+    assert names == ["cats", "dogs"] and data == str(tmp_path)
+    assert [(i.path, i.suggested) for i in items] == [("unsure.jpg", "dogs"), ("odd.jpg", None)]
     with pytest.raises(FileNotFoundError, match="audit folder"):
         read_review_source(tmp_path / "nothing")
     (tmp_path / "x.txt").write_text("hi")

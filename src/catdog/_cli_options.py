@@ -288,13 +288,14 @@ def add_review(sub) -> argparse.ArgumentParser:
         "review",
         help="write a review page of what catdog flagged, to decide on in a browser",
         description="Write one self-contained HTML page (thumbnails inside, no server, works "
-        "offline) of the images an audit flagged, or of the unknown and unsure rows of a "
-        "predictions file. Decide per image with mouse or keyboard (keep, exclude, relabel "
+        "offline) of the images an audit flagged, of the unknown and unsure rows of a "
+        "predictions file, or of catdog suggest's list. Decide per image with mouse or keyboard (keep, exclude, relabel "
         "as a class) and save decisions.json: `catdog train --exclude decisions.json "
         "--relabel decisions.json` reads it. Nothing on disk changes.",
     )
     review.add_argument(
-        "source", help="an audit folder (or its audit.json), or a predictions .csv"
+        "source",
+        help="an audit folder (or its audit.json), a predictions .csv or a suggestions.csv",
     )
     review.add_argument(
         "--out", default="review.html", help="the page to write (default review.html)"
@@ -320,6 +321,31 @@ def add_add_class(sub) -> argparse.ArgumentParser:
         "--out", help="the model to write (default: model_with_NAME.keras beside the model)"
     )
     return add
+
+
+def add_suggest(sub) -> argparse.ArgumentParser:
+    """``catdog suggest`` (see [`suggest`][catdog.runs.suggest.suggest])."""
+    suggest = sub.add_parser(
+        "suggest",
+        help="rank unlabelled photos by how much labelling them is worth to a run",
+        description="Rank unlabelled photos for labelling: each the most unlike the run's "
+        "labelled photos and the ones already suggested (farthest-point on the run's "
+        "embedding, chosen on real photos); photos farther from every labelled photo than "
+        "the labelled photos are from each other are kept apart as probably none of the "
+        "classes. Writes OUT/suggestions.csv (catdog review reads it) and "
+        "OUT/suggestions.png.",
+    )
+    suggest.add_argument("images", nargs="+", help="unlabelled image files and folders")
+    suggest.add_argument("--run", required=True, help="a run folder written by catdog train")
+    suggest.add_argument(
+        "-n", type=positive_int, default=50, help="photos to suggest (default 50)"
+    )
+    suggest.add_argument("--out", required=True, metavar="FOLDER", help="where to write")
+    suggest.add_argument(
+        "--engine", default="auto", choices=ENGINES,
+        help="where the model's base runs: auto (litert, else tensorflow), litert or tensorflow",
+    )  # fmt: skip
+    return suggest
 
 
 def add_cluster_timeout(add, what: str) -> None:

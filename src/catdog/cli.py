@@ -30,6 +30,7 @@ from catdog._cli_options import (
     add_predict,
     add_review,
     add_similar,
+    add_suggest,
     add_train,
     add_tune,
     run_config,
@@ -53,6 +54,7 @@ from catdog.runs.embeddings import similar_table
 from catdog.runs.evaluate import evaluate_run
 from catdog.runs.job import demo_data, run_training
 from catdog.runs.record import RunFolder
+from catdog.runs.suggest import plot_suggestions, suggest, write_suggestions
 
 logger = logging.getLogger("catdog")
 
@@ -324,6 +326,20 @@ def cmd_add_class(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suggest(args: argparse.Namespace) -> int:
+    run_data = (RunFolder(args.run).record() or {}).get("data")
+    check_output_folder("--out", args.out, data=[*args.images, *([run_data] if run_data else [])])
+    found = suggest(args.images, args.run, args.n, engine=args.engine)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = write_suggestions(found, out / "suggestions.csv")
+    figure = out / "suggestions.png"
+    plot_suggestions(found, figure)
+    ranked = sum(s.rank is not None for s in found)
+    print(f"{ranked} photo(s) to label, {len(found) - ranked} kept apart: {table}, {figure}")
+    return 0
+
+
 def cmd_card(args: argparse.Namespace) -> int:
     print(write_model_card(args.run))
     return 0
@@ -369,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_similar(sub).set_defaults(func=cmd_similar)
     add_review(sub).set_defaults(func=cmd_review)
     add_add_class(sub).set_defaults(func=cmd_add_class)
+    add_suggest(sub).set_defaults(func=cmd_suggest)
     card = sub.add_parser("card", help="(re)write a run folder's model card, README.md")
     card.add_argument("run", help="a run folder written by catdog train")
     card.set_defaults(func=cmd_card)

@@ -90,16 +90,33 @@ def prediction_items(rows: list[dict], below: float = UNSURE) -> list[ReviewItem
     ]
 
 
+def suggestion_items(rows: list[dict]) -> list[ReviewItem]:
+    """The rows of a ``suggestions.csv`` written by ``catdog suggest``, in its order: the
+    photos to label (ranked), then those kept apart."""
+    return [
+        ReviewItem(
+            row["path"],
+            None,
+            (f"#{row['rank']}: " if row.get("rank") else "kept apart: ") + row.get("reason", ""),
+            row.get("nearest_class") or None,
+        )
+        for row in rows
+    ]
+
+
 def read_review_source(source: str | os.PathLike) -> tuple[str, list[str], list[ReviewItem]]:
-    """``(data folder, class names, items)`` of an audit folder or its ``audit.json``, or of
-    a predictions ``.csv`` written by ``catdog predict`` (with ``class_names`` from its
-    ``p_<class>`` columns, paths as written).
+    """``(data folder, class names, items)`` of an audit folder or its ``audit.json``, of a
+    predictions ``.csv`` written by ``catdog predict`` (with ``class_names`` from its
+    ``probability_<class>`` columns, paths as written), or of a ``suggestions.csv`` of ``catdog
+    suggest``.
 
     Examples:
         ```python
         data, class_names, items = read_review_source("audit")
         ```
     """
+    from catdog.deploy.prediction_files import CLASS_COLUMN_PREFIX  # loads Keras: not at import
+
     path = Path(source)
     if path.is_dir():
         path = path / "audit.json"
@@ -116,8 +133,16 @@ def read_review_source(source: str | os.PathLike) -> tuple[str, list[str], list[
     if path.suffix.lower() == ".csv":
         with open(path, newline="", encoding="utf-8") as file:
             rows = list(csv.DictReader(file))
-        names = [c.removeprefix("p_") for c in (rows[0] if rows else {}) if c.startswith("p_")]
-        return os.path.dirname(os.path.abspath(path)), names, prediction_items(rows)
+        folder = os.path.dirname(os.path.abspath(path))
+        if rows and "rank" in rows[0]:  # catdog suggest's
+            names = sorted({r["nearest_class"] for r in rows if r.get("nearest_class")})
+            return folder, names, suggestion_items(rows)
+        names = [
+            c.removeprefix(CLASS_COLUMN_PREFIX)
+            for c in (rows[0] if rows else {})
+            if c.startswith(CLASS_COLUMN_PREFIX)
+        ]
+        return folder, names, prediction_items(rows)
     raise InvalidArgumentError(
         f"{str(path)!r} is neither an audit.json nor a predictions .csv: pass one of those."
     )
