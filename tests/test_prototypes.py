@@ -123,9 +123,7 @@ def test_catdog_train_model_prototypes_writes_a_run(synthetic_root, tmp_path, ca
     assert record["model"] == "prototypes"
 
 
-def test_a_class_is_added_without_retraining_the_others(
-    colour_splits, few_shot, tmp_path, capsys
-):
+def test_a_class_is_added_without_retraining_the_others(colour_splits, few_shot, tmp_path, capsys):
     from PIL import Image
 
     from catdog.cli import main

@@ -41,8 +41,10 @@ def _audit(data: Path) -> dict:
         "label_issues": [image("train/cats/a.png", "cats") | {"predicted": "dogs"}],
         "outliers": [image("train/dogs/b.png", "dogs"), image("train/cats/a.png", "cats")],
         "near_duplicates": [
-            {"images": [image("train/cats/c.png", "cats"), image("train/cats/d.png", "cats")],
-             "leak": False}
+            {
+                "images": [image("train/cats/c.png", "cats"), image("train/cats/d.png", "cats")],
+                "leak": False,
+            }
         ],  # fmt: skip
         "unfamiliar": [],
         "exclude": ["train/cats/a.png", "train/cats/d.png", "train/dogs/b.png"],
@@ -118,8 +120,9 @@ def test_relabel_maps_and_their_errors(tmp_path):
     assert read_relabel_map(decisions) == {"train/cats/3.png": "dogs"}
     described = describe_relabel(decisions)
     assert described["relabel"] == str(decisions) and len(described["relabel_sha256"]) == 64
-    assert describe_relabel({"train/cats/3.png": "dogs"})["relabel_sha256"] == (
-        described["relabel_sha256"]
+    assert (
+        describe_relabel({"train/cats/3.png": "dogs"})["relabel_sha256"]
+        == (described["relabel_sha256"])
     )  # the same map, however given
     (tmp_path / "list.json").write_text(json.dumps(["a", "b"]))
     with pytest.raises(InvalidArgumentError, match="no map of image paths"):

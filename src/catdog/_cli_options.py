@@ -289,9 +289,9 @@ def add_review(sub) -> argparse.ArgumentParser:
         help="write a review page of what catdog flagged, to decide on in a browser",
         description="Write one self-contained HTML page (thumbnails inside, no server, works "
         "offline) of the images an audit flagged, of the unknown and unsure rows of a "
-        "predictions file, or of catdog suggest's list. Decide per image with mouse or keyboard (keep, exclude, relabel "
-        "as a class) and save decisions.json: `catdog train --exclude decisions.json "
-        "--relabel decisions.json` reads it. Nothing on disk changes.",
+        "predictions file, or of catdog suggest's list. Decide per image with mouse or "
+        "keyboard (keep, exclude, relabel as a class) and save decisions.json: `catdog train "
+        "--exclude decisions.json --relabel decisions.json` reads it. Nothing on disk changes.",
     )
     review.add_argument(
         "source",
@@ -337,9 +337,7 @@ def add_suggest(sub) -> argparse.ArgumentParser:
     )
     suggest.add_argument("images", nargs="+", help="unlabelled image files and folders")
     suggest.add_argument("--run", required=True, help="a run folder written by catdog train")
-    suggest.add_argument(
-        "-n", type=positive_int, default=50, help="photos to suggest (default 50)"
-    )
+    suggest.add_argument("-n", type=positive_int, default=50, help="photos to suggest (default 50)")
     suggest.add_argument("--out", required=True, metavar="FOLDER", help="where to write")
     suggest.add_argument(
         "--engine", default="auto", choices=ENGINES,

@@ -139,8 +139,10 @@ _RECORD_FIELDS = {  # name: (check, what it must be, required)
     "splits": (_is_fingerprint, "an object of {count, sha256} per split", False),
     "excluded": (lambda v: v is None or _is_str_list(v), "null or a list of paths", False),
     "relabelled": (
-        lambda v: v is None
-        or (isinstance(v, dict) and all(isinstance(x, str) for x in [*v, *v.values()])),
+        lambda v: (
+            v is None
+            or (isinstance(v, dict) and all(isinstance(x, str) for x in [*v, *v.values()]))
+        ),
         "null or an object of path: class",
         False,
     ),
