@@ -105,3 +105,14 @@ def test_the_command_line_imports_light():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[0] == "[]"
+
+
+def test_each_package_docstring_maps_every_public_module_of_its_room():
+    import importlib
+    import pkgutil
+
+    for room in ("data", "models", "training", "report", "deploy", "runs"):
+        package = importlib.import_module(f"catdog.{room}")
+        modules = [m.name for m in pkgutil.iter_modules(package.__path__) if m.name[0] != "_"]
+        missing = [m for m in modules if f"`{m}`" not in package.__doc__]
+        assert not missing, f"catdog.{room}'s docstring leaves out {missing}"

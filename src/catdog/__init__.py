@@ -14,7 +14,7 @@ import importlib
 import warnings
 from typing import TYPE_CHECKING
 
-__version__ = "0.2.0"
+from catdog._version import __version__
 
 # public name -> module that defines it (imported on first use)
 _EXPORTS = {
@@ -41,7 +41,7 @@ _EXPORTS = {
     "predict": "deploy.predict",
     "Report": "report.evaluation",
     "export": "deploy.export",
-    "load_model": "deploy.export",
+    "load_model": "models.saving",
     "Predictor": "deploy.predict",
     "audit": "training.audit",
     "embed": "runs.embeddings",
@@ -106,7 +106,7 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs (= _E
     from catdog.data.files import split_files
     from catdog.data.pipelines import Splits, build_splits, from_directory
     from catdog.deploy.embeddings import Embeddings
-    from catdog.deploy.export import export, load_model
+    from catdog.deploy.export import export
     from catdog.deploy.predict import Predictor, predict
     from catdog.errors import (
         BusyError,
@@ -136,6 +136,7 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs (= _E
         model_spec,
         register_model,
     )
+    from catdog.models.saving import load_model
     from catdog.models.transfer import build_transfer_model
     from catdog.report.audit_report import AuditReport
     from catdog.report.evaluation import Report, evaluate

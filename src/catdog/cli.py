@@ -13,7 +13,6 @@ import os
 import sys
 from pathlib import Path
 
-from catdog import __version__
 from catdog._argtypes import (  # noqa: F401 (also catdog.cli's: the example scripts use them)
     layer_position,
     learning_rate,
@@ -43,6 +42,7 @@ from catdog._rules import (
     check_output_folder,
     check_outside_data,
 )
+from catdog._version import __version__
 from catdog.data import pipelines
 from catdog.data.files import image_files
 from catdog.deploy.labels import resolve_class_names
@@ -160,7 +160,7 @@ def _predict_model(args: argparse.Namespace):
         if not names and model.class_names:
             check_class_names(model.class_names, repr(str(model.labels_source)))
     else:
-        from catdog.deploy.export import load_model
+        from catdog.models.saving import load_model
 
         model = load_model(args.model)
     return model, resolve_class_names(model, args.model, names)
@@ -198,7 +198,8 @@ def _with_progress(predictions, total: int, batch_size: int, to_file: bool):
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from catdog.deploy.export import FORMAT_ALIASES, export, load_model
+    from catdog.deploy.export import FORMAT_ALIASES, export
+    from catdog.models.saving import load_model
 
     _input_file(args.model, _MODEL_FILE)
     model = load_model(args.model)
@@ -311,7 +312,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_add_class(args: argparse.Namespace) -> int:
-    from catdog.deploy.export import load_model, save_model  # Keras: not on --help's path
+    from catdog.models.saving import load_model, save_model  # Keras: not on --help's path
     from catdog.training.prototypes import add_class
 
     model_path = Path(args.model)

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import keras
 
-import catdog.models.layers  # noqa: F401  (load_model: registers catdog's serializable layers)
 from catdog._rules import (
     EXPORT_FORMAT_ALIASES,
     EXPORT_FORMATS,
@@ -30,12 +29,11 @@ from catdog.deploy.labels import ONNX_CLASS_NAMES_KEY, labels_path, resolve_clas
 from catdog.deploy.litert import litert_flatbuffer
 from catdog.deploy.metadata import add_litert_metadata, export_metadata, onnx_metadata_props
 from catdog.errors import (
-    InputFileNotFoundError,
     InvalidArgumentError,
     MissingExtraError,
     OutputError,
 )
-from catdog.io import atomic_path, write_atomic
+from catdog.io import atomic_path
 from catdog.models.classifier import class_names_of, inference_model
 from catdog.models.confidence import (
     check_confidence,
@@ -44,6 +42,7 @@ from catdog.models.confidence import (
     probability_model,
     unknown_threshold,
 )
+from catdog.models.saving import load_model, save_model  # noqa: F401 (their home before)
 
 FORMATS = EXPORT_FORMATS
 """Keras' export format names: ``"keras"``, ``"tf_saved_model"``, ``"litert"``, ``"onnx"``."""
@@ -51,19 +50,6 @@ FORMAT_ALIASES = EXPORT_FORMAT_ALIASES
 """Older catdog names that still work."""
 QUANTIZATIONS = EXPORT_QUANTIZATIONS
 """LiteRT weight quantizations: ``None`` (float32), ``"float16"``, ``"dynamic"`` (int8)."""
-
-
-def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
-    """``model.save(path)`` atomically (``.keras`` format).
-
-    Examples:
-        ```python
-        save_model(model, "runs/demo/model.keras")
-        ```
-    """
-    if Path(path).suffix != ".keras":
-        raise InvalidArgumentError(f"Model files must end in .keras, got {str(path)!r}.")
-    return write_atomic(path, model.save)
 
 
 SAVED_MODEL_ENTRIES = frozenset({"saved_model.pb", "variables", "assets", "fingerprint.pb"})
@@ -289,34 +275,3 @@ def _export_litert(model: keras.Model, path: Path, quantize: str | None, names: 
         litert_flatbuffer(model, quantize), export_metadata(model, names)
     )
     return _write_with_labels(path, names, lambda out: out.write_bytes(flatbuffer))
-
-
-def load_model(path: str | os.PathLike) -> keras.Model:
-    """Load a ``.keras`` model (catdog's layers registered, ``safe_mode=True``).
-
-    Raises a clear error when the file is missing or is not a Keras model.
-
-    Examples:
-        ```python
-        model = load_model("runs/demo/model.keras")
-        ```
-    """
-    path = Path(path)
-    if path.is_dir():
-        kind = "a SavedModel export" if (path / "saved_model.pb").is_file() else "a folder"
-        raise InvalidArgumentError(
-            f"{str(path)!r} is {kind}, not a model file. Pass a .keras file saved by catdog or "
-            "keras."
-        )
-    if not path.is_file():
-        raise InputFileNotFoundError(f"Model file {str(path)!r} does not exist.")
-    try:
-        model = keras.saving.load_model(path, safe_mode=True)
-    except Exception as error:
-        raise InvalidArgumentError(
-            f"Could not load {str(path)!r} as a Keras model ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}). Pass a .keras file saved "
-            "by catdog or keras."
-        ) from error
-    check_confidence(model, str(path))
-    return model

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from catdog import __version__
+from catdog._version import __version__
 
 LITERT_METADATA_NAME = "catdog"
 """The name of the metadata entry in a ``.tflite`` file that holds catdog's JSON."""

@@ -39,7 +39,7 @@ class ImageClassifier(keras.Sequential):
     Every model catdog builds is one. ``class_names`` (one per output, or ``None``) and
     ``augmentation`` (the names of the layers that only act in training) are part of its
     ``get_config``, so a saved ``.keras`` file describes itself: loaded anywhere with
-    [`catdog.load_model`][catdog.deploy.export.load_model] (or ``keras.saving.load_model`` after
+    [`catdog.load_model`][catdog.models.saving.load_model] (or ``keras.saving.load_model`` after
     ``import catdog.models.classifier``, which registers this class), it still names its classes,
     and
     [`inference_model`][catdog.models.classifier.inference_model] drops its augmentation by name.

@@ -1,5 +1,7 @@
-"""Judging a model: `evaluation` (reports), `plotting` (figures), `interpret` (Grad-CAM),
-`audit_report` (an audit's findings) and `review` (a page to decide on them in a browser)."""
+"""Judging a model: `evaluation` (reports), `calibration` (measuring calibration: reliability
+diagrams, ECE), `plotting` (figures), `interpret` (Grad-CAM), `audit_report` (an audit's
+findings), `markdown` (the one escaper of names in Markdown) and `review` (a page to decide on
+findings in a browser)."""
 
 from catdog._lazy import submodule_loader
 

@@ -77,7 +77,7 @@ def _model(model) -> keras.Model:
     """A Keras model, loaded from a ``.keras`` file or a run folder when given a path."""
     if not isinstance(model, str | os.PathLike):
         return model
-    from catdog.deploy.export import load_model
+    from catdog.models.saving import load_model
 
     path = Path(model)
     if path.is_dir():
@@ -179,7 +179,7 @@ def _cached(folder: RunFolder, key: str) -> Embeddings | None:
 
 def _compute(folder: RunFolder, engine: str, batch_size: int) -> Embeddings:
     """Embed every image of the run's splits, as ``catdog evaluate`` recreates them."""
-    from catdog.deploy.export import load_model
+    from catdog.models.saving import load_model
 
     model = load_model(folder.model)
     with temporary_folder("catdog-embeddings-") as cache:

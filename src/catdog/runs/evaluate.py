@@ -77,7 +77,7 @@ def evaluate_run(
         print(evaluate_run("runs/demo/model.keras"))
         ```
     """
-    from catdog.deploy.export import load_model
+    from catdog.models.saving import load_model
     from catdog.report.evaluation import evaluate
 
     check_choice("split", split, SPLIT_NAMES)

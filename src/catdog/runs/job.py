@@ -342,7 +342,7 @@ def _fit_stages(config: RunConfig, splits, model, folder: RunFolder, strategy=No
     Only the chief writes into the state; every worker reads it, so all of them resume from
     the same point.
     """
-    from catdog.deploy.export import save_model
+    from catdog.models.saving import save_model
     from catdog.training.distribute import agree, is_chief
     from catdog.training.fine_tune import fine_tune, merge_histories
 
@@ -385,7 +385,7 @@ def _first_stage(config: RunConfig, splits, model, staging: Path, done: bool, co
     """Train the first stage, or read it back when it is ``done`` (a run that stopped while
     fine-tuning); return its history, the model and the base's features (``None`` unless
     cached: computed once here, for training, calibration and the run's embeddings)."""
-    from catdog.deploy.export import load_model, save_model
+    from catdog.models.saving import load_model, save_model
     from catdog.training.distribute import is_chief, strategy_scope
     from catdog.training.feature_cache import extract_split_features
     from catdog.training.fit import train

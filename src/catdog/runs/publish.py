@@ -70,7 +70,7 @@ def publish_run(
         fine_tune_start: the epoch fine-tuning started at, or ``None``.
         features: a transfer model's base features computed before, for calibration.
     """
-    from catdog.deploy.export import load_model, save_model
+    from catdog.models.saving import load_model, save_model
     from catdog.report.evaluation import evaluate
 
     previous = folder.state / "previous"

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from catdog import __version__
 from catdog._rules import is_int
+from catdog._version import __version__
 from catdog.errors import InvalidArgumentError
 
 

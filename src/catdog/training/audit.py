@@ -36,10 +36,10 @@ from catdog._rules import (
 )
 from catdog.data.files import split_files
 from catdog.data.pipelines import labelled_dataset
-from catdog.deploy.export import load_model
 from catdog.errors import DatasetError, InvalidArgumentError, MissingExtraError
 from catdog.models.confidence import Confidence
 from catdog.models.registry import build_model, model_spec
+from catdog.models.saving import load_model
 from catdog.report.audit_report import AuditReport, DuplicateGroup, FlaggedImage
 from catdog.training.audit_embedding import (
     embedding_findings,

@@ -18,8 +18,8 @@ from catdog._rules import (
     is_int,
     monitor_mode,
 )
-from catdog.deploy.export import save_model
 from catdog.io import read_json, sha256sum, write_atomic, write_json
+from catdog.models.saving import save_model
 from catdog.training.distribute import (
     agree,
 )

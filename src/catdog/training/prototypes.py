@@ -13,11 +13,11 @@ import numpy as np
 from catdog._rules import check_class_names
 from catdog.data.files import image_files
 from catdog.data.images import load_images
-from catdog.deploy.export import save_model
 from catdog.errors import DatasetError, InvalidArgumentError
 from catdog.models.classifier import class_names_of, classifier_from_layers
 from catdog.models.confidence import Confidence, confidence_layer
 from catdog.models.prototypes import PrototypeHead, prototype_head
+from catdog.models.saving import save_model
 from catdog.training.feature_cache import Features, extract_split_features, split_transfer_model
 
 ADD_BATCH = 32

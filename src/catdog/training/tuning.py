@@ -27,9 +27,9 @@ from catdog._rules import (
     check_positive_number,
 )
 from catdog.data.pipelines import Splits
-from catdog.deploy.export import save_model
 from catdog.errors import InvalidArgumentError
 from catdog.io import write_json
+from catdog.models.saving import save_model
 from catdog.training.cluster import wait_for_peers
 from catdog.training.fit import attach_class_names
 from catdog.training.search_space import (  # noqa: F401  (re-exported: import them from here)
