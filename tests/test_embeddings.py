@@ -310,3 +310,10 @@ def test_catdog_suggest_ranks_new_photos_and_review_reads_the_list(run, data, tm
     _, names, items = read_review_source(tmp_path / "s" / "suggestions.csv")
     assert [i.path for i in items] == [r["path"] for r in rows]
     assert items[0].reason.startswith("#1") and set(names) <= {"cats", "dogs"}
+    page = tmp_path / "s" / "review.html"
+    assert main(["review", str(tmp_path / "s" / "suggestions.csv"), "--run", str(run),
+                 "--out", str(page)]) == 0  # fmt: skip
+    found = page.read_text().split('id="payload">')[1].split("</script>")[0]
+    payload = json.loads(found)
+    assert payload["classes"] == ["cats", "dogs"]  # the run's, whatever the nearest were
+    assert all(item["thumbnail"] for item in payload["items"])

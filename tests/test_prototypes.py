@@ -121,6 +121,8 @@ def test_catdog_train_model_prototypes_writes_a_run(synthetic_root, tmp_path, ca
     assert (out / "model.keras").is_file() and "accuracy" in report
     record = json.loads((out / "config.json").read_text())
     assert record["model"] == "prototypes"
+    status = main([*args[:-1], str(tmp_path / "tuned"), "--fine-tune-epochs", "1"])
+    assert status == 2 and "not trained" in capsys.readouterr().err
 
 
 def test_a_class_is_added_without_retraining_the_others(colour_splits, few_shot, tmp_path, capsys):

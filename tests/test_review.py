@@ -104,9 +104,22 @@ def test_review_sources_and_their_errors(tmp_path):
         Prediction("bad.jpg", "", nan, {"cats": nan, "dogs": nan}, nan, False, "not an image"),
     ]
     write_predictions(written, tmp_path / "p.csv")
+    _image(tmp_path / "unsure.jpg")  # beside the CSV: found there
     data, names, items = read_review_source(tmp_path / "p.csv")
-    assert names == ["cats", "dogs"] and data == str(tmp_path)
-    assert [(i.path, i.suggested) for i in items] == [("unsure.jpg", "dogs"), ("odd.jpg", None)]
+    assert names == ["cats", "dogs"] and data is None  # paths absolute, no data folder
+    assert [(i.path, i.suggested) for i in items] == [
+        (str(tmp_path / "unsure.jpg"), "dogs"),
+        (os.path.abspath("odd.jpg"), None),
+    ]
+    for text, message in [
+        ("{bad", "not valid JSON"),
+        ("a,b\n1,2\n", "neither a catdog predict"),
+        ("path,class,probability\nx.jpg,cats,high\n", "not a number"),
+    ]:
+        bad = tmp_path / ("bad.json" if text.startswith("{") else "bad.csv")
+        bad.write_text(text)
+        with pytest.raises(InvalidArgumentError, match=message):
+            read_review_source(bad)
     with pytest.raises(FileNotFoundError, match="audit folder"):
         read_review_source(tmp_path / "nothing")
     (tmp_path / "x.txt").write_text("hi")
@@ -148,7 +161,7 @@ def test_relabelled_images_change_class_in_their_split_and_nothing_moves(synthet
 
 
 def test_catdog_review_writes_a_page_and_refuses_to_overwrite_or_write_into_the_data(
-    tmp_path, capsys
+    tmp_path, capsys, monkeypatch
 ):
     from catdog.cli import main
 
@@ -165,6 +178,12 @@ def test_catdog_review_writes_a_page_and_refuses_to_overwrite_or_write_into_the_
     assert "--overwrite" in capsys.readouterr().err
     assert main(["review", str(tmp_path / "audit"), "--out", str(data / "r.html")]) != 0
     assert "inside the data folder" in capsys.readouterr().err
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "p.csv").write_text(f"path,class,probability\n{data}/train/cats/a.png,cats,0.5\n")
+    monkeypatch.chdir(work)  # the CSV in the working folder, the page beside it: fine
+    assert main(["review", "p.csv"]) == 0, capsys.readouterr().err
+    assert _payload((work / "review.html").read_text())["items"][0]["thumbnail"]
     shutil.rmtree(data)
 
 

@@ -301,6 +301,9 @@ def add_review(sub) -> argparse.ArgumentParser:
         "--out", default="review.html", help="the page to write (default review.html)"
     )
     review.add_argument("--overwrite", action="store_true", help="replace an existing page")
+    review.add_argument(
+        "--run", help="the run whose classes a decision may name (for catdog suggest's list)"
+    )
     return review
 
 

@@ -303,7 +303,10 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 def cmd_review(args: argparse.Namespace) -> int:
     data, class_names, items = read_review_source(args.source)
-    check_outside_data("--out", args.out, data)
+    if args.run is not None:  # the classes a decision may name: the run's
+        class_names = (RunFolder(args.run).record() or {}).get("class_names") or class_names
+    if data is not None:  # an audit's: the page must not join the audited folder
+        check_outside_data("--out", args.out, data)
     if os.path.exists(args.out) and not args.overwrite:
         raise OutputError(f"{args.out!r} exists: pass --overwrite to replace it, or another --out.")
     page = write_review_page(items, class_names, data, args.out, f"catdog review of {args.source}")
@@ -317,7 +320,8 @@ def cmd_add_class(args: argparse.Namespace) -> int:
 
     model_path = Path(args.model)
     model_path = model_path / "model.keras" if model_path.is_dir() else model_path
-    name = args.name or Path(args.images[0]).resolve().name
+    first = Path(args.images[0]).resolve()
+    name = args.name or (first if first.is_dir() else first.parent).name
     out = Path(args.out or model_path.with_name(f"model_with_{name}.keras"))
     check_outside_data("--out", out, args.images)
     if out.exists():
@@ -338,6 +342,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     plot_suggestions(found, figure)
     ranked = sum(s.rank is not None for s in found)
     print(f"{ranked} photo(s) to label, {len(found) - ranked} kept apart: {table}, {figure}")
+    print(f"label them: catdog review {table} --run {args.run}")
     return 0
 
 

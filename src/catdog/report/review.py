@@ -20,6 +20,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from catdog.data.images import image_size_problem
 from catdog.errors import InputFileNotFoundError, InvalidArgumentError
 from catdog.io import atomic_path
 
@@ -104,11 +105,14 @@ def suggestion_items(rows: list[dict]) -> list[ReviewItem]:
     ]
 
 
-def read_review_source(source: str | os.PathLike) -> tuple[str, list[str], list[ReviewItem]]:
+def read_review_source(
+    source: str | os.PathLike,
+) -> tuple[str | None, list[str], list[ReviewItem]]:
     """``(data folder, class names, items)`` of an audit folder or its ``audit.json``, of a
     predictions ``.csv`` written by ``catdog predict`` (with ``class_names`` from its
     ``probability_<class>`` columns, paths as written), or of a ``suggestions.csv`` of ``catdog
-    suggest``.
+    suggest`` (then the data folder is ``None`` and the paths absolute: as written where they
+    exist from the working folder, else relative to the CSV's folder).
 
     Examples:
         ```python
@@ -126,26 +130,63 @@ def read_review_source(source: str | os.PathLike) -> tuple[str, list[str], list[
             "catdog audit, or a predictions .csv written by catdog predict --output."
         )
     if path.suffix.lower() == ".json":
-        audit = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(audit, dict) or "class_names" not in audit:
+        audit = _read_json(path)
+        if not isinstance(audit, dict) or "class_names" not in audit or "data" not in audit:
             raise InvalidArgumentError(f"{str(path)!r} is not an audit.json written by catdog.")
         return audit["data"], list(audit["class_names"]), audit_items(audit)
     if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as file:
-            rows = list(csv.DictReader(file))
-        folder = os.path.dirname(os.path.abspath(path))
+        rows = [_absolute(row, path.parent) for row in _read_csv(path)]
         if rows and "rank" in rows[0]:  # catdog suggest's
             names = sorted({r["nearest_class"] for r in rows if r.get("nearest_class")})
-            return folder, names, suggestion_items(rows)
+            return None, names, suggestion_items(rows)
         names = [
             c.removeprefix(CLASS_COLUMN_PREFIX)
             for c in (rows[0] if rows else {})
             if c.startswith(CLASS_COLUMN_PREFIX)
         ]
-        return folder, names, prediction_items(rows)
+        return None, names, prediction_items(rows)
     raise InvalidArgumentError(
         f"{str(path)!r} is neither an audit.json nor a predictions .csv: pass one of those."
     )
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidArgumentError(f"{str(path)!r} is not valid JSON ({error}).") from None
+
+
+def _read_csv(path: Path) -> list[dict]:
+    """The rows of a predictions or suggestions CSV, checked for the columns the page needs."""
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            rows = list(csv.DictReader(file))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InvalidArgumentError(f"{str(path)!r} is not a readable CSV file ({error}).") from None
+    columns = set(rows[0]) if rows else set()
+    if rows and not ({"path", "rank"} <= columns or {"path", "class", "probability"} <= columns):
+        raise InvalidArgumentError(
+            f"{str(path)!r} is neither a catdog predict --output file (path, class, "
+            "probability, ...) nor a catdog suggest list (rank, path, ...)."
+        )
+    for row in rows:
+        try:
+            float(row.get("probability") or 0.0)
+        except ValueError:
+            raise InvalidArgumentError(
+                f"{str(path)!r} has a probability that is not a number: {row['probability']!r}."
+            ) from None
+    return rows
+
+
+def _absolute(row: dict, folder: Path) -> dict:
+    """``row`` with its path absolute: as written when it exists from here, else relative to
+    the CSV's ``folder``."""
+    path = row["path"]
+    if not os.path.isabs(path) and not os.path.exists(path) and (folder / path).exists():
+        path = str(folder / path)
+    return {**row, "path": os.path.abspath(path)}
 
 
 def thumbnail_uri(path: str | os.PathLike, side: int = THUMBNAIL) -> str | None:
@@ -154,12 +195,14 @@ def thumbnail_uri(path: str | os.PathLike, side: int = THUMBNAIL) -> str | None:
     from PIL import Image
 
     try:
+        if image_size_problem(path) is not None:  # over catdog's pixel limit: not decoded
+            return None
         with Image.open(path) as image:
             image = image.convert("RGB")
             image.thumbnail((side, side))
             buffer = io.BytesIO()
             image.save(buffer, "JPEG", quality=80)
-    except (OSError, ValueError):
+    except Exception:  # noqa: BLE001 (any file Pillow cannot draw: a card without a picture)
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
@@ -167,11 +210,12 @@ def thumbnail_uri(path: str | os.PathLike, side: int = THUMBNAIL) -> str | None:
 def write_review_page(
     items: list[ReviewItem],
     class_names: list[str],
-    data: str | os.PathLike,
+    data: str | os.PathLike | None,
     out: str | os.PathLike,
     title: str = "catdog review",
 ) -> Path:
-    """Write the review page of ``items`` (images under ``data``) to ``out``, in one step.
+    """Write the review page of ``items`` (paths relative to the folder ``data``, or absolute
+    where ``data`` is ``None``) to ``out``, in one step.
 
     Examples:
         ```python
@@ -181,10 +225,10 @@ def write_review_page(
     """
     payload = {
         "title": title,
-        "data": os.path.abspath(data),
+        "data": None if data is None else os.path.abspath(data),
         "classes": list(class_names),
         "items": [
-            {**asdict(item), "thumbnail": thumbnail_uri(os.path.join(data, item.path))}
+            {**asdict(item), "thumbnail": thumbnail_uri(os.path.join(data or "", item.path))}
             for item in items
         ],
     }

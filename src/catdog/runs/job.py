@@ -306,11 +306,19 @@ def _check_pending(pending: dict | None, record: dict, folder: RunFolder, clear:
 def _build_checked(config: RunConfig, splits, strategy):
     """Build the model (in ``strategy``'s scope) and check the fine-tuning arguments against
     it."""
+    from catdog.models.prototypes import prototype_head
     from catdog.models.transfer import check_unfreeze_from
     from catdog.training.distribute import strategy_scope
 
     with strategy_scope(strategy):
         model = _build(config, splits.class_names)
+    if prototype_head(model) is not None and (
+        config.fine_tune_epochs or config.learning_rate == "auto"
+    ):
+        raise InvalidArgumentError(
+            f"--model {config.model} is set from its images, not trained: leave out "
+            "--fine-tune-epochs and --learning-rate auto."
+        )
     if config.fine_tune_epochs:
         check_unfreeze_from(model, config.unfreeze_from)
     return model

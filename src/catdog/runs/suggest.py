@@ -13,17 +13,23 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from catdog._rules import check_int
 from catdog.data.files import image_files
 from catdog.data.images import PREDICT_BATCH_SIZE, load_images
 from catdog.errors import DatasetError
 from catdog.io import atomic_path
 from catdog.report import _figures
 from catdog.runs.embeddings import embed, run_embeddings
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FIELDS = ("rank", "path", "nearest_class", "distance", "reason")
 """The columns of ``suggestions.csv``."""
@@ -49,7 +55,9 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def farthest_first(labelled, unlabelled, count: int) -> tuple[list[int], np.ndarray, np.ndarray]:
+def farthest_first(
+    labelled: np.ndarray, unlabelled: np.ndarray, count: int
+) -> tuple[list[int], np.ndarray, np.ndarray]:
     """``(chosen, distances, far)``: up to ``count`` rows of ``unlabelled`` by k-center greedy
     from ``labelled`` (each the farthest, by cosine distance on the embedding centred on both
     sets, from the labelled and the chosen rows), their distances when chosen, and the mask
@@ -82,7 +90,7 @@ def farthest_first(labelled, unlabelled, count: int) -> tuple[list[int], np.ndar
 
 
 def suggest(
-    images,
+    images: str | os.PathLike | Sequence[str | os.PathLike],
     run: str | os.PathLike,
     count: int = 50,
     *,
@@ -99,12 +107,11 @@ def suggest(
             print(s.rank, s.path, s.nearest_class)
         ```
     """
+    check_int("count", count)
     bank = run_embeddings(run, engine=engine, batch_size=batch_size)
     known = {os.path.abspath(p) for p in bank.paths or []}
-    files = [
-        f for f in image_files([images] if isinstance(images, str | os.PathLike) else images)
-        if os.path.abspath(f) not in known
-    ]  # fmt: skip
+    listed = image_files([images] if isinstance(images, str | os.PathLike) else list(images))
+    files = [os.path.abspath(f) for f in listed if os.path.abspath(f) not in known]
     if not files:
         raise DatasetError(f"No unlabelled image found in {images!r} (outside the run's data).")
     queries = embed(run, files, engine=engine, batch_size=batch_size)
@@ -148,7 +155,9 @@ GRID_MOST = 24
 """The most photos ``plot_suggestions`` draws."""
 
 
-def plot_suggestions(suggestions: list[Suggestion], path: str | os.PathLike, side: int = 128):
+def plot_suggestions(
+    suggestions: list[Suggestion], path: str | os.PathLike, side: int = 128
+) -> Figure:
     """Draw the first ``GRID_MOST`` ranked suggestions as a thumbnail grid (titled with their
     rank and nearest class) and save it as PNG at ``path``; returns the figure.
 

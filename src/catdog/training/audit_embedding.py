@@ -166,7 +166,10 @@ def knn_outliers(similarities, fence: float = OUTLIER_FENCE) -> tuple[list[int],
         ([4], 0.32)
     """
     scores = knn_scores_of(similarities)
-    first, third = np.quantile(scores, [0.25, 0.75])
+    # the spread of the images that are not copies of their k-th neighbour: a folder of burst
+    # shots (scores of 0) would otherwise set a fence of 0 and flag every other image
+    apart = scores[scores > 1.0 - DUPLICATE_SIMILARITY]
+    first, third = np.quantile(apart if len(apart) >= 4 else scores, [0.25, 0.75])
     threshold = float(third + fence * (third - first))
     flagged = np.flatnonzero(scores > threshold)
     return [int(i) for i in flagged[np.argsort(-scores[flagged], kind="stable")]], threshold

@@ -118,7 +118,7 @@ def _grown_head(head: PrototypeHead, pooled: np.ndarray) -> PrototypeHead:
 def _grown_confidence(layer: Confidence, pooled: np.ndarray, classes: int) -> Confidence:
     """``layer`` for one more class: the same temperature and threshold, the new images'
     embeddings added to a ``"knn"`` bank."""
-    if layer.method == "mahalanobis":
+    if layer.method == "mahalanobis" or (layer.method == "knn" and not layer.embedding):
         raise InvalidArgumentError(
             "The model's unknown answer keeps class means (method='mahalanobis'): calibrate "
             "the model with the new class instead (catdog.calibrate)."
