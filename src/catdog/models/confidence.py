@@ -224,6 +224,18 @@ def feature_position(layers: list) -> int:
     return flat - 1 if flat > 0 else len(names) - 2
 
 
+def unit_rows(x) -> np.ndarray:
+    """The rows of ``x`` scaled to unit length, as float32 (a zero row stays zero): the NumPy
+    twin of [`embedding_of`][catdog.models.confidence.embedding_of] for pooled features.
+
+    Examples:
+        >>> unit_rows([[3.0, 4.0], [0.0, 0.0]]).tolist()
+        [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
+    """
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
 def embedding_of(features):
     """The embedding of feature maps ``(n, h, w, c)`` (or pooled features ``(n, c)``): their
     average over the image, scaled to unit length, ``(n, c)``. One vector per image for the

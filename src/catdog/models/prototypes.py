@@ -21,15 +21,12 @@ from catdog._rules import DEFAULT_IMAGE_SIDE, DEFAULT_INPUT_SHAPE
 from catdog.errors import InvalidArgumentError
 from catdog.models.backbones import build_base, get_backbone, preprocessing_layers
 from catdog.models.classifier import check_classes, check_input_shape, classifier_from_layers
+from catdog.models.confidence import embedding_of, unit_rows
 from catdog.models.layers import InferenceMode
 from catdog.models.registry import register_model
 
 PROTOTYPE_SCALE = 10.0
 """The softmax's scale on cosine similarities (calibration then fits the temperature)."""
-
-
-def _unit(x):
-    return x / ops.maximum(ops.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 @keras.saving.register_keras_serializable(package="catdog")
@@ -63,7 +60,7 @@ class PrototypeHead(keras.layers.Layer):
         )
 
     def call(self, features):
-        centred = _unit(_unit(ops.cast(features, "float32")) - self.centre)
+        centred = embedding_of(embedding_of(features) - self.centre)  # unit rows, centred
         similarities = ops.matmul(centred, ops.transpose(self.prototypes))
         return ops.softmax(self.scale * similarities, axis=-1)
 
@@ -76,13 +73,13 @@ class PrototypeHead(keras.layers.Layer):
 
         Raises [`InvalidArgumentError`][catdog.errors.InvalidArgumentError] when a class has
         no row."""
-        features = _unit_rows(features)
+        features = unit_rows(features)
         labels = np.asarray(labels).astype(int).ravel()
-        pool = features if centre_from is None else _unit_rows(centre_from)
+        pool = features if centre_from is None else unit_rows(centre_from)
         if not self.built:
             self.build(features.shape)
         centre = pool.mean(axis=0)
-        centred = _unit_rows(features - centre)
+        centred = unit_rows(features - centre)
         counts = np.bincount(labels, minlength=self.num_classes)
         if len(counts) > self.num_classes or counts.min() == 0:
             missing = [i for i, c in enumerate(counts[: self.num_classes]) if c == 0]
@@ -92,7 +89,7 @@ class PrototypeHead(keras.layers.Layer):
             )
         means = np.stack([centred[labels == c].mean(axis=0) for c in range(self.num_classes)])
         self.centre.assign(centre.astype("float32"))
-        self.prototypes.assign(_unit_rows(means))
+        self.prototypes.assign(unit_rows(means))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_classes": self.num_classes, "scale": self.scale}
@@ -155,8 +152,3 @@ def build_prototype_model(
 def prototype_head(model: keras.Model) -> PrototypeHead | None:
     """The model's [`PrototypeHead`][catdog.models.prototypes.PrototypeHead], or ``None``."""
     return next((layer for layer in model.layers if isinstance(layer, PrototypeHead)), None)
-
-
-def _unit_rows(x) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)

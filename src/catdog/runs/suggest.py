@@ -25,6 +25,7 @@ from catdog.data.files import image_files
 from catdog.data.images import PREDICT_BATCH_SIZE, load_images
 from catdog.errors import DatasetError
 from catdog.io import atomic_path
+from catdog.models.confidence import unit_rows
 from catdog.report import _figures
 from catdog.runs.embeddings import embed, run_embeddings
 
@@ -51,10 +52,6 @@ class Suggestion:
     reason: str
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def farthest_first(
     labelled: np.ndarray, unlabelled: np.ndarray, count: int
 ) -> tuple[list[int], np.ndarray, np.ndarray]:
@@ -73,7 +70,7 @@ def farthest_first(
     """
     labelled, unlabelled = np.asarray(labelled, np.float32), np.asarray(unlabelled, np.float32)
     centre = np.concatenate([labelled, unlabelled]).mean(axis=0)
-    known, pool = _unit(labelled - centre), _unit(unlabelled - centre)
+    known, pool = unit_rows(labelled - centre), unit_rows(unlabelled - centre)
     within = known @ known.T
     np.fill_diagonal(within, -np.inf)
     limit = float((1.0 - within.max(axis=1)).max()) if len(known) > 1 else np.inf

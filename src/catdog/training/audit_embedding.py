@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from catdog.models.confidence import unit_rows  # noqa: F401 (imported from here too)
 from catdog.training.neighbours import conformal_quantile
 
 DUPLICATE_SIMILARITY = 0.90
@@ -95,12 +96,6 @@ class EmbeddingFindings:
     threshold: float
 
 
-def unit_rows(x) -> np.ndarray:
-    """Rows scaled to unit length, as float32."""
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def neighbours(embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``(similarities, indices)``, each ``(n, k)``: every image's ``k`` most similar other
     images, most similar first, computed in blocks of ``BLOCK`` rows.
@@ -160,10 +155,10 @@ def knn_outliers(similarities, fence: float = OUTLIER_FENCE) -> tuple[list[int],
     scores, ``Q3 + fence x (Q3 - Q1)``.
 
     Examples:
-        >>> s = np.array([[0.9], [0.8], [0.85], [0.88], [0.1]])
+        >>> s = np.array([[0.8], [0.7], [0.75], [0.78], [0.1]])
         >>> flagged, threshold = knn_outliers(s)
         >>> flagged, round(threshold, 3)
-        ([4], 0.32)
+        ([4], 0.42)
     """
     scores = knn_scores_of(similarities)
     # the spread of the images that are not copies of their k-th neighbour: a folder of burst

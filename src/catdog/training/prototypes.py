@@ -15,7 +15,7 @@ from catdog.data.files import image_files
 from catdog.data.images import load_images
 from catdog.errors import DatasetError, InvalidArgumentError
 from catdog.models.classifier import class_names_of, classifier_from_layers
-from catdog.models.confidence import Confidence, confidence_layer
+from catdog.models.confidence import Confidence, confidence_layer, unit_rows
 from catdog.models.prototypes import PrototypeHead, prototype_head
 from catdog.models.saving import save_model
 from catdog.training.feature_cache import Features, extract_split_features, split_transfer_model
@@ -99,17 +99,12 @@ def add_class(model: keras.Model, images, name: str) -> keras.Model:
     return classifier_from_layers([inputs, *layers], name=model.name, class_names=names)
 
 
-def _unit(x) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def _grown_head(head: PrototypeHead, pooled: np.ndarray) -> PrototypeHead:
     """``head`` with one more prototype: the new images' unit mean, centred as the others."""
     grown = PrototypeHead(head.num_classes + 1, head.scale, name=head.name, dtype="float32")
     grown.build((None, pooled.shape[1]))
     centre = head.centre.numpy()
-    prototype = _unit(_unit(_unit(pooled) - centre).mean(axis=0))
+    prototype = unit_rows(unit_rows(unit_rows(pooled) - centre).mean(axis=0))
     grown.centre.assign(centre)
     grown.prototypes.assign(np.concatenate([head.prototypes.numpy(), prototype[None]]))
     return grown
@@ -132,5 +127,5 @@ def _grown_confidence(layer: Confidence, pooled: np.ndarray, classes: int) -> Co
     grown.temperature.assign(layer.temperature.numpy())
     grown.threshold.assign(layer.threshold.numpy())
     if layer.method == "knn":  # the embedding of an averaged feature map is its unit mean
-        grown.bank.assign(np.concatenate([bank, _unit(pooled)]).astype("float32"))
+        grown.bank.assign(np.concatenate([bank, unit_rows(pooled)]).astype("float32"))
     return grown
