@@ -27,6 +27,8 @@ def test_prototypes_are_centred_class_means_and_score_by_cosine():
     assert (probabilities.argmax(axis=1) == labels).mean() == 1.0  # separable: all right
     with pytest.raises(InvalidArgumentError, match=r"class\(es\) \[2\]"):
         PrototypeHead(3).set_prototypes(features[:10], labels[:10])  # no image of class 2
+    with pytest.raises(InvalidArgumentError, match=r"one label in 0..2 per feature row"):
+        PrototypeHead(3).set_prototypes(features, labels + 1)  # a label 3
 
 
 def test_a_prototype_model_is_a_catdog_classifier_that_loads_as_saved(tmp_path):

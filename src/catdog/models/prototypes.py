@@ -80,12 +80,17 @@ class PrototypeHead(keras.layers.Layer):
             self.build(features.shape)
         centre = pool.mean(axis=0)
         centred = unit_rows(features - centre)
+        if len(labels) != len(features) or not np.all((0 <= labels) & (labels < self.num_classes)):
+            raise InvalidArgumentError(
+                f"Class prototypes need one label in 0..{self.num_classes - 1} per feature row "
+                f"({len(features)} rows, {len(labels)} labels)."
+            )
         counts = np.bincount(labels, minlength=self.num_classes)
-        if len(counts) > self.num_classes or counts.min() == 0:
-            missing = [i for i, c in enumerate(counts[: self.num_classes]) if c == 0]
+        if counts.min() == 0:
+            missing = [i for i, c in enumerate(counts) if c == 0]
             raise InvalidArgumentError(
                 f"Class prototypes need at least one image of every class; class(es) {missing} "
-                f"have none (labels must be 0..{self.num_classes - 1})."
+                "have none."
             )
         means = np.stack([centred[labels == c].mean(axis=0) for c in range(self.num_classes)])
         self.centre.assign(centre.astype("float32"))
