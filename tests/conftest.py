@@ -18,11 +18,6 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-def random_images(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
-    """Random float32 pixels in 0..255, as catdog models take them."""
-    return rng.uniform(0, 255, size=(n, size, size, 3)).astype("float32")
-
-
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """A small generated cats/dogs dataset (train 40+40, validation 20+20) at 64x64."""
@@ -38,3 +33,15 @@ def synthetic_splits(synthetic_root):
     from catdog.data.pipelines import from_directory
 
     return from_directory(synthetic_root, image_size=(64, 64), batch_size=16, seed=5)
+
+
+@pytest.fixture(scope="session")
+def finished_run(synthetic_root, tmp_path_factory):
+    """A finished baseline run folder (16x16, 1 epoch); copy it before changing it."""
+    from catdog.runs.job import run_training
+
+    from .helpers import small_config
+
+    config = small_config(synthetic_root, tmp_path_factory.mktemp("finished") / "run")
+    run_training(config)
+    return config

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,16 +18,22 @@ import pytest
 from PIL import Image
 
 import catdog
+import catdog.data.images
+import catdog.deploy.labels
+import catdog.runs.job
+import catdog.training.fit
 from catdog.data.synthetic import make_synthetic_dataset
 from catdog.deploy.export import export, load_model, save_model
 from catdog.deploy.labels import labels_path
 from catdog.deploy.litert import LiteRTModel
-from catdog.errors import InvalidArgumentError
+from catdog.errors import InvalidArgumentError, OutputError
 from catdog.models.classifier import ImageClassifier, class_names_of, inference_model
 from catdog.report.evaluation import wilson_interval
 from catdog.runs.config import RunConfig
 from catdog.runs.job import run_training
 from catdog.training.fit import train
+
+from .helpers import cli_in_process, copy_run, tiny
 
 CLASSES = ["birds", "cats", "dogs"]
 
@@ -314,7 +322,7 @@ def _hand_made_run(folder: Path, **config) -> Path:
 
 
 def test_card_of_a_config_without_image_size_is_a_one_line_error(tmp_path, capsys):
-    from .test_cli import cli_in_process
+    from .helpers import cli_in_process
 
     run = _hand_made_run(tmp_path / "run")
     assert cli_in_process(capsys, "card", run)[0] == 0
@@ -328,3 +336,100 @@ def test_card_of_a_config_without_image_size_is_a_one_line_error(tmp_path, capsy
         errors = [line for line in err.splitlines() if line.startswith("catdog: error:")]
         assert status == 2 and len(errors) == 1 and "Traceback" not in err, err
         assert "config.json" in errors[0] and "field 'image_size'" in errors[0], errors
+
+
+def test_class_names_are_escaped_in_the_model_card(finished_run, tmp_path):
+    from catdog.runs.card import model_card
+
+    run = copy_run(finished_run, tmp_path / "run")
+    evil = {"cats": "<img src=x onerror=alert(1)>", "dogs": "a|b\nc"}
+    for name in ("config.json", "report.json"):
+        text = (run.out / name).read_text()
+        for old, new in evil.items():
+            text = text.replace(f'"{old}"', json.dumps(new))
+        (run.out / name).write_text(text)
+    card = model_card(run.out)
+    assert "<img" not in card and "&lt;img src=x onerror=alert(1)&gt;" in card
+    assert r"a\|b c" in card
+    for table in card.split("\n\n"):
+        rows = [line for line in table.splitlines() if line.startswith("|")]
+        cells = {len(re.split(r"(?<!\\)\|", row)) for row in rows}
+        assert len(cells) <= 1, table  # every row has as many cells as the header
+
+
+def test_each_export_has_its_own_labels_file_and_never_replaces_a_users(tmp_path):
+    from catdog.deploy.labels import exported_class_names, labels_path
+    from catdog.deploy.litert import LiteRTModel
+
+    pets, birds = tiny(["cats", "dogs"]), tiny(["owls", "crows", "gulls"])
+    export(pets, tmp_path / "x.tflite", format="litert")
+    export(birds, tmp_path / "x.onnx", format="onnx")  # same stem, another model
+    assert LiteRTModel(tmp_path / "x.tflite").class_names == ["cats", "dogs"]
+    assert (tmp_path / "x.tflite.labels.txt").read_text() == "cats\ndogs\n"
+    assert labels_path(tmp_path / "x.onnx").read_text().split() == ["owls", "crows", "gulls"]
+    assert not (tmp_path / "x.labels.txt").exists()
+    (tmp_path / "x.onnx.labels.txt").unlink()  # the names are inside the .onnx file too
+    assert exported_class_names(tmp_path / "x.onnx") == ["owls", "crows", "gulls"]
+    import onnxruntime
+
+    meta = onnxruntime.InferenceSession(str(tmp_path / "x.onnx")).get_modelmeta()
+    assert json.loads(meta.custom_metadata_map["class_names"]) == ["owls", "crows", "gulls"]
+
+    # a user's own labels file, under either name, is never written over without overwrite
+    (tmp_path / "y.labels.txt").write_text("mine\n")
+    (tmp_path / "y.tflite.labels.txt").write_text("also mine\n")
+    with pytest.raises(OutputError, match=r"y\.tflite\.labels\.txt' already exists"):
+        export(pets, tmp_path / "y.tflite", format="litert")
+    assert not (tmp_path / "y.tflite").exists()
+    assert (tmp_path / "y.tflite.labels.txt").read_text() == "also mine\n"
+    export(pets, tmp_path / "y.tflite", format="litert", overwrite=True)
+    assert (tmp_path / "y.tflite.labels.txt").read_text() == "cats\ndogs\n"
+    assert (tmp_path / "y.labels.txt").read_text() == "mine\n"  # not this export's file
+
+    # files exported by older versions (NAME.labels.txt) keep their names; wrong counts fail
+    shutil.copy(tmp_path / "x.tflite", tmp_path / "old.tflite")
+    (tmp_path / "old.labels.txt").write_text("cats\ndogs\n")
+    assert LiteRTModel(tmp_path / "old.tflite").class_names == ["cats", "dogs"]
+    (tmp_path / "old.labels.txt").write_text("owls\ncrows\ngulls\n")
+    with pytest.raises(InvalidArgumentError, match="names 3 classes but .* predicts 2"):
+        LiteRTModel(tmp_path / "old.tflite")
+
+
+def test_one_rule_names_the_classes_of_predictions_and_exports(tmp_path, capsys, caplog):
+    import tensorflow as tf
+
+    from catdog.deploy.export import save_model
+    from catdog.deploy.labels import resolve_class_names
+    from catdog.deploy.litert import LiteRTModel
+
+    model = tiny()  # names no classes, as a model from an older catdog
+    run = tmp_path / "run"
+    save_model(model, run / "model.keras")
+    (run / "class_names.json").write_text('["cats", "dogs"]')
+    image = tmp_path / "a.png"
+    Image.new("RGB", (20, 20), (200, 30, 30)).save(image)
+
+    status, out, _ = cli_in_process(capsys, "predict", run / "model.keras", image)
+    assert status == 0 and out.split("\t")[1] in ("cats", "dogs")
+    tflite = tmp_path / "m.tflite"
+    assert cli_in_process(capsys, "export", run / "model.keras", "--out", tflite)[0] == 0
+    assert LiteRTModel(tflite).class_names == ["cats", "dogs"]
+    served = tmp_path / "served"
+    argv = ("export", run / "model.keras", "--format", "saved_model", "--out", served)
+    assert cli_in_process(capsys, *argv)[0] == 0
+    signature = tf.saved_model.load(str(served)).signatures["serving_default"]
+    names = signature(image_bytes=tf.constant([image.read_bytes()]))["class_name"].numpy()
+    assert names[0].decode() in ("cats", "dogs")
+
+    # the library: class_names= for the exports; without names and a run folder, class_i
+    lite = LiteRTModel(export(model, tmp_path / "n.tflite", "litert", class_names=["a", "b"]))
+    assert lite.class_names == ["a", "b"]
+    assert resolve_class_names(model) == ["class_0", "class_1"]
+    with pytest.raises(InvalidArgumentError, match="keeps the model's own"):
+        export(model, tmp_path / "k.keras", class_names=["a", "b"])
+    with pytest.raises(InvalidArgumentError, match="predicts 2 classes but 3"):
+        export(model, tmp_path / "o.tflite", "litert", class_names=["a", "b", "c"])
+    (run / "class_names.json").write_text('["a", "b", "c"]')  # another model's
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        assert resolve_class_names(model, run / "model.keras") == ["class_0", "class_1"]
+    assert "not this model's" in caplog.text

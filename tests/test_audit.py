@@ -234,7 +234,7 @@ def test_an_exclusion_that_empties_a_class_is_refused_like_an_empty_class_folder
     ],
 )
 def test_train_says_what_an_exclusion_did_wrong(small_root, tmp_path, capsys, listing, message):
-    from .test_cli import cli_in_process
+    from .helpers import cli_in_process
 
     images = sorted(os.path.relpath(p, small_root) for p in small_root.rglob("*.jpg"))
     listed = tmp_path / "exclude.txt"
@@ -260,7 +260,7 @@ def test_a_run_records_its_exclusions_and_a_changed_list_is_a_changed_run(
     from catdog.runs.config import RunConfig
     from catdog.runs.job import run_training
 
-    from .test_cli import cli_in_process
+    from .helpers import cli_in_process
 
     listed = tmp_path / "exclude.txt"
     listed.write_text("train/cats/cat.0.jpg\nvalidation/dogs/dog.1.jpg\n")

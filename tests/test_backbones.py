@@ -13,7 +13,7 @@ from catdog.models.classifier import get_base
 from catdog.models.registry import list_models, model_spec
 from catdog.training.feature_cache import split_transfer_model
 
-from .conftest import random_images
+from .helpers import random_images
 
 ONE_PER_FAMILY = {}
 for _spec in BACKBONES.values():

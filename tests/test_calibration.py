@@ -16,7 +16,7 @@ from catdog.models.confidence import Confidence, confidence_layer, unknown_thres
 from catdog.report.calibration import expected_calibration_error, negative_log_likelihood
 from catdog.training.calibration import fit_temperature, scaled
 
-from .conftest import random_images
+from .helpers import random_images
 
 SIZE = 64
 

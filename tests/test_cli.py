@@ -1,13 +1,22 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import catdog
+import catdog.deploy.labels
+import catdog.runs.job
+import catdog.training.fit
+from catdog.deploy.export import export
+from catdog.errors import InvalidArgumentError
 from catdog.runs.config import RunConfig
 from catdog.runs.job import run_training
+
+from .helpers import cli_in_process, one_line_error
 
 
 def run_cli(*args, env=None, timeout=600):
@@ -19,15 +28,6 @@ def run_cli(*args, env=None, timeout=600):
         timeout=timeout,
         env=environment,
     )
-
-
-def cli_in_process(capsys, *args) -> tuple[int, str, str]:
-    """``catdog ARGS`` in this process (TensorFlow already imported): (status, stdout, stderr)."""
-    from catdog.cli import main
-
-    status = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 def assert_clean_error(result, message):
@@ -148,7 +148,6 @@ def test_predict_takes_folders_and_writes_csv_or_json_lines(
     --output writes one row per image with every class's probability, in batches of
     --batch-size; a file that does not decode gets a row saying why."""
     import csv
-    import shutil
 
     model = trained_run[0] / "model.keras"
     folder, results = tmp_path / "photos", tmp_path / "results"
@@ -428,3 +427,53 @@ def test_internal_errors_show_a_traceback_user_errors_one_line(monkeypatch, caps
     assert cli.main(["models"]) == 2  # an OS error on a user's path is the user's to fix
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Permission denied" in err[0] and "cat.jpg" in err[0]
+
+
+def test_a_folder_given_for_a_file_and_duplicate_class_names_are_one_line_errors(
+    finished_run, tmp_path, capsys
+):
+    model = finished_run.out / "model.keras"
+    image = next((Path(finished_run.data) / "validation" / "cats").iterdir())
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "saved_model.pb").write_bytes(b"")
+    line = one_line_error(capsys, "predict", model, tmp_path)  # a folder without images
+    assert "holds no image file" in line and "image files" in line
+    line = one_line_error(capsys, "predict", served, image)
+    assert "SavedModel" in line and ".keras" in line and "does not exist" not in line
+    line = one_line_error(capsys, "evaluate", served)
+    assert "SavedModel" in line and ".keras" in line
+    line = one_line_error(capsys, "evaluate", model, "--data", image)
+    assert "is a file, not a folder" in line
+    with pytest.raises(InvalidArgumentError, match="SavedModel export"):
+        catdog.load_model(served)
+
+    line = one_line_error(capsys, "predict", model, image, "--class-names", "a,a")
+    assert "--class-names" in line and "'a' more than once" in line
+    net = catdog.build_baseline_model(input_shape=(16, 16, 3), filters=(4,), dense_units=8)
+    tflite = export(net, tmp_path / "m.tflite", format="tflite")
+    catdog.deploy.labels.labels_path(tflite).write_text("cats\ncats\n")
+    line = one_line_error(capsys, "predict", tflite, image)
+    assert "m.tflite.labels.txt" in line and "'cats' more than once" in line
+
+
+def test_an_output_folder_that_is_a_file_fails_before_any_work(
+    synthetic_root, tmp_path, capsys, monkeypatch
+):
+
+    a_file = tmp_path / "logs"
+    a_file.write_text("")
+    loads = []
+    monkeypatch.setattr(catdog.runs.job, "load_data", lambda *a, **k: loads.append(1))
+    for where in (a_file, a_file / "run1"):
+        line = one_line_error(
+            capsys,
+            *("train", "--model", "baseline", "--data", synthetic_root),
+            *("--out", tmp_path / "run", "--tensorboard", where),
+        )
+        assert "--tensorboard" in line and "not a folder" in line, line
+    assert loads == [] and not (tmp_path / "run").exists()
+    line = one_line_error(capsys, "tune", "--data", tmp_path / "missing", "--tensorboard", a_file)
+    assert "--tensorboard" in line and "not a folder" in line, line
+    line = one_line_error(capsys, "tune", "--data", tmp_path / "missing", "--out", a_file)
+    assert "--out" in line and "not a folder" in line, line

@@ -1,5 +1,9 @@
 import logging
 import os
+import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -7,10 +11,16 @@ import pytest
 from PIL import Image
 
 import catdog
+import catdog.data.files
+import catdog.data.images
+import catdog.data.pipelines
 from catdog.data.files import split_files
 from catdog.data.pipelines import from_directory, label_counts, majority_baseline
 from catdog.data.synthetic import make_synthetic_dataset
-from catdog.errors import DatasetError, DatasetNotFoundError
+from catdog.deploy.export import export
+from catdog.errors import DatasetError, DatasetNotFoundError, InvalidArgumentError
+
+from .helpers import one_line_error, rename_class
 
 
 def _labels(dataset):
@@ -239,3 +249,205 @@ def test_small_cnn_learns_the_synthetic_data(tmp_path, seed):
     model.fit(splits.train, validation_data=splits.validation, epochs=6, verbose=0)
     _, accuracy = model.evaluate(splits.test, verbose=0)
     assert accuracy >= majority_baseline(splits, "test") + 0.25
+
+
+def test_identical_files_stay_in_one_split(tmp_path, caplog):
+    root = tmp_path / "flat"
+    source = make_synthetic_dataset(tmp_path / "src", images_per_class=30, image_size=(16, 16))
+    for name in ("cats", "dogs"):
+        shutil.copytree(source / "train" / name, root / name)
+    for i, original in enumerate(sorted((root / "cats").iterdir())[:20]):
+        shutil.copy(original, root / "cats" / f"copy_{i}.jpg")  # 20 duplicated images
+    crossed = sorted((root / "dogs").iterdir())[0]
+    shutil.copy(crossed, root / "cats" / "also_a_dog.jpg")  # one image under two classes
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        _, sets = split_files(root, seed=3)
+    keys = catdog.data.files.content_keys([str(p) for p in root.rglob("*.jpg")])
+    where: dict[str, set[str]] = {}
+    for split, by_class in sets.items():
+        for paths in by_class.values():
+            for path in paths:
+                where.setdefault(keys[path], set()).add(split)
+    assert all(len(splits) == 1 for splits in where.values())
+    assert "also_a_dog.jpg" in caplog.text and crossed.name in caplog.text
+    assert sum(len(p) for by_class in sets.values() for p in by_class.values()) == 81
+
+
+KILLED_CACHE_WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import tensorflow as tf
+    from catdog.data.pipelines import _cache_target
+    files, cache = sys.argv[2:], sys.argv[1]
+    target = _cache_target(cache, "validation", files, (16, 16))
+    ds = tf.data.Dataset.range(10**6).map(lambda i: tf.zeros((16, 16, 3), tf.uint8))
+    iterator = iter(ds.cache(target))
+    for _ in range(1000):
+        next(iterator)
+    os.kill(os.getpid(), signal.SIGKILL)  # while the cache is half written
+    """
+)
+
+
+def test_file_cache_follows_changed_images_and_survives_a_killed_writer(tmp_path):
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for name in ("cats", "dogs"):
+        (root / name).mkdir(parents=True)
+        for i in range(10):  # BMP: every image of one size has the same number of bytes
+            Image.fromarray(rng.integers(0, 200, (16, 16, 3), np.uint8)).save(
+                root / name / f"{i}.bmp"
+            )
+    cache = tmp_path / "cache"
+
+    def validation_images():
+        splits = from_directory(root, image_size=(16, 16), cache=cache)
+        images = np.concatenate([x.numpy() for x, _ in splits.validation])
+        return splits.files["validation"], images
+
+    files, before = validation_images()
+    size = os.path.getsize(files[0])
+    Image.new("RGB", (16, 16), "white").save(files[0])  # same size, new pixels, new mtime
+    os.utime(files[0], ns=(os.stat(files[0]).st_atime_ns, os.stat(files[0]).st_mtime_ns + 10**9))
+    assert os.path.getsize(files[0]) == size
+    _, after = validation_images()
+    assert after[0].min() == 255 and before[0].min() < 255  # the new pixels, not the cached
+    np.testing.assert_array_equal(after[1:], before[1:])
+
+    # a real process killed while filling the cache leaves TensorFlow's lockfile behind
+    Image.new("RGB", (16, 16), "black").save(files[1])
+    os.utime(files[1], ns=(os.stat(files[1]).st_atime_ns, os.stat(files[1]).st_mtime_ns + 10**9))
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_CACHE_WRITER, str(cache), *files], capture_output=True
+    )
+    assert killed.returncode == -9 and list(cache.glob("*.lockfile")), killed.stderr[-2000:]
+    _, images = validation_images()
+    assert images[1].max() == 0
+    assert not list(cache.glob("*.lockfile"))
+
+
+def test_images_over_the_pixel_limit_are_skipped_or_refused(tmp_path, caplog, monkeypatch):
+    root = make_synthetic_dataset(tmp_path / "data", images_per_class=6, image_size=(16, 16))
+    big = root / "train" / "cats" / "big.png"
+    Image.new("RGB", (300, 200)).save(big)
+    monkeypatch.setattr(catdog.data.images, "MAX_IMAGE_PIXELS", 100 * 100)
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        splits = from_directory(root, image_size=(16, 16))
+    assert str(big) not in splits.files["train"] and len(splits.files["train"]) == 12
+    assert "big.png" in caplog.text and "300x200 = 60,000 pixels" in caplog.text
+    model = catdog.build_baseline_model(input_shape=(16, 16, 3), filters=(4,), dense_units=8)
+    with pytest.raises(InvalidArgumentError, match="too large to read"):
+        catdog.predict(model, [big])
+
+
+def test_non_utf8_file_names_are_skipped_with_a_warning(tmp_path, caplog):
+    root = make_synthetic_dataset(tmp_path / "data", images_per_class=6, image_size=(16, 16))
+    good = next((root / "train" / "cats").iterdir())
+    bad = os.path.join(os.fsencode(root / "train" / "cats"), b"caf\xe9.jpg")
+    shutil.copyfile(good, bad)
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        splits = from_directory(root, image_size=(16, 16))
+    assert len(splits.files["train"]) == 12
+    assert "not valid UTF-8" in caplog.text and "caf\\udce9.jpg" in caplog.text
+
+
+def test_folder_conventions(tmp_path, caplog):
+    root = make_synthetic_dataset(tmp_path / "data", images_per_class=6, image_size=(16, 16))
+    hidden = root / "train" / "cats" / ".thumbnails"
+    hidden.mkdir()
+    shutil.copy(next((root / "train" / "cats").glob("*.jpg")), hidden / "thumb.jpg")
+    webp = root / "train" / "dogs" / "extra.webp"
+    Image.open(next((root / "train" / "dogs").glob("*.jpg"))).save(webp)
+    (root / "unsorted").mkdir()
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        splits = from_directory(root, image_size=(16, 16))
+    assert str(webp) in splits.files["train"]  # WebP: as in predict
+    assert not any(".thumbnails" in p for p in splits.files["train"])
+    assert "unsorted/" in caplog.text
+
+
+def test_class_names_with_control_characters_are_refused(finished_run, tmp_path, capsys):
+    root = make_synthetic_dataset(tmp_path / "data", images_per_class=3, image_size=(16, 16))
+    rename_class(root, "cats", "ca\nts")
+    with pytest.raises(DatasetError, match=r"ca\\nts'.*rename the folder"):
+        from_directory(root, image_size=(16, 16))
+    rename_class(root, "ca\nts", "cats")
+    with pytest.raises(InvalidArgumentError, match="control character"):
+        from_directory(root, image_size=(16, 16), class_names=["cats", "dogs\t"])
+    with pytest.raises(InvalidArgumentError, match="control character"):
+        catdog.build_baseline_model(input_shape=(16, 16, 3), class_names=["a\u2028b", "c"])
+    image = next((root / "train" / "cats").iterdir())
+    line = one_line_error(
+        capsys, "predict", finished_run.out / "model.keras", image, "--class-names", "x\ny,z"
+    )
+    assert "control character" in line
+
+
+def _animated_gif(path: Path, seed: int, frames: int = 50, side: int = 64) -> np.ndarray:
+    """Write a GIF of different random frames; return its first frame's pixels."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    images = [
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).convert("P")
+        for _ in range(frames)
+    ]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=40, loop=0)
+    decoded = tf.io.decode_gif(path.read_bytes()).numpy()
+    assert decoded.shape == (frames, side, side, 3)
+    return decoded[0]
+
+
+@pytest.fixture
+def decoder_takes_one_gif_frame(monkeypatch):
+    """``tf.io.decode_image``, failing when the GIF bytes it is given hold several frames
+    (eagerly, in tf.data pipelines and in exported signatures alike)."""
+    import tensorflow as tf
+
+    decode = tf.io.decode_image
+
+    def checked(contents, *args, **kwargs):
+        frames = tf.cond(
+            tf.strings.substr(contents, 0, 3) == b"GIF",
+            lambda: tf.shape(tf.io.decode_gif(contents))[0],
+            lambda: tf.constant(1),
+        )
+        check = tf.debugging.assert_less_equal(frames, 1, message="every frame decoded")
+        with tf.control_dependencies([check]):
+            return decode(contents, *args, **kwargs)
+
+    monkeypatch.setattr(tf.io, "decode_image", checked)
+
+
+def test_an_animated_gif_is_read_from_its_first_frame_only(
+    tmp_path, caplog, decoder_takes_one_gif_frame
+):
+    import tensorflow as tf
+
+    gif = tmp_path / "animated.gif"
+    first = _animated_gif(gif, seed=0)
+    data = gif.read_bytes()
+    assert tf.io.decode_gif(catdog.data.images.first_gif_frame(data)).shape == (1, 64, 64, 3)
+    pixels = catdog.decode_image(tf.constant(data), (64, 64)).numpy()
+    assert pixels.shape == (64, 64, 3) and np.array_equal(pixels, first)
+    png = tmp_path / "first.png"  # not a GIF: unchanged
+    Image.fromarray(first).save(png)
+    assert catdog.data.images.first_gif_frame(png.read_bytes()).numpy() == png.read_bytes()
+    # predict
+    model = catdog.build_baseline_model(input_shape=(64, 64, 3), filters=(4,), dense_units=8)
+    expected = catdog.predict(model, first[None].astype(np.float32))[0].probabilities
+    assert catdog.predict(model, [gif])[0].probabilities == pytest.approx(expected, rel=1e-5)
+    # datasets
+    root = make_synthetic_dataset(tmp_path / "data", images_per_class=6, image_size=(64, 64))
+    gifs = [root / split / "cats" / f"animated_{split}.gif" for split in ("train", "validation")]
+    for seed, path in enumerate(gifs, start=1):
+        _animated_gif(path, seed=seed, frames=20)
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        splits = from_directory(root, image_size=(64, 64), batch_size=4)
+    kept = [p for files in splits.files.values() for p in files]
+    assert all(str(p) in kept for p in gifs) and "animated" not in caplog.text
+    # the SavedModel's bytes signature
+    served = tf.saved_model.load(str(export(model, tmp_path / "served", format="tf_saved_model")))
+    out = served.signatures["serving_default"](image_bytes=tf.constant([data, png.read_bytes()]))
+    np.testing.assert_allclose(out["probabilities"].numpy()[0], list(expected.values()), atol=1e-5)
+    np.testing.assert_allclose(out["probabilities"].numpy()[1], list(expected.values()), atol=1e-5)

@@ -2,6 +2,10 @@
 
 import hashlib
 import http.server
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import zipfile
 from functools import partial
@@ -9,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
+import catdog
+import catdog.data.download
 from catdog.data.datasets import load_cats_and_dogs
 from catdog.data.synthetic import make_synthetic_dataset
-from catdog.errors import DatasetError, DownloadError, IntegrityError
+from catdog.errors import DatasetError, DownloadError, IntegrityError, InvalidArgumentError
+
+from .helpers import HOLD_LOCK
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -142,3 +150,89 @@ def test_file_url_origin(tmp_path):
         image_size=(16, 16),
     )
     assert len(splits.files["train"]) == 6
+
+
+def test_a_new_archive_is_extracted_again(tmp_path):
+    def archive(name, per_class):
+        data = make_synthetic_dataset(
+            tmp_path / name, images_per_class=per_class, image_size=(8, 8)
+        )
+        path = tmp_path / f"{name}.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            for file in sorted(data.rglob("*.jpg")):
+                zf.write(file, f"cats_and_dogs_filtered/{file.relative_to(data)}")
+        return path.as_uri(), catdog.io.sha256sum(path)
+
+    cache = tmp_path / "cache"
+    for name, per_class in (("old", 5), ("new", 10)):
+        origin, digest = archive(name, per_class)
+        splits = catdog.load_cats_and_dogs(
+            cache, origin=origin, file_hash=digest, image_size=(8, 8)
+        )
+        assert len(splits.files["train"]) == 2 * per_class
+    with pytest.raises(InvalidArgumentError, match="needs file_hash"):
+        catdog.load_cats_and_dogs(cache, origin=origin)
+
+
+EXTRACT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from catdog.data.download import extract_once
+    print(len(list(extract_once(Path(sys.argv[1]), Path(sys.argv[2]), "top").rglob("*.bin"))))
+    """
+)
+
+
+def test_concurrent_extractions_wait_for_each_other(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(50):
+            zf.writestr(f"top/{i}.bin", os.urandom(256))
+    target = tmp_path / "datasets"
+    target.mkdir()
+    holder = subprocess.Popen(  # another process extracting right now
+        [sys.executable, "-c", HOLD_LOCK, str(target / ".top.lock")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    waiting = subprocess.Popen(
+        [sys.executable, "-c", EXTRACT, str(archive), str(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with pytest.raises(subprocess.TimeoutExpired):
+        waiting.wait(timeout=3)  # it waits for the lock, and writes nothing meanwhile
+    assert not (target / "top").exists()
+    holder.communicate("")  # the other process is done
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0 and out.strip() == "50", err
+    assert "Waiting for another catdog process" in err
+
+
+def test_a_folder_catdog_did_not_extract_is_kept(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("top/new.txt", "from the archive")
+    (tmp_path / "top").mkdir()
+    (tmp_path / "top" / "mine.txt").write_text("the user's")
+    catdog.data.download.extract_once(archive, tmp_path, "top")
+    assert (tmp_path / "top" / "new.txt").exists()
+    assert (tmp_path / "top.previous-1" / "mine.txt").read_text() == "the user's"
+
+
+def test_zip_bombs_are_refused_before_extraction(tmp_path, monkeypatch):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("top/zeros.bin", b"\0" * (8 << 20))  # 8 MiB that compress to ~8 KiB
+    monkeypatch.setattr(catdog.data.download, "MAX_EXTRACT_BYTES", 1 << 20)
+    with pytest.raises(DatasetError, match="over the limits"):
+        catdog.data.download.extract_once(archive, tmp_path, "top")
+    assert not (tmp_path / "top").exists()
+    monkeypatch.setattr(catdog.data.download, "MAX_EXTRACT_BYTES", 1 << 30)
+    monkeypatch.setattr(catdog.data.download, "MAX_EXTRACT_MEMBERS", 0)
+    with pytest.raises(DatasetError, match="1 members"):
+        catdog.data.download.extract_once(archive, tmp_path, "top")

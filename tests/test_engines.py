@@ -6,12 +6,15 @@ import sys
 import numpy as np
 import pytest
 
+import catdog
 import catdog.deploy.litert
+import catdog.deploy.predict
+import catdog.training.fit
 from catdog import build_model, build_transfer_model
 from catdog.deploy.predict import Predictor, predict
-from catdog.errors import InvalidArgumentError
+from catdog.errors import InvalidArgumentError, OutputError
 
-from .conftest import random_images
+from .helpers import random_images, tiny
 
 MODELS = {
     "baseline": lambda: build_model("baseline", input_shape=(48, 48, 3)),
@@ -161,3 +164,49 @@ def test_auto_extraction_stays_on_tensorflow_when_the_base_does_not_convert(
     with caplog.at_level(logging.WARNING, logger="catdog"):
         assert prepare_extraction_engine(extractor, passes=10_000) == "tensorflow"
     assert "extracting features with TensorFlow" in caplog.text
+
+
+def test_a_damaged_litert_cache_file_is_converted_again(tmp_path, caplog):
+    from catdog.deploy.litert import _first_line, cached_litert_file
+    from catdog.deploy.predict import Predictor
+    from catdog.io import sha256sum
+
+    model = tiny(["cats", "dogs"])
+    images = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    expected = Predictor(model)(images)
+    path = cached_litert_file(model, tmp_path)
+    good = path.read_bytes()
+    checksum = path.with_name(path.name + ".sha256")
+    assert checksum.read_text().strip() == sha256sum(path)
+    damages = {
+        "truncated": good[: len(good) // 2],  # litert used to fail on it on every run
+        "flipped": good[:-64] + bytes(64),  # loads, but is not the converted model
+        "garbage without checksum": b"not a flatbuffer",
+    }
+    for damage, content in damages.items():
+        path.write_bytes(content)
+        if "without checksum" in damage:
+            checksum.unlink()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="catdog"):
+            predictor = Predictor(model, engine="auto", cache_dir=tmp_path)
+        assert predictor.engine == "litert", damage
+        assert path.read_bytes() == good and checksum.read_text().strip() == sha256sum(path)
+        assert f"cached LiteRT file {path} is damaged" in caplog.text, damage
+        np.testing.assert_allclose(predictor(images), expected, atol=1e-4)
+    checksum.unlink()  # a sound file from before checksums: checked once, then recorded
+    assert cached_litert_file(model, tmp_path) == path and checksum.is_file()
+
+    # a cache that cannot be written is named, in a message cut nowhere
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cache = blocker / ("a-long-folder-name-" * 8) / "litert"
+    with pytest.raises(OutputError) as raised:
+        Predictor(model, engine="litert", cache_dir=cache)
+    message = str(raised.value)
+    assert str(cache) in message and message.endswith("or use engine='tensorflow'.")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        assert Predictor(model, engine="auto", cache_dir=cache).engine == "tensorflow"
+    assert str(cache) in caplog.text and "Predicting with TensorFlow" in caplog.text
+    assert _first_line(ValueError("word " * 100), limit=28) == "word word word word word ..."

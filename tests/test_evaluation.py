@@ -1,4 +1,9 @@
 import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -7,9 +12,15 @@ import tensorflow as tf
 from PIL import Image
 
 import catdog
+import catdog.data.images
+import catdog.data.pipelines
+import catdog.deploy.predict
+from catdog.data.pipelines import from_directory
 from catdog.deploy.predict import predict
 from catdog.errors import InputFileNotFoundError, InvalidArgumentError
 from catdog.report.evaluation import evaluate
+
+from .helpers import cli_in_process, copy_run, one_line_error
 
 
 def _dataset(images, labels, batch=4):
@@ -197,7 +208,7 @@ def test_a_stopped_evaluate_removes_its_cache_and_says_it_does_not_resume(
 
     import catdog.report.evaluation as evaluation
 
-    from .test_cli import cli_in_process
+    from .helpers import cli_in_process
 
     signum = getattr(signal, signum)
     temporary = tmp_path / "tmp"
@@ -238,8 +249,6 @@ def test_a_later_evaluate_removes_the_cache_of_a_killed_one(
     import logging
     import os
     import signal
-    import subprocess
-    import sys
 
     from catdog.runs.evaluate import evaluate_run
 
@@ -261,3 +270,183 @@ def test_a_later_evaluate_removes_the_cache_of_a_killed_one(
     finally:
         live.kill()
         live.wait()
+
+
+def test_evaluate_maps_folder_classes_to_the_model_by_name(finished_run, tmp_path, capsys):
+    source = Path(finished_run.data) / "validation"
+    renamed = tmp_path / "renamed"
+    shutil.copytree(source / "cats", renamed / "cats")
+    shutil.copytree(source / "dogs", renamed / "Dogs")
+    model = finished_run.out / "model.keras"
+    line = one_line_error(capsys, "evaluate", model, "--data", renamed)
+    assert "'Dogs'" in line and "did you mean 'dogs'" in line
+    zebras = tmp_path / "zebras"
+    shutil.copytree(source / "dogs", zebras / "dogs")
+    shutil.copytree(source / "cats", zebras / "zebras")
+    assert "'zebras'" in one_line_error(capsys, "evaluate", model, "--data", zebras)
+
+    splits = from_directory(source.parent, image_size=(16, 16), class_names=["dogs", "cats"])
+    for path, label in zip(splits.files["train"], splits.labels["train"], strict=True):
+        assert label == (0 if "/dogs/" in path else 1)  # labels follow the given names
+
+
+def assert_same_report(got, want, rel: float = 1e-5, where: str = "report") -> None:
+    """Two report.json dicts hold the same fields and counts, their numbers equal within
+    ``rel``: floats from two processes, CPUs or engines differ in the last digits."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), where
+        for key in want:
+            assert_same_report(got[key], want[key], rel, f"{where}.{key}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (a, b) in enumerate(zip(got, want, strict=True)):
+            assert_same_report(a, b, rel, f"{where}[{i}]")
+    elif isinstance(want, float) or isinstance(got, float):
+        assert got == pytest.approx(want, rel=rel, abs=1e-7), where
+    else:
+        assert got == want, where
+
+
+def test_evaluate_uses_the_run_split(finished_run, tmp_path, capsys, monkeypatch, caplog):
+    model = finished_run.out / "model.keras"
+    line = one_line_error(capsys, "evaluate", model, "--seed", 99)
+    assert "--seed 1337" in line and "training images" in line
+    monkeypatch.chdir(tmp_path)  # the run's data is found from anywhere
+    import catdog.data.pipelines as pipelines
+
+    caches, real = [], pipelines.from_directory
+
+    def recording(*args, **kwargs):
+        caches.append(kwargs.get("cache"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipelines, "from_directory", recording)
+    status, stdout, stderr = cli_in_process(capsys, "evaluate", model, "--out", "scores")
+    assert status == 0, stderr
+    # decoded images cached on disk, not in memory, in a temporary folder removed afterwards
+    assert caches and all(c not in (None, "memory") and not os.path.exists(c) for c in caches)
+    recorded = json.loads((finished_run.out / "report.json").read_text())
+    scored = json.loads((tmp_path / "scores" / "report.json").read_text())
+    assert recorded.pop("calibration")["method"] == "knn"  # what the run's fit changed
+    assert scored.pop("calibration") is None  # evaluate fits nothing
+    assert scored["engine"] == recorded["engine"] == "tensorflow"  # the run's engine
+    assert_same_report(scored, recorded)  # another process or CPU: the last digits may differ
+
+    run = copy_run(finished_run, tmp_path / "changed")  # its files differ from the record
+    config = json.loads((run.out / "config.json").read_text())
+    config["splits"]["test"]["sha256"] = "0" * 64
+    (run.out / "config.json").write_text(json.dumps(config))
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        status, _, stderr = cli_in_process(capsys, "evaluate", run.out / "model.keras")
+    assert status == 0, stderr
+    assert "changed since the model was trained" in caplog.text
+
+    old = copy_run(finished_run, tmp_path / "older")  # a record without per-class counts
+    config = json.loads((old.out / "config.json").read_text())
+    for split in config["splits"].values():
+        split.pop("per_class")
+    (old.out / "config.json").write_text(json.dumps(config))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        status, _, stderr = cli_in_process(capsys, "evaluate", old.out / "model.keras")
+    assert status == 0 and "changed since" not in caplog.text, stderr
+
+
+def test_reports_record_their_engine_and_name_files_relative_to_the_data(
+    finished_run, tmp_path, capsys
+):
+    from catdog.report.evaluation import Report
+
+    recorded = json.loads((finished_run.out / "report.json").read_text())
+    assert recorded["engine"] == "tensorflow"  # what the run scored with
+    assert recorded["data"] == os.path.abspath(finished_run.data)
+    for wrong in recorded["misclassified"]:  # relative to the data folder, which is recorded
+        assert not os.path.isabs(wrong["path"])
+        assert os.path.isfile(os.path.join(recorded["data"], wrong["path"]))
+    report = Report.from_dict(recorded)
+    assert all(os.path.isabs(report.path_of(m)) for m in report.misclassified)
+
+    model = finished_run.out / "model.keras"  # another engine, asked for: recorded, close
+    status, _, stderr = cli_in_process(
+        capsys, "evaluate", model, "--engine", "litert", "--out", tmp_path / "lite"
+    )
+    assert status == 0, stderr
+    lite = json.loads((tmp_path / "lite" / "report.json").read_text())
+    assert lite["engine"] == "litert" and lite["data"] == recorded["data"]
+    assert lite["loss"] == pytest.approx(recorded["loss"], rel=1e-3)
+    assert all(not os.path.isabs(m["path"]) for m in lite["misclassified"])
+
+    old = copy_run(finished_run, tmp_path / "old")  # a report from before engines were kept
+    for name in ("engine", "data"):
+        recorded.pop(name)
+    (old.out / "report.json").write_text(json.dumps(recorded))
+    assert Report.from_dict(recorded).engine is None
+    status, _, stderr = cli_in_process(
+        capsys, "evaluate", old.out / "model.keras", "--out", tmp_path / "again"
+    )
+    assert status == 0, stderr
+    assert json.loads((tmp_path / "again" / "report.json").read_text())["engine"] == "tensorflow"
+
+
+def _run_with_seed(finished_run, target: Path, data: Path, seed: int) -> Path:
+    """A copy of the finished run, recorded as trained on ``data`` with ``seed``."""
+    from catdog.runs.record import split_fingerprint
+
+    run = copy_run(finished_run, target)
+    config = json.loads((run.out / "config.json").read_text())
+    splits = from_directory(data, image_size=(16, 16), seed=seed)
+    config.update(data=str(data), seed=seed, splits=split_fingerprint(splits))
+    (run.out / "config.json").write_text(json.dumps(config))
+    return run.out / "model.keras"
+
+
+def test_evaluate_recognises_the_runs_data_after_a_move(
+    finished_run, synthetic_root, tmp_path, capsys, monkeypatch
+):
+    flat = tmp_path / "flat"  # one folder per class, split three ways by the seed
+    for name in ("cats", "dogs"):
+        shutil.copytree(Path(synthetic_root) / "train" / name, flat / name)
+    model = _run_with_seed(finished_run, tmp_path / "run", flat, seed=7)
+    moved = tmp_path / "moved"
+    flat.rename(moved)
+
+    seeds = []
+    real = catdog.data.pipelines.from_directory
+    monkeypatch.setattr(
+        catdog.data.pipelines,
+        "from_directory",
+        lambda *a, **k: seeds.append(k["seed"]) or real(*a, **k),
+    )
+    status, _, stderr = cli_in_process(capsys, "evaluate", model, "--data", moved)
+    assert status == 0, stderr
+    assert seeds[-1] == 7, "the moved data is the run's: its split is the run's"
+    trained_on = set(real(moved, image_size=(16, 16), seed=7).files["train"])
+    default_test = set(real(moved, image_size=(16, 16), seed=1337).files["test"])
+    assert trained_on & default_test, "the default seed's test split holds training images"
+
+    line = one_line_error(capsys, "evaluate", model, "--data", moved, "--seed", 1337)
+    assert "--seed 7" in line and "training images" in line
+    assert cli_in_process(capsys, "evaluate", model, "--data", moved, "--seed", 7)[0] == 0
+
+    other = tmp_path / "other"  # other files: not the run's data, the usual default seed
+    shutil.copytree(moved, other)
+    next((other / "cats").iterdir()).unlink()
+    seeds.clear()
+    assert cli_in_process(capsys, "evaluate", model, "--data", other)[0] == 0
+    assert seeds[-1] == 1337
+    assert cli_in_process(capsys, "evaluate", model, "--data", other, "--seed", 3)[0] == 0
+
+
+def test_evaluate_never_writes_over_the_runs_own_report(finished_run, tmp_path, capsys):
+    """`catdog evaluate --out` is checked before any work and is never the run's folder, whose
+    report.json gives the run's engine and its finished summary."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run.out, run)
+    before = (run / "report.json").read_bytes()
+    line = one_line_error(capsys, "evaluate", run / "model.keras", "--out", run)
+    assert "run folder" in line and (run / "report.json").read_bytes() == before
+    (tmp_path / "a_file").write_text("")
+    line = one_line_error(capsys, "evaluate", run / "model.keras", "--out", tmp_path / "a_file")
+    assert "--out" in line

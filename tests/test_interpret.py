@@ -13,7 +13,7 @@ from catdog.deploy.predict import predict, predict_probabilities
 from catdog.errors import InvalidArgumentError
 from catdog.report.interpret import gradcam
 
-from .conftest import random_images
+from .helpers import random_images
 
 
 def shape_images(rng, n: int, size: int = 32):

@@ -9,7 +9,7 @@ from catdog.models.layers import (
     mobilenet_v2_preprocessing,
 )
 
-from .conftest import random_images
+from .helpers import random_images
 
 
 def test_preprocessing_matches_keras_mobilenet_v2(rng):

@@ -11,7 +11,7 @@ from catdog.models.registry import precision_scope
 from catdog.training.feature_cache import extract_features, split_transfer_model
 from catdog.training.fit import train
 
-from .conftest import random_images
+from .helpers import random_images
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,18 @@
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
 
 import catdog
+import catdog.data.pipelines
 import catdog.report.plotting
+import catdog.runs.job
+from catdog.data.synthetic import make_synthetic_dataset
 from catdog.report.evaluation import evaluate
+from catdog.runs.job import run_training
+
+from .helpers import rename_class, small_config
 
 
 def _png_size(path):
@@ -76,3 +84,16 @@ def test_confusion_and_misclassified(synthetic_splits, tmp_path):
     shown = min(4, len(report.misclassified))
     assert sum(1 for ax in fig.axes if ax.get_title()) == shown
     assert _png_size(tmp_path / "m.png")[0] > 0
+
+
+def test_class_names_with_dollar_signs_are_drawn_as_text(tmp_path):
+    root = make_synthetic_dataset(tmp_path / "data", images_per_class=6, image_size=(16, 16))
+    rename_class(root, "cats", "notes_$5_$10")  # matplotlib would parse $5_$ as math
+    rename_class(root, "dogs", "b")
+    out = tmp_path / "run"
+    run_training(small_config(root, out))
+    for figure in ("samples.png", "history.png", "confusion_matrix.png", "misclassified.png"):
+        assert (out / figure).stat().st_size > 0, figure
+    assert json.loads((out / "class_names.json").read_text()) == ["b", "notes_$5_$10"]
+    assert r"notes\_\$5\_\$10" in (out / "README.md").read_text()  # no math in Markdown
+    assert not (out / ".resume").exists()

@@ -17,13 +17,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import catdog
+import catdog.data.images
+import catdog.deploy.predict
 from catdog.data.synthetic import make_synthetic_dataset
+from catdog.deploy.export import export
 from catdog.deploy.prediction_files import write_predictions
 from catdog.errors import OutputError
 
-from .test_cli import cli_in_process
+from .helpers import cli_in_process
 
 NAMES = "cats,dogs"
 
@@ -254,3 +258,130 @@ def test_sigterm_stops_a_predict_process_and_removes_its_temporary_folder(
     assert process.returncode == 143, stderr[-2000:]
     assert os.listdir(tmp_path) == []
     assert "stopped by SIGTERM" in stderr and "does not resume" in stderr
+
+
+def test_predict_runs_fixed_size_batches_and_takes_no_images(tmp_path):
+    model = catdog.build_baseline_model(input_shape=(16, 16, 3), filters=(4,), dense_units=8)
+    assert catdog.predict(model, []) == []
+    assert catdog.predict(model, np.zeros((0, 16, 16, 3), np.float32)) == []
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(10):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(paths[-1])
+    predictor = catdog.Predictor(model, engine="tensorflow")  # the caller's, reused by predict
+    seen, run = [], predictor._run
+    predictor._run = lambda batch: seen.append(len(batch)) or run(batch)
+    batched = catdog.predict(predictor, paths, batch_size=4)  # a tf.data pipeline of 3 batches
+    assert seen == [4, 4, 2] and [p.path for p in batched] == [str(p) for p in paths]
+    whole = catdog.predict(predictor, paths, batch_size=64)
+    np.testing.assert_allclose(
+        [list(p.probabilities.values()) for p in batched],
+        [list(p.probabilities.values()) for p in whole],
+        rtol=1e-5,
+    )
+    seen.clear()
+    assert predictor(np.zeros((10, 16, 16, 3), np.uint8), batch_size=3).shape == (10, 2)
+    assert seen == [3, 3, 3, 1]
+    seen.clear()
+    probabilities = catdog.deploy.predict.predict_probabilities(
+        predictor, np.zeros((10, 16, 16, 3)), tta="flip", batch_size=4
+    )
+    assert probabilities.shape == (10, 2) and max(seen) == 4
+    # a file that does not decode is skipped with its reason, in whichever batch it is
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    found = catdog.predict(model, [*paths[:9], bad], batch_size=4)
+    assert [p.error for p in found[:9]] == [None] * 9
+    assert found[-1].error.startswith("not a readable image") and found[-1].class_name == ""
+    # a missing file or one over the pixel limit: refused before any image is run
+    seen.clear()
+    with pytest.raises(catdog.InputFileNotFoundError, match="missing.png"):
+        catdog.predict(predictor, [*paths, tmp_path / "missing.png"], batch_size=4)
+    assert seen == []
+
+
+PEAK_MEMORY = textwrap.dedent(
+    """
+    import resource, sys
+    import catdog
+    import catdog.cli
+    import tensorflow as tf
+    from catdog.data.synthetic import make_synthetic_dataset
+
+    folder, image, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    model = catdog.build_baseline_model(
+        input_shape=(32, 32, 3), filters=(4, 8), dense_units=8, class_names=["cats", "dogs"]
+    )
+    assert len(catdog.predict(model, [image] * count)) == count
+    model.save(folder + "/model.keras")  # and catdog predict, streaming to a CSV file
+    argv = ["predict", folder + "/model.keras", *[image] * count, "--engine", "tensorflow"]
+    assert catdog.cli.main([*argv, "--output", folder + "/p.csv"]) == 0
+    assert sum(1 for _ in open(folder + "/p.csv")) == count + 1
+    if len(sys.argv) > 4:  # the same file through the serving signature and a dataset
+        served = tf.saved_model.load(sys.argv[4])
+        data = open(image, "rb").read()
+        served.signatures["serving_default"](image_bytes=tf.constant([data]))
+        root = make_synthetic_dataset(folder + "/data", images_per_class=6, image_size=(16, 16))
+        for i in range(3):
+            open(f"{root}/train/cats/image_{i}.gif", "wb").write(data + bytes(i))
+        catdog.from_directory(root, image_size=(64, 64))
+    print("peak", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    """
+)
+
+
+def _peak_memory_mb(tmp_path: Path, image: Path, count: int, served: Path | None = None) -> int:
+    """Peak resident memory (MB) of a process that predicts ``count`` times ``image``."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix=f"{image.stem}_{count}_", dir=tmp_path)
+    argv = [sys.executable, "-c", PEAK_MEMORY, str(folder), str(image), str(count)]
+    done = subprocess.run(
+        [*argv, *([str(served)] if served else [])],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return int(done.stdout.split("peak")[-1])
+
+
+@pytest.mark.slow
+def test_prediction_memory_does_not_grow_with_the_number_of_images(tmp_path):
+    image = tmp_path / "small.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)).save(image)
+    few, many = _peak_memory_mb(tmp_path, image, 1000), _peak_memory_mb(tmp_path, image, 20_000)
+    # one batch of all (before): about 1.2 GB for 1,000 images and 3.5 GB for 5,000; now
+    # about 10 MB more for 20,000 (catdog.predict's list of predictions)
+    assert many - few < 100, (few, many)
+
+
+def _gif_of_identical_frames(path: Path, frames: int, side: int) -> Path:
+    """A GIF of ``frames`` full ``side`` x ``side`` frames: a few KB each, so written fast."""
+    import io
+
+    one = Image.new("P", (side, side), 1)
+    one.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    buffer = io.BytesIO()
+    one.save(buffer, "GIF")
+    data = buffer.getvalue()
+    start = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)  # after the color table
+    path.write_bytes(data[:start] + data[start:-1] * frames + b"\x3b")
+    return path
+
+
+@pytest.mark.slow
+def test_an_animated_gif_costs_the_memory_of_one_frame(tmp_path):
+    import tensorflow as tf
+
+    still = _gif_of_identical_frames(tmp_path / "still.gif", 1, 1000)
+    animated = _gif_of_identical_frames(tmp_path / "animated.gif", 1000, 1000)
+    assert tf.io.decode_gif(catdog.data.images.first_gif_frame(animated.read_bytes())).shape[0] == 1
+    model = catdog.build_baseline_model(input_shape=(64, 64, 3), class_names=["cats", "dogs"])
+    served = export(model, tmp_path / "served", format="tf_saved_model")
+    one = _peak_memory_mb(tmp_path, still, 1, served)
+    thousand = _peak_memory_mb(tmp_path, animated, 1, served)
+    # every frame decoded (before): 1,000 frames of 1000x1000 took 1 GB more
+    assert thousand - one < 250, (one, thousand)

@@ -1,13 +1,16 @@
 import json
+import logging
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
 import catdog
+import catdog.training.callbacks
 import catdog.training.fine_tune
 import catdog.training.fit
 from catdog.deploy.export import save_model
@@ -230,3 +233,50 @@ def test_trained_model_beats_the_baseline(synthetic_splits):
     report = catdog.report.evaluation.evaluate(model, synthetic_splits, split="validation")
     assert report.accuracy >= report.baseline + 0.25
     assert np.isfinite(report.loss)
+
+
+def test_resume_state_is_written_atomically_and_a_torn_state_is_survived(
+    synthetic_splits, tmp_path, caplog
+):
+    def model():
+        net = catdog.build_baseline_model(input_shape=(64, 64, 3), filters=(4,), dense_units=8)
+        return catdog.compile_model(net)
+
+    state = tmp_path / "backup" / "state"
+    state.mkdir(parents=True)
+    (state / "latest.weights.h5").write_bytes(b"")  # a SIGKILL during Keras' in-place write
+    (state / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
+    (tmp_path / "backup" / "history.csv").write_text("epoch,loss\n0,9.0\n1,9.0\n2,9.0\n")
+    with caplog.at_level(logging.WARNING, logger="catdog"):
+        history = catdog.training.fit.train(
+            model(), synthetic_splits, 2, backup_dir=tmp_path / "backup", verbose=0
+        )
+    assert len(history.history["loss"]) == 2  # started the stage again, from epoch 1
+    assert 9.0 not in history.history["loss"]  # the discarded epochs' log went too
+    assert "could not be read" in caplog.text
+
+    net = model()
+    callback = catdog.training.callbacks.AtomicBackupAndRestore(str(tmp_path / "atomic"))
+    callback.save(net, 1)
+    good = (tmp_path / "atomic" / "latest.weights.h5").read_bytes()
+
+    def crash_midway(filepath, *args, **kwargs):
+        Path(filepath).write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    real_save = net.save_weights
+    net.save_weights = crash_midway
+    with pytest.raises(KeyboardInterrupt):
+        callback.save(net, 2)
+    assert (tmp_path / "atomic" / "latest.weights.h5").read_bytes() == good
+
+    # weights of one epoch beside the record of another: detected, weights left alone
+    net.save_weights = real_save
+    before = [w.copy() for w in net.get_weights()]
+    metadata = tmp_path / "atomic" / "training_metadata.json"
+    metadata.write_text(json.dumps({**json.loads(metadata.read_text()), "sha256": "0" * 64}))
+    net.set_weights([w + 1 for w in before])
+    fresh = catdog.training.callbacks.AtomicBackupAndRestore(str(tmp_path / "atomic"))
+    assert fresh.restore(net) == 0  # the stage starts again from its first epoch
+    assert all((a == b + 1).all() for a, b in zip(net.get_weights(), before, strict=True))
+    assert not (tmp_path / "atomic").exists()

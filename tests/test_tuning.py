@@ -316,7 +316,7 @@ def test_missing_extra_says_how_to_install(tmp_path):
 
 
 def test_cli_tune(tmp_path, capsys, monkeypatch):
-    from .test_cli import cli_in_process
+    from .helpers import cli_in_process
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     out = tmp_path / "search"
