@@ -25,8 +25,6 @@ from catdog.data.files import image_files
 from catdog.data.images import PREDICT_BATCH_SIZE, load_images
 from catdog.errors import DatasetError
 from catdog.io import atomic_path
-from catdog.models.confidence import unit_rows
-from catdog.report import _figures
 from catdog.runs.embeddings import embed, run_embeddings
 
 if TYPE_CHECKING:
@@ -68,6 +66,8 @@ def farthest_first(
         >>> chosen, far.tolist()
         ([0, 2], [False, True, False, True])
     """
+    from catdog.models.confidence import unit_rows  # Keras: not on catdog --help's path
+
     labelled, unlabelled = np.asarray(labelled, np.float32), np.asarray(unlabelled, np.float32)
     centre = np.concatenate([labelled, unlabelled]).mean(axis=0)
     known, pool = unit_rows(labelled - centre), unit_rows(unlabelled - centre)
@@ -163,6 +163,8 @@ def plot_suggestions(
         plot_suggestions(suggest("photos", "runs/pets"), "suggestions.png")
         ```
     """
+    from catdog.report import _figures  # matplotlib: not on catdog --help's path
+
     shown = [s for s in suggestions if s.rank is not None][:GRID_MOST]
     fig, axes = _figures.grid(max(1, len(shown)), 6, cell=2.0)
     pixels = load_images([s.path for s in shown], (side, side)) if shown else []
