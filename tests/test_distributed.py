@@ -473,8 +473,13 @@ def test_waiting_for_peers_honours_sigterm_and_sigint():
     from catdog.errors import ClusterError
     from catdog.training.cluster import wait_for_peers
 
-    # as in a fresh `catdog` process (TensorFlow may have set its own handler in this one)
+    # as in a fresh `catdog` process started from a terminal (TensorFlow may have set its own
+    # SIGTERM handler in this one; a runner may start it with SIGINT ignored or blocked). The
+    # signal often lands during a connection attempt, which once swallowed it as an OSError.
+    both = {signal.SIGTERM, signal.SIGINT}
     earlier = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    earlier_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    earlier_mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, both)
     peers = {"worker 1": f"127.0.0.1:{_unused_port()}"}
     try:
         for signum, expected in [
@@ -485,13 +490,15 @@ def test_waiting_for_peers_honours_sigterm_and_sigint():
             started = time.monotonic()
             timer.start()
             with pytest.raises(expected) as raised:
-                wait_for_peers(peers, 30, who="worker 0")
+                wait_for_peers(peers, 15, who="worker 0")
             assert time.monotonic() - started < 5
             timer.join()
             if expected is ClusterError:
                 assert "stopped by SIGTERM while waiting for worker 1" in str(raised.value)
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, earlier_mask)
+        signal.signal(signal.SIGINT, earlier_int)
         signal.signal(signal.SIGTERM, earlier)
 
 

@@ -239,6 +239,8 @@ def _try_each(targets: dict, deadline: float, errors: dict[str, str]) -> None:
         left = max(deadline - time.monotonic(), 0.05)
         try:
             socket.create_connection((host, port), timeout=min(1.0, left)).close()
+        except ClusterError:
+            raise  # SIGTERM arrived during the attempt (a ClusterError is an OSError too)
         except OSError as error:
             errors[name] = getattr(error, "strerror", None) or str(error) or "no answer"
         else:
