@@ -181,7 +181,7 @@ def test_train_takes_exclude_and_bad_lists_are_clear_errors(small_root, tmp_path
     from catdog.data.exclusions import read_exclude_list
     from catdog.errors import InputFileNotFoundError, InvalidArgumentError
     from catdog.runs.config import RunConfig, config_record
-    from catdog.runs.job import load_data
+    from catdog.runs.data import load_data
 
     args = build_parser().parse_args(["train", "--data", str(small_root), "--exclude", "a.txt"])
     assert args.exclude == "a.txt"

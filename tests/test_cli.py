@@ -115,6 +115,21 @@ def test_train_writes_the_run_folder(trained_run):
     assert "Confidence and unknown images" in (out / "README.md").read_text()
 
 
+def test_a_run_accounts_for_its_time(trained_run):
+    out, result = trained_run
+    timings = json.loads((out / "report.json").read_text())["timings"]
+    phases = {"start-up", "imports", "data", "model", "training", "calibration", "evaluation"}
+    assert phases | {"figures", "saving", "total"} <= set(timings)
+    assert "features" not in timings  # a small CNN decodes as it trains: no feature pass
+    assert all(seconds >= 0 for seconds in timings.values())
+    assert timings["start-up"] > 0 and timings["training"] > 0
+    parts = sum(seconds for name, seconds in timings.items() if name != "total")
+    assert parts == pytest.approx(timings["total"], abs=0.01)  # "other" holds the rest
+    line = next(x for x in result.stdout.splitlines() if x.startswith("time "))
+    assert line.startswith(f"time {timings['total']:.1f} s: ") and "training " in line
+    assert f"The run took {timings['total']:.1f} s: " in (out / "README.md").read_text()
+
+
 def test_evaluate_predict_export(trained_run, synthetic_root, tmp_path, capsys):
     out, _ = trained_run
     model = out / "model.keras"
@@ -397,9 +412,11 @@ def test_workflow_passes_speed_options_to_training(synthetic_root, tmp_path, mon
         jit_compile=False,
         verbose=0,
     )
-    run_training(config)
+    result = run_training(config)
     assert seen["cache_features"] is True and seen["augment_copies"] == 1
     assert seen["jit_compile"] is False
+    timings = result["report"].timings  # one pass of the base, timed apart from the head
+    assert timings["features"] > 0 and timings["training"] > 0 and "start-up" not in timings
     from catdog.deploy.export import load_model
 
     model = load_model(config.out / "model.keras")

@@ -329,6 +329,7 @@ def test_evaluate_uses_the_run_split(finished_run, tmp_path, capsys, monkeypatch
     scored = json.loads((tmp_path / "scores" / "report.json").read_text())
     assert recorded.pop("calibration")["method"] == "knn"  # what the run's fit changed
     assert scored.pop("calibration") is None  # evaluate fits nothing
+    assert scored.pop("timings") is None and recorded.pop("timings")["total"] > 0  # a run's
     assert scored["engine"] == recorded["engine"] == "tensorflow"  # the run's engine
     assert_same_report(scored, recorded)  # another process or CPU: the last digits may differ
 

@@ -30,7 +30,7 @@ from catdog._rules import (
 )
 from catdog.data.images import PREDICT_BATCH_SIZE
 from catdog.runs.config import DEMO_DEFAULTS, FROZEN_BASE_DEFAULTS, RunConfig
-from catdog.runs.job import demo_data
+from catdog.runs.data import demo_data
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
@@ -347,6 +347,20 @@ def add_suggest(sub) -> argparse.ArgumentParser:
         help="where the model's base runs: auto (litert, else tensorflow), litert or tensorflow",
     )  # fmt: skip
     return suggest
+
+
+def add_card(sub) -> argparse.ArgumentParser:
+    """``catdog card``: (re)write a run folder's model card."""
+    card = sub.add_parser("card", help="(re)write a run folder's model card, README.md")
+    card.add_argument("run", help="a run folder written by catdog train")
+    return card
+
+
+def add_models(sub) -> argparse.ArgumentParser:
+    """``catdog models``: list the registered models."""
+    models = sub.add_parser("models", help="list the registered models")
+    models.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*ed'")
+    return models
 
 
 def add_cluster_timeout(add, what: str) -> None:

@@ -24,8 +24,10 @@ from catdog._argtypes import (  # noqa: F401 (also catdog.cli's: the example scr
 from catdog._cli_options import (
     add_add_class,
     add_audit,
+    add_card,
     add_evaluate,
     add_export,
+    add_models,
     add_predict,
     add_review,
     add_similar,
@@ -50,27 +52,34 @@ from catdog.errors import CatdogError, InvalidArgumentError, OutputError
 from catdog.report.review import read_review_source, write_review_page
 from catdog.runs.card import write_model_card
 from catdog.runs.config import DEMO_DEFAULTS
+from catdog.runs.data import demo_data
 from catdog.runs.embeddings import similar_table
 from catdog.runs.evaluate import evaluate_run
-from catdog.runs.job import demo_data, run_training
+from catdog.runs.job import run_training
 from catdog.runs.record import RunFolder
 from catdog.runs.suggest import plot_suggestions, suggest, write_suggestions
+from catdog.runs.timings import STARTUP, Timings, describe, process_age
 
 logger = logging.getLogger("catdog")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from catdog.training.distribute import describe_task, is_chief, make_strategy
+    timings = Timings()
+    timings.add(STARTUP, process_age() or 0.0)  # the interpreter and this command line
+    with timings.phase("imports"):  # TensorFlow and Keras
+        from catdog.training.distribute import describe_task, is_chief, make_strategy
 
     timeout = getattr(args, "cluster_timeout", DEFAULT_CLUSTER_TIMEOUT)  # left out: absent
     strategy = make_strategy(getattr(args, "strategy", None), timeout)  # before any TF operation
-    result = run_training(run_config(args), strategy=strategy)
+    result = run_training(run_config(args), strategy=strategy, timings=timings)
     task = describe_task(strategy)
     if not is_chief(strategy):
         print(f"{task}: training finished; the chief writes the run folder {result['out']}")
     else:
         print(result["report"])
         print(f"\nrun folder: {result['out']}")
+        if not result.get("finished_before") and result["report"].timings:
+            print(f"time {describe(result['report'].timings)}")
     if task and result.get("weights_sha256"):
         print(f"{task}: final weights sha256 {result['weights_sha256']}")
     return 0
@@ -352,18 +361,9 @@ def cmd_card(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from catdog.models.registry import list_models, model_spec
+    from catdog.models.registry import models_table
 
-    print(f"{'name':<21}{'family':<20}{'input':>6}{'parameters':>13}{'top-1':>7}  description")
-    for name in list_models(args.pattern):
-        spec = model_spec(name)
-        params = f"{spec.params:,}" if spec.params else "?"
-        top1 = f"{spec.top1:.1f}" if spec.top1 else "-"
-        size = spec.input_size or "-"
-        preset = f"(preset of {spec.preset_of}) " if spec.preset_of else ""
-        print(
-            f"{name:<21}{spec.family:<20}{size:>6}{params:>13}{top1:>7}  {preset}{spec.description}"
-        )
+    print(models_table(args.pattern))
     return 0
 
 
@@ -392,12 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_review(sub).set_defaults(func=cmd_review)
     add_add_class(sub).set_defaults(func=cmd_add_class)
     add_suggest(sub).set_defaults(func=cmd_suggest)
-    card = sub.add_parser("card", help="(re)write a run folder's model card, README.md")
-    card.add_argument("run", help="a run folder written by catdog train")
-    card.set_defaults(func=cmd_card)
-    models = sub.add_parser("models", help="list the registered models")
-    models.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*ed'")
-    models.set_defaults(func=cmd_models)
+    add_card(sub).set_defaults(func=cmd_card)
+    add_models(sub).set_defaults(func=cmd_models)
     return parser
 
 

@@ -216,6 +216,27 @@ def list_models(pattern: str = "*", *, pretrained: bool | None = None) -> list[s
     )
 
 
+def models_table(pattern: str = "*") -> str:
+    """The registered models matching ``pattern`` as the table ``catdog models`` prints: name,
+    family, input side, parameters, ImageNet top-1 and description.
+
+    Examples:
+        >>> print(models_table("baseline").splitlines()[0].split())
+        ['name', 'family', 'input', 'parameters', 'top-1', 'description']
+    """
+    lines = [f"{'name':<21}{'family':<20}{'input':>6}{'parameters':>13}{'top-1':>7}  description"]
+    for name in list_models(pattern):
+        spec = model_spec(name)
+        params = f"{spec.params:,}" if spec.params else "?"
+        top1 = f"{spec.top1:.1f}" if spec.top1 else "-"
+        size = spec.input_size or "-"
+        preset = f"(preset of {spec.preset_of}) " if spec.preset_of else ""
+        lines.append(
+            f"{name:<21}{spec.family:<20}{size:>6}{params:>13}{top1:>7}  {preset}{spec.description}"
+        )
+    return "\n".join(lines)
+
+
 @contextlib.contextmanager
 def precision_scope(precision: str | None):
     """Build layers under a Keras dtype policy, restoring the previous one afterwards.

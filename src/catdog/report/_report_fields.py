@@ -70,7 +70,8 @@ def checked_report_fields(data, source: str) -> dict:
 
 
 def _confidence_fields(get) -> dict:
-    """The unknown answer, risk-coverage and calibration fields (``None`` in older reports)."""
+    """The unknown answer, risk-coverage, calibration and timings fields (``None`` in older
+    reports)."""
     return {
         "unknown": get(
             "unknown",
@@ -86,6 +87,12 @@ def _confidence_fields(get) -> dict:
         ),
         "calibration": get(
             "calibration", lambda v: v is None or isinstance(v, dict), "null or an object", None
+        ),
+        "timings": get(
+            "timings",
+            lambda v: v is None or (isinstance(v, dict) and all(map(_is_number, v.values()))),
+            "null or an object of seconds per phase",
+            None,
         ),
     }
 

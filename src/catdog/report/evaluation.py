@@ -80,7 +80,8 @@ class Report:
     ``accepted_interval``. ``risk_coverage`` is the
     [risk-coverage curve][catdog.report.calibration.risk_coverage] (by the model's score, else by
     its top probability); ``calibration`` what a run's calibration changed (ECE, NLL, Brier
-    before and after; ``None`` for ``evaluate``).
+    before and after; ``None`` for ``evaluate``); ``timings`` where a run's time went (seconds
+    per phase and ``total``; ``None`` for ``evaluate``).
     """
 
     loss: float
@@ -96,6 +97,7 @@ class Report:
     unknown: dict | None = None
     risk_coverage: list | None = None
     calibration: dict | None = None
+    timings: dict | None = None
 
     @property
     def coverage(self) -> float | None:

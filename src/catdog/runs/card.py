@@ -2,7 +2,8 @@
 
 It says what the model was trained on and how (data, classes, counts and fingerprints of each
 split, model, settings), how well it did (test metrics with their 95% interval, next to the
-majority baseline), which software made it, and what it is for and not for.
+majority baseline), which software made it and how long it took, and what it is for and not
+for.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from catdog.io import write_text
 from catdog.report import markdown as md
 from catdog.runs.config import RunConfig
 from catdog.runs.record import RunFolder
+from catdog.runs.timings import describe
 
 _FIGURES = (
     (RunFolder.SAMPLES_PLOT, "Sample images"),
@@ -63,7 +65,7 @@ def model_card(run_folder: str | os.PathLike) -> str:
         _confidence_section(config, report),
         "## Figures\n\n"
         + "\n".join(f"![{title}]({name})" for name, title in _FIGURES if (folder / name).exists()),
-        _versions_section(config),
+        _versions_section(config, report),
         _use_section(config, report),
     ]
     return "\n\n".join(sections) + "\n"
@@ -188,10 +190,15 @@ def _confidence_section(config: dict, report: dict) -> str:
     return "\n".join(lines)
 
 
-def _versions_section(config: dict) -> str:
+def _versions_section(config: dict, report: dict) -> str:
+    """The software that made the model, and how long the run took (seconds per phase)."""
     found = config.get("versions") or {}
-    return "## Software\n\n" + "\n".join(
-        f"- {md.escape(name)} {md.escape(v)}" for name, v in found.items()
+    timings = report.get("timings")
+    took = f"\n\nThe run took {md.escape(describe(timings))}." if timings else ""
+    return (
+        "## Software\n\n"
+        + "\n".join(f"- {md.escape(name)} {md.escape(v)}" for name, v in found.items())
+        + took
     )
 
 

@@ -22,7 +22,7 @@ from catdog._rules import (
 )
 from catdog.errors import InvalidArgumentError
 from catdog.io import temporary_folder
-from catdog.runs.job import load_splits
+from catdog.runs.data import load_splits
 from catdog.runs.record import RunFolder, split_fingerprint, splits_match
 
 if TYPE_CHECKING:

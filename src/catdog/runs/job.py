@@ -12,17 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from catdog._rules import SPLIT_NAMES
 from catdog.data import pipelines
-from catdog.data.datasets import load_cats_and_dogs
-from catdog.data.download import default_cache_dir
-from catdog.data.synthetic import make_synthetic_dataset
 from catdog.errors import InvalidArgumentError, TrainingDivergedError
 from catdog.io import file_lock, read_json, write_json
 from catdog.runs.config import (
@@ -34,75 +27,13 @@ from catdog.runs.config import (
     describe_settings,
     resolve_defaults,
 )
+from catdog.runs.data import demo_data, load_data, load_splits  # noqa: F401 (their old home)
 from catdog.runs.publish import clear_state, drop_empty_state, finished_summary, publish_run
 from catdog.runs.record import RunFolder, split_fingerprint, splits_match, versions
+from catdog.runs.timings import Timings
 from catdog.training import lr_finder
 
 logger = logging.getLogger("catdog")
-
-
-def demo_data(images_per_class: int = 200, image_size: int = 64) -> Path:
-    """Generate (once) the synthetic demo dataset in the Keras cache and return its folder.
-
-    Concurrent callers wait for each other: the dataset is generated once.
-    """
-    folder = default_cache_dir() / "datasets" / f"catdog-demo-{images_per_class}-{image_size}"
-    if folder.is_dir():
-        return folder
-    with file_lock(folder.parent / f".{folder.name}.lock"):
-        if not folder.is_dir():  # not made by a process we waited for
-            tmp = Path(tempfile.mkdtemp(prefix=".catdog-demo-", dir=folder.parent))
-            try:
-                make_synthetic_dataset(tmp, images_per_class, (image_size, image_size), seed=0)
-                os.replace(tmp, folder)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    return folder
-
-
-def load_data(config: RunConfig):
-    """Splits for ``config.data``: ``cats_and_dogs`` (downloaded) or a folder."""
-    size = (config.image_size, config.image_size)
-    return load_splits(
-        config.data, size, config.batch_size, config.seed, exclude=config.exclude,
-        relabel=config.relabel,
-    )  # fmt: skip
-
-
-def load_splits(
-    data: str,
-    image_size: tuple,
-    batch_size: int,
-    seed: int,
-    class_names=None,
-    exclude=None,
-    cache="memory",
-    decode=SPLIT_NAMES,
-    relabel=None,
-):
-    """Splits of ``data``: ``cats_and_dogs`` (downloaded) or an image folder (its class
-    folders mapped to ``class_names``, in order, when given), without the files ``exclude``
-    lists, the images ``relabel`` maps filed under their new class, the decoded images of
-    the ``decode`` splits cached in ``cache`` (memory, or a folder) (see
-    [`from_directory`][catdog.data.pipelines.from_directory]).
-
-    Examples:
-        ```python
-        splits = load_splits("data/pets", (160, 160), batch_size=32, seed=1337)
-        ```
-    """
-    options = dict(
-        image_size=image_size,
-        batch_size=batch_size,
-        seed=seed,
-        exclude=exclude,
-        cache=cache,
-        decode=decode,
-        relabel=relabel,
-    )
-    if data == "cats_and_dogs":
-        return load_cats_and_dogs(**options)
-    return pipelines.from_directory(data, class_names=class_names, **options)
 
 
 def _build(config: RunConfig, class_names: list[str]):
@@ -125,7 +56,7 @@ def _build(config: RunConfig, class_names: list[str]):
 
 
 # ----------------------------------------------------------------------------- the job
-def run_training(config: RunConfig, strategy=None) -> dict:
+def run_training(config: RunConfig, strategy=None, timings: Timings | None = None) -> dict:
     """Train (and fine-tune) as configured; write the run folder; return a summary dict.
 
     The run folder gets ``model.keras`` (best by validation accuracy), ``class_names.json``,
@@ -140,6 +71,10 @@ def run_training(config: RunConfig, strategy=None) -> dict:
     changed fields; one into a folder holding a finished run replaces it when it finishes. A
     second process training into the same folder at the same time is refused.
 
+    ``report.json`` records where the run's time went (``timings``: seconds per phase, see
+    [`Timings`][catdog.runs.timings.Timings]); pass ``timings`` to have it count from earlier
+    (``catdog train`` adds the process's start-up).
+
     On a multi-worker cluster (``config.strategy="multi_worker"``) every worker runs this
     with the same configuration and the same ``out`` on storage they share: the chief trains
     and writes the run folder as above, the other workers train with it, read its resume state
@@ -153,6 +88,9 @@ def run_training(config: RunConfig, strategy=None) -> dict:
     """
     from catdog.training.distribute import agree, failures_shared, is_chief, make_strategy, task_of
 
+    timings = timings or Timings()
+    with timings.phase("imports"):
+        import keras  # noqa: F401 (TensorFlow and Keras load here, once)
     config = resolve_defaults(config)
     check_config(config)
     if strategy is None:
@@ -180,14 +118,14 @@ def run_training(config: RunConfig, strategy=None) -> dict:
                     )
                 )
                 held.callback(drop_empty_state, folder, created)  # runs before unlocking
-            finished, plan = _plan(config, folder, strategy)
+            finished, plan = _plan(config, folder, strategy, timings)
         agree(strategy, finished is not None, "whether the run is already finished")
         if finished is not None:
             return finished
-        return _train_and_publish(config, folder, strategy, *plan)
+        return _train_and_publish(config, folder, strategy, timings, *plan)
 
 
-def _plan(config: RunConfig, folder: RunFolder, strategy):
+def _plan(config: RunConfig, folder: RunFolder, strategy, timings: Timings):
     """Check the folder and the data: ``(summary of the finished run, None)`` when there is
     nothing to train, else ``(None, (record, pending, splits))``."""
     import keras
@@ -212,8 +150,9 @@ def _plan(config: RunConfig, folder: RunFolder, strategy):
             return summary, None
     logger.info("%s", describe_settings(config))
     keras.utils.set_random_seed(config.seed)  # shuffling, initial weights, augmentation
-    splits = load_data(config)
-    pipelines.check_split_sizes(splits)
+    with timings.phase("data"):
+        splits = load_data(config)
+        pipelines.check_split_sizes(splits)
     if pending is None and finished is not None and changed_fields(finished, record) and chief:
         logger.warning(
             "%s holds a finished run with another configuration (changed: %s); it is replaced "
@@ -248,20 +187,22 @@ def _finished_run(folder: RunFolder) -> dict | None:
     return summary
 
 
-def _train_and_publish(config, folder: RunFolder, strategy, record, pending, splits) -> dict:
+def _train_and_publish(config, folder, strategy, timings, record, pending, splits) -> dict:
     """Build the model, train it (resuming what ``folder.state`` holds) and, on the chief,
     write the run folder."""
     from catdog.training.distribute import is_chief, strategy_scope, weights_digest
 
     chief = is_chief(strategy)
-    model = _build_checked(config, splits, strategy)
+    with timings.phase("model"):
+        model = _build_checked(config, splits, strategy)
     record.update(parameters=int(model.count_params()), versions=versions())
     if config.learning_rate == "auto":
         with strategy_scope(strategy):  # the optimizer belongs to the model's strategy
             if pending is not None and "learning_rate_found" in pending:  # resuming
                 found, note = pending["learning_rate_found"], pending.get("learning_rate_note")
             else:
-                found, note = _find_rate(model, splits)
+                with timings.phase("learning-rate finder"):
+                    found, note = _find_rate(model, splits)
             rate = RunConfig.learning_rate if found is None else found
             config = replace(config, learning_rate=rate)
             _compile_for(config, model)  # the finder compiled it at its own rate
@@ -272,7 +213,7 @@ def _train_and_publish(config, folder: RunFolder, strategy, record, pending, spl
         write_json(folder.pending_config, record)
     try:
         history, fine_tune_start, model, features = _fit_stages(
-            config, splits, model, folder, strategy
+            config, splits, model, folder, strategy, timings
         )
     except TrainingDivergedError:
         if chief:
@@ -282,7 +223,9 @@ def _train_and_publish(config, folder: RunFolder, strategy, record, pending, spl
     if chief:
         if fine_tune_start is not None:  # the features describe the base before fine-tuning
             features = None
-        summary = publish_run(folder, splits, record, history, fine_tune_start, features)
+        summary = publish_run(
+            folder, splits, record, history, fine_tune_start, features, timings=timings
+        )
     return {**summary, "weights_sha256": weights_digest(model)}
 
 
@@ -343,7 +286,7 @@ def _compile_for(config: RunConfig, model) -> None:
     compile_model(model, config.learning_rate, jit_compile=config.jit_compile)
 
 
-def _fit_stages(config: RunConfig, splits, model, folder: RunFolder, strategy=None):
+def _fit_stages(config: RunConfig, splits, model, folder: RunFolder, strategy, timings):
     """Train (resuming what ``folder.state`` holds); return (history, fine_tune_start, model,
     the base's [`Features`][catdog.training.feature_cache.Features] when they were cached).
 
@@ -363,22 +306,23 @@ def _fit_stages(config: RunConfig, splits, model, folder: RunFolder, strategy=No
         return fitted["history"], fitted["fine_tune_start"], model, None
     common = _stage_arguments(config, best, strategy, chief)
     first, model, features = _first_stage(
-        config, splits, model, staging, stage == 1, common, strategy
+        config, splits, model, staging, stage == 1, common, strategy, timings
     )
     histories = [first]
     fine_tune_start = None
     if config.fine_tune_epochs:
         fine_tune_start = len(next(iter(first.values())))
-        second = fine_tune(
-            model,
-            splits,
-            unfreeze_from=config.unfreeze_from,
-            learning_rate=config.fine_tune_learning_rate,
-            epochs=config.fine_tune_epochs,
-            history=first,  # numbers the epochs on; the checkpoint must beat stage 1's best
-            backup_dir=staging / "stage2",
-            **common,
-        )
+        with timings.phase("fine-tuning"):
+            second = fine_tune(
+                model,
+                splits,
+                unfreeze_from=config.unfreeze_from,
+                learning_rate=config.fine_tune_learning_rate,
+                epochs=config.fine_tune_epochs,
+                history=first,  # numbers the epochs on; the checkpoint must beat stage 1's best
+                backup_dir=staging / "stage2",
+                **common,
+            )
         histories.append(second.history)
     history = merge_histories(*histories)
     if chief:
@@ -389,7 +333,7 @@ def _fit_stages(config: RunConfig, splits, model, folder: RunFolder, strategy=No
     return history, fine_tune_start, model, features
 
 
-def _first_stage(config: RunConfig, splits, model, staging: Path, done: bool, common, strategy):
+def _first_stage(config, splits, model, staging: Path, done: bool, common, strategy, timings):
     """Train the first stage, or read it back when it is ``done`` (a run that stopped while
     fine-tuning); return its history, the model and the base's features (``None`` unless
     cached: computed once here, for training, calibration and the run's embeddings)."""
@@ -405,20 +349,22 @@ def _first_stage(config: RunConfig, splits, model, staging: Path, done: bool, co
             return first, load_model(staging / "stage1.keras"), None
     features = None
     if config.cache_features:
-        features = extract_split_features(
-            model, splits, config.augment_copies, engine="auto", strategy=strategy
-        )
-    first = train(
-        model,
-        splits,
-        config.epochs,
-        learning_rate=config.learning_rate,
-        backup_dir=staging / "stage1",
-        cache_features=config.cache_features,
-        augment_copies=config.augment_copies,
-        features=features,
-        **common,
-    ).history
+        with timings.phase("features"):  # decoding and the base's pass over every image
+            features = extract_split_features(
+                model, splits, config.augment_copies, engine="auto", strategy=strategy
+            )
+    with timings.phase("training"):
+        first = train(
+            model,
+            splits,
+            config.epochs,
+            learning_rate=config.learning_rate,
+            backup_dir=staging / "stage1",
+            cache_features=config.cache_features,
+            augment_copies=config.augment_copies,
+            features=features,
+            **common,
+        ).history
     if config.fine_tune_epochs and is_chief(strategy):
         save_model(model, staging / "stage1.keras")
         write_json(staging / "stage1.json", first)

@@ -17,6 +17,7 @@ from catdog.report.calibration import plot_reliability, plot_risk_coverage
 from catdog.runs.card import is_foreign_readme, write_model_card
 from catdog.runs.config import STAGE_BOUNDARY
 from catdog.runs.record import RunFolder
+from catdog.runs.timings import Timings
 
 if TYPE_CHECKING:
     from catdog.data.pipelines import Splits
@@ -53,6 +54,8 @@ def publish_run(
     history: dict,
     fine_tune_start: int | None,
     features: Features | None = None,
+    *,
+    timings: Timings | None = None,
 ) -> dict:
     """Write the run's files from the finished training state, then drop the state; return
     the run's summary (``out``, ``report``, ``history``).
@@ -69,6 +72,8 @@ def publish_run(
         history: the training history, per epoch.
         fine_tune_start: the epoch fine-tuning started at, or ``None``.
         features: a transfer model's base features computed before, for calibration.
+        timings: the job's timings so far; the publishing phases are added, and the whole is
+            recorded in ``report.json`` (``timings``) and shown by the model card.
     """
     from catdog.models.saving import load_model, save_model
     from catdog.report.evaluation import evaluate
@@ -78,24 +83,32 @@ def publish_run(
     new = RunFolder(folder.state / "publish")
     shutil.rmtree(new.path, ignore_errors=True)  # a publish killed midway
     new.path.mkdir()
-    model = load_model(folder.best)
-    calibration = _calibrate(model, splits, record, features)
-    report = evaluate(model, splits)
-    if calibration is None:
-        shutil.copyfile(folder.best, new.model)
-    else:
-        save_model(model, new.model)
-        record["calibration"] = calibration.to_dict()
-        report.calibration = {**record["calibration"], "summary": _summary(calibration)}
-    write_json(new.class_names, splits.class_names)
-    write_json(new.config, record)
-    write_json(new.history, {"history": history, "fine_tune_start": fine_tune_start})
-    report.save(new.path)
-    _plot(new, splits, model, report, history, fine_tune_start, record)
-    _plot_confidence(new, calibration, report)
-    _write_card(new, folder)
-    _swap_in(new.path, folder.path, previous)
-    clear_state(folder)  # the lock stays until the caller releases it
+    timings = timings or Timings()
+    with timings.phase("saving"):
+        model = load_model(folder.best)
+    with timings.phase("calibration"):  # the temperature and the unknown answer's threshold
+        calibration = _calibrate(model, splits, record, features)
+    with timings.phase("evaluation"):
+        report = evaluate(model, splits)
+    with timings.phase("saving"):
+        if calibration is None:
+            shutil.copyfile(folder.best, new.model)
+        else:
+            save_model(model, new.model)
+            record["calibration"] = calibration.to_dict()
+            report.calibration = {**record["calibration"], "summary": _summary(calibration)}
+        write_json(new.class_names, splits.class_names)
+        write_json(new.config, record)
+        write_json(new.history, {"history": history, "fine_tune_start": fine_tune_start})
+    with timings.phase("figures"):  # with Grad-CAM
+        _plot(new, splits, model, report, history, fine_tune_start, record)
+        _plot_confidence(new, calibration, report)
+    with timings.phase("saving"):
+        report.timings = timings.to_dict()  # the card shows them: saved just before it
+        report.save(new.path)
+        _write_card(new, folder)
+        _swap_in(new.path, folder.path, previous)
+        clear_state(folder)  # the lock stays until the caller releases it
     return {"out": str(folder.path), "report": report, "history": history}
 
 
