@@ -141,7 +141,7 @@ def main() -> None:
     from catdog.data.images import load_images
     from catdog.data.synthetic import make_synthetic_dataset, make_unknown_images
     from catdog.io import write_text
-    from catdog.report.calibration import plot_reliability, plot_risk_coverage, risk_coverage
+    from catdog.report.reliability import plot_reliability, plot_risk_coverage, risk_coverage
 
     with tempfile.TemporaryDirectory(prefix="catdog-ood-") as tmp:
         root = make_synthetic_dataset(Path(tmp) / "data", 300, (SIZE, SIZE), seed=0)

@@ -13,7 +13,7 @@ from catdog.data.synthetic import make_unknown_images
 from catdog.deploy.predict import Predictor, predict, predict_scores
 from catdog.errors import InvalidArgumentError
 from catdog.models.confidence import Confidence, confidence_layer, unknown_threshold
-from catdog.report.calibration import expected_calibration_error, negative_log_likelihood
+from catdog.report.reliability import expected_calibration_error, negative_log_likelihood
 from catdog.training.calibration import fit_temperature, scaled
 
 from .helpers import random_images

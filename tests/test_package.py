@@ -2,6 +2,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import catdog
 
 
@@ -63,6 +65,21 @@ def test_a_name_moved_out_of_the_root_still_resolves_with_a_warning_naming_its_m
         assert [w.category for w in caught] == [DeprecationWarning], name
         assert f"catdog.{module}" in str(caught[0].message), name
         assert name not in catdog.__all__ and name not in dir(catdog)
+
+
+def test_the_old_calibration_measures_module_still_resolves_with_a_warning():
+    import warnings
+
+    from catdog.report import calibration, reliability
+
+    for name in ("expected_calibration_error", "risk_coverage", "ECE_BINS"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert getattr(calibration, name) is getattr(reliability, name)
+        assert [w.category for w in caught] == [DeprecationWarning]
+        assert "catdog.report.reliability" in str(caught[0].message)
+    with pytest.raises(AttributeError, match="no attribute 'fit_temperature'"):
+        calibration.fit_temperature  # noqa: B018 (a name that never lived there)
 
 
 def test_every_public_name_resolves():

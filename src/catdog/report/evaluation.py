@@ -19,7 +19,7 @@ from catdog.io import write_json, write_text
 from catdog.models.classifier import class_names_of
 from catdog.models.confidence import confidence_layer, unknown_threshold
 from catdog.report._report_fields import checked_report_fields
-from catdog.report.calibration import risk_coverage
+from catdog.report.reliability import risk_coverage
 
 
 @dataclass
@@ -78,7 +78,7 @@ class Report:
     ``method``, ``threshold``, and how many images were ``accepted`` (their score within the
     threshold) and ``accepted_correct``: see ``coverage``, ``accepted_accuracy`` and
     ``accepted_interval``. ``risk_coverage`` is the
-    [risk-coverage curve][catdog.report.calibration.risk_coverage] (by the model's score, else by
+    [risk-coverage curve][catdog.report.reliability.risk_coverage] (by the model's score, else by
     its top probability); ``calibration`` what a run's calibration changed (ECE, NLL, Brier
     before and after; ``None`` for ``evaluate``); ``timings`` where a run's time went (seconds
     per phase and ``total``; ``None`` for ``evaluate``).

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from catdog.errors import InvalidArgumentError
 from catdog.io import write_json
 from catdog.report import plotting
-from catdog.report.calibration import plot_reliability, plot_risk_coverage
+from catdog.report.reliability import plot_reliability, plot_risk_coverage
 from catdog.runs.card import is_foreign_readme, write_model_card
 from catdog.runs.config import STAGE_BOUNDARY
 from catdog.runs.record import RunFolder

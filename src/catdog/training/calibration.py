@@ -27,7 +27,7 @@ from catdog.models.confidence import (
     pooled,
     uses_embedding,
 )
-from catdog.report.calibration import calibration_metrics
+from catdog.report.reliability import calibration_metrics
 from catdog.training.feature_cache import Features
 from catdog.training.neighbours import conformal_quantile, knn_bank, out_of_fold_knn_scores
 
@@ -62,7 +62,7 @@ class Calibration:
     """What [`calibrate`][catdog.training.calibration.calibrate] fitted, and what it changed.
 
     ``metrics[split]["before"|"after"]`` holds
-    [`calibration_metrics`][catdog.report.calibration.calibration_metrics] (ECE, NLL, Brier) of
+    [`calibration_metrics`][catdog.report.reliability.calibration_metrics] (ECE, NLL, Brier) of
     the validation split (where the temperature was fitted) and of the test split (held out);
     ``coverage_validation`` is the share of validation images the threshold accepts (for
     ``"knn"``, whose bank holds the validation images: the share of out-of-fold scores);
