@@ -10,7 +10,7 @@ import pytest
 
 from catdog.runs.job import run_training
 
-from .helpers import copy_run
+from .helpers import copy_run, small_config
 
 
 def _tree_hashes(folder: Path) -> dict[str, str]:
@@ -85,3 +85,36 @@ def test_a_failed_publish_leaves_the_previous_run_whole(finished_run, tmp_path, 
     assert json.loads((run.out / "config.json").read_text())["epochs"] == 2
     history = json.loads((run.out / "history.json").read_text())["history"]
     assert len(history["loss"]) == 2
+
+
+@pytest.mark.slow  # a transfer run and its evaluation (about 20 s)
+def test_a_cached_feature_run_scores_its_test_split_from_the_one_pass_of_its_base(
+    synthetic_root, tmp_path, monkeypatch
+):
+    import catdog.report.evaluation
+    from catdog.runs.evaluate import evaluate_run
+
+    from .test_evaluation import assert_same_report
+
+    real, passes = catdog.report.evaluation.evaluate, []
+
+    def counting(*args, **kwargs):
+        passes.append(kwargs.get("split", "test"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(catdog.report.evaluation, "evaluate", counting)
+    config = replace(
+        small_config(synthetic_root, tmp_path / "run"),
+        model="transfer", weights=None, image_size=32, model_kwargs={}, cache_features=True,
+    )  # fmt: skip
+    result = run_training(config)
+    assert passes == []  # the test split was scored from the features pass, not run again
+    timings = result["report"].timings
+    assert timings["features"] > 0 and timings["evaluation"] < timings["features"]
+    recorded = json.loads((config.out / "report.json").read_text())
+    assert recorded["engine"] == "tensorflow" and recorded["unknown"]["method"] == "knn"
+    monkeypatch.setattr(catdog.report.evaluation, "evaluate", real)
+    again = evaluate_run(config.out / "model.keras").to_dict()  # the whole model, on its images
+    for fields in (recorded, again):
+        fields.pop("calibration"), fields.pop("timings")
+    assert_same_report(again, recorded, rel=1e-4)

@@ -84,6 +84,25 @@ def litert_cache_key(model: keras.Model, *, probabilities: bool = True) -> str:
     return digest.hexdigest()
 
 
+def litert_cache_path(
+    model: keras.Model,
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    probabilities: bool = True,
+) -> Path:
+    """Where [`cached_litert_file`][catdog.deploy.litert.cached_litert_file] keeps ``model``
+    converted (the file may not exist yet): ``KEY.tflite`` in ``cache_dir``, default
+    ``litert/`` in the Keras cache folder.
+
+    Examples:
+        ```python
+        litert_cache_path(model).exists()  # converted before, by any process
+        ```
+    """
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "litert"
+    return folder / f"{litert_cache_key(model, probabilities=probabilities)}.tflite"
+
+
 def cached_litert_file(
     model: keras.Model,
     cache_dir: str | os.PathLike | None = None,
@@ -107,9 +126,8 @@ def cached_litert_file(
         path = cached_litert_file(model)  # seconds the first time, instant afterwards
         ```
     """
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "litert"
-    path = folder / f"{litert_cache_key(model, probabilities=probabilities)}.tflite"
-    checksum = path.with_name(f"{path.name}.sha256")
+    path = litert_cache_path(model, cache_dir, probabilities=probabilities)
+    folder, checksum = path.parent, path.with_name(f"{path.name}.sha256")
     damage = _cache_damage(path, checksum)
     if damage is None:
         if not checksum.is_file():  # converted by an older catdog, and it loads: record it

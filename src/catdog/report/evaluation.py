@@ -320,6 +320,39 @@ def evaluate(
     check_choice("tta", tta, TTA_MODES)  # before the engine is made
     predictor = as_predictor(predictor, engine)
     probs, labels, scores = _probabilities_and_labels(predictor, data, tta)
+    return _report(model, probs, labels, scores, class_names, files, folder, predictor.engine)
+
+
+def report_of_outputs(
+    model: keras.Model,
+    splits: Splits,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray | None = None,
+    *,
+    split: str = "test",
+    engine: str = "tensorflow",
+) -> Report:
+    """The [`Report`][catdog.report.evaluation.Report] of ``model``'s outputs on ``splits``'
+    ``split`` computed before (a run's calibration computes them from the base's features,
+    once): ``probs`` and ``scores`` (its unknown answer's, or ``None``) per image, in the
+    split's file order, ``labels`` theirs; ``engine`` is the one that ran the model.
+
+    Examples:
+        ```python
+        _, after, labels = calibration.probabilities["test"]
+        report = report_of_outputs(model, splits, after, labels, calibration.scores["test"])
+        ```
+    """
+    data, class_names, files, folder = _labelled_data(splits, None, None, split)
+    _check_class_names(model, class_names)
+    labels = np.asarray(labels).reshape(-1).astype(int)
+    return _report(model, np.asarray(probs), labels, scores, class_names, files, folder, engine)
+
+
+def _report(model, probs, labels, scores, class_names, files, folder, engine: str) -> Report:
+    """The report of the outputs of ``model`` (probabilities, unknown scores) on labelled
+    images."""
     n_classes = len(class_names)
     if probs.shape[1] != n_classes:
         raise InvalidArgumentError(
@@ -342,7 +375,7 @@ def evaluate(
         confusion=confusion.tolist(),
         misclassified=_misclassified(probs, labels, class_names, files),
         count=int(labels.size),
-        engine=predictor.engine,  # the one that ran ("auto" resolved)
+        engine=engine,  # the one that ran ("auto" resolved)
         data=folder,
         unknown=_unknown_counts(model, scores, predicted == labels),
         risk_coverage=_risk_coverage(probs, scores, predicted == labels),

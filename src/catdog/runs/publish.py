@@ -76,7 +76,6 @@ def publish_run(
             recorded in ``report.json`` (``timings``) and shown by the model card.
     """
     from catdog.models.saving import load_model, save_model
-    from catdog.report.evaluation import evaluate
 
     previous = folder.state / "previous"
     _restore(previous, folder.path, [])  # a swap killed midway: put the previous run back first
@@ -89,7 +88,7 @@ def publish_run(
     with timings.phase("calibration"):  # the temperature and the unknown answer's threshold
         calibration = _calibrate(model, splits, record, features)
     with timings.phase("evaluation"):
-        report = evaluate(model, splits)
+        report = _evaluate(model, splits, calibration, features)
     with timings.phase("saving"):
         if calibration is None:
             shutil.copyfile(folder.best, new.model)
@@ -110,6 +109,19 @@ def publish_run(
         _swap_in(new.path, folder.path, previous)
         clear_state(folder)  # the lock stays until the caller releases it
     return {"out": str(folder.path), "report": report, "history": history}
+
+
+def _evaluate(model, splits, calibration, features):
+    """The test split's report: from the outputs the calibration computed on the run's
+    features (the base does not run again), else from a pass of the model over the split."""
+    from catdog.report.evaluation import evaluate, report_of_outputs
+
+    test = calibration.probabilities.get("test") if calibration is not None else None
+    if features is None or "test" not in features.embeddings or test is None:
+        return evaluate(model, splits)
+    _, after, labels = test
+    scores = calibration.scores.get("test")
+    return report_of_outputs(model, splits, after, labels, scores, engine=features.engine)
 
 
 def _plot(new: RunFolder, splits, model, report, history, fine_tune_start, record) -> None:

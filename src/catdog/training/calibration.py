@@ -66,7 +66,9 @@ class Calibration:
     the validation split (where the temperature was fitted) and of the test split (held out);
     ``coverage_validation`` is the share of validation images the threshold accepts (for
     ``"knn"``, whose bank holds the validation images: the share of out-of-fold scores);
-    ``probabilities[split]`` the ``(before, after, labels)`` arrays, for figures.
+    ``probabilities[split]`` the ``(before, after, labels)`` arrays, for figures, and
+    ``scores[split]`` the unknown answer's scores after calibration (for a model with a score),
+    so that a run's evaluation needs no second pass over the test images.
     """
 
     temperature: float
@@ -77,10 +79,11 @@ class Calibration:
     metrics: dict
     seconds: float
     probabilities: dict = field(default_factory=dict, repr=False)
+    scores: dict = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
         """As plain data (what a run's ``config.json`` and ``report.json`` record)."""
-        return {k: v for k, v in asdict(self).items() if k != "probabilities"}
+        return {k: v for k, v in asdict(self).items() if k not in ("probabilities", "scores")}
 
     def __str__(self) -> str:
         lines = [f"temperature: {self.temperature:.3f}"]
@@ -305,7 +308,7 @@ def calibrate(
         metrics={},
         seconds=0.0,
     )
-    _measure(result, passes)
+    _measure(result, passes, layer)
     result.seconds = time.perf_counter() - start
     logger.info("calibration (%.1f s): %s", result.seconds, str(result).replace("\n", "; "))
     return result
@@ -369,14 +372,18 @@ def _warn_if_rough(images: int, temperature: float | None) -> None:
         )
 
 
-def _measure(result: Calibration, passes: dict) -> None:
-    """Fill ``result``'s metrics and probabilities, before and after, per evaluated split."""
+def _measure(result: Calibration, passes: dict, layer: Confidence) -> None:
+    """Fill ``result``'s metrics, probabilities (before and after) and scores per evaluated
+    split."""
     for split in ("validation", "test"):
         if split not in passes:
             continue
-        _, probs, labels = passes[split]
+        features, probs, labels = passes[split]
         after = scaled(probs, result.temperature)
         result.probabilities[split] = (probs, after, labels)
+        if layer.method is not None:
+            inputs = [features.astype(np.float32), after.astype(np.float32)]
+            result.scores[split] = np.asarray(layer(inputs, output="score"))
         result.metrics[split] = {
             "before": calibration_metrics(probs, labels),
             "after": calibration_metrics(after, labels),

@@ -27,7 +27,7 @@ from keras import ops
 
 from catdog._rules import ENGINES, check_choice, check_int
 from catdog.data.pipelines import Splits
-from catdog.deploy.litert import LiteRTModel, cached_litert_file
+from catdog.deploy.litert import LiteRTModel, cached_litert_file, litert_cache_path
 from catdog.errors import InvalidArgumentError
 from catdog.models.classifier import get_base, is_augmentation_layer
 from catdog.models.confidence import Confidence, embedding_of
@@ -116,7 +116,9 @@ class Features:
 
     ``head[split]``: the features as the head pools them, ``labels[split]`` theirs; for
     ``"train"`` the plain pass first, then each of ``copies`` augmented passes.
-    ``embeddings[split]``: the embeddings of the plain pass (unit rows).
+    ``embeddings[split]``: the embeddings of the plain pass (unit rows). ``engine`` ran the
+    base (``"tensorflow"`` or ``"litert"``). A run's features hold its test split too, so that
+    calibration and evaluation score it without another pass of the base.
 
     Examples:
         ```python
@@ -130,6 +132,7 @@ class Features:
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     copies: int = 0
+    engine: str = "tensorflow"
 
     def plain(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(head features, embeddings, labels)`` of the plain pass over ``split``."""
@@ -140,10 +143,10 @@ class Features:
 def extract_split_features(
     model: keras.Model, splits, copies: int = 0, *, engine: str = "auto", strategy=None
 ) -> Features:
-    """The [`Features`][catdog.training.feature_cache.Features] of the training and
-    validation images of ``splits`` (catdog ``Splits`` or a ``(train, validation)`` pair of
-    datasets): one pass of the base per image (and per augmented copy of a training image),
-    on the engine that
+    """The [`Features`][catdog.training.feature_cache.Features] of the training, validation
+    and (when it has any) test images of ``splits`` (catdog ``Splits``, or a
+    ``(train, validation)`` pair of datasets): one pass of the base per image (and per augmented
+    copy of a training image), on the engine that
     [`prepare_extraction_engine`][catdog.training.feature_cache.prepare_extraction_engine]
     picks.
 
@@ -155,13 +158,15 @@ def extract_split_features(
     check_int("augment_copies", copies, minimum=0)
     extractor = embedding_extractor(model)
     if isinstance(splits, Splits):
-        train_images, validation_images = splits.train, splits.validation
-        passes = len(splits.files["train"]) * (1 + copies) + len(splits.files["validation"])
+        datasets = {"train": splits.train, "validation": splits.validation}
+        if splits.files["test"] and splits.test is not None:
+            datasets["test"] = splits.test
+        passes = sum(len(splits.files[s]) for s in datasets) + len(splits.files["train"]) * copies
     else:
-        (train_images, validation_images), passes = tuple(splits), 0
+        datasets, passes = dict(zip(("train", "validation"), tuple(splits), strict=True)), 0
     engine = prepare_extraction_engine(extractor, passes, engine, strategy=strategy)
-    found = Features(copies=copies)
-    for split, images in (("train", train_images), ("validation", validation_images)):
+    found = Features(copies=copies, engine=engine)
+    for split, images in datasets.items():
         both, labels = extract_features(
             extractor, images, copies if split == "train" else 0, engine=engine
         )
@@ -197,10 +202,12 @@ def prepare_extraction_engine(
     """Choose the engine (``"tensorflow"``/``"litert"``) that extracts ``passes`` images'
     features and, for LiteRT, convert the base now: that can take seconds (cached on disk).
 
-    ``"auto"`` picks LiteRT for a float32 base on one device when ``passes`` reach
+    ``"auto"`` picks LiteRT for a float32 base on one device when the base was converted
+    before (by any run: the conversion is cached on disk by the base's weights) or when
+    ``passes`` reach
     [`LITERT_BREAK_EVEN_PASSES`][catdog.training.feature_cache.LITERT_BREAK_EVEN_PASSES] (then it
-    converts the base here, or finds it converted, and stays on TensorFlow, with a warning,
-    if that fails); otherwise, and for ``"tensorflow"``, TensorFlow.
+    converts the base here, and stays on TensorFlow, with a warning, if that fails);
+    otherwise, and for ``"tensorflow"``, TensorFlow.
 
     Examples:
         ```python
@@ -214,7 +221,10 @@ def prepare_extraction_engine(
     _, back = _front_and_back(extractor)
     if strategy is not None or back.layers[0].compute_dtype != "float32":
         return "tensorflow"
-    if passes < LITERT_BREAK_EVEN_PASSES:
+    if (
+        passes < LITERT_BREAK_EVEN_PASSES
+        and not litert_cache_path(back, probabilities=False).exists()
+    ):
         return "tensorflow"
     try:  # convert now: a base LiteRT cannot convert stays on TensorFlow
         cached_litert_file(back, probabilities=False)
