@@ -185,7 +185,7 @@ def run_rows(root: Path, weights: Path, keys: list[str], scratch: Path) -> list[
     import keras
 
     from catdog.report.evaluation import wilson_interval
-    from catdog.runs.timings import describe
+    from catdog.timings import describe
 
     rows = []
     for key in keys:

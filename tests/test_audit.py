@@ -342,7 +342,13 @@ def test_catdog_audit_writes_the_report(tmp_path, capsys):
     assert main([*argv, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "label issue(s)" in printed and str(out / "audit.md") in printed
-    assert json.loads((out / "audit.json").read_text())["settings"]["folds"] == 3
+    settings = json.loads((out / "audit.json").read_text())["settings"]
+    assert settings["folds"] == 3
+    timings = settings["timings"]  # where the time went, and how fast, printed last
+    assert {"features", "label issues", "duplicates, outliers, groups"} <= set(timings)
+    assert timings["total"] >= timings["features"] > 0
+    last = printed.strip().splitlines()[-1]
+    assert last.startswith("time ") and " images/s): " in last and "writing the report" in last
     # a registered model with a pretrained base (random weights: only that it runs)
     argv = ["audit", str(root), "--weights", "none", "--image-size", "32", "--folds", "2"]
     assert main([*argv, "--out", str(tmp_path / "again"), "--engine", "tensorflow"]) == 0

@@ -147,7 +147,7 @@ if TYPE_CHECKING:  # the lazily exported names, for type checkers and IDEs (= _E
     from catdog.training.fit import train
 
 _SUBMODULES = {
-    "cli", "data", "deploy", "errors", "io", "models", "report", "runs", "training",
+    "cli", "data", "deploy", "errors", "io", "models", "report", "runs", "timings", "training",
 }  # fmt: skip
 
 __all__ = ["__version__", *_EXPORTS]

@@ -58,7 +58,7 @@ from catdog.runs.evaluate import evaluate_run
 from catdog.runs.job import run_training
 from catdog.runs.record import RunFolder
 from catdog.runs.suggest import plot_suggestions, suggest, write_suggestions
-from catdog.runs.timings import STARTUP, Timings, describe, process_age
+from catdog.timings import STARTUP, Timings, describe, process_age
 
 logger = logging.getLogger("catdog")
 
@@ -299,7 +299,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
         engine=args.engine,
     )
     print(report.summary_line())
-    print(f"report: {report.save(args.out)}")
+    timings = Timings.from_dict(report.settings["timings"])
+    with timings.phase("writing the report"):
+        print(f"report: {report.save(args.out)}")
+    print(f"time {describe(timings.to_dict(), images=sum(report.counts.values()))}")
     return 0
 
 

@@ -424,3 +424,10 @@ def majority_baseline(data, split: str = "train") -> float:
     if total == 0:
         raise InvalidArgumentError("majority_baseline needs at least one labelled example.")
     return max(counts.values()) / total
+
+
+def data_folder(splits: Splits) -> str:
+    """The folder of a [`Splits`][catdog.data.pipelines.Splits]' files, absolute: the folder holding
+    all of them (every split's)."""
+    every = [os.path.abspath(p) for files in splits.files.values() for p in files]
+    return os.path.commonpath(every) if every else os.path.abspath(".")

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from catdog._rules import check_choice, check_printable_class_names
-from catdog.data.pipelines import Splits
+from catdog.data.pipelines import Splits, data_folder
 from catdog.deploy.predict import TTA_MODES, Predictor, as_predictor, predict_scores
 from catdog.errors import InvalidArgumentError
 from catdog.io import write_json, write_text
@@ -334,9 +334,8 @@ def report_of_outputs(
     engine: str = "tensorflow",
 ) -> Report:
     """The [`Report`][catdog.report.evaluation.Report] of ``model``'s outputs on ``splits``'
-    ``split`` computed before (a run's calibration computes them from the base's features,
-    once): ``probs`` and ``scores`` (its unknown answer's, or ``None``) per image, in the
-    split's file order, ``labels`` theirs; ``engine`` is the one that ran the model.
+    ``split``, computed before (by a run's calibration, from the base's features): ``probs``,
+    ``scores`` (or ``None``) and ``labels`` in file order; ``engine`` ran the model.
 
     Examples:
         ```python
@@ -449,10 +448,3 @@ def _misclassified(probs, labels, class_names, files) -> list[Misclassified]:
         )
         for i in wrong
     ]
-
-
-def data_folder(splits: Splits) -> str:
-    """The folder of a [`Splits`][catdog.data.pipelines.Splits]' files, absolute: the folder holding
-    all of them (every split's)."""
-    every = [os.path.abspath(p) for files in splits.files.values() for p in files]
-    return os.path.commonpath(every) if every else os.path.abspath(".")

@@ -17,7 +17,7 @@ from catdog.io import write_text
 from catdog.report import markdown as md
 from catdog.runs.config import RunConfig
 from catdog.runs.record import RunFolder
-from catdog.runs.timings import describe
+from catdog.timings import describe
 
 _FIGURES = (
     (RunFolder.SAMPLES_PLOT, "Sample images"),

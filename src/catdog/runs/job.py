@@ -30,7 +30,7 @@ from catdog.runs.config import (
 from catdog.runs.data import demo_data, load_data, load_splits  # noqa: F401 (their old home)
 from catdog.runs.publish import clear_state, drop_empty_state, finished_summary, publish_run
 from catdog.runs.record import RunFolder, split_fingerprint, splits_match, versions
-from catdog.runs.timings import Timings
+from catdog.timings import Timings
 from catdog.training import lr_finder
 
 logger = logging.getLogger("catdog")
@@ -72,7 +72,7 @@ def run_training(config: RunConfig, strategy=None, timings: Timings | None = Non
     second process training into the same folder at the same time is refused.
 
     ``report.json`` records where the run's time went (``timings``: seconds per phase, see
-    [`Timings`][catdog.runs.timings.Timings]); pass ``timings`` to have it count from earlier
+    [`Timings`][catdog.timings.Timings]); pass ``timings`` to have it count from earlier
     (``catdog train`` adds the process's start-up).
 
     On a multi-worker cluster (``config.strategy="multi_worker"``) every worker runs this

@@ -17,7 +17,7 @@ from catdog.report.reliability import plot_reliability, plot_risk_coverage
 from catdog.runs.card import is_foreign_readme, write_model_card
 from catdog.runs.config import STAGE_BOUNDARY
 from catdog.runs.record import RunFolder
-from catdog.runs.timings import Timings
+from catdog.timings import Timings
 
 if TYPE_CHECKING:
     from catdog.data.pipelines import Splits

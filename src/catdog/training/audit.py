@@ -41,9 +41,11 @@ from catdog.models.confidence import Confidence
 from catdog.models.registry import build_model, model_spec
 from catdog.models.saving import load_model
 from catdog.report.audit_report import AuditReport, DuplicateGroup, FlaggedImage
+from catdog.timings import Timings
 from catdog.training.audit_embedding import (
     embedding_findings,
     embedding_report_parts,
+    near_duplicate_groups,
     unit_rows,
     with_embedding,
 )
@@ -135,13 +137,15 @@ def audit(
     """
     require_cleanlab()
     check_int("folds", folds, minimum=2)
-    start = time.perf_counter()
-    features, embeddings, labels, files, class_names, settings = _features(
-        data, model, backbone, weights, image_size, batch_size, seed, engine
-    )
+    timings = Timings()
+    with timings.phase("features"):  # listing, decoding and the base's pass over every image
+        features, embeddings, labels, files, class_names, settings = _features(
+            data, model, backbone, weights, image_size, batch_size, seed, engine
+        )
     return audit_features(
-        features, labels, files, class_names, settings, data, embeddings, folds, seed, start
-    )
+        features, labels, files, class_names, settings, data, embeddings, folds, seed,
+        timings=timings,
+    )  # fmt: skip
 
 
 def audit_features(
@@ -155,11 +159,14 @@ def audit_features(
     folds=5,
     seed=0,
     start=None,
+    *,
+    timings: Timings | None = None,
 ) -> AuditReport:
     """The [`AuditReport`][catdog.report.audit_report.AuditReport] of images whose features
     (and embeddings, for a model with a base) are computed: what ``audit`` does after the
     extraction. ``files``: ``(path relative to data, split)`` per image; ``settings``: how the
-    features were made (``model``, ``image_size``, ``engine``, ``skipped``).
+    features were made (``model``, ``image_size``, ``engine``, ``skipped``); ``timings`` the
+    job's so far (the settings record them all, with images per second).
 
     Examples:
         ```python
@@ -168,20 +175,23 @@ def audit_features(
         ```
     """
     start = time.perf_counter() if start is None else start
+    timings = timings or Timings()
     head_input = features if embeddings is None else unit_rows(embeddings)
-    probabilities = out_of_fold_probabilities(
-        head_input, labels, folds, seed, class_names, embedding=embeddings is not None
-    )
-    lab = require_cleanlab()(data={"label": labels}, label_name="label", verbosity=0)
     kinds = ISSUE_TYPES if embeddings is None else EMBEDDING_ISSUE_TYPES
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")  # cleanlab's notes on its own defaults (and prints)
-        lab.find_issues(
-            features=features,
-            pred_probs=probabilities,
-            issue_types={kind: {} for kind in kinds},
+    with timings.phase("label issues"):  # the out-of-fold head, then cleanlab
+        probabilities = out_of_fold_probabilities(
+            head_input, labels, folds, seed, class_names, embedding=embeddings is not None
         )
-    found = None if embeddings is None else embedding_findings(embeddings, labels)
+        lab = require_cleanlab()(data={"label": labels}, label_name="label", verbosity=0)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")  # cleanlab's notes on its own defaults (and prints)
+            lab.find_issues(
+                features=features,
+                pred_probs=probabilities,
+                issue_types={kind: {} for kind in kinds},
+            )
+    with timings.phase("duplicates, outliers, groups"):
+        found = None if embeddings is None else embedding_findings(embeddings, labels)
     settings.update(
         folds=folds,
         head="logistic regression" + ("" if embeddings is None else " on the embedding"),
@@ -189,6 +199,7 @@ def audit_features(
         majority_baseline=float(np.bincount(labels).max() / len(labels)),
         checks=kinds,
         seconds=round(time.perf_counter() - start, 1),
+        timings=timings.to_dict(),
     )
     _warn_if_weak(settings)
     return _report(lab, files, labels, class_names, settings, data, found)
@@ -424,24 +435,3 @@ def _note_checks_not_run(settings: dict, ran: set) -> None:
             "Too few images for cleanlab's %s check(s): the report leaves them out.",
             ", ".join(missing),
         )
-
-
-def near_duplicate_groups(sets) -> list[list[int]]:
-    """Groups of images (connected through cleanlab's per-image ``near_duplicate_sets``),
-    each sorted, of two images or more.
-
-    Examples:
-        >>> near_duplicate_groups([[1], [0], [], [4], [3, 5], [4]])
-        [[0, 1], [3, 4, 5]]
-    """
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    rows = [i for i, others in enumerate(sets) for _ in others]
-    columns = [int(j) for others in sets for j in others]
-    graph = csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(len(sets), len(sets)))
-    _, component = connected_components(graph, directed=False)
-    groups: dict[int, list[int]] = {}
-    for i, c in enumerate(component):
-        groups.setdefault(int(c), []).append(i)
-    return sorted(g for g in groups.values() if len(g) > 1)

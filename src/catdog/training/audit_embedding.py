@@ -130,13 +130,24 @@ def similar_groups(similarities, indices, threshold: float = DUPLICATE_SIMILARIT
         >>> similar_groups(*neighbours(x, 2), 0.99)
         [[0, 1], [2, 3]]
     """
+    pairs = zip(similarities, indices, strict=True)
+    return near_duplicate_groups([linked[row >= threshold] for row, linked in pairs])
+
+
+def near_duplicate_groups(sets) -> list[list[int]]:
+    """Groups of images connected through per-image lists of the images each one is linked to
+    (cleanlab's ``near_duplicate_sets``, or close neighbours), each sorted, of two or more.
+
+    Examples:
+        >>> near_duplicate_groups([[1], [0], [], [4], [3, 5], [4]])
+        [[0, 1], [3, 4, 5]]
+    """
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
 
-    rows, columns = np.nonzero(similarities >= threshold)
-    targets = indices[rows, columns]
-    n = len(indices)
-    graph = csr_matrix((np.ones(len(rows)), (rows, targets)), shape=(n, n))
+    rows = [i for i, others in enumerate(sets) for _ in others]
+    columns = [int(j) for others in sets for j in others]
+    graph = csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(len(sets), len(sets)))
     _, component = connected_components(graph, directed=False)
     groups: dict[int, list[int]] = {}
     for i, c in enumerate(component):

@@ -1,5 +1,5 @@
-"""Where a job's time went: seconds per phase, for ``report.json``, the command line's last
-line and the model card."""
+"""Where a job's time went: seconds per phase, for a run's ``report.json`` and model card, an
+audit's ``audit.json``, and the last line the command line prints."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ class Timings:
     """Seconds per phase of a job, in the order the phases first ran.
 
     A phase entered again adds to its time. ``started_at`` is the job's start on
-    ``time.perf_counter()``'s clock; [`total`][catdog.runs.timings.Timings.total] counts from it
+    ``time.perf_counter()``'s clock; [`total`][catdog.timings.Timings.total] counts from it
     (plus the process's own start-up, when recorded), so time outside every phase is shown as
     ``other``.
 
@@ -37,6 +37,22 @@ class Timings:
             yield
         finally:
             self.add(name, time.perf_counter() - began)
+
+    @classmethod
+    def from_dict(cls, recorded: dict[str, float]) -> Timings:
+        """Timings that go on from ``recorded`` (a [`to_dict`][catdog.timings.Timings.to_dict]):
+        its phases kept, its total counted as already spent.
+
+        Examples:
+            >>> Timings.from_dict({"data": 1.0, "total": 1.5}).to_dict()["total"] >= 1.5
+            True
+        """
+        timings = cls()
+        for name, seconds in recorded.items():
+            if name not in ("total", "other"):
+                timings.add(name, seconds)
+        timings.started_at -= recorded.get("total", 0.0) - recorded.get(STARTUP, 0.0)
+        return timings
 
     def add(self, name: str, seconds: float) -> None:
         """Add ``seconds`` to phase ``name``."""
@@ -64,18 +80,24 @@ STARTUP = "start-up"
 """The phase from the process's start to the job's: the interpreter, catdog's command line."""
 
 
-def describe(timings: dict[str, float]) -> str:
-    """A ``timings`` dict (as in ``report.json``) in one line, the largest phases first.
+def describe(timings: dict[str, float], *, images: int | None = None) -> str:
+    """A ``timings`` dict (as in ``report.json``) in one line, the largest phases first; with
+    ``images``, how many images per second the whole took.
 
     Examples:
         >>> describe({"data": 0.5, "training": 4.0, "total": 4.5})
         '4.5 s: training 4.0 s, data 0.5 s'
+        >>> describe({"features": 2.0, "total": 2.5}, images=100)
+        '2.5 s (40 images/s): features 2.0 s, other 0.5 s'
     """
-    phases = sorted(
-        ((name, s) for name, s in timings.items() if name != "total"), key=lambda item: -item[1]
-    )
-    listed = ", ".join(f"{name} {s:.1f} s" for name, s in phases)
-    return f"{timings.get('total', sum(s for _, s in phases)):.1f} s: {listed}"
+    total = timings.get("total", sum(s for name, s in timings.items()))
+    shown = {name: s for name, s in timings.items() if name != "total"}
+    rest = total - sum(shown.values())
+    if rest >= 0.05 and "other" not in shown:
+        shown["other"] = rest
+    phases = sorted(shown.items(), key=lambda item: -item[1])
+    rate = f" ({images / total:.0f} images/s)" if images and total > 0 else ""
+    return f"{total:.1f} s{rate}: " + ", ".join(f"{name} {s:.1f} s" for name, s in phases)
 
 
 def process_age() -> float | None:
