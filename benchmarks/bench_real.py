@@ -15,6 +15,15 @@ Then:
 
     python benchmarks/bench_real.py --data cats_and_dogs_filtered \
         --weights mobilenet_v2_160_base.weights.h5
+    # the whole default job beside the floor and the tutorial (the training guide's
+    # "Where a run's time goes" and the README's summary row)
+    python benchmarks/bench_real.py --data cats_and_dogs_filtered \
+        --weights mobilenet_v2_160_base.weights.h5 --rows floor,tutorial,cached \
+        --results benchmarks/results/whole_job.json
+
+The row `floor` is the work no job avoids: list the photos, decode each once and run the base
+once on it (on LiteRT, converted before its clock starts and so cached for the rows after it,
+as for a user's second run of the same base); each catdog row records its run's timings.
 
 The split keeps every selection decision away from the test photos: the 2,000 photos of
 `train/` give 1,800 for training and 200 for validation (early stopping, the best epoch); all
