@@ -224,12 +224,7 @@ def add_audit(sub) -> argparse.ArgumentParser:
         "(default transfer) or a .keras model file (a run's RUN/model.keras)",
     )
     add("--backbone", help="the base of --model transfer (default mobilenet_v2)")
-    add(
-        "--weights",
-        type=weights,
-        default="imagenet",
-        help="base weights of a registered model: imagenet (default), none, or a weights file",
-    )
+    add_weights(add, "base weights of a registered model")
     add("--out", default="audit", help="folder for audit.md, audit.json and figures")
     add("--folds", type=positive_int, default=5, help="folds of the out-of-fold head")
     add("--image-size", type=positive_int, help="square side (default: the model's input size)")
@@ -363,6 +358,12 @@ def add_models(sub) -> argparse.ArgumentParser:
     return models
 
 
+def add_weights(add, what: str) -> None:
+    """``--weights``: a pretrained base's weights (``imagenet``, ``none`` or a file)."""
+    help_text = f"{what}: imagenet (default), none, or a weights file"
+    add("--weights", type=weights, default="imagenet", help=help_text)
+
+
 def add_cluster_timeout(add, what: str) -> None:
     """``--cluster-timeout``: how long to wait for ``what`` to start."""
     add(
@@ -401,12 +402,7 @@ def add_tune(sub) -> argparse.ArgumentParser:
     add("--out", default="runs/tuning", help="search folder")
     add("--image-size", type=positive_int, help=f"square side, default {DEFAULT_IMAGE_SIDE}")
     add("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
-    add(
-        "--weights",
-        type=weights,
-        default="imagenet",
-        help="transfer base weights: imagenet, none, or a weights file",
-    )
+    add_weights(add, "transfer base weights")
     add("--overwrite", action="store_true", help="start the search afresh")
     add("--tensorboard", metavar="DIR", help="TensorBoard logs of every trial under DIR")
     add("--seed", type=int, default=DEFAULT_SEED)
