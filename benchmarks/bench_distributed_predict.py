@@ -11,7 +11,7 @@ order in each round, the wall time from the image list to a written predictions 
   LiteRT file from its cache (the first round converts it), included in the time; and the
   rate from the first row's arrival to the last: the workers' once they run.
 
-Every engine is LiteRT. Needs the ray extra (`pip install "catdog[ray]"`). Prints the table and
+Every engine is LiteRT. Needs the ray extra (`pip install ".[ray]"`). Prints the table and
 writes benchmarks/results/distributed_predict.json (`python benchmarks/render.py` then updates
 the docs' tables).
 

@@ -99,7 +99,8 @@ def test_the_batch_embedder_gives_image_embeddings_without_ray(tmp_path, photos)
 
 def test_without_ray_installed_the_error_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
-    with pytest.raises(MissingExtraError, match=r'pip install "catdog\[ray\]"'):
+    how = r'pip install "ray\[data\]".*pip install "\.\[ray\]"'
+    with pytest.raises(MissingExtraError, match=how):
         require_ray()
 
 

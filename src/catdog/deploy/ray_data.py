@@ -11,7 +11,8 @@ probabilities, the unknown answer, why a file could not be read) by
 [`BatchEmbedder`][catdog.deploy.ray_data.BatchEmbedder].
 [`write_dataset_rows`][catdog.deploy.ray_data.write_dataset_rows] streams the rows to one
 ``.csv`` or ``.jsonl`` file written under a temporary name and renamed at the end. Ray is the
-``ray`` extra: ``pip install "catdog[ray]"``. The model file and the images must be readable at
+``ray`` extra (``pip install ".[ray]"`` in catdog's source, or ``pip install "ray[data]"``).
+The model file and the images must be readable at
 the same paths on every node (a shared file system).
 """
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import ray.data
 
-INSTALL = 'pip install "catdog[ray]"'
+INSTALL = 'pip install "ray[data]" (or catdog\'s extra: pip install ".[ray]" in its source)'
 """How to install what this module needs (Ray Data)."""
 
 _TEXT_COLUMNS = {"path", "class", "error"}
@@ -57,8 +58,7 @@ def require_ray():
         import ray.data  # noqa: F401
     except ImportError:
         raise MissingExtraError(
-            f"Predicting on Ray needs Ray Data, which is not installed: {INSTALL} "
-            '(or pip install "ray[data]").'
+            f"Predicting on Ray needs Ray Data, which is not installed: {INSTALL}."
         ) from None
     return ray
 
