@@ -147,7 +147,8 @@ def write_rows(rows: Iterable[dict], path: str | os.PathLike, *, overwrite: bool
 
     Examples:
         ```python
-        write_rows(prediction_row(p) for p in iter_predictions(model, paths), "out.jsonl")
+        rows = (prediction_row(p) for p in iter_predictions(model, paths))
+        write_rows(rows, "predictions.jsonl")
         # 1000
         ```
     """
