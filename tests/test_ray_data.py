@@ -1,7 +1,8 @@
 """Prediction and embeddings on Ray Data (``catdog.deploy.ray_data``): the callable classes give
 ``catdog predict``'s rows in this process (no Ray needed); on a local Ray cluster of real worker
-processes every image is scored exactly once with ``catdog predict``'s answers, a crashed worker
-is retried by Ray without duplicate rows, and a failed run leaves no output file."""
+processes every image is scored exactly once with ``catdog predict``'s answers (and embedded
+once, as ``image_embeddings`` embeds it), a crashed worker is retried by Ray without duplicate
+rows, and a failed run leaves no output file."""
 
 from __future__ import annotations
 
@@ -190,3 +191,19 @@ def test_a_failed_ray_run_leaves_no_output_file(ray_cluster, model_file, photos,
     with pytest.raises(Exception, match="does not exist"):
         write_dataset_rows(rows, out)
     assert sorted(os.listdir(tmp_path)) == ["photos"]  # no output, no temporary file
+
+
+@pytest.mark.slow
+def test_two_ray_workers_embed_every_readable_image_once(ray_cluster, photos, tmp_path):
+    from catdog.deploy.ray_data import embed_dataset, image_dataset
+    from catdog.models.transfer import build_transfer_model
+
+    model = build_transfer_model((32, 32, 3), weights=None)
+    model.save(tmp_path / "transfer.keras")
+    dataset = image_dataset(photos[:64], blocks=4)
+    rows = embed_dataset(dataset, tmp_path / "transfer.keras", workers=2, engine="tensorflow")
+    got = {row["path"]: row["embedding"] for row in rows.iter_rows()}
+    expected = image_embeddings(model, photos[:64], engine="tensorflow")
+    assert sorted(got) == sorted(expected.paths) and len(got) == 63  # the 8th does not decode
+    for path, vector in zip(expected.paths, expected.vectors, strict=True):
+        np.testing.assert_allclose(got[path], vector, atol=1e-5)
