@@ -163,6 +163,14 @@ COLUMNS = {  # results file: (header, row key or function of the row, format)
         ("wall time (s)", "seconds", "{:.1f}"),
         ("peak memory (MB)", "peak_rss_mb", "{:,}"),
     ],
+    "distributed_predict": [
+        ("path", "path", "{}"),
+        ("images", "images", "{:,}"),
+        ("wall time (s)", "seconds", "{:.1f}"),
+        ("images/s", "images_per_s", "{:.0f}"),
+        ("vs 1 worker", "vs_one_worker", "{:.2f}x"),
+        ("images/s once running", "images_per_s_running", "{:.0f}"),
+    ],
     "audit": [
         ("path", "path", "{}"),
         ("time (s)", "seconds", "{:.0f}"),

@@ -40,7 +40,6 @@ from catdog._exits import SIGTERM_STOPS, noting_skipped, sigterm_stops, skipped_
 from catdog._rules import (
     DEFAULT_CLUSTER_TIMEOUT,
     DEFAULT_IMAGE_SIDE,
-    check_class_names,
     check_output_folder,
     check_outside_data,
 )
@@ -159,20 +158,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _predict_model(args: argparse.Namespace):
     """``(model, class names)`` of ``catdog predict``: a .tflite or a .keras model."""
-    from catdog.deploy.litert import LiteRTModel
+    from catdog.deploy.prediction_files import prediction_model
 
     names = None
     if args.class_names:
-        names = check_class_names([n.strip() for n in args.class_names.split(",")], "--class-names")
-    if Path(args.model).suffix == ".tflite":
-        model = LiteRTModel(args.model)
-        if not names and model.class_names:
-            check_class_names(model.class_names, repr(str(model.labels_source)))
-    else:
-        from catdog.models.saving import load_model
-
-        model = load_model(args.model)
-    return model, resolve_class_names(model, args.model, names)
+        names = [n.strip() for n in args.class_names.split(",")]
+    return prediction_model(args.model, names)
 
 
 PROGRESS_MIN_IMAGES = 1000

@@ -1,8 +1,8 @@
 """Using a trained model: `predict` (engines, batches), `litert` (conversion, its cache, the
 `.tflite` model), `prediction_files` (one row per image, as CSV or JSON lines), `labels`
 (the class names of a model or an exported file), `metadata` (what an exported file carries),
-`embeddings` (image embeddings and their file) and `export` (exporting to LiteRT, ONNX and
-SavedModel)."""
+`embeddings` (image embeddings and their file), `export` (exporting to LiteRT, ONNX and
+SavedModel) and `ray_data` (prediction and embeddings on a Ray cluster, the `ray` extra)."""
 
 from catdog._lazy import submodule_loader
 

@@ -32,6 +32,8 @@ from catdog.io import write_atomic
 if TYPE_CHECKING:
     import keras
 
+    from catdog.deploy.predict import Predictor
+
 logger = logging.getLogger("catdog")
 
 _TEXT_FIELDS = ("paths", "splits", "class_names")
@@ -226,14 +228,17 @@ def embedding_model(model: keras.Model) -> keras.Model:
 
 
 def image_embeddings(
-    model: keras.Model,
+    model: keras.Model | Predictor,
     images,
     *,
     engine: str = "auto",
     batch_size: int = PREDICT_BATCH_SIZE,
     skip_unreadable: bool = True,
 ) -> Embeddings:
-    """The [`Embeddings`][catdog.deploy.embeddings.Embeddings] of images by a Keras model.
+    """The [`Embeddings`][catdog.deploy.embeddings.Embeddings] of images by a Keras model, or
+    by a [`Predictor`][catdog.deploy.predict.Predictor] of its
+    [`embedding_model`][catdog.deploy.embeddings.embedding_model] (made once, to embed many
+    batches without converting the model again; ``engine`` is then its own).
 
     ``images`` is an array ``(n, h, w, 3)`` of 0..255 pixels (one image ``(h, w, 3)`` too),
     an image file or folder, or a list of them (folders searched recursively, see
@@ -251,14 +256,16 @@ def image_embeddings(
     """
     from catdog.deploy.predict import Predictor
 
-    predictor = Predictor(
-        embedding_model(model), engine=engine, batch_size=batch_size, probabilities=False
-    )
+    predictor = model if isinstance(model, Predictor) else None
+    if predictor is None:
+        predictor = Predictor(
+            embedding_model(model), engine=engine, batch_size=batch_size, probabilities=False
+        )
     if isinstance(images, np.ndarray):
         return Embeddings(predictor(images.astype(np.float32, copy=False)))
     given = [images] if isinstance(images, str | os.PathLike) else list(images)
     names = image_files(given)
-    size = tuple(model.input_shape[1:3])
+    size = tuple(predictor.input_shape[:2])
     batches = _readable_batches(names, size, batch_size) if skip_unreadable else None
     if batches is None:
         batches = image_batches(names, size, batch_size)

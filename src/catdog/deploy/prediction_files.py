@@ -13,13 +13,19 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from catdog._rules import already_exists
+from catdog._rules import already_exists, check_class_names
+from catdog.deploy.labels import resolve_class_names
+from catdog.deploy.litert import LiteRTModel
 from catdog.deploy.predict import Prediction
 from catdog.errors import InvalidArgumentError, OutputError
 from catdog.io import atomic_path
+
+if TYPE_CHECKING:
+    import keras
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 """The file types [`write_predictions`][catdog.deploy.prediction_files.write_predictions]
@@ -128,14 +134,59 @@ def write_predictions(
         # 1000
         ```
     """
+    return write_rows((prediction_row(p) for p in predictions), path, overwrite=overwrite)
+
+
+def write_rows(rows: Iterable[dict], path: str | os.PathLike, *, overwrite: bool = False) -> int:
+    """Write rows made by [`prediction_row`][catdog.deploy.prediction_files.prediction_row]
+    (from this process or another: a Ray worker's, see
+    [`catdog.deploy.ray_data`][catdog.deploy.ray_data]) to ``path`` as
+    [`write_predictions`][catdog.deploy.prediction_files.write_predictions] does: ``.csv`` or
+    ``.jsonl``, under a temporary name renamed at the end; return how many. The CSV header is
+    the first row's columns.
+
+    Examples:
+        ```python
+        rows = (prediction_row(p) for p in iter_predictions(model, paths))
+        write_rows(rows, "predictions.jsonl")
+        # 1000
+        ```
+    """
     suffix = check_output_file(path, overwrite=overwrite)
     count = 0
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
         write = _csv_rows(out) if suffix == ".csv" else _json_lines(out)
-        for prediction in predictions:
-            write(prediction_row(prediction))
+        for row in rows:
+            write(row)
             count += 1
     return count
+
+
+def prediction_model(
+    path: str | os.PathLike, class_names: Sequence[str] | None = None
+) -> tuple[keras.Model | LiteRTModel, list[str]]:
+    """``(model, class names)`` as ``catdog predict`` loads them: a ``.tflite`` file as a
+    [`LiteRTModel`][catdog.deploy.litert.LiteRTModel], any other file as a Keras model
+    ([`load_model`][catdog.models.saving.load_model]); the names are ``class_names`` (checked),
+    else the model's own ([`resolve_class_names`][catdog.deploy.labels.resolve_class_names]).
+
+    Examples:
+        ```python
+        model, names = prediction_model("model.tflite")
+        names
+        # ['cats', 'dogs']
+        ```
+    """
+    names = None if not class_names else check_class_names(list(class_names), "--class-names")
+    if Path(path).suffix == ".tflite":
+        model = LiteRTModel(path)
+        if not names and model.class_names:
+            check_class_names(model.class_names, repr(str(model.labels_source)))
+    else:
+        from catdog.models.saving import load_model
+
+        model = load_model(path)
+    return model, resolve_class_names(model, path, names)
 
 
 def _csv_rows(out):
