@@ -76,6 +76,13 @@ def _unknown(rule: str, split: str):
     return cell
 
 
+def _median(row):
+    """A row's median: seconds for a new process, milliseconds for the in-process rows."""
+    if "median_s" in row:
+        return f"{row['median_s']:.2f} s"
+    return f"{row['median_ms']:.1f} ms"
+
+
 def _share(row):
     low, high = row["interval"]
     return f"{row['share']:.1%} ({low:.1%}-{high:.1%})"
@@ -144,6 +151,13 @@ COLUMNS = {  # results file: (header, row key or function of the row, format)
         ("engine / this", "engine_vs_this", "{:.2f}x"),
         ("wall time (s)", "seconds", "{:.1f}"),
         ("peak memory (MB)", "peak_rss_mb", "{:,}"),
+    ],
+    "one_photo": [
+        ("path", "path", "{}"),
+        ("runs", "runs", "{}"),
+        ("median", _median, "{}"),
+        ("min", "min_s", "{:.2f} s"),
+        ("max", "max_s", "{:.2f} s"),
     ],
     "audit": [
         ("path", "path", "{}"),

@@ -338,11 +338,10 @@ def test_a_tflite_file_predicts_without_importing_tensorflow(tmp_path):
     found = json.loads(done.stdout.splitlines()[-1])
     assert found["status"] == 0 and found["heavy"] == []
     full = catdog.predict(model, images)  # TensorFlow's decoder and engine
-    np.testing.assert_allclose(
-        [row[1:] for row in found["rows"]],
-        [list(p.probabilities.values()) for p in full],
-        atol=2e-3,
-    )
+    lite = np.array([row[1:] for row in found["rows"]])
+    expected = np.array([list(p.probabilities.values()) for p in full])
+    np.testing.assert_allclose(lite[[0, 3]], expected[[0, 3]], atol=1e-4)  # PNG, GIF: same pixels
+    np.testing.assert_allclose(lite, expected, atol=1e-2)  # small JPEGs: TF's fast DCT
     with open(out, newline="") as f:
         assert [row["class"] for row in csv.DictReader(f)] == [row[0] for row in found["rows"]]
 

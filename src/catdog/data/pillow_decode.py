@@ -9,7 +9,8 @@ arithmetic (half-pixel centres, no antialiasing, float32), rounded alike. Pillow
 both, at the same reduced scale (1/2, 1/4 or 1/8, chosen by the same rule); at 1/4 and 1/8
 the pixels are TensorFlow's, while at full and half scale TensorFlow's default fast integer
 DCT and Pillow's accurate one differ by a few levels (at most 6 of 255 seen, on about half
-the pixels), which moves a model's probabilities by far less than its own noise. One more
+the pixels), which moved a MobileNetV2 model's probabilities by 0.006 on average on photos of
+cats_and_dogs_filtered (decoded at half scale for 160x160), 0.16 at most. One more
 difference: an 8-bit palette BMP, which TensorFlow reads as the gray of its palette indices,
 gets its colours here."""
 
