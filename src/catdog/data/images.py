@@ -37,7 +37,9 @@ def decode_image(data: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
     """Encoded image bytes (BMP, GIF, JPEG, PNG, WebP; any size) to ``image_size`` RGB pixels.
 
     Returns a ``uint8`` tensor ``(height, width, 3)``: decoded (large JPEGs straight at 1/2,
-    1/4 or 1/8 scale by libjpeg when that still leaves ``image_size`` pixels), resized
+    1/4 or 1/8 scale by libjpeg when that still leaves ``image_size`` pixels, with its
+    accurate integer DCT, as Pillow decodes them: see
+    [`pillow_pixels`][catdog.data.pillow_decode.pillow_pixels]), resized
     bilinearly as Keras' loader does, rounded. Grayscale, RGBA, CMYK and GIF (first frame)
     become RGB; of an animated GIF only the first frame is read (see
     [`first_gif_frame`][catdog.data.gif.first_gif_frame]), so its memory does not grow with
@@ -59,7 +61,7 @@ def decode_image(data: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
         branch = tf.where(scale >= 8, 3, tf.where(scale >= 4, 2, tf.where(scale >= 2, 1, 0)))
         return tf.switch_case(
             branch,
-            [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r) for r in (1, 2, 4, 8)],
+            [lambda r=r: _decode_jpeg(data, r) for r in (1, 2, 4, 8)],
         )
 
     image = tf.cond(
@@ -71,6 +73,14 @@ def decode_image(data: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
     image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
     image.set_shape((height, width, 3))
     return image
+
+
+def _decode_jpeg(data, ratio: int):
+    """A JPEG's RGB pixels at 1/``ratio`` scale, by libjpeg's accurate integer DCT (TensorFlow's
+    default, the fast one, differs from Pillow's decoder by up to 6 levels)."""
+    import tensorflow as tf
+
+    return tf.io.decode_jpeg(data, channels=3, ratio=ratio, dct_method="INTEGER_ACCURATE")
 
 
 def image_size_problem(path: str | os.PathLike, max_pixels: int | None = None) -> str | None:
@@ -151,8 +161,8 @@ def _check_image_file(path: str) -> None:
 DECODERS = ("tensorflow", "pillow")
 """Who decodes image files for [`read_image_batches`][catdog.data.images.read_image_batches]:
 TensorFlow ([`decode_image`][catdog.data.images.decode_image]), or Pillow
-([`pillow_pixels`][catdog.data.pillow_decode.pillow_pixels]: TensorFlow's pixels, within a
-few levels for JPEGs, without importing TensorFlow)."""
+([`pillow_pixels`][catdog.data.pillow_decode.pillow_pixels]: the same pixels, without
+importing TensorFlow)."""
 
 
 def _decode_or_reason(

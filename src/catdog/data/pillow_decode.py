@@ -6,13 +6,12 @@ PNG, GIF, BMP and WebP images give exactly TensorFlow's pixels: the resize is Te
 arithmetic (half-pixel centres, no antialiasing, float32), rounded alike. Pillow's
 ``resize(..., BILINEAR)`` is not used: it antialiases when it shrinks, which
 ``tf.image.resize`` does not (pixels off by up to 160). A JPEG is decoded by libjpeg-turbo in
-both, at the same reduced scale (1/2, 1/4 or 1/8, chosen by the same rule); at 1/4 and 1/8
-the pixels are TensorFlow's, while at full and half scale TensorFlow's default fast integer
-DCT and Pillow's accurate one differ by a few levels (at most 6 of 255 seen, on about half
-the pixels), which moved a MobileNetV2 model's probabilities by 0.006 on average on photos of
-cats_and_dogs_filtered (decoded at half scale for 160x160), 0.16 at most. One more
-difference: an 8-bit palette BMP, which TensorFlow reads as the gray of its palette indices,
-gets its colours here."""
+both, at the same reduced scale (1/2, 1/4 or 1/8, chosen by the same rule) and with the same
+accurate integer DCT, so its pixels are TensorFlow's too. TensorFlow's default DCT, the fast
+one (which catdog's decoder used before), differs from it by up to 6 levels on about half the
+pixels: that moved a MobileNetV2 model's probabilities by 0.006-0.008 on average, 0.16 at
+most, on photos of cats_and_dogs_filtered. One more difference: an 8-bit palette BMP, which
+TensorFlow reads as the gray of its palette indices, gets its colours here."""
 
 from __future__ import annotations
 
