@@ -1,10 +1,13 @@
 """Reading images: decoding bytes to pixels (the training pipeline, prediction and the exported
 SavedModel's bytes signature all use [`decode_image`][catdog.data.images.decode_image], so
-they see the same pixels; an animated GIF gives its first frame), the pixel limit checked
-from headers before decoding, and reading many files in fixed-size batches.
+they see the same pixels; an animated GIF gives its first frame; a ``.tflite`` file's
+predictions get the same pixels from Pillow, see [`DECODERS`][catdog.data.images.DECODERS]),
+the pixel limit checked from headers before decoding, and reading many files in fixed-size
+batches.
 
-EXIF orientation is not applied, in training and in prediction alike (both use TensorFlow's
-decoders), so the two always agree; rotate such photos on disk if their orientation matters."""
+EXIF orientation is not applied, in training and in prediction alike (TensorFlow's decoders
+and Pillow's, as used here, both ignore it), so the two always agree; rotate such photos on
+disk if their orientation matters."""
 
 from __future__ import annotations
 
