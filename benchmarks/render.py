@@ -94,6 +94,13 @@ def _unknown(rule: str, split: str):
     return cell
 
 
+def _median(row):
+    """A row's median: seconds for a new process, milliseconds for the in-process rows."""
+    if "median_s" in row:
+        return f"{row['median_s']:.2f} s"
+    return f"{row['median_ms']:.1f} ms"
+
+
 def _share(row):
     low, high = row["interval"]
     return f"{row['share']:.1%} ({low:.1%}-{high:.1%})"
@@ -170,6 +177,13 @@ COLUMNS = {  # results file: (header, row key or function of the row, format)
         ("images/s", "images_per_s", "{:.0f}"),
         ("vs 1 worker", "vs_one_worker", "{:.2f}x"),
         ("images/s once running", "images_per_s_running", "{:.0f}"),
+    ],
+    "one_photo": [
+        ("path", "path", "{}"),
+        ("runs", "runs", "{}"),
+        ("median", _median, "{}"),
+        ("min", "min_s", "{:.2f} s"),
+        ("max", "max_s", "{:.2f} s"),
     ],
     "audit": [
         ("path", "path", "{}"),

@@ -301,6 +301,50 @@ def test_predict_runs_fixed_size_batches_and_takes_no_images(tmp_path):
     assert seen == []
 
 
+LITE_PREDICT = textwrap.dedent(
+    """
+    import json, sys
+    import catdog.cli
+    from catdog.deploy.litert import LiteRTModel
+    from catdog.deploy.predict import predict
+
+    model, images, out = sys.argv[1], sys.argv[2:-1], sys.argv[-1]
+    status = catdog.cli.main(["predict", model, *images, "--output", out])
+    found = predict(LiteRTModel(model), images)  # the library call
+    heavy = [m for m in ("tensorflow", "keras") if m in sys.modules]
+    rows = [[p.class_name, *p.probabilities.values()] for p in found]
+    print(json.dumps({"status": status, "heavy": heavy, "rows": rows}))
+    """
+)
+
+
+def test_a_tflite_file_predicts_without_importing_tensorflow(tmp_path):
+    """``catdog predict model.tflite photo.jpg`` (and ``predict(LiteRTModel(...))``) in a new
+    process imports neither TensorFlow nor Keras, and agrees with the ``.keras`` model."""
+    model = catdog.build_baseline_model(
+        input_shape=(32, 32, 3), filters=(4, 8), dense_units=8, class_names=["cats", "dogs"]
+    )
+    tflite = export(model, tmp_path / "m.tflite", format="litert")
+    rng = np.random.default_rng(3)
+    images = []
+    for i, (side, suffix) in enumerate([(32, ".png"), (50, ".jpg"), (200, ".jpg"), (90, ".gif")]):
+        coarse = rng.integers(0, 256, (side // 6 + 2, side // 6 + 2, 3), dtype=np.uint8)
+        images.append(tmp_path / f"photo_{i}{suffix}")
+        Image.fromarray(coarse).resize((side + 7, side), Image.BICUBIC).save(images[-1])
+    out = tmp_path / "p.csv"
+    argv = [sys.executable, "-c", LITE_PREDICT, tflite, *images, out]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["status"] == 0 and found["heavy"] == []
+    full = catdog.predict(model, images)  # TensorFlow's decoder and engine
+    lite = np.array([row[1:] for row in found["rows"]])
+    expected = np.array([list(p.probabilities.values()) for p in full])
+    np.testing.assert_allclose(lite, expected, atol=1e-4)  # the same pixels, the same model
+    with open(out, newline="") as f:
+        assert [row["class"] for row in csv.DictReader(f)] == [row[0] for row in found["rows"]]
+
+
 PEAK_MEMORY = textwrap.dedent(
     """
     import resource, sys

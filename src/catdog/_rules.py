@@ -9,6 +9,8 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 
+import numpy as np
+
 from catdog.errors import InvalidArgumentError, OutputError
 
 DEFAULT_IMAGE_SIDE = 160
@@ -337,3 +339,31 @@ def already_exists(path, command: str, replaced: str = "it") -> OutputError:
         f"{str(path)!r} already exists. Choose a new path, or pass overwrite=True "
         f"(catdog {command} --overwrite) to replace {replaced}."
     )
+
+
+def is_unknown(scores, threshold: float) -> np.ndarray:
+    """Where ``scores`` are past ``threshold``: above it, or not a number (NaN is never
+    within a threshold). The one rule behind every ``unknown`` answer catdog gives.
+
+    Examples:
+        >>> is_unknown([0.2, 0.9, float("nan")], 0.5).tolist()
+        [False, True, True]
+    """
+    return ~(np.asarray(scores, dtype=np.float32) <= np.float32(threshold))
+
+
+def check_finite_threshold(threshold, source: str) -> None:
+    """Refuse an unknown threshold that is not a finite number (``None``: no threshold).
+
+    Examples:
+        >>> check_finite_threshold(float("nan"), "model.tflite")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        catdog.errors.InvalidArgumentError: 'model.tflite' has an unknown threshold of nan, ...
+    """
+    if threshold is not None and not np.isfinite(float(threshold)):
+        raise InvalidArgumentError(
+            f"{source!r} has an unknown threshold of {threshold}, not a finite number: the file "
+            "is damaged or was edited. Calibrate the model again (catdog.calibrate) and export "
+            "it again."
+        )

@@ -36,7 +36,14 @@ from catdog._cli_options import (
     add_tune,
     run_config,
 )
-from catdog._exits import SIGTERM_STOPS, noting_skipped, sigterm_stops, skipped_status, stopped
+from catdog._exits import (
+    SIGTERM_STOPS,
+    ProgressLine,
+    noting_skipped,
+    sigterm_stops,
+    skipped_status,
+    stopped,
+)
 from catdog._rules import (
     DEFAULT_CLUSTER_TIMEOUT,
     DEFAULT_IMAGE_SIDE,
@@ -171,7 +178,7 @@ PROGRESS_MIN_IMAGES = 1000
 
 
 def _with_progress(predictions, total: int, batch_size: int, to_file: bool):
-    """``predictions``, with a progress bar (Keras' ``Progbar``) on stderr after each batch
+    """``predictions``, with a progress line (a ``ProgressLine``) on stderr after each batch
     when there is more than one batch, the rows do not go to the terminal, and stderr is a
     terminal or there are ``PROGRESS_MIN_IMAGES`` images or more."""
     rows_on_screen = not to_file and sys.stdout.isatty()
@@ -179,19 +186,12 @@ def _with_progress(predictions, total: int, batch_size: int, to_file: bool):
     if total <= batch_size or rows_on_screen or not many:
         yield from predictions
         return
-    import contextlib
-
-    import keras
-
-    interval = 0.05 if sys.stderr.isatty() else 10  # a log: a line every 10 s at most
-    with contextlib.redirect_stdout(sys.stderr):  # Progbar writes to stdout: keep it clean
-        bar = keras.utils.Progbar(total, interval=interval, unit_name="image")
+    bar = ProgressLine(total)
     try:
         for done, prediction in enumerate(predictions, start=1):
             yield prediction
             if done % batch_size == 0 or done == total:
-                with contextlib.redirect_stdout(sys.stderr):
-                    bar.update(done)
+                bar.update(done)
     except BaseException:
         print(file=sys.stderr)  # an error message starts on a line of its own
         raise

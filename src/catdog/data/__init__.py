@@ -1,4 +1,5 @@
-"""Images in, datasets out: finding and splitting files (`files`), decoding images (`images`),
+"""Images in, datasets out: finding and splitting files (`files`), decoding images (`images`;
+an animated GIF's first frame: `gif`; with Pillow, without TensorFlow: `pillow_decode`),
 tf.data pipelines (`pipelines`), exclusions and relabelling (`exclusions`, `relabel`),
 downloading (`download`), the tutorial's dataset
 (`datasets`) and generated images (`synthetic`). Nothing here imports training or deploy."""

@@ -1,14 +1,16 @@
 """Reading images: decoding bytes to pixels (the training pipeline, prediction and the exported
 SavedModel's bytes signature all use [`decode_image`][catdog.data.images.decode_image], so
-they see the same pixels; an animated GIF gives its first frame), the pixel limit checked
-from headers before decoding, and reading many files in fixed-size batches.
+they see the same pixels; an animated GIF gives its first frame; a ``.tflite`` file's
+predictions get the same pixels from Pillow, see [`DECODERS`][catdog.data.images.DECODERS]),
+the pixel limit checked from headers before decoding, and reading many files in fixed-size
+batches.
 
-EXIF orientation is not applied, in training and in prediction alike (both use TensorFlow's
-decoders), so the two always agree; rotate such photos on disk if their orientation matters."""
+EXIF orientation is not applied, in training and in prediction alike (TensorFlow's decoders
+and Pillow's, as used here, both ignore it), so the two always agree; rotate such photos on
+disk if their orientation matters."""
 
 from __future__ import annotations
 
-import functools
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -18,7 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from catdog._rules import check_int
+from catdog._rules import check_choice, check_int
+from catdog.data.gif import first_gif_frame
 from catdog.errors import InputFileNotFoundError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -37,10 +40,12 @@ def decode_image(data: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
     """Encoded image bytes (BMP, GIF, JPEG, PNG, WebP; any size) to ``image_size`` RGB pixels.
 
     Returns a ``uint8`` tensor ``(height, width, 3)``: decoded (large JPEGs straight at 1/2,
-    1/4 or 1/8 scale by libjpeg when that still leaves ``image_size`` pixels), resized
+    1/4 or 1/8 scale by libjpeg when that still leaves ``image_size`` pixels, with its
+    accurate integer DCT, as Pillow decodes them: see
+    [`pillow_pixels`][catdog.data.pillow_decode.pillow_pixels]), resized
     bilinearly as Keras' loader does, rounded. Grayscale, RGBA, CMYK and GIF (first frame)
     become RGB; of an animated GIF only the first frame is read (see
-    [`first_gif_frame`][catdog.data.images.first_gif_frame]), so its memory does not grow with
+    [`first_gif_frame`][catdog.data.gif.first_gif_frame]), so its memory does not grow with
     its frames. A graph function: usable inside ``tf.data`` and exported signatures.
 
     Examples:
@@ -59,7 +64,7 @@ def decode_image(data: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
         branch = tf.where(scale >= 8, 3, tf.where(scale >= 4, 2, tf.where(scale >= 2, 1, 0)))
         return tf.switch_case(
             branch,
-            [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r) for r in (1, 2, 4, 8)],
+            [lambda r=r: _decode_jpeg(data, r) for r in (1, 2, 4, 8)],
         )
 
     image = tf.cond(
@@ -73,108 +78,12 @@ def decode_image(data: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
     return image
 
 
-_GIF_RUN = 256  # sub-blocks of one size that one step of the GIF walk skips
-_GIF_STEPS = 10_000  # steps before a GIF is cut where the walk stands (only crafted files)
-
-
-@functools.cache
-def _gif_trimmer():
-    """The graph function behind [`first_gif_frame`][catdog.data.images.first_gif_frame],
-    traced once. One step skips a block header or a run of up to ``_GIF_RUN`` sub-blocks of
-    the same size (encoders write 255-byte sub-blocks), so a frame of megabytes takes tens of
-    steps; after ``_GIF_STEPS`` steps the file is cut where the walk stands."""
+def _decode_jpeg(data, ratio: int):
+    """A JPEG's RGB pixels at 1/``ratio`` scale, by libjpeg's accurate integer DCT (TensorFlow's
+    default, the fast one, differs from Pillow's decoder by up to 6 levels)."""
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec((), tf.string)], autograph=False)
-    def trim(data):
-        raw = tf.io.decode_raw(data, tf.uint8)
-        size = tf.size(raw)
-        at = _gif_byte_reader(raw)
-        start = 13 + _gif_color_table(at(10))  # header, screen descriptor, global color table
-        pos, state = tf.while_loop(
-            lambda _pos, state: state < 3,
-            lambda pos, state: _gif_step(at, pos, state),
-            (start, tf.constant(0)),
-            maximum_iterations=_GIF_STEPS,
-        )
-        cut = tf.strings.substr(data, 0, tf.minimum(pos, size))
-        return tf.switch_case(
-            tf.minimum(state, 3),
-            [
-                lambda: cut + b"\x00\x3b",  # a crafted walk: its frame ends here
-                lambda: cut + b"\x00\x3b",
-                lambda: cut + b"\x00\x3b",
-                lambda: tf.where(state == 3, cut + b"\x3b", data),  # and the trailer
-            ],
-        )
-
-    return trim
-
-
-def _gif_color_table(flags):
-    """Bytes of the color table that a GIF packed-fields byte announces (in the graph)."""
-    import tensorflow as tf
-
-    has_table = tf.bitwise.bitwise_and(flags, 0x80) > 0
-    return tf.where(has_table, 3 * tf.bitwise.left_shift(2, flags % 8), 0)
-
-
-def _gif_byte_reader(raw):
-    """``at(i)``: the bytes of ``raw`` at positions ``i`` as int32, -1 past the end."""
-    import tensorflow as tf
-
-    size = tf.size(raw)
-
-    def at(i):
-        byte = tf.cast(tf.gather(raw, tf.clip_by_value(i, 0, size - 1)), tf.int32)
-        return tf.where(i < size, byte, -1)
-
-    return at
-
-
-def _gif_step(at, pos, state):
-    """One step of the walk through a GIF's blocks: the next ``(pos, state)``.
-
-    States: 0 at a block, 1 in an extension's sub-blocks, 2 in the first image's, 3 after the
-    first image, 4 not a GIF as expected (the decoder gets it all)."""
-    import tensorflow as tf
-
-    b = at(pos)
-    if_block = (
-        tf.where(b == 0x21, pos + 2, pos + 11 + _gif_color_table(at(pos + 9))),
-        tf.where(b == 0x21, 1, tf.where(b == 0x2C, 2, 4)),
-    )  # extension: introducer, label; image: descriptor, color table, code size
-    run = at(pos + (b + 1) * tf.range(_GIF_RUN)) == b  # equal sub-blocks from pos
-    skipped = tf.argmin(tf.concat([tf.cast(run, tf.int32), [0]], 0), output_type=tf.int32)
-    if_sub_blocks = (
-        tf.where(b > 0, pos + (b + 1) * skipped, pos + 1),
-        tf.where(b < 0, 4, tf.where(b > 0, state, tf.where(state == 1, 0, 3))),
-    )
-    return (
-        tf.where(state == 0, if_block[0], if_sub_blocks[0]),
-        tf.where(state == 0, if_block[1], if_sub_blocks[1]),
-    )
-
-
-def first_gif_frame(data: tf.Tensor) -> tf.Tensor:
-    """Encoded GIF bytes cut after their first frame; other bytes unchanged.
-
-    TensorFlow's GIF decoder reads every frame into memory even when it returns the first
-    only: a few megabytes of animation (2,000 frames of 1000x1000) took 2 GB. This follows
-    the file's blocks (without decoding pixels) to the end of the first frame and ends the
-    file there, so decoding costs one frame. Files it cannot follow are returned whole.
-
-    Examples:
-        ```python
-        tf.io.decode_gif(first_gif_frame(tf.io.read_file("animated.gif"))).shape[0]
-        # 1
-        ```
-    """
-    import tensorflow as tf
-
-    data = tf.convert_to_tensor(data, tf.string)
-    is_gif = tf.strings.substr(data, 0, 3) == b"GIF"
-    return tf.cond(is_gif, lambda: _gif_trimmer()(data), lambda: data)
+    return tf.io.decode_jpeg(data, channels=3, ratio=ratio, dct_method="INTEGER_ACCURATE")
 
 
 def image_size_problem(path: str | os.PathLike, max_pixels: int | None = None) -> str | None:
@@ -252,8 +161,19 @@ def _check_image_file(path: str) -> None:
         raise InvalidArgumentError(f"{path!r} is too large to read: {problem}.")
 
 
-def _decode_or_reason(path: str, image_size: tuple[int, int]) -> np.ndarray | str:
+DECODERS = ("tensorflow", "pillow")
+"""Who decodes image files for [`read_image_batches`][catdog.data.images.read_image_batches]:
+TensorFlow ([`decode_image`][catdog.data.images.decode_image]), or Pillow
+([`pillow_pixels`][catdog.data.pillow_decode.pillow_pixels]: the same pixels, without
+importing TensorFlow)."""
+
+
+def _decode_or_reason(
+    path: str, image_size: tuple[int, int], decoder: str = "tensorflow"
+) -> np.ndarray | str:
     """One checked image file's ``uint8`` pixels, or why it could not be read."""
+    if decoder == "pillow":
+        return _pillow_or_reason(path, image_size)
     import tensorflow as tf
 
     try:
@@ -261,6 +181,18 @@ def _decode_or_reason(path: str, image_size: tuple[int, int]) -> np.ndarray | st
     except tf.errors.NotFoundError:  # removed since it was checked
         return GONE
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+        return UNREADABLE
+
+
+def _pillow_or_reason(path: str, image_size: tuple[int, int]) -> np.ndarray | str:
+    """One checked image file's ``uint8`` pixels decoded by Pillow, or why not."""
+    from catdog.data.pillow_decode import pillow_pixels
+
+    try:
+        return pillow_pixels(path, image_size)
+    except FileNotFoundError:  # removed since it was checked
+        return GONE
+    except Exception:  # Pillow raises many types for files it cannot decode
         return UNREADABLE
 
 
@@ -308,6 +240,8 @@ def read_image_batches(
     paths: Sequence[str | os.PathLike],
     image_size: tuple[int, int],
     batch_size: int = PREDICT_BATCH_SIZE,
+    *,
+    decoder: str = "tensorflow",
 ) -> Iterator[ImageBatch]:
     """Read image files in order as [`ImageBatch`][catdog.data.images.ImageBatch]es of at most
     ``batch_size`` decoded images; a file that does not decode (truncated, not an image) does
@@ -316,7 +250,8 @@ def read_image_batches(
     As [`image_batches`][catdog.data.images.image_batches]: every file is checked first (it
     exists, its header is within the pixel limit), raising before any work and naming the
     file; files are decoded in parallel, ahead of the consumer; memory depends on
-    ``batch_size``, never on the number of files.
+    ``batch_size``, never on the number of files. ``decoder="pillow"`` decodes with Pillow
+    on threads, without importing TensorFlow (see [`DECODERS`][catdog.data.images.DECODERS]).
 
     Examples:
         ```python
@@ -325,18 +260,48 @@ def read_image_batches(
         ```
     """
     check_int("batch_size", batch_size)
+    check_choice("decoder", decoder, DECODERS)
     names = [str(p) for p in paths]
     image_size = (int(image_size[0]), int(image_size[1]))
     for name in names:  # headers only: cheap, and nothing is decoded before all pass
         _check_image_file(name)
     if len(names) <= batch_size:  # one batch: no pipeline to build (faster for a few files)
-        return iter([_eager_batch(names, image_size)] if names else [])
+        return iter([_eager_batch(names, image_size, decoder)] if names else [])
+    if decoder == "pillow":
+        return _threaded_batches(names, image_size, batch_size)
     return _pipeline_batches(names, image_size, batch_size)
 
 
-def _eager_batch(names: list[str], image_size: tuple[int, int]) -> ImageBatch:
+def _eager_batch(
+    names: list[str], image_size: tuple[int, int], decoder: str = "tensorflow"
+) -> ImageBatch:
     """The batch of ``names``, decoded one at a time."""
-    return _batch(names, [_decode_or_reason(n, image_size) for n in names], image_size)
+    decoded = [_decode_or_reason(n, image_size, decoder) for n in names]
+    return _batch(names, decoded, image_size)
+
+
+def _threaded_batches(
+    names: list[str], image_size: tuple[int, int], batch_size: int
+) -> Iterator[ImageBatch]:
+    """Batches of ``names`` decoded by Pillow on a few threads (Pillow releases the GIL while it
+    decodes), the next batch decoded while the consumer runs this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    starts = range(0, len(names), batch_size)
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+
+        def submit(start: int) -> list:
+            chunk = names[start : start + batch_size]
+            return [pool.submit(_pillow_or_reason, n, image_size) for n in chunk]
+
+        pending = submit(starts[0])
+        for start in starts:
+            futures, pending = (
+                pending,
+                (submit(start + batch_size) if start + batch_size < len(names) else None),
+            )
+            decoded = [future.result() for future in futures]
+            yield _batch(names[start : start + batch_size], decoded, image_size)
 
 
 def _batch(names: list[str], decoded: list, image_size: tuple[int, int]) -> ImageBatch:

@@ -127,9 +127,7 @@ def resolve_class_names(
         >>> resolve_class_names(build_baseline_model(input_shape=(32, 32, 3)))
         ['class_0', 'class_1']
     """
-    import keras
-
-    from catdog.models.classifier import class_names_of
+    import sys
 
     count = int(model.output_shape[-1])
     if class_names is not None:
@@ -139,9 +137,15 @@ def resolve_class_names(
                 f"The model predicts {count} classes but {len(names)} class names were given."
             )
         return names
-    # a Keras model's, if it is a catdog model; another model's (a LiteRTModel's labels)
-    keras_model = isinstance(model, keras.Model)
-    own = class_names_of(model) if keras_model else getattr(model, "class_names", None)
+    # a Keras model's, if it is a catdog model; another model's (a LiteRTModel's labels). A
+    # Keras model exists only where Keras is imported: a LiteRT file's names import nothing.
+    keras = sys.modules.get("keras")
+    if keras is not None and isinstance(model, keras.Model):
+        from catdog.models.classifier import class_names_of
+
+        own = class_names_of(model)
+    else:
+        own = getattr(model, "class_names", None)
     if own:
         return list(own)
     beside = class_names_beside(model_path) if model_path is not None else None

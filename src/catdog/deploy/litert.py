@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from catdog._rules import check_finite_threshold
 from catdog.errors import InputFileNotFoundError, InvalidArgumentError, OutputError
 
 if TYPE_CHECKING:
@@ -23,7 +24,6 @@ from catdog.data.images import PREDICT_BATCH_SIZE, run_in_batches
 from catdog.deploy.labels import exported_class_names_and_source
 from catdog.deploy.metadata import read_litert_metadata
 from catdog.io import file_lock, sha256sum, write_atomic, write_text
-from catdog.models.confidence import check_finite_threshold, probability_model
 
 logger = logging.getLogger("catdog")
 
@@ -44,6 +44,8 @@ def litert_flatbuffer(
     import tempfile
 
     import tensorflow as tf
+
+    from catdog.models.confidence import probability_model
 
     converted = probability_model(model) if probabilities else model
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from catdog._rules import UNKNOWN, check_choice, check_printable_class_names
+from catdog._rules import UNKNOWN, check_choice, check_printable_class_names, is_unknown
 from catdog.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ from catdog._rules import ENGINES, check_int
 from catdog.data.images import PREDICT_BATCH_SIZE, read_image_batches, run_in_batches
 from catdog.deploy.labels import numbered_class_names, resolve_class_names
 from catdog.deploy.litert import LiteRTModel, litert_model_or_none
-from catdog.models.confidence import confidence_outputs, is_unknown, unknown_threshold
 
 logger = logging.getLogger("catdog")
 
@@ -86,13 +85,15 @@ class Predictor:
             lite = litert_model_or_none(model, engine, cache_dir, probabilities)
         if lite is None:
             self._run = self._tensorflow(model, jit_compile, probabilities)
-            self.scored = probabilities and unknown_threshold(model) is not None
+            self.scored = probabilities and _unknown_threshold(model) is not None
         else:
             self.engine, self._run, self.scored = "litert", lite._invoke, lite.scored
 
     @staticmethod
     def _tensorflow(model: keras.Model, jit_compile: bool, probabilities: bool = True):
         import tensorflow as tf
+
+        from catdog.models.confidence import confidence_outputs
 
         def run(images):
             if not probabilities:  # the model as it is (a feature extractor)
@@ -339,15 +340,26 @@ def iter_predictions(
         array = _checked_array(images_or_paths, size)
     run, width = _batch_runner(runner, engine, tta, batch_size)
     names = resolve_class_names(model, None, class_names or None)
-    if array is None:
-        files = read_image_batches(images_or_paths, size, batch_size)
+    if array is None:  # a LiteRT file's images decoded by Pillow: no TensorFlow to import
+        decoder = "pillow" if isinstance(model, LiteRTModel) else "tensorflow"
+        files = read_image_batches(images_or_paths, size, batch_size, decoder=decoder)
         batches = ((batch.paths, batch.pixels, batch.errors) for batch in files)
     else:
         starts = range(0, len(array), batch_size)
         chunks = (array[i : i + batch_size] for i in starts)
         batches = ((None, chunk, [None] * len(chunk)) for chunk in chunks)
-    classes, threshold = int(model.output_shape[-1]), unknown_threshold(model)
+    classes, threshold = int(model.output_shape[-1]), _unknown_threshold(model)
     return _predictions(batches, run, names, classes, threshold, width)
+
+
+def _unknown_threshold(model: keras.Model | LiteRTModel) -> float | None:
+    """[`unknown_threshold`][catdog.models.confidence.unknown_threshold], without importing
+    Keras for a [`LiteRTModel`][catdog.deploy.litert.LiteRTModel] (its metadata's)."""
+    if isinstance(model, LiteRTModel):
+        return model.threshold
+    from catdog.models.confidence import unknown_threshold
+
+    return unknown_threshold(model)
 
 
 def _batch_runner(

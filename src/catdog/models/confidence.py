@@ -19,7 +19,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from catdog._rules import check_choice, check_int
+from catdog._rules import (  # noqa: F401 (is_unknown: also its public path here)
+    check_choice,
+    check_finite_threshold,
+    check_int,
+    is_unknown,
+)
 from catdog.errors import InvalidArgumentError
 from catdog.models.classifier import (
     ImageClassifier,
@@ -171,17 +176,6 @@ def past_any_threshold(scores, probs):
     """
     total = ops.abs(scores) + ops.sum(ops.abs(probs), axis=-1)  # NaN and inf carry through
     return ops.where(total < float("inf"), scores, float("inf"))
-
-
-def is_unknown(scores, threshold: float) -> np.ndarray:
-    """Where ``scores`` are past ``threshold``: above it, or not a number (NaN is never
-    within a threshold). The one rule behind every ``unknown`` answer catdog gives.
-
-    Examples:
-        >>> is_unknown([0.2, 0.9, float("nan")], 0.5).tolist()
-        [False, True, True]
-    """
-    return ~(np.asarray(scores, dtype=np.float32) <= np.float32(threshold))
 
 
 def confidence_layer(model) -> Confidence | None:
@@ -380,23 +374,6 @@ def check_confidence(model, source: str) -> None:
             f"{source!r} has a calibration temperature of {found['temperature']}, not a "
             "positive number: the file is damaged or was edited. Calibrate the model again "
             "(catdog.calibrate) or retrain it."
-        )
-
-
-def check_finite_threshold(threshold, source: str) -> None:
-    """Refuse an unknown threshold that is not a finite number (``None``: no threshold).
-
-    Examples:
-        >>> check_finite_threshold(float("nan"), "model.tflite")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        catdog.errors.InvalidArgumentError: 'model.tflite' has an unknown threshold of nan, ...
-    """
-    if threshold is not None and not np.isfinite(float(threshold)):
-        raise InvalidArgumentError(
-            f"{source!r} has an unknown threshold of {threshold}, not a finite number: the file "
-            "is damaged or was edited. Calibrate the model again (catdog.calibrate) and export "
-            "it again."
         )
 
 
