@@ -73,7 +73,8 @@ def _scored(row):
 def _phases(row):
     """Where a run's time went, its four largest phases; the floor's two parts."""
     if row.get("key") == "floor":
-        return f"listing + decoding {row['listing_and_decoding']:.1f} s, the base {row['base']:.1f} s"
+        decoded, base = row["listing_and_decoding"], row["base"]
+        return f"listing + decoding {decoded:.1f} s, the base {base:.1f} s"
     timings = row.get("timings")
     if not timings:
         return None
