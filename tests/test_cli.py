@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -130,7 +131,7 @@ def test_a_run_accounts_for_its_time(trained_run):
     assert f"The run took {timings['total']:.1f} s: " in (out / "README.md").read_text()
 
 
-def test_evaluate_predict_export(trained_run, synthetic_root, tmp_path, capsys):
+def test_evaluate_predict_export(trained_run, synthetic_root, tmp_path, capsys, caplog):
     out, _ = trained_run
     model = out / "model.keras"
     status, stdout, stderr = cli_in_process(
@@ -140,7 +141,8 @@ def test_evaluate_predict_export(trained_run, synthetic_root, tmp_path, capsys):
     assert "accuracy" in stdout and (tmp_path / "report.json").exists()
 
     images = sorted((Path(synthetic_root) / "validation" / "dogs").glob("*.jpg"))[:2]
-    status, stdout, stderr = cli_in_process(capsys, "predict", model, *images)
+    with caplog.at_level(logging.INFO, logger="catdog"):
+        status, stdout, stderr = cli_in_process(capsys, "predict", model, *images)
     assert status == 0, stderr[-2000:]
     lines = [line.split("\t") for line in stdout.strip().splitlines()]
     assert [line[0] for line in lines] == [str(p) for p in images]
@@ -148,6 +150,9 @@ def test_evaluate_predict_export(trained_run, synthetic_root, tmp_path, capsys):
         line[1] in ("cats", "dogs", "unknown") and 0.5 <= float(line[2]) <= 1 for line in lines
     )
     assert all(line[3].startswith("score ") for line in lines)  # the model's ood score
+    timed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("time ")]
+    assert len(timed) == 1 and " images/s): " in timed[0]
+    assert "loading the model" in timed[0] and "decoding and predicting" in timed[0]
 
     status, _, stderr = cli_in_process(
         capsys, "export", model, "--format", "tflite", "--out", tmp_path / "m.tflite"

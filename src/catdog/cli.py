@@ -147,19 +147,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_output_file(args.output, overwrite=args.overwrite)  # before any work
         check_outside_data("--output", args.output, args.images)
     images = image_files(args.images)  # folders searched recursively
-    model, names = _predict_model(args)
-    predictions = iter_predictions(
-        model, images, names, engine=args.engine, tta=args.tta, batch_size=args.batch_size
-    )
+    timings = Timings()
+    timings.add(STARTUP, process_age() or 0.0)
+    with timings.phase("loading the model"):  # and preparing its engine
+        model, names = _predict_model(args)
+        predictions = iter_predictions(
+            model, images, names, engine=args.engine, tta=args.tta, batch_size=args.batch_size
+        )
     skipped: list[str] = []  # the images that could not be read
     predictions = noting_skipped(predictions, skipped)
     predictions = _with_progress(predictions, len(images), args.batch_size, bool(args.output))
-    if args.output:
-        count = write_predictions(predictions, args.output, overwrite=args.overwrite)
-        logger.info("wrote %d prediction(s) to %s", count, args.output)
-    else:
-        for p in predictions:
-            print(tab_separated(prediction_row(p)))
+    with timings.phase("decoding and predicting"):  # and writing the rows as they come
+        if args.output:
+            count = write_predictions(predictions, args.output, overwrite=args.overwrite)
+            logger.info("wrote %d prediction(s) to %s", count, args.output)
+        else:
+            for p in predictions:
+                print(tab_separated(prediction_row(p)))
+    logger.info("time %s", describe(timings.to_dict(), images=len(images) - len(skipped)))
     return skipped_status(skipped, len(images))  # 3 when some images were skipped
 
 

@@ -96,7 +96,7 @@ def describe(timings: dict[str, float], *, images: int | None = None) -> str:
     if rest >= 0.05 and "other" not in shown:
         shown["other"] = rest
     phases = sorted(shown.items(), key=lambda item: -item[1])
-    rate = f" ({images / total:.0f} images/s)" if images and total > 0 else ""
+    rate = f" ({images / total:.3g} images/s)" if images and total > 0 else ""
     return f"{total:.1f} s{rate}: " + ", ".join(f"{name} {s:.1f} s" for name, s in phases)
 
 
