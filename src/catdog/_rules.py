@@ -367,3 +367,18 @@ def check_finite_threshold(threshold, source: str) -> None:
             "is damaged or was edited. Calibrate the model again (catdog.calibrate) and export "
             "it again."
         )
+
+
+def check_single_label(model, what: str) -> None:
+    """Refuse a multi-label model (one whose ``multi_label`` is true) where only single-label
+    ones are supported yet, naming ``what`` and what works instead.
+
+    Examples:
+        >>> check_single_label(object(), "catdog predict")  # not multi-label: nothing to say
+    """
+    if getattr(model, "multi_label", False) is True:
+        raise InvalidArgumentError(
+            f"{what} does not support multi-label models yet: train one with Keras' fit on "
+            "multi-hot labels, and score its probabilities with "
+            "catdog.report.multilabel_metrics."
+        )

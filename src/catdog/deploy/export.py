@@ -23,6 +23,7 @@ from catdog._rules import (
     UNKNOWN,
     already_exists,
     check_choice,
+    check_single_label,
 )
 from catdog.data.images import decode_image
 from catdog.deploy.labels import ONNX_CLASS_NAMES_KEY, labels_path, resolve_class_names
@@ -149,6 +150,7 @@ def export(
     check_choice("format", format, (*FORMATS, *FORMAT_ALIASES))
     format = FORMAT_ALIASES.get(format, format)  # noqa: A001
     check_choice("quantize", quantize, QUANTIZATIONS)
+    check_single_label(model, "export")
     check_confidence(model, model.name)
     if quantize and format != "litert":
         raise InvalidArgumentError("quantize applies to format='litert' only.")

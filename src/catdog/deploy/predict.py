@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import keras
 
 
-from catdog._rules import ENGINES, check_int
+from catdog._rules import ENGINES, check_int, check_single_label
 from catdog.data.images import PREDICT_BATCH_SIZE, read_image_batches, run_in_batches
 from catdog.deploy.labels import numbered_class_names, resolve_class_names
 from catdog.deploy.litert import LiteRTModel, litert_model_or_none
@@ -76,6 +76,8 @@ class Predictor:
         probabilities: bool = True,
     ):
         check_choice("engine", engine, ENGINES)
+        if probabilities:  # a feature extractor of a multi-label model is fine
+            check_single_label(model, "Prediction")
         self.batch_size = check_int("batch_size", batch_size)
         self.model = model
         self.input_shape = tuple(model.input_shape[1:])

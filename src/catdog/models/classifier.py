@@ -47,10 +47,12 @@ class ImageClassifier(keras.Sequential):
     an ``ImageClassifier`` again if you clone one.
 
     Like keras-hub's ``ImageClassifier``, it also describes its head: ``num_classes``,
-    ``activation`` (``"softmax"``, or ``None`` for logits), ``pooling`` and ``dropout`` are
-    properties read from its layers and written into its ``get_config``; and
+    ``activation`` (``"softmax"``, ``"sigmoid"``, or ``None`` for logits), ``pooling`` and
+    ``dropout`` are properties read from its layers and written into its ``get_config``; and
     ``compile(loss="auto")`` (the default) picks the loss, ``from_logits`` included, from
-    ``activation``.
+    ``activation`` and ``multi_label``. A ``multi_label`` classifier answers each class on its
+    own (a photo may show several classes, or none): a sigmoid head (or logits) and binary
+    cross-entropy; its ``get_config`` says so.
 
     Examples:
         >>> from catdog.models.cnn import build_baseline_model
@@ -62,10 +64,11 @@ class ImageClassifier(keras.Sequential):
     """
 
     def __init__(self, layers=None, trainable=True, name=None, *, class_names=None,
-                 augmentation=None):  # fmt: skip
+                 augmentation=None, multi_label=False):  # fmt: skip
         super().__init__(layers=layers, trainable=trainable, name=name)
         self.class_names = class_names
         self.augmentation = augmentation
+        self.multi_label = bool(multi_label)
 
     @property
     def class_names(self) -> list[str] | None:
@@ -98,7 +101,8 @@ class ImageClassifier(keras.Sequential):
 
     @property
     def activation(self) -> str | None:
-        """The output layer's activation: ``"softmax"`` (probabilities) or ``None`` (logits)."""
+        """The output layer's activation: ``"softmax"`` or ``"sigmoid"`` (probabilities), or
+        ``None`` (logits)."""
         activation = getattr(self.layers[-1], "activation", None)
         return None if outputs_logits(self) else getattr(activation, "__name__", str(activation))
 
@@ -118,11 +122,13 @@ class ImageClassifier(keras.Sequential):
         """The ``keras.Sequential`` config with what the classifier is: its class names and
         augmentation (restored on loading) and, read from its layers (for a reader of the
         config; loading rebuilds them from the layers), ``num_classes``, ``activation``,
-        ``pooling`` and ``dropout``."""
-        return {**super().get_config(), "class_names": self.class_names,
-                "augmentation": self.augmentation, "num_classes": self.num_classes,
-                "activation": self.activation, "pooling": self.pooling,
-                "dropout": self.dropout}  # fmt: skip
+        ``pooling`` and ``dropout``; ``multi_label`` only for a multi-label classifier (a
+        single-label one's config is as before)."""
+        config = {**super().get_config(), "class_names": self.class_names,
+                  "augmentation": self.augmentation, "num_classes": self.num_classes,
+                  "activation": self.activation, "pooling": self.pooling,
+                  "dropout": self.dropout}  # fmt: skip
+        return {**config, "multi_label": True} if self.multi_label else config
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -130,16 +136,21 @@ class ImageClassifier(keras.Sequential):
         config = {k: v for k, v in config.items() if k not in _DERIVED_CONFIG}
         class_names = config.pop("class_names", None)
         augmentation = config.pop("augmentation", [])
+        multi_label = bool(config.pop("multi_label", False))
         model = super().from_config(config, custom_objects=custom_objects)
         model.class_names, model.augmentation = class_names, augmentation
+        model.multi_label = multi_label
         return model
 
     def compile(self, optimizer="rmsprop", loss="auto", **kwargs) -> None:
-        """``keras.Model.compile``, where ``loss="auto"`` (the default) is the sparse
-        categorical cross-entropy that matches the head (see
-        [`classifier_loss`][catdog.models.classifier.classifier_loss])."""
+        """``keras.Model.compile``, where ``loss="auto"`` (the default) is the cross-entropy
+        that matches the head (see
+        [`classifier_loss`][catdog.models.classifier.classifier_loss]); for a multi-label
+        classifier the metric ``"accuracy"`` is per-label (Keras would take the argmax)."""
         if isinstance(loss, str) and loss == "auto":
             loss = classifier_loss(self)
+        if self.multi_label and "metrics" in kwargs:
+            kwargs["metrics"] = [_label_wise(m) for m in kwargs["metrics"] or []]
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
 
     def compile_from_config(self, config: dict) -> None:
@@ -147,6 +158,24 @@ class ImageClassifier(keras.Sequential):
         self.compile(**keras.saving.deserialize_keras_object(config))
         if getattr(self, "optimizer", None) is not None and self.built:
             self.optimizer.build(self.trainable_variables)  # its saved state loads into these
+
+
+def _label_wise(metric):
+    """``"accuracy"`` as the share of right answers per class and photo (multi-label)."""
+    if metric in ("accuracy", "acc"):
+        return keras.metrics.BinaryAccuracy(name="accuracy")
+    return metric
+
+
+def is_multi_label(model: keras.Model) -> bool:
+    """True for a multi-label catdog classifier (each class answered on its own).
+
+    Examples:
+        >>> from catdog.models.cnn import build_baseline_model
+        >>> is_multi_label(build_baseline_model(multi_label=True))
+        True
+    """
+    return bool(getattr(model, "multi_label", False)) and isinstance(model, ImageClassifier)
 
 
 _POOLING = {"GlobalMaxPooling2D": "max", "GlobalAveragePooling2D": "avg"}
@@ -197,18 +226,31 @@ def check_classes(
     return len(names), names
 
 
-def check_head(dropout: float, dense_units: int, classifier_activation: str | None) -> None:
+def check_head(
+    dropout: float, dense_units: int, classifier_activation: str | None, multi_label: bool = False
+) -> str | None:
     """Refuse head settings [`classifier_head`][catdog.models.classifier.classifier_head]
     cannot build: a dropout rate outside ``[0, 1)``, a non-positive number of units, an
-    activation other than ``"softmax"`` or ``None``."""
+    activation other than ``"softmax"`` or ``None``. Returns the output activation: with
+    ``multi_label``, probabilities are per-class sigmoids (``"softmax"``, the factories'
+    default, and ``"sigmoid"`` both give them).
+
+    Examples:
+        >>> check_head(0.2, 64, "softmax", multi_label=True)
+        'sigmoid'
+    """
     check_fraction("dropout", dropout)
     check_int("dense_units", dense_units)
+    if multi_label and classifier_activation in ("softmax", "sigmoid", None):
+        return None if classifier_activation is None else "sigmoid"
     if classifier_activation not in ("softmax", None):
         raise InvalidArgumentError(
             "classifier_activation must be 'softmax' (probabilities) or None (logits), got "
             f"{classifier_activation!r}. A sigmoid head under a sparse categorical loss, as "
-            "in the original tutorial, does not give probabilities that sum to 1."
+            "in the original tutorial, does not give probabilities that sum to 1 (for "
+            "photos that may show several classes, pass multi_label=True)."
         )
+    return classifier_activation
 
 
 def classifier_head(
@@ -232,7 +274,7 @@ def classifier_head(
 
 
 def classifier_from_layers(
-    layer_list: list, *, name: str, class_names: Sequence[str] | None
+    layer_list: list, *, name: str, class_names: Sequence[str] | None, multi_label: bool = False
 ) -> ImageClassifier:
     """An [`ImageClassifier`][catdog.models.classifier.ImageClassifier] of ``layer_list``
     (``keras.Input`` first) named ``name``, carrying ``class_names``; its augmentation is the
@@ -246,7 +288,7 @@ def classifier_from_layers(
     """
     augmentation = [layer.name for layer in layer_list if is_augmentation_layer(layer)]
     return ImageClassifier(layer_list, name=name, class_names=class_names,
-                           augmentation=augmentation)  # fmt: skip
+                           augmentation=augmentation, multi_label=multi_label)  # fmt: skip
 
 
 def get_base(model: keras.Model) -> keras.Model:
@@ -272,9 +314,10 @@ def outputs_logits(model: keras.Model) -> bool:
 
 
 def classifier_loss(model: keras.Model) -> keras.losses.Loss:
-    """The sparse categorical cross-entropy that matches the model's head.
+    """The cross-entropy that matches the model's head: sparse categorical, or binary for a
+    multi-label classifier.
 
-    Softmax heads get ``from_logits=False``, logit heads (``classifier_activation=None``)
+    Probability heads get ``from_logits=False``, logit heads (``classifier_activation=None``)
     ``from_logits=True``: ``ImageClassifier.compile(loss="auto")`` and
     [`compile_model`][catdog.models.classifier.compile_model] use it.
 
@@ -283,11 +326,14 @@ def classifier_loss(model: keras.Model) -> keras.losses.Loss:
         >>> classifier_loss(build_baseline_model(classifier_activation=None)).from_logits
         True
     """
+    if is_multi_label(model):
+        return keras.losses.BinaryCrossentropy(from_logits=outputs_logits(model))
     return keras.losses.SparseCategoricalCrossentropy(from_logits=outputs_logits(model))
 
 
 def probabilities(model: keras.Model, outputs):
-    """``model``'s ``outputs`` as float32 class probabilities: softmaxed if they are logits.
+    """``model``'s ``outputs`` as float32 class probabilities: softmaxed if they are logits
+    (through a sigmoid, per class, for a multi-label classifier).
 
     The one place where predictions, exports and evaluation turn outputs into probabilities
     (mixed precision outputs are cast to float32 first).
@@ -301,7 +347,11 @@ def probabilities(model: keras.Model, outputs):
         1.0
     """
     outputs = keras.ops.cast(outputs, "float32")
-    return keras.ops.softmax(outputs, axis=-1) if outputs_logits(model) else outputs
+    if not outputs_logits(model):
+        return outputs
+    if is_multi_label(model):
+        return keras.ops.sigmoid(outputs)
+    return keras.ops.softmax(outputs, axis=-1)
 
 
 def compile_model(
@@ -324,7 +374,7 @@ def compile_model(
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss=classifier_loss(model),
-        metrics=["accuracy"],
+        metrics=[_label_wise("accuracy") if is_multi_label(model) else "accuracy"],
         jit_compile=jit_compile,
     )
     return model
@@ -359,5 +409,7 @@ def inference_model(model: keras.Model) -> keras.Model:
     layer_list = [keras.Input(shape=model.input_shape[1:], name="image"), *kept]
     name = f"{model.name}_inference"
     if isinstance(model, ImageClassifier):
-        return ImageClassifier(layer_list, name=name, class_names=model.class_names)
+        return ImageClassifier(
+            layer_list, name=name, class_names=model.class_names, multi_label=model.multi_label
+        )
     return keras.Sequential(layer_list, name=name)

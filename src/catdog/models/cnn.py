@@ -75,11 +75,12 @@ def _cnn(
     dropout: float,
     dense_units: int,
     classifier_activation,
+    multi_label: bool = False,
 ) -> keras.Sequential:
     """Conv blocks; ``dropout`` sits after the last conv, before its pooling, as in the tutorial."""
     input_shape = check_input_shape(input_shape)
     num_classes, class_names = check_classes(num_classes, class_names)
-    check_head(dropout, dense_units, classifier_activation)
+    activation = check_head(dropout, dense_units, classifier_activation, multi_label)
     plan = _conv_plan(input_shape, filters, kernel_size, pool_size)
     body: list = []
     for i, (n_filters, kernel, pool) in enumerate(plan, start=1):
@@ -92,10 +93,11 @@ def _cnn(
             keras.Input(shape=input_shape, name="image"),
             *input_layers,
             *body,
-            *classifier_head(0, dense_units, num_classes, classifier_activation),
+            *classifier_head(0, dense_units, num_classes, activation),
         ],
         name=name,
         class_names=class_names,
+        multi_label=multi_label,
     )
 
 
@@ -125,6 +127,7 @@ def build_cnn_model(
     contrast: float | None = None,
     augmentation_seed: int | None = None,
     classifier_activation: str | None = "softmax",
+    multi_label: bool = False,
     name: str = "cnn",
 ) -> keras.Sequential:
     """A small CNN: optional input scaling and augmentation, conv blocks, a dense head.
@@ -162,6 +165,9 @@ def build_cnn_model(
         augmentation_seed: the seed of the augmentation layers; ``None`` for unseeded ones.
         classifier_activation: ``"softmax"`` (the output is probabilities) or ``None``
             (logits).
+        multi_label: each class answered on its own (a photo may show several, or none):
+            per-class sigmoid probabilities (or logits) and binary cross-entropy (see
+            [`ImageClassifier`][catdog.models.classifier.ImageClassifier]).
         name: the model's name.
 
     Examples:
@@ -189,6 +195,7 @@ def build_cnn_model(
         dropout=dropout,
         dense_units=dense_units,
         classifier_activation=classifier_activation,
+        multi_label=multi_label,
     )
 
 

@@ -57,6 +57,7 @@ def build_transfer_model(
     contrast: float | None = None,
     augmentation_seed: int | None = None,
     classifier_activation: str | None = "softmax",
+    multi_label: bool = False,
     name: str = "transfer",
 ) -> keras.Sequential:
     """The tutorial's model 4: a pretrained ImageNet base (MobileNetV2) under a small head.
@@ -98,6 +99,8 @@ def build_transfer_model(
         augmentation_seed: the seed of the augmentation layers; ``None`` for unseeded ones.
         classifier_activation: ``"softmax"`` (the output is probabilities) or ``None``
             (logits).
+        multi_label: each class answered on its own (a photo may show several, or none):
+            per-class sigmoid probabilities (or logits) and binary cross-entropy.
         name: the model's name.
 
     Examples:
@@ -110,7 +113,7 @@ def build_transfer_model(
     input_shape = check_input_shape(input_shape)
     spec = get_backbone(backbone)
     num_classes, class_names = check_classes(num_classes, class_names)
-    check_head(dropout, dense_units, classifier_activation)
+    activation = check_head(dropout, dense_units, classifier_activation, multi_label)
     check_choice("pooling", pooling, POOLINGS)
     base = build_base(spec, input_shape, weights)
     base.trainable = bool(base_trainable)
@@ -133,10 +136,11 @@ def build_transfer_model(
             ),  # fmt: skip
             InferenceMode(base, name="base"),
             pool,
-            *classifier_head(dropout, dense_units, num_classes, classifier_activation),
+            *classifier_head(dropout, dense_units, num_classes, activation),
         ],
         name=name,
         class_names=class_names,
+        multi_label=multi_label,
     )
 
 

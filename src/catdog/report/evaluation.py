@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from catdog._rules import check_choice, check_printable_class_names
+from catdog._rules import check_choice, check_printable_class_names, check_single_label
 from catdog.data.pipelines import Splits, data_folder
 from catdog.deploy.predict import TTA_MODES, Predictor, as_predictor, predict_scores
 from catdog.errors import InvalidArgumentError
@@ -412,6 +412,7 @@ def _labelled_data(data, class_names, files, split: str):
 
 def _check_class_names(model: keras.Model, class_names) -> None:
     """Raise unless there are printable class names, and the model's when it knows them."""
+    check_single_label(model, "evaluate")
     known = class_names_of(model)
     if known and class_names and list(class_names) != known:
         raise InvalidArgumentError(

@@ -15,6 +15,7 @@ import keras
 from catdog._rules import (
     DEFAULT_SEED,
     check_int,
+    check_single_label,
     is_int,
     is_positive_number,
     monitor_mode,
@@ -216,6 +217,7 @@ def attach_class_names(model: keras.Model, class_names: Sequence[str]) -> None:
 
 def _checked_arguments(model, splits, class_weight, early_stopping, strategy) -> dict | None:
     """Check ``train``'s data, ``early_stopping`` and strategy; return ``fit``'s class weights."""
+    check_single_label(model, "catdog's train")
     if isinstance(splits, Splits):
         check_split_sizes(splits, ("train", "validation"))
         attach_class_names(model, splits.class_names)

@@ -1,0 +1,88 @@
+"""Multi-label models (``multi_label=True``): a sigmoid head, binary cross-entropy, saved with
+the flag; the parts of the workflow that do not support them yet refuse them by name."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from catdog.errors import InvalidArgumentError
+from catdog.models.classifier import compile_model, is_multi_label, probabilities
+from catdog.models.registry import build_model
+from catdog.models.saving import load_model
+
+NAMES = ["cats", "dogs", "foxes"]
+
+
+def _colour_photos(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """16x16 photos whose red, green and blue halves say which of three classes they show."""
+    rng = np.random.default_rng(seed)
+    targets = (rng.random((count, 3)) < 0.5).astype("float32")
+    images = rng.uniform(0, 60, (count, 16, 16, 3)).astype("float32")
+    images += targets[:, None, None, :] * 180  # a class shown: its channel bright
+    return images, targets
+
+
+@pytest.mark.parametrize("name", ["baseline", "augmented", "preprocessed", "transfer"])
+def test_every_factory_builds_a_sigmoid_head_under_binary_cross_entropy(name):
+    extra = {"weights": None} if name == "transfer" else {}
+    model = build_model(name, input_shape=(32, 32, 3), class_names=NAMES, multi_label=True,
+                        **extra)  # fmt: skip
+    assert is_multi_label(model) and model.activation == "sigmoid"
+    model.compile(optimizer="adam", metrics=["accuracy"])  # loss="auto"
+    assert isinstance(model.loss, keras.losses.BinaryCrossentropy) and not model.loss.from_logits
+    single = build_model(name, input_shape=(32, 32, 3), **extra)
+    assert not is_multi_label(single) and "multi_label" not in single.get_config()
+
+
+def test_a_logits_head_gives_per_class_sigmoid_probabilities():
+    model = build_model("baseline", input_shape=(16, 16, 3), class_names=NAMES,
+                        multi_label=True, classifier_activation=None)  # fmt: skip
+    assert model.activation is None and compile_model(model).loss.from_logits
+    probs = np.asarray(probabilities(model, model(_colour_photos(4)[0], training=False)))
+    assert probs.shape == (4, 3) and ((probs > 0) & (probs < 1)).all()
+    assert not np.allclose(probs.sum(axis=1), 1.0)  # each class on its own
+
+
+def test_a_multi_label_model_learns_several_classes_per_photo_and_keeps_them_when_saved(
+    tmp_path,
+):
+    keras.utils.set_random_seed(0)
+    model = build_model("baseline", input_shape=(16, 16, 3), class_names=NAMES,
+                        multi_label=True, filters=[8], dense_units=16, dropout=0.0)  # fmt: skip
+    compile_model(model, learning_rate=3e-3)
+    images, targets = _colour_photos(256)
+    model.fit(images, targets, epochs=8, batch_size=32, verbose=0)
+    test_images, test_targets = _colour_photos(64, seed=1)
+    shown = np.asarray(model.predict(test_images, verbose=0)) >= 0.5
+    assert (shown == test_targets.astype(bool)).all(axis=1).mean() >= 0.8  # exact match
+    model.save(tmp_path / "model.keras")
+    again = load_model(tmp_path / "model.keras")
+    assert is_multi_label(again) and again.class_names == NAMES
+    np.testing.assert_allclose(again.predict(test_images, verbose=0),
+                               model.predict(test_images, verbose=0), atol=1e-6)  # fmt: skip
+
+
+def test_what_does_not_support_multi_label_yet_refuses_it_by_name(tmp_path, synthetic_splits):
+    from catdog.deploy.export import export
+    from catdog.deploy.predict import Predictor
+    from catdog.report.evaluation import evaluate
+    from catdog.training.calibration import calibrate
+    from catdog.training.fit import train
+
+    model = build_model("baseline", input_shape=(64, 64, 3), class_names=["cats", "dogs"],
+                        multi_label=True, filters=[4], dense_units=8)  # fmt: skip
+    calls = {
+        "calibrate": lambda: calibrate(model, synthetic_splits),
+        "evaluate": lambda: evaluate(model, synthetic_splits),
+        "Prediction": lambda: Predictor(model),
+        "export": lambda: export(model, tmp_path / "m.tflite", format="litert"),
+        "catdog's train": lambda: train(model, synthetic_splits, 1),
+    }
+    for what, call in calls.items():
+        with pytest.raises(InvalidArgumentError, match=f"{what} does not support multi-label"):
+            call()
+    assert Predictor(model, probabilities=False)(np.zeros((1, 64, 64, 3))).shape[0] == 1
+    with pytest.raises(InvalidArgumentError, match="pass multi_label=True"):
+        build_model("baseline", classifier_activation="sigmoid")
