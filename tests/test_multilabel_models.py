@@ -40,9 +40,9 @@ def test_a_logits_head_gives_per_class_sigmoid_probabilities():
     model = build_model("baseline", input_shape=(16, 16, 3), class_names=NAMES,
                         multi_label=True, classifier_activation=None)  # fmt: skip
     assert model.activation is None and compile_model(model).loss.from_logits
-    probs = np.asarray(probabilities(model, model(_colour_photos(4)[0], training=False)))
-    assert probs.shape == (4, 3) and ((probs > 0) & (probs < 1)).all()
-    assert not np.allclose(probs.sum(axis=1), 1.0)  # each class on its own
+    logits = np.asarray(model(_colour_photos(4)[0] / 255.0, training=False))
+    probs = np.asarray(probabilities(model, logits))
+    np.testing.assert_allclose(probs, 1 / (1 + np.exp(-logits)), rtol=1e-5)  # per class
 
 
 def test_a_multi_label_model_learns_several_classes_per_photo_and_keeps_them_when_saved(
@@ -57,11 +57,23 @@ def test_a_multi_label_model_learns_several_classes_per_photo_and_keeps_them_whe
     test_images, test_targets = _colour_photos(64, seed=1)
     shown = np.asarray(model.predict(test_images, verbose=0)) >= 0.5
     assert (shown == test_targets.astype(bool)).all(axis=1).mean() >= 0.8  # exact match
+    model.class_thresholds = [0.4, 0.5, 0.625]
     model.save(tmp_path / "model.keras")
     again = load_model(tmp_path / "model.keras")
     assert is_multi_label(again) and again.class_names == NAMES
+    assert again.class_thresholds == [0.4, 0.5, 0.625]
     np.testing.assert_allclose(again.predict(test_images, verbose=0),
                                model.predict(test_images, verbose=0), atol=1e-6)  # fmt: skip
+
+
+def test_class_thresholds_are_checked():
+    model = build_model("baseline", input_shape=(16, 16, 3), class_names=NAMES, multi_label=True)
+    assert model.class_thresholds is None  # 0.5 each until fitted
+    for bad in ([0.5, 0.5], [0.5, 0.5, 1.5]):
+        with pytest.raises(InvalidArgumentError, match="one number in 0..1 per class"):
+            model.class_thresholds = bad
+    with pytest.raises(InvalidArgumentError, match="of a multi-label classifier"):
+        build_model("baseline", input_shape=(16, 16, 3)).class_thresholds = [0.5, 0.5]
 
 
 def test_what_does_not_support_multi_label_yet_refuses_it_by_name(tmp_path, synthetic_splits):

@@ -69,6 +69,7 @@ class ImageClassifier(keras.Sequential):
         self.class_names = class_names
         self.augmentation = augmentation
         self.multi_label = bool(multi_label)
+        self.class_thresholds = None
 
     @property
     def class_names(self) -> list[str] | None:
@@ -78,6 +79,27 @@ class ImageClassifier(keras.Sequential):
     @class_names.setter
     def class_names(self, names) -> None:
         self._class_names = None if names is None else tuple(check_class_names(names))
+
+    @property
+    def class_thresholds(self) -> list[float] | None:
+        """A multi-label classifier's decision threshold per class (a class is shown when its
+        probability reaches it), fitted on validation images; ``None``: 0.5 for every class."""
+        return None if self._class_thresholds is None else list(self._class_thresholds)
+
+    @class_thresholds.setter
+    def class_thresholds(self, values) -> None:
+        if values is None:
+            self._class_thresholds = None
+            return
+        found = [float(v) for v in values]
+        if not self.multi_label or len(found) != self.num_classes or not all(
+            0.0 <= v <= 1.0 for v in found
+        ):
+            raise InvalidArgumentError(
+                f"class_thresholds must be one number in 0..1 per class ({self.num_classes}) "
+                f"of a multi-label classifier, got {values!r}."
+            )
+        self._class_thresholds = tuple(found)
 
     @property
     def augmentation(self) -> list[str]:
@@ -128,7 +150,9 @@ class ImageClassifier(keras.Sequential):
                   "augmentation": self.augmentation, "num_classes": self.num_classes,
                   "activation": self.activation, "pooling": self.pooling,
                   "dropout": self.dropout}  # fmt: skip
-        return {**config, "multi_label": True} if self.multi_label else config
+        if not self.multi_label:
+            return config
+        return {**config, "multi_label": True, "class_thresholds": self.class_thresholds}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -137,9 +161,10 @@ class ImageClassifier(keras.Sequential):
         class_names = config.pop("class_names", None)
         augmentation = config.pop("augmentation", [])
         multi_label = bool(config.pop("multi_label", False))
+        thresholds = config.pop("class_thresholds", None)
         model = super().from_config(config, custom_objects=custom_objects)
         model.class_names, model.augmentation = class_names, augmentation
-        model.multi_label = multi_label
+        model.multi_label, model.class_thresholds = multi_label, thresholds
         return model
 
     def compile(self, optimizer="rmsprop", loss="auto", **kwargs) -> None:
@@ -409,7 +434,9 @@ def inference_model(model: keras.Model) -> keras.Model:
     layer_list = [keras.Input(shape=model.input_shape[1:], name="image"), *kept]
     name = f"{model.name}_inference"
     if isinstance(model, ImageClassifier):
-        return ImageClassifier(
+        found = ImageClassifier(
             layer_list, name=name, class_names=model.class_names, multi_label=model.multi_label
         )
+        found.class_thresholds = model.class_thresholds
+        return found
     return keras.Sequential(layer_list, name=name)
