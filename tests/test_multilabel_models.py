@@ -3,6 +3,8 @@ the flag; the parts of the workflow that do not support them yet refuse them by 
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -78,7 +80,7 @@ def test_class_thresholds_are_checked():
 
 def test_what_does_not_support_multi_label_yet_refuses_it_by_name(tmp_path, synthetic_splits):
     from catdog.deploy.export import export
-    from catdog.deploy.predict import Predictor
+    from catdog.deploy.predict import Predictor, predict
     from catdog.report.evaluation import evaluate
     from catdog.training.calibration import calibrate
     from catdog.training.fit import train
@@ -88,13 +90,19 @@ def test_what_does_not_support_multi_label_yet_refuses_it_by_name(tmp_path, synt
     calls = {
         "calibrate": lambda: calibrate(model, synthetic_splits),
         "evaluate": lambda: evaluate(model, synthetic_splits),
-        "Prediction": lambda: Predictor(model),
+        "Prediction": lambda: predict(model, np.zeros((1, 64, 64, 3))),
         "export": lambda: export(model, tmp_path / "m.tflite", format="litert"),
-        "catdog's train": lambda: train(model, synthetic_splits, 1),
     }
     for what, call in calls.items():
         with pytest.raises(InvalidArgumentError, match=f"{what} does not support multi-label"):
             call()
-    assert Predictor(model, probabilities=False)(np.zeros((1, 64, 64, 3))).shape[0] == 1
+    with pytest.raises(InvalidArgumentError, match="the data gives each photo one class"):
+        train(model, synthetic_splits, 1)
+    single = build_model("baseline", input_shape=(64, 64, 3), filters=[4], dense_units=8)
+    several = dataclasses.replace(synthetic_splits, multi_label=True)
+    with pytest.raises(InvalidArgumentError, match="build it with multi_label=True"):
+        train(single, several, 1)
+    probs = Predictor(model)(np.zeros((2, 64, 64, 3)))  # probabilities, one per class
+    assert probs.shape == (2, 2) and ((probs >= 0) & (probs <= 1)).all()
     with pytest.raises(InvalidArgumentError, match="pass multi_label=True"):
         build_model("baseline", classifier_activation="sigmoid")

@@ -76,8 +76,6 @@ class Predictor:
         probabilities: bool = True,
     ):
         check_choice("engine", engine, ENGINES)
-        if probabilities:  # a feature extractor of a multi-label model is fine
-            check_single_label(model, "Prediction")
         self.batch_size = check_int("batch_size", batch_size)
         self.model = model
         self.input_shape = tuple(model.input_shape[1:])
@@ -336,6 +334,7 @@ def iter_predictions(
     check_int("batch_size", batch_size)
     check_choice("tta", tta, TTA_MODES)
     runner, model = model, model.model if isinstance(model, Predictor) else model
+    check_single_label(model, "Prediction")  # its class names: one class per image
     size = tuple(model.input_shape[1:3])
     array = None
     if isinstance(images_or_paths, np.ndarray):

@@ -29,7 +29,12 @@ from catdog._rules import ENGINES, check_choice, check_int
 from catdog.data.pipelines import Splits
 from catdog.deploy.litert import LiteRTModel, cached_litert_file, litert_cache_path
 from catdog.errors import InvalidArgumentError
-from catdog.models.classifier import get_base, is_augmentation_layer
+from catdog.models.classifier import (
+    classifier_from_layers,
+    get_base,
+    is_augmentation_layer,
+    is_multi_label,
+)
 from catdog.models.confidence import Confidence, embedding_of
 
 logger = logging.getLogger("catdog")
@@ -61,8 +66,11 @@ def split_transfer_model(model: keras.Model):
     extractor = keras.Sequential(
         [keras.Input(model.input_shape[1:]), *layers[: position + 1]], name="feature_extractor"
     )
-    head = keras.Sequential(
-        [keras.Input(pool.output.shape[1:]), *layers[position + 1 :]], name="head"
+    head = classifier_from_layers(  # compiled with the loss of the model's head
+        [keras.Input(pool.output.shape[1:]), *layers[position + 1 :]],
+        name="head",
+        class_names=None,
+        multi_label=is_multi_label(model),
     )
     return extractor, head
 

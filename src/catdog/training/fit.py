@@ -15,14 +15,13 @@ import keras
 from catdog._rules import (
     DEFAULT_SEED,
     check_int,
-    check_single_label,
     is_int,
     is_positive_number,
     monitor_mode,
 )
 from catdog.data.pipelines import Splits, check_split_sizes, label_counts
 from catdog.errors import InvalidArgumentError, TrainingDivergedError
-from catdog.models.classifier import ImageClassifier, compile_model
+from catdog.models.classifier import ImageClassifier, compile_model, is_multi_label
 from catdog.models.prototypes import prototype_head
 from catdog.training.callbacks import (
     AtomicBackupAndRestore,
@@ -217,10 +216,10 @@ def attach_class_names(model: keras.Model, class_names: Sequence[str]) -> None:
 
 def _checked_arguments(model, splits, class_weight, early_stopping, strategy) -> dict | None:
     """Check ``train``'s data, ``early_stopping`` and strategy; return ``fit``'s class weights."""
-    check_single_label(model, "catdog's train")
     if isinstance(splits, Splits):
         check_split_sizes(splits, ("train", "validation"))
         attach_class_names(model, splits.class_names)
+        _check_label_kind(model, splits, class_weight)
     else:
         _check_dataset_pair(splits)
     weights_per_class = class_weights(splits, class_weight, model.output_shape[-1])
@@ -232,6 +231,22 @@ def _checked_arguments(model, splits, class_weight, early_stopping, strategy) ->
             "`with strategy.scope():` and pass the same strategy to train()."
         )
     return weights_per_class
+
+
+def _check_label_kind(model, splits: Splits, class_weight) -> None:
+    """Refuse a single-label model on multi-label data (several classes per photo), and the
+    other way round; and class weights on multi-label data (Keras would take the argmax)."""
+    multi = bool(getattr(splits, "multi_label", False))
+    if multi != is_multi_label(model):
+        raise InvalidArgumentError(
+            "The data gives each photo several classes (multi-label) but the model answers one: "
+            "build it with multi_label=True."
+            if multi
+            else "The model is multi-label but the data gives each photo one class: build it "
+            "without multi_label, or read the data from a labels file."
+        )
+    if multi and class_weight is not None:
+        raise InvalidArgumentError("class_weight is for single-label data; leave it out.")
 
 
 def _resumable(fit_model, backup_dir, scratch) -> tuple[list, Path | None, int]:
