@@ -55,6 +55,20 @@ def test_average_precision_equals_scikit_learn_with_ties():
         assert np.isnan(ours[3])  # no positives: undefined, not 0
 
 
+def test_the_bootstrap_ap_interval_is_that_of_scikit_learns_ap_on_each_resample():
+    """The bootstrap counts each image as often as it was drawn instead of copying it: its
+    interval is the percentile interval of scikit-learn's AP on the copied images."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    targets, scores = _random_table(4, n=30)
+    weights = bootstrap_weights(30, draws=40, seed=0)
+    found = multilabel_scores(targets, scores, 0.5, draws=40, seed=0)["per_class"][0]
+    resampled = []
+    for draw in range(40):
+        picked = np.repeat(np.arange(30), weights[draw])
+        resampled.append(metrics.average_precision_score(targets[picked, 0], scores[picked, 0]))
+    assert found["ap_interval"] == pytest.approx(list(percentile_interval(found["ap"], resampled)))
+
+
 def test_pr_curve_is_scikit_learns_curve_thinned_to_the_points_asked():
     metrics = pytest.importorskip("sklearn.metrics")
     targets, scores = _random_table(0, n=300)
@@ -68,6 +82,8 @@ def test_pr_curve_is_scikit_learns_curve_thinned_to_the_points_asked():
     assert all(len(c["thresholds"]) <= 30 for c in curves) and len(curves[0]["thresholds"]) == 30
     assert curves[0]["thresholds"][0] == full["thresholds"][0] and curves[0]["recall"][-1] == 1.0
     assert curves[3] == {"thresholds": [], "precision": [], "recall": []}
+    with_nan = pr_curve([[1], [1], [0]], [[0.8], [float("nan")], [0.3]])[0]
+    assert with_nan == {"thresholds": [0.8, 0.3], "precision": [1.0, 0.5], "recall": [0.5, 0.5]}
 
 
 def test_the_hand_made_table_gives_the_numbers_worked_out_by_hand():

@@ -93,15 +93,20 @@ def _ranked(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _weighted_ap(truth: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Average precision of one class for each row of ``weights`` (how many times each image
-    counts): sum over thresholds of (R_n - R_(n-1)) P_n; NaN where no positive counts."""
+    counts): sum over thresholds of (R_n - R_(n-1)) P_n; NaN where no positive counts. Only
+    the thresholds whose run of equal scores holds a positive add to the sum."""
     order, ends = _ranked(scores)
-    counted = weights[:, order].astype(np.float64)
-    tp = np.cumsum(counted * truth[order], axis=1)[:, ends]
-    seen = np.cumsum(counted, axis=1)[:, ends]
+    positive = np.flatnonzero(truth[order])
+    if not len(positive):
+        return np.full(len(weights), np.nan)
+    counted = weights[:, order]
+    before = np.searchsorted(positive, ends, side="right")  # positives up to each end
+    hit = np.flatnonzero(np.diff(before, prepend=0))
+    seen = np.cumsum(counted, axis=1)[:, ends[hit]].astype(np.float64)
+    tp = np.cumsum(counted[:, positive], axis=1)[:, before[hit] - 1].astype(np.float64)
+    step = np.diff(tp, axis=1, prepend=0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(seen > 0, tp / seen, 0.0)
-        recall = tp / tp[:, -1:]
-    return (np.diff(recall, axis=1, prepend=0.0) * precision).sum(axis=1)
+        return (step * np.where(seen > 0, tp / seen, 0.0)).sum(axis=1) / tp[:, -1]
 
 
 def average_precision(targets, scores) -> np.ndarray:
@@ -118,10 +123,16 @@ def average_precision(targets, scores) -> np.ndarray:
     return _class_aps(truth, scores, np.ones((1, len(truth)), int))[0]
 
 
+def _thinned(count: int, points: int) -> np.ndarray:
+    """At most ``points`` evenly spread indices of ``count`` items, the first and last kept."""
+    return np.unique(np.linspace(0, count - 1, min(points, count)).round()).astype(int)
+
+
 def pr_curve(targets, scores, points: int = PR_CURVE_POINTS) -> list[dict]:
     """Each class's precision-recall curve: ``{"thresholds", "precision", "recall"}`` lists at
     its distinct scores, highest threshold first, thinned evenly to at most ``points`` points
-    (the first and last kept); empty lists for a class without positives.
+    (the first and last kept); empty lists for a class without positives. A NaN score is
+    never shown: it has no point of its own (so recall may end below 1).
 
     Examples:
         >>> curve = pr_curve([[1], [0], [1]], [[0.9], [0.5], [0.2]])[0]
@@ -134,13 +145,14 @@ def pr_curve(targets, scores, points: int = PR_CURVE_POINTS) -> list[dict]:
     curves = []
     for k in range(truth.shape[1]):
         order, ends = _ranked(scores[:, k])
-        tp = np.cumsum(truth[order, k])[ends]
-        keep = np.unique(np.linspace(0, len(ends) - 1, min(int(points), len(ends))).round())
-        keep = keep.astype(int) if tp[-1] else np.zeros(0, int)
+        tp, found = np.cumsum(truth[order, k]), np.zeros(0, int)
+        ends = ends[~np.isnan(scores[order[ends], k])]  # a NaN score is never shown
+        if tp[-1] and len(ends):
+            found = ends[_thinned(len(ends), int(points))]
         curves.append({
-            "thresholds": scores[order[ends[keep]], k].tolist(),
-            "precision": (tp[keep] / (ends[keep] + 1)).tolist(),
-            "recall": (tp[keep] / max(int(tp[-1]), 1)).tolist(),
+            "thresholds": scores[order[found], k].tolist(),
+            "precision": (tp[found] / (found + 1)).tolist(),
+            "recall": (tp[found] / max(int(tp[-1]), 1)).tolist(),
         })  # fmt: skip
     return curves
 
@@ -186,7 +198,7 @@ def _statistics(truth, shown, probs, weights: np.ndarray) -> dict:
 
 def _bootstrap(truth, shown, probs, draws: int, seed: int) -> dict:
     """The scores of ``draws`` resamples of the images (in chunks, to bound the memory)."""
-    weights = bootstrap_weights(len(truth), draws, seed)
+    weights = bootstrap_weights(len(truth), draws, seed).astype(np.int32)  # counts <= images
     chunk = max(1, 2_000_000 // len(truth))
     starts = range(0, draws, chunk)
     parts = [_statistics(truth, shown, probs, weights[i : i + chunk]) for i in starts]
