@@ -80,7 +80,7 @@ _MOVED = {
     "Confidence": "models.confidence",
     "unfreeze_base": "models.transfer",
     "merge_histories": "training.fine_tune",
-    "wilson_interval": "report.evaluation",
+    "wilson_interval": "report.intervals",
     "write_model_card": "runs.card",
     "inference_model": "models.classifier",
     "decode_image": "data.images",

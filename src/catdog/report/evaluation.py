@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from catdog.io import write_json, write_text
 from catdog.models.classifier import class_names_of
 from catdog.models.confidence import confidence_layer, unknown_threshold
 from catdog.report._report_fields import checked_report_fields
+from catdog.report.intervals import wilson_interval  # also importable from here, as before
 from catdog.report.reliability import risk_coverage
 
 
@@ -40,25 +40,6 @@ class Misclassified:
     true: str
     predicted: str
     confidence: float
-
-
-def wilson_interval(successes: int, total: int, z: float = 1.959963984540054) -> tuple:
-    """The Wilson score interval of a proportion (95% for the default ``z``).
-
-    Honest for small test sets and for proportions near 0 or 1, where the normal
-    approximation fails.
-
-    Examples:
-        >>> [round(x, 4) for x in wilson_interval(199, 200)]
-        [0.9722, 0.9991]
-    """
-    if total <= 0:
-        raise InvalidArgumentError(f"wilson_interval needs total >= 1, got {total!r}.")
-    p = successes / total
-    denominator = 1 + z * z / total
-    centre = (p + z * z / (2 * total)) / denominator
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @dataclass
