@@ -92,8 +92,10 @@ class ImageClassifier(keras.Sequential):
             self._class_thresholds = None
             return
         found = [float(v) for v in values]
-        if not self.multi_label or len(found) != self.num_classes or not all(
-            0.0 <= v <= 1.0 for v in found
+        if (
+            not self.multi_label
+            or len(found) != self.num_classes
+            or not all(0.0 <= v <= 1.0 for v in found)
         ):
             raise InvalidArgumentError(
                 f"class_thresholds must be one number in 0..1 per class ({self.num_classes}) "

@@ -1,6 +1,7 @@
 """Judging a model: `evaluation` (reports), `intervals` (Wilson and bootstrap intervals),
 `multilabel_metrics` (multi-label scores: per-class precision, recall, F1 and AP, micro and
-macro averages, exact match, Hamming loss), `reliability` (measuring calibration: reliability
+macro averages, exact match, Hamming loss; `multilabel_evaluation` scores a model with them),
+`reliability` (measuring calibration: reliability
 diagrams, ECE, risk-coverage; `calibration` is its deprecated old name), `plotting` (figures),
 `interpret` (Grad-CAM), `audit_report` (an audit's findings), `markdown` (the one escaper of
 names in Markdown) and `review` (a page to decide on findings in a browser)."""

@@ -18,11 +18,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from catdog.errors import InvalidArgumentError
+from catdog.models.classifier import is_multi_label
+from catdog.report.multilabel_evaluation import probabilities_and_targets
 from catdog.report.multilabel_metrics import check_multi_hot
+
+if TYPE_CHECKING:
+    import keras
+
+    from catdog.data.pipelines import Splits
 
 logger = logging.getLogger("catdog")
 
@@ -142,3 +150,28 @@ def fit_class_thresholds(
         else:
             thresholds[k] = found
     return thresholds
+
+
+def set_class_thresholds(
+    model: keras.Model, splits: Splits, goal: str = DEFAULT_GOAL, *, engine: str = "tensorflow"
+) -> list[float]:
+    """Fit a multi-label ``model``'s threshold per class on ``splits``' validation images for
+    ``goal`` and keep them in the model (its ``class_thresholds``, saved with it); return them.
+
+    Examples:
+        ```python
+        train(model, splits, epochs=10)
+        set_class_thresholds(model, splits, "precision=0.9")
+        evaluate_multilabel(model, splits)
+        ```
+    """
+    if not is_multi_label(model) or not getattr(splits, "multi_label", False):
+        raise InvalidArgumentError(
+            "set_class_thresholds needs a multi-label model (multi_label=True) and multi-label "
+            "data (read from a labels file)."
+        )
+    parse_threshold_goal(goal)  # before the pass over the images
+    probs, targets = probabilities_and_targets(model, splits.validation, engine=engine)
+    found = fit_class_thresholds(targets, probs, goal, class_names=model.class_names)
+    model.class_thresholds = found.tolist()
+    return model.class_thresholds
