@@ -1,17 +1,21 @@
 """Exclude lists: the images a user leaves out of every split (an audit's ``exclude`` list, a
 text file, or a list of paths), read once, and their digest: what a run records of them, so
 that a changed list is a changed run and the run can be scored again after the list moves.
-Leaving the files out of the splits is [`exclude_files`][catdog.data.files.exclude_files]."""
+Which files of a split a list matches is `excluded_paths`; leaving them out of the splits is
+[`exclude_files`][catdog.data.files.exclude_files]."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from catdog.errors import InputFileNotFoundError, InvalidArgumentError
+
+logger = logging.getLogger("catdog")
 
 Exclude = str | os.PathLike | Sequence[str | os.PathLike] | None
 """What ``exclude=`` takes: a list of image paths, or the path of a file listing them."""
@@ -66,6 +70,41 @@ def read_exclude_list(exclude: Exclude) -> list[str]:
             "list) or a JSON list of image paths."
         )
     return listed
+
+
+def excluded_paths(root: str | os.PathLike, paths: Sequence[str], exclude: Exclude) -> set[str]:
+    """The absolute paths of ``paths`` that ``exclude`` lists: a listed path is absolute,
+    relative to ``root`` (as ``audit.json`` writes them) or relative to the working folder.
+
+    Logs how many files are left out, and warns about listed paths that match no image.
+
+    Examples:
+        >>> sorted(excluded_paths("/data", ["/data/a.jpg", "/data/b.jpg"], ["a.jpg"]))
+        ['/data/a.jpg']
+    """
+    listed = read_exclude_list(exclude)
+    if not listed:
+        return set()
+    present = {os.path.abspath(p) for p in paths}
+    matched, unmatched = set(), []
+    for entry in listed:
+        candidates = {os.path.abspath(os.path.join(root, entry)), os.path.abspath(entry)}
+        hits = candidates & present
+        matched |= hits
+        if not hits:
+            unmatched.append(entry)
+    where = f"listed in {str(exclude)!r}" if isinstance(exclude, str | os.PathLike) else "listed"
+    logger.info("Excluding %d of the %d file(s) %s.", len(matched), len(listed), where)
+    if unmatched:
+        logger.warning(
+            "%d of the %d excluded path(s) match no image in %s (%d matched); ignoring: %s",
+            len(unmatched),
+            len(listed),
+            root,
+            len(listed) - len(unmatched),
+            ", ".join(unmatched[:5]) + (", ..." if len(unmatched) > 5 else ""),
+        )
+    return matched
 
 
 def exclude_list_sha256(paths: Sequence[str]) -> str:

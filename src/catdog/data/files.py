@@ -21,7 +21,7 @@ from catdog._rules import (
     check_fraction,
     has_control_characters,
 )
-from catdog.data.exclusions import Exclude, read_exclude_list
+from catdog.data.exclusions import Exclude, excluded_paths
 from catdog.errors import DatasetError, DatasetNotFoundError, InvalidArgumentError
 from catdog.io import sha256sum
 
@@ -196,12 +196,16 @@ def content_keys(paths: Sequence[str]) -> dict[str, str]:
     return keys
 
 
-def _split_off(
+def split_off(
     files: dict[str, list[str]], fraction: float, seed: int, keys: dict[str, str]
 ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """Split each class's files into (rest, carved) with ``fraction`` carved, reproducibly.
+    """Split each stratum's files (``{stratum: [paths]}``, a class or a label set) into
+    ``(rest, carved)`` with ``fraction`` carved, reproducibly for a ``seed``. Files with the
+    same key (see [`content_keys`][catdog.data.files.content_keys]) are carved together.
 
-    Byte-identical files of a class (same key) are carved together, as one image.
+    Examples:
+        >>> split_off({"cats": ["a", "b", "c", "d"]}, 0.5, 1, {p: p for p in "abcd"})[1]
+        {'cats': ['a', 'b']}
     """
     rest, carved = {}, {}
     for index, (name, paths) in enumerate(sorted(files.items())):
@@ -216,12 +220,18 @@ def _split_off(
     return rest, carved
 
 
-def _one_split_per_image(
-    sets: dict[str, dict[str, list[str]]], keys: dict[str, str]
+def one_split_per_image(
+    sets: dict[str, dict[str, list[str]]],
+    keys: dict[str, str],
+    contradiction: str = "under several classes (contradicting labels); keep each image in "
+    "one class folder",
 ) -> dict[str, dict[str, list[str]]]:
-    """Move every copy of an image into the first split (train, validation, test) holding one.
+    """Move every copy of an image into the first split (train, validation, test) holding one,
+    and warn about identical files in several strata: they appear ``contradiction``.
 
-    Also warns about identical files under several classes: their labels contradict.
+    Examples:
+        >>> one_split_per_image({"train": {"c": ["a"]}, "test": {"c": ["b"]}}, {"a": 1, "b": 1})
+        {'train': {'c': ['a', 'b']}, 'test': {'c': []}}
     """
     home: dict[str, str] = {}
     classes_of: dict[str, set[str]] = defaultdict(set)
@@ -252,9 +262,9 @@ def _one_split_per_image(
     conflicts = [sorted(copies[key]) for key, names in classes_of.items() if len(names) > 1]
     if conflicts:
         logger.warning(
-            "%d image(s) appear, byte for byte, under several classes (contradicting labels); "
-            "keep each image in one class folder: %s",
+            "%d image(s) appear, byte for byte, %s: %s",
             len(conflicts),
+            contradiction,
             "; ".join(" = ".join(group) for group in conflicts),
         )
     return unified
@@ -316,7 +326,7 @@ def split_files(
         class_names, sets, keys = _presplit_sets(root, test_fraction, seed)
     else:
         class_names, sets, keys = _three_way_sets(root, validation_fraction, test_fraction, seed)
-    return class_names, exclude_files(root, _one_split_per_image(sets, keys), exclude)
+    return class_names, exclude_files(root, one_split_per_image(sets, keys), exclude)
 
 
 def _presplit_sets(root: Path, test_fraction: float, seed: int):
@@ -341,7 +351,7 @@ def _presplit_sets(root: Path, test_fraction: float, seed: int):
             )
     keys = content_keys([p for by_class in sets.values() for c in by_class.values() for p in c])
     if "test" not in sets:
-        sets["validation"], sets["test"] = _split_off(sets["validation"], test_fraction, seed, keys)
+        sets["validation"], sets["test"] = split_off(sets["validation"], test_fraction, seed, keys)
     return class_names, sets, keys
 
 
@@ -349,16 +359,30 @@ def _three_way_sets(root: Path, validation_fraction: float, test_fraction: float
     """``(class names, {split: {class: [paths]}}, content keys)`` of a ``<class>/`` layout,
     split three ways."""
     class_names, everything = scan_class_folders(root)
+    keys = content_keys([p for paths in everything.values() for p in paths])
+    sets = split_three_ways(everything, validation_fraction, test_fraction, seed, keys)
+    return class_names, sets, keys
+
+
+def split_three_ways(
+    files: dict[str, list[str]], validation_fraction: float, test_fraction: float, seed: int, keys
+) -> dict[str, dict[str, list[str]]]:
+    """``{split: {stratum: [paths]}}``: each stratum's files split in three, as
+    [`split_off`][catdog.data.files.split_off] carves them (a fraction each for validation, test).
+
+    Examples:
+        >>> split_three_ways({"c": list("abcde")}, 0.2, 0.2, 1, {p: p for p in "abcde"})["train"]
+        {'c': ['b', 'c', 'd']}
+    """
     holdout = validation_fraction + test_fraction
     if holdout >= 1:
         raise InvalidArgumentError(
             "validation_fraction + test_fraction must be below 1 to leave training data, "
             f"got {validation_fraction} + {test_fraction}."
         )
-    keys = content_keys([p for paths in everything.values() for p in paths])
-    train, held = _split_off(everything, holdout, seed, keys)
-    validation, test = _split_off(held, test_fraction / holdout if holdout else 0, seed + 1, keys)
-    return class_names, {"train": train, "validation": validation, "test": test}, keys
+    train, held = split_off(files, holdout, seed, keys)
+    validation, test = split_off(held, test_fraction / holdout if holdout else 0, seed + 1, keys)
+    return {"train": train, "validation": validation, "test": test}
 
 
 # ----------------------------------------------------------------------------- exclusions
@@ -380,29 +404,10 @@ def exclude_files(
         split = exclude_files("data", split, ["train/cats/cat.17.jpg"])
         ```
     """
-    listed = read_exclude_list(exclude)
-    if not listed:
-        return split_paths
     every = [p for by_class in split_paths.values() for paths in by_class.values() for p in paths]
-    present = {os.path.abspath(p) for p in every}
-    matched, unmatched = set(), []
-    for entry in listed:
-        candidates = {os.path.abspath(os.path.join(root, entry)), os.path.abspath(entry)}
-        hits = candidates & present
-        matched |= hits
-        if not hits:
-            unmatched.append(entry)
-    where = f"listed in {str(exclude)!r}" if isinstance(exclude, str | os.PathLike) else "listed"
-    logger.info("Excluding %d of the %d file(s) %s.", len(matched), len(listed), where)
-    if unmatched:
-        logger.warning(
-            "%d of the %d excluded path(s) match no image in %s (%d matched); ignoring: %s",
-            len(unmatched),
-            len(listed),
-            root,
-            len(listed) - len(unmatched),
-            ", ".join(unmatched[:5]) + (", ..." if len(unmatched) > 5 else ""),
-        )
+    matched = excluded_paths(root, every, exclude)
+    if not matched:
+        return split_paths
     kept = {
         split: {
             name: [p for p in paths if os.path.abspath(p) not in matched]
@@ -438,3 +443,6 @@ def _check_what_is_left(
         if paths:
             folder = root / "train" / name if presplit else root / name
             check_class_images(folder, after["train"][name], excluded_by=source)
+
+
+_split_off, _one_split_per_image = split_off, one_split_per_image  # names before multi-label

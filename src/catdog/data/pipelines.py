@@ -4,14 +4,11 @@ do not decode and images over the pixel limit are skipped with one warning namin
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,9 +23,9 @@ from catdog._rules import (
     check_printable_class_names,
     check_sides,
 )
-from catdog.data.images import decode_image, image_size_problem
+from catdog.data.decode_cache import cache_target, decode_and_cache, multi_hot_rows
+from catdog.data.images import image_size_problem
 from catdog.errors import DatasetError, InvalidArgumentError
-from catdog.io import file_lock
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -40,6 +37,10 @@ from catdog.data.relabel import Relabel, relabel_files
 
 logger = logging.getLogger("catdog")
 
+NO_LABEL = "(no label)"
+"""The key, in [`label_counts`][catdog.data.pipelines.label_counts] of multi-label data, of
+the photos that show no class."""
+
 
 @dataclass
 class Splits:
@@ -50,7 +51,10 @@ class Splits:
     or ``None`` for a split left undecoded (``decode=`` of
     [`build_splits`][catdog.data.pipelines.build_splits]). ``files[split]`` and
     ``labels[split]`` list each split's files and labels in dataset order (evaluation splits
-    are not shuffled); ``skipped`` names the files left out and why.
+    are not shuffled); ``skipped`` names the files left out and why. With ``multi_label``
+    (see [`from_label_table`][catdog.data.multilabel.from_label_table]) a label is a tuple of
+    class indices (empty: no class) and the datasets yield float32 multi-hot ``(batch,
+    classes)``.
     """
 
     train: tf.data.Dataset | None
@@ -62,6 +66,20 @@ class Splits:
     image_size: tuple[int, int]
     batch_size: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    multi_label: bool = False
+
+    def multi_hot(self, split: str) -> np.ndarray:
+        """``(files, classes)`` float32 of 0/1 of a split's files in dataset order, 1 where a
+        file shows the class (one-hot rows for single-label data).
+
+        Examples:
+            ```python
+            splits.multi_hot("validation").sum(axis=0)  # positives per class
+            ```
+        """
+        check_choice("split", split, self.labels)
+        shown = self.labels[split] if self.multi_label else [(i,) for i in self.labels[split]]
+        return multi_hot_rows(shown, len(self.class_names))
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{s}={len(self.files[s])}" for s in SPLIT_NAMES)
@@ -69,61 +87,17 @@ class Splits:
 
 
 # ----------------------------------------------------------------------------- pipelines
-def _cache_target(cache: str | os.PathLike | None, split: str, paths: list[str], size) -> str:
-    """A cache file name keyed on the files, their sizes and modification times, and size."""
-    if cache in (None, "memory"):
-        return ""
-    folder = Path(cache)
-    folder.mkdir(parents=True, exist_ok=True)
-    stats = [(p, (st := os.stat(p)).st_size, st.st_mtime_ns) for p in paths]
-    key = hashlib.sha256(repr((stats, tuple(size))).encode()).hexdigest()[:16]
-    return str(folder / f"{split}-{key}.tfcache")
+def batch_pipeline(
+    ds: tf.data.Dataset, *, batch_size: int, shuffle: bool, seed: int, size: int
+) -> tf.data.Dataset:
+    """Batches of ``(float32 images, labels)`` of ``size`` decoded ``(image, label, index)``
+    (see [`decode_and_cache`][catdog.data.decode_cache.decode_and_cache]), shuffled or not.
 
-
-def _clear_abandoned_cache(target: str) -> None:
-    """Remove what a process killed while writing the cache ``target`` left behind."""
-    folder, stem = Path(target).parent, Path(target).name
-    leftovers = [*folder.glob(f"{stem}_*.lockfile"), *folder.glob(f"{stem}_*.tempstate*")]
-    if leftovers:
-        logger.warning("Removing an unfinished dataset cache left by a killed run: %s", target)
-        for path in leftovers:
-            path.unlink(missing_ok=True)
-
-
-def _decode_and_cache(paths, labels, image_size, cache, split):
-    """Decode once (parallel), drop undecodable files, cache; return (dataset, kept indices)."""
-    import tensorflow as tf
-
-    if not paths:  # an empty split needs no decoder
-        empty = np.zeros((0, *image_size, 3), np.uint8)
-        ds = tf.data.Dataset.from_tensor_slices(
-            (empty, np.zeros(0, np.int32), np.zeros(0, np.int32))
-        )
-        return ds, np.zeros(0, np.int32)
-    ds = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(paths, tf.string), tf.constant(labels, tf.int32), tf.range(len(paths)))
-    )
-
-    def decode(path, label, index):
-        return decode_image(tf.io.read_file(path), image_size), label, index
-
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    target = _cache_target(cache, split, paths, image_size)
-    ds = ds.ignore_errors().cache(target)
-    # This first pass decodes every image (filling the cache) and tells which files failed.
-    # A file cache is filled by one process at a time; the lock dies with its process, so
-    # leftovers found while holding it were abandoned by a killed run.
-    with file_lock(target + ".lock") if target else contextlib.nullcontext():
-        if target:
-            _clear_abandoned_cache(target)
-        kept = np.concatenate(
-            [idx for idx in ds.map(lambda _i, _l, idx: idx).batch(4096).as_numpy_iterator()]
-            or [np.zeros(0, np.int32)]
-        )
-    return ds, kept
-
-
-def _batch_pipeline(ds, *, batch_size, shuffle, seed, size):
+    Examples:
+        ```python
+        train = batch_pipeline(ds, batch_size=32, shuffle=True, seed=1, size=len(files))
+        ```
+    """
     import tensorflow as tf
 
     ds = ds.apply(tf.data.experimental.assert_cardinality(size))  # known length for Keras
@@ -194,9 +168,9 @@ def build_splits(
             skipped += not_kept
             datasets[split] = None
             continue
-        ds, files[split], labels[split], not_kept = _decoded_split(pairs, image_size, cache, split)
+        ds, files[split], labels[split], not_kept = decoded_split(pairs, image_size, cache, split)
         skipped += not_kept
-        datasets[split] = _batch_pipeline(
+        datasets[split] = batch_pipeline(
             ds, batch_size=batch_size, shuffle=split == "train", seed=seed, size=len(files[split])
         )
     if skipped:
@@ -228,15 +202,30 @@ def _listed_split(pairs):
     return [p for p, _ in kept], [label for _, label in kept], list(too_large.items())
 
 
-def _decoded_split(pairs, image_size, cache, split: str):
+def decoded_split(
+    pairs: list[tuple[str, int | tuple[int, ...]]],
+    image_size: tuple[int, int],
+    cache: str | os.PathLike | None,
+    split: str,
+    classes: int | None = None,
+) -> tuple[tf.data.Dataset, list[str], list, list[tuple[str, str]]]:
     """``(dataset of decoded images and labels, kept files, their labels, skipped)`` of one
-    split's ``(path, label)`` pairs: files too large or not decodable are skipped, with why."""
+    split's ``(path, label)`` pairs: files too large or not decodable are skipped, with why.
+    With ``classes`` (their number), a label is a tuple of class indices and the dataset
+    holds multi-hot rows.
+
+    Examples:
+        ```python
+        ds, files, labels, skipped = decoded_split([("a.jpg", (0, 1))], (16, 16), None, "x", 2)
+        ```
+    """
     too_large = {p: reason for p, _ in pairs if (reason := image_size_problem(p))}
     skipped = list(too_large.items())
     pairs = [(p, label) for p, label in pairs if p not in too_large]
     paths = [p for p, _ in pairs]
     split_labels = [label for _, label in pairs]
-    ds, kept = _decode_and_cache(paths, split_labels, image_size, cache, split)
+    rows = split_labels if classes is None else multi_hot_rows(split_labels, classes)
+    ds, kept = decode_and_cache(paths, rows, image_size, cache, split)
     kept_set = set(kept.tolist())
     skipped += [(paths[i], "not a decodable image") for i in range(len(paths)) if i not in kept_set]
     files = [paths[i] for i in sorted(kept_set)]
@@ -265,8 +254,8 @@ def labelled_dataset(
     image_size = check_sides("image_size", image_size, 2)
     check_int("batch_size", batch_size)
     pairs = [(str(p), int(label)) for p, label in zip(paths, labels, strict=True)]
-    ds, files, kept_labels, skipped = _decoded_split(pairs, image_size, None, "all")
-    dataset = _batch_pipeline(ds, batch_size=batch_size, shuffle=False, seed=0, size=len(files))
+    ds, files, kept_labels, skipped = decoded_split(pairs, image_size, None, "all")
+    dataset = batch_pipeline(ds, batch_size=batch_size, shuffle=False, seed=0, size=len(files))
     return dataset, files, kept_labels, skipped
 
 
@@ -392,7 +381,9 @@ def label_counts(data, split: str = "train") -> dict:
     """Count the labels of a split (``Splits``) or of any ``(images, labels)`` dataset.
 
     With ``Splits`` the keys are class names, read from the file lists without decoding;
-    with a dataset they are the label integers.
+    with a dataset they are the label integers. Multi-label ``Splits`` count each class's
+    positives, and the photos that show none under ``"(no label)"``; a dataset of multi-hot
+    labels is refused.
 
     Examples:
         ```python
@@ -402,16 +393,27 @@ def label_counts(data, split: str = "train") -> dict:
     """
     if isinstance(data, Splits):
         check_choice("split", split, data.labels)
-        counts = Counter(data.labels[split])
-        return {name: counts.get(i, 0) for i, name in enumerate(data.class_names)}
+        shown = data.labels[split]
+        counts = Counter(i for s in shown for i in s) if data.multi_label else Counter(shown)
+        found = {name: counts.get(i, 0) for i, name in enumerate(data.class_names)}
+        return {**found, NO_LABEL: sum(not s for s in shown)} if data.multi_label else found
     counts = Counter()
     for _, labels in data:
-        counts.update(np.asarray(labels).reshape(-1).tolist())
+        labels = np.asarray(labels)
+        if labels.ndim == 2 and labels.shape[1] > 1:
+            raise InvalidArgumentError(
+                "label_counts got a dataset of multi-hot labels: pass the Splits instead, "
+                "whose counts are the positives of each class."
+            )
+        counts.update(labels.reshape(-1).tolist())
     return dict(sorted(counts.items()))
 
 
 def majority_baseline(data, split: str = "train") -> float:
     """Accuracy of always guessing the most frequent label, as a fraction (the tutorial's 50%).
+
+    For multi-label ``Splits``: the share of photos whose label set is exactly the most
+    common one (the exact-match accuracy of always answering it).
 
     Examples:
         ```python
@@ -419,7 +421,16 @@ def majority_baseline(data, split: str = "train") -> float:
         # 0.5
         ```
     """
-    counts = label_counts(data, split) if not isinstance(data, dict) else data
+    if isinstance(data, Splits) and data.multi_label:
+        check_choice("split", split, data.labels)
+        counts = Counter(data.labels[split])
+    else:
+        counts = label_counts(data, split) if not isinstance(data, dict) else data
+    if NO_LABEL in counts:
+        raise InvalidArgumentError(
+            "majority_baseline got multi-label counts (positives per class): pass the Splits, "
+            "whose baseline is the most common label set."
+        )
     total = sum(counts.values())
     if total == 0:
         raise InvalidArgumentError("majority_baseline needs at least one labelled example.")
@@ -431,3 +442,6 @@ def data_folder(splits: Splits) -> str:
     all of them (every split's)."""
     every = [os.path.abspath(p) for files in splits.files.values() for p in files]
     return os.path.commonpath(every) if every else os.path.abspath(".")
+
+
+_cache_target, _decode_and_cache = cache_target, decode_and_cache  # where they were before

@@ -1,4 +1,5 @@
-"""Generated image datasets: the offline stand-in for cats_and_dogs_filtered."""
+"""Generated image datasets: the offline stand-in for cats_and_dogs_filtered, and a
+multi-label one (photos showing cats, dogs, both or neither) with its labels file."""
 
 from __future__ import annotations
 
@@ -8,14 +9,20 @@ from pathlib import Path
 import numpy as np
 
 from catdog._rules import check_int
+from catdog.data.label_table import LIST_SEPARATOR
 from catdog.errors import InvalidArgumentError
 
 CLASS_NAMES = ("cats", "dogs")
 
+MULTILABEL_SETS = ((("cats",), (0,)), (("dogs",), (1,)), (("cats", "dogs"), (0, 1)), ((), (2,)))
+"""The label sets of [`make_multilabel_dataset`][catdog.data.synthetic.make_multilabel_dataset]
+and the shapes that show them: blobs, bars, both, and green triangles alone for no label."""
 
-def _draw(rng: np.random.Generator, label: int, size: tuple[int, int]):
+
+def _draw(rng: np.random.Generator, label: int | tuple[int, ...], size: tuple[int, int]):
     """One RGB image: warm round blobs for 'cats', cool bars for 'dogs', green triangles for the
-    held-out kind (label 2, see ``make_unknown_images``), on a noisy field."""
+    held-out kind (label 2, see ``make_unknown_images``), on a noisy field. A tuple of labels
+    draws their shapes in turn (at least one of each of two)."""
     from PIL import Image, ImageDraw, ImageFilter
 
     height, width = size
@@ -24,17 +31,19 @@ def _draw(rng: np.random.Generator, label: int, size: tuple[int, int]):
     field = np.clip(background + noise, 0, 255).astype(np.uint8)
     image = Image.fromarray(field).resize((width, height), Image.BILINEAR)
     draw = ImageDraw.Draw(image)
-    for _ in range(int(rng.integers(2, 5))):
+    kinds = (label,) if isinstance(label, int) else tuple(label)
+    for shape in range(int(rng.integers(2, 5))):
+        kind = kinds[shape % len(kinds)]
         cx, cy = rng.uniform(0.15, 0.85) * width, rng.uniform(0.15, 0.85) * height
         r = rng.uniform(0.08, 0.2) * min(height, width)
-        if label == 2:  # green triangles: a kind of image neither class shows
+        if kind == 2:  # green triangles: a kind of image neither class shows
             color = (
                 int(rng.integers(0, 90)),
                 int(rng.integers(170, 256)),
                 int(rng.integers(0, 90)),
             )
             draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=color)
-        elif label == 0:  # warm ellipses
+        elif kind == 0:  # warm ellipses
             color = (
                 int(rng.integers(190, 256)),
                 int(rng.integers(70, 150)),
@@ -130,3 +139,40 @@ def make_synthetic_dataset(
                     this_size = size
                 _draw(rng, label, this_size).save(folder / f"{name[:-1]}.{i}.jpg", quality=90)
     return root
+
+
+def make_multilabel_dataset(
+    path: str | os.PathLike,
+    images: int = 80,
+    image_size: tuple[int, int] = (64, 64),
+    seed: int = 0,
+) -> Path:
+    """Write ``images`` JPEG photos of multi-label data into ``path/photos/`` and their labels
+    file ``path/labels.csv`` (``path,labels``, labels joined by ``;``); returns the file.
+
+    The photos cycle through the label sets ``cats`` (warm blobs), ``dogs`` (cool bars),
+    ``cats;dogs`` (both shapes) and none (green triangles alone), on the noisy field of
+    [`make_synthetic_dataset`][catdog.data.synthetic.make_synthetic_dataset]: learnable, and
+    the same for a seed. ``image_size`` is ``(height, width)``, integers of at least 8.
+
+    Examples:
+        ```python
+        labels = make_multilabel_dataset("/tmp/catdog-multilabel", images=40)
+        splits = from_label_table(labels, image_size=(64, 64))
+        ```
+    """
+    check_int("images", images)
+    size = tuple(image_size)
+    if len(size) != 2 or any(not isinstance(d, int) or d < 8 for d in size):
+        raise InvalidArgumentError(f"image_size must be (height, width) >= 8, got {image_size!r}.")
+    root = Path(path)
+    (root / "photos").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    lines = ["path,labels"]
+    for i in range(images):
+        names, kinds = MULTILABEL_SETS[i % len(MULTILABEL_SETS)]
+        _draw(rng, kinds, size).save(root / "photos" / f"photo.{i}.jpg", quality=90)
+        lines.append(f"photos/photo.{i}.jpg,{LIST_SEPARATOR.join(names)}")
+    labels = root / "labels.csv"
+    labels.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return labels
