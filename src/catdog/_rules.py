@@ -378,7 +378,7 @@ def check_single_label(model, what: str) -> None:
     """
     if getattr(model, "multi_label", False) is True:
         raise InvalidArgumentError(
-            f"{what} does not support multi-label models yet: train one with Keras' fit on "
-            "multi-hot labels, and score its probabilities with "
-            "catdog.report.multilabel_metrics."
+            f"{what} does not support multi-label models yet: for them, use "
+            "catdog.report.multilabel_evaluation.evaluate_multilabel (scores) and "
+            "catdog.training.class_thresholds.set_class_thresholds (decisions)."
         )
