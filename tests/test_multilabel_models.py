@@ -80,7 +80,7 @@ def test_class_thresholds_are_checked():
 
 def test_what_does_not_support_multi_label_yet_refuses_it_by_name(tmp_path, synthetic_splits):
     from catdog.deploy.export import export
-    from catdog.deploy.predict import Predictor, predict
+    from catdog.deploy.predict import Predictor
     from catdog.report.evaluation import evaluate
     from catdog.training.calibration import calibrate
     from catdog.training.fit import train
@@ -90,8 +90,7 @@ def test_what_does_not_support_multi_label_yet_refuses_it_by_name(tmp_path, synt
     calls = {
         "calibrate": lambda: calibrate(model, synthetic_splits),
         "evaluate": lambda: evaluate(model, synthetic_splits),
-        "Prediction": lambda: predict(model, np.zeros((1, 64, 64, 3))),
-        "export": lambda: export(model, tmp_path / "m.tflite", format="litert"),
+        "The SavedModel export": lambda: export(model, tmp_path / "m", format="tf_saved_model"),
     }
     for what, call in calls.items():
         with pytest.raises(InvalidArgumentError, match=f"{what} does not support multi-label"):

@@ -63,3 +63,39 @@ def test_a_transfer_model_trains_its_head_on_cached_features_under_binary_cross_
     assert np.isfinite(history.history["loss"]).all() and "val_accuracy" in history.history
     scores = evaluate_multilabel(model, multilabel_splits, draws=20)
     assert 0 <= scores["exact_match"] <= 1 and len(scores["per_class"]) == 2
+
+
+def test_predict_names_every_class_past_its_threshold_alike_from_keras_and_litert(
+    multilabel_splits, tmp_path, capsys
+):
+    from catdog.cli import main
+    from catdog.deploy.export import export
+    from catdog.deploy.litert import LiteRTModel
+    from catdog.deploy.predict import predict
+
+    keras.utils.set_random_seed(1)
+    model = build_model("baseline", input_shape=(32, 32, 3), multi_label=True, filters=[8],
+                        dense_units=16, classifier_activation=None)  # fmt: skip
+    train(model, multilabel_splits, 2, verbose=0)
+    photos = multilabel_splits.files["test"][:12]
+    probs = np.array([list(p.probabilities.values()) for p in predict(model, photos)])
+    model.class_thresholds = np.median(probs, axis=0).round(4).tolist()  # some shown, some not
+    found = predict(model, photos)
+    assert {len(p.labels) for p in found} >= {0, 1} or {len(p.labels) for p in found} >= {1, 2}
+    for p in found:
+        shown = [n for n, t in zip(["cats", "dogs"], model.class_thresholds, strict=True)
+                 if p.probabilities[n] >= t]  # fmt: skip
+        assert p.labels == shown and p.class_name == ";".join(shown)
+    model.save(tmp_path / "model.keras")
+    export(model, tmp_path / "model.tflite", format="litert")
+    lite = LiteRTModel(tmp_path / "model.tflite")
+    assert lite.multi_label and lite.class_thresholds == model.class_thresholds
+    assert [p.labels for p in predict(lite, photos)] == [p.labels for p in found]
+    for name in ("model.keras", "model.tflite"):  # the command line, and its CSV
+        out = tmp_path / f"{name}.csv"
+        assert main(["predict", str(tmp_path / name), *photos, "--output", str(out)]) == 0
+        lines = out.read_text().splitlines()
+        assert lines[0].split(",")[-3:] == ["label_cats", "label_dogs", "error"]
+        decided = [line.split(",")[-3:-1] for line in lines[1:]]
+        assert decided == [[str(int(n in p.labels)) for n in ("cats", "dogs")] for p in found]
+    capsys.readouterr()

@@ -369,16 +369,20 @@ def check_finite_threshold(threshold, source: str) -> None:
         )
 
 
-def check_single_label(model, what: str) -> None:
+def check_single_label(model, what: str, instead: str = "") -> None:
     """Refuse a multi-label model (one whose ``multi_label`` is true) where only single-label
-    ones are supported yet, naming ``what`` and what works instead.
+    ones are supported yet, naming ``what`` and what works instead (``instead``, else the
+    multi-label scoring and thresholds).
 
     Examples:
         >>> check_single_label(object(), "catdog predict")  # not multi-label: nothing to say
     """
     if getattr(model, "multi_label", False) is True:
         raise InvalidArgumentError(
-            f"{what} does not support multi-label models yet: for them, use "
-            "catdog.report.multilabel_evaluation.evaluate_multilabel (scores) and "
-            "catdog.training.class_thresholds.set_class_thresholds (decisions)."
+            f"{what} does not support multi-label models yet: "
+            + (
+                instead
+                or "for them, use catdog.report.multilabel_evaluation.evaluate_multilabel "
+                "(scores) and catdog.training.class_thresholds.set_class_thresholds (decisions)."
+            )
         )

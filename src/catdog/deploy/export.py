@@ -150,7 +150,6 @@ def export(
     check_choice("format", format, (*FORMATS, *FORMAT_ALIASES))
     format = FORMAT_ALIASES.get(format, format)  # noqa: A001
     check_choice("quantize", quantize, QUANTIZATIONS)
-    check_single_label(model, "export")
     check_confidence(model, model.name)
     if quantize and format != "litert":
         raise InvalidArgumentError("quantize applies to format='litert' only.")
@@ -166,6 +165,9 @@ def export(
     if format == "keras":
         return save_model(model, path)
     if format == "tf_saved_model":
+        check_single_label(
+            model, "The SavedModel export", "export to litert or onnx (they carry the thresholds)."
+        )
         with atomic_path(path, directory=True) as tmp:
             _serving_archive(model, names).write_out(str(tmp), verbose=False)
         return path

@@ -214,6 +214,23 @@ def _interpreter(path: str | os.PathLike):
         return Interpreter(model_path=str(path), num_threads=os.cpu_count())
 
 
+def _class_thresholds(metadata: dict, classes: int, path) -> list[float] | None:
+    """A multi-label file's thresholds, checked: one number in 0..1 per class, or ``None``."""
+    found = metadata.get("class_thresholds")
+    if found is None:
+        return None
+    if not (
+        isinstance(found, list)
+        and len(found) == classes
+        and all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in found)
+    ):
+        raise InvalidArgumentError(
+            f"{str(path)!r}: its class_thresholds must be one number in 0..1 per class "
+            f"({classes}), got {found!r}. Export the model again."
+        )
+    return [float(t) for t in found]
+
+
 class LiteRTModel:
     """A ``.tflite`` file as a classifier: its input shape, class names and probabilities.
 
@@ -224,7 +241,8 @@ class LiteRTModel:
     names for another number of classes than the file predicts are refused. A file exported
     from a model with an ``unknown`` answer also outputs its ``ood_score``: ``scored`` is then
     true, ``threshold`` (from its metadata) says above which score an image is ``unknown``, and
-    [`scores`][catdog.deploy.litert.LiteRTModel.scores] returns both. Any batch size works.
+    [`scores`][catdog.deploy.litert.LiteRTModel.scores] returns both. A multi-label model's file
+    says so (``multi_label``) and carries its ``class_thresholds``. Any batch size works.
 
     Examples:
         ```python
@@ -270,6 +288,8 @@ class LiteRTModel:
             )
         self.class_names = names
         self.labels_source = source  # the file the names came from, for messages
+        self.multi_label = self.metadata.get("multi_label") is True
+        self.class_thresholds = _class_thresholds(self.metadata, self.output_shape[-1], path)
 
     def __call__(self, images, *, batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
         """Probabilities ``(n, classes)`` of an ``(n, h, w, 3)`` array, ``batch_size`` images

@@ -22,7 +22,8 @@ def export_metadata(model, class_names: list[str]) -> dict:
     ``class_names``; ``input`` (``shape`` of one image, ``dtype``, value ``range``: raw 0..255
     RGB pixels); ``outputs`` (``probabilities``, and ``ood_score`` for a model with a score);
     ``temperature`` (1 when uncalibrated), ``ood_method``, ``threshold`` (an ``ood_score`` above
-    it is ``unknown``) and ``coverage`` (the share of validation images it accepts, as asked).
+    it is ``unknown``) and ``coverage`` (the share of validation images it accepts, as asked);
+    for a multi-label model, ``multi_label`` and ``class_thresholds`` (``None``: 0.5 each).
 
     Examples:
         >>> from catdog.models.cnn import build_baseline_model
@@ -48,7 +49,16 @@ def export_metadata(model, class_names: list[str]) -> dict:
         "threshold": found.get("threshold"),
         "coverage": found.get("coverage"),
         "catdog": __version__,
+        **_multi_label(model),
     }
+
+
+def _multi_label(model) -> dict:
+    """A multi-label model's ``multi_label`` and ``class_thresholds`` (nothing otherwise)."""
+    if getattr(model, "multi_label", False) is not True:
+        return {}
+    thresholds = getattr(model, "class_thresholds", None)
+    return {"multi_label": True, "class_thresholds": list(thresholds) if thresholds else None}
 
 
 def _schema():

@@ -8,22 +8,26 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from catdog._rules import UNKNOWN, check_choice, check_printable_class_names, is_unknown
+from catdog._rules import check_choice
 from catdog.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     import keras
 
 
-from catdog._rules import ENGINES, check_int, check_single_label
+from catdog._rules import ENGINES, check_int
 from catdog.data.images import PREDICT_BATCH_SIZE, read_image_batches, run_in_batches
-from catdog.deploy.labels import numbered_class_names, resolve_class_names
+from catdog.deploy.labels import resolve_class_names
 from catdog.deploy.litert import LiteRTModel, litert_model_or_none
+from catdog.deploy.prediction import (  # noqa: F401 (Prediction and named_predictions' old home)
+    Prediction,
+    class_thresholds_of,
+    named_predictions,
+)
 
 logger = logging.getLogger("catdog")
 
@@ -229,29 +233,6 @@ def predict_scores(
 
 
 # ----------------------------------------------------------------------------- predictions
-@dataclass
-class Prediction:
-    """The most likely class of one image, its probability, and every class's probability.
-
-    For a model with an ``unknown`` answer (see
-    [`calibrate`][catdog.training.calibration.calibrate]), ``ood_score`` is the image's
-    out-of-distribution score (higher: less like the training images) and ``unknown`` whether
-    it is above the model's threshold; ``class_name`` is then ``"unknown"``, while
-    ``probability`` and ``probabilities`` still give the classes' probabilities.
-
-    ``error`` is ``None`` for a scored image; for a file that could not be read, why (then
-    ``class_name`` is ``""``, the probabilities and ``ood_score`` NaN).
-    """
-
-    path: str
-    class_name: str
-    probability: float
-    probabilities: dict[str, float]
-    ood_score: float | None = None
-    unknown: bool = False
-    error: str | None = None
-
-
 def predict(
     model: keras.Model | LiteRTModel | Predictor,
     images_or_paths,
@@ -263,7 +244,7 @@ def predict(
 ) -> list[Prediction]:
     """Predict the class of image files (any size/format) or of an image array.
 
-    Returns one [`Prediction`][catdog.deploy.predict.Prediction] per image, with the most likely
+    Returns one [`Prediction`][catdog.deploy.prediction.Prediction] per image, with the most likely
     class name and its probability. Classes are named by ``class_names``, else by the names the
     model carries ([`resolve_class_names`][catdog.deploy.labels.resolve_class_names]), else
     ``class_0``,
@@ -316,7 +297,7 @@ def iter_predictions(
     batch_size: int = PREDICT_BATCH_SIZE,
 ) -> Iterator[Prediction]:
     """[`predict`][catdog.deploy.predict.predict], one
-    [`Prediction`][catdog.deploy.predict.Prediction] at a time, as each batch is done.
+    [`Prediction`][catdog.deploy.prediction.Prediction] at a time, as each batch is done.
 
     The arguments are ``predict``'s, checked (and the engine made, and every file's header
     checked) when this is called; images are read and run ``batch_size`` at a time as the
@@ -334,7 +315,6 @@ def iter_predictions(
     check_int("batch_size", batch_size)
     check_choice("tta", tta, TTA_MODES)
     runner, model = model, model.model if isinstance(model, Predictor) else model
-    check_single_label(model, "Prediction")  # its class names: one class per image
     size = tuple(model.input_shape[1:3])
     array = None
     if isinstance(images_or_paths, np.ndarray):
@@ -350,7 +330,8 @@ def iter_predictions(
         chunks = (array[i : i + batch_size] for i in starts)
         batches = ((None, chunk, [None] * len(chunk)) for chunk in chunks)
     classes, threshold = int(model.output_shape[-1]), _unknown_threshold(model)
-    return _predictions(batches, run, names, classes, threshold, width)
+    shown = class_thresholds_of(model)
+    return _predictions(batches, run, names, classes, (threshold, shown), width)
 
 
 def _unknown_threshold(model: keras.Model | LiteRTModel) -> float | None:
@@ -388,7 +369,7 @@ def _checked_array(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return array
 
 
-def _predictions(batches, run, class_names, classes: int, threshold, width: int):
+def _predictions(batches, run, class_names, classes: int, thresholds: tuple, width: int):
     """The predictions of ``(paths or None, pixels, errors)`` batches, in order; a file that
     could not be read (its error set) gets NaN scores, no class and the error, logged."""
     done = 0
@@ -399,49 +380,12 @@ def _predictions(batches, run, class_names, classes: int, threshold, width: int)
             wide[read] = run(pixels)
         probabilities, scores = split_scores(wide, classes)
         named = named_predictions(
-            probabilities, class_names, paths, first=done, scores=scores, threshold=threshold
-        )
+            probabilities, class_names, paths, first=done, scores=scores,
+            threshold=thresholds[0], class_thresholds=thresholds[1],
+        )  # fmt: skip
         for prediction, error in zip(named, errors, strict=True):
             if error is not None:
                 logger.warning("skipped %s: %s", prediction.path, error)
                 prediction.class_name, prediction.unknown, prediction.error = "", False, error
             yield prediction
         done += len(errors)
-
-
-def named_predictions(
-    probabilities: np.ndarray,
-    class_names: Sequence[str] | None,
-    paths: Sequence[str] | None,
-    *,
-    first: int = 0,
-    scores: np.ndarray | None = None,
-    threshold: float | None = None,
-) -> list[Prediction]:
-    """One [`Prediction`][catdog.deploy.predict.Prediction] per row of ``probabilities``;
-    without ``paths``, images are named ``image_<first + row>``; an image whose score is above
-    ``threshold`` is named ``unknown``."""
-    count = probabilities.shape[1]
-    class_names = list(class_names or numbered_class_names(count))
-    check_printable_class_names(class_names)
-    if len(class_names) != count:
-        raise InvalidArgumentError(
-            f"The model predicts {count} classes but {len(class_names)} class names were given."
-        )
-    past = np.zeros(len(probabilities), bool) if threshold is None or scores is None else None
-    past = is_unknown(scores, threshold) if past is None else past
-    results = []
-    for i, row in enumerate(probabilities):
-        best, score = int(row.argmax()), None if scores is None else float(scores[i])
-        unknown = past[i] or not np.isfinite(row).all()
-        results.append(
-            Prediction(
-                path=paths[i] if paths else f"image_{first + i}",
-                class_name=UNKNOWN if unknown else class_names[best],
-                probability=float(row[best]),
-                probabilities={n: float(p) for n, p in zip(class_names, row, strict=True)},
-                ood_score=score,
-                unknown=bool(unknown),
-            )
-        )
-    return results

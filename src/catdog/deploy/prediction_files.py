@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from catdog._rules import already_exists, check_class_names
 from catdog.deploy.labels import resolve_class_names
 from catdog.deploy.litert import LiteRTModel
-from catdog.deploy.predict import Prediction
+from catdog.deploy.prediction import Prediction
 from catdog.errors import InvalidArgumentError, OutputError
 from catdog.io import atomic_path
 
@@ -34,13 +34,17 @@ writes, by suffix: CSV with a header row, or JSON lines (one object per line).""
 CLASS_COLUMN_PREFIX = "probability_"
 """Each class's probability is the column ``probability_<class name>``."""
 
+DECISION_COLUMN_PREFIX = "label_"
+"""A multi-label model's decision per class (1: shown, 0: not) is ``label_<class name>``."""
+
 
 def prediction_row(prediction: Prediction) -> dict:
     """The row of one prediction: ``path``, ``class`` (``unknown`` where the model says so),
     ``probability`` (the most likely class's), ``ood_score`` and ``unknown`` for a model with
-    an unknown answer, ``probability_<class>`` for every class, in the model's order, then
-    ``error``: ``None`` for a scored image; for a file that could not be read, why, with every
-    column but ``path`` empty (``None``).
+    an unknown answer, ``probability_<class>`` for every class, in the model's order (for a
+    multi-label model also ``label_<class>``, 1 where the image shows the class, and ``class``
+    the classes shown joined by ``;``), then ``error``: ``None`` for a scored image; for a file
+    that could not be read, why, with every column but ``path`` empty (``None``).
 
     Examples:
         ```python
@@ -57,6 +61,9 @@ def prediction_row(prediction: Prediction) -> dict:
     if prediction.ood_score is not None:  # a model with an unknown answer
         row.update(ood_score=prediction.ood_score, unknown=prediction.unknown)
     row.update({CLASS_COLUMN_PREFIX + name: p for name, p in prediction.probabilities.items()})
+    if prediction.labels is not None:
+        shown = set(prediction.labels)
+        row.update({DECISION_COLUMN_PREFIX + n: int(n in shown) for n in prediction.probabilities})
     if prediction.error is not None:  # not scored: its path and why, every other column empty
         row = {**dict.fromkeys(row), "path": prediction.path}
     row["error"] = prediction.error
@@ -67,7 +74,7 @@ def tab_separated(row: dict) -> str:
     """The line ``catdog predict`` prints for a row: its columns but the per-class ones,
     ``unknown`` (the class says it) and the empty ones, tab-separated, probabilities to 4
     decimals, the ood score as ``score <value>``, why a file could not be read as
-    ``error: <why>``.
+    ``error: <why>``, a multi-label answer of no class as ``(no label)``.
 
     Examples:
         ```python
@@ -78,7 +85,7 @@ def tab_separated(row: dict) -> str:
     return "\t".join(
         _printed(key, value)
         for key, value in row.items()
-        if not key.startswith(CLASS_COLUMN_PREFIX)
+        if not key.startswith((CLASS_COLUMN_PREFIX, DECISION_COLUMN_PREFIX))
         and key != "unknown"  # the class says it
         and value is not None
     )
@@ -89,6 +96,8 @@ def _printed(key: str, value) -> str:
         return f"score {value:.4g}"
     if key == "error":
         return f"error: {value}"
+    if key == "class" and value == "":
+        return "(no label)"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 

@@ -29,6 +29,7 @@ from catdog.errors import InvalidArgumentError
 from catdog.models.classifier import (
     ImageClassifier,
     inference_model,
+    is_multi_label,
     outputs_logits,
     probabilities,
 )
@@ -329,7 +330,8 @@ def confidence_outputs(model: keras.Model, images) -> dict:
 
 
 def probability_model(model: keras.Model) -> keras.Model:
-    """The model without augmentation, ending in probabilities (a softmax after logits).
+    """The model without augmentation, ending in probabilities (a softmax after logits; a
+    sigmoid per class for a multi-label model).
 
     What every export and the LiteRT engine run. A model with a
     [`Confidence`][catdog.models.confidence.Confidence] layer outputs calibrated probabilities
@@ -351,7 +353,12 @@ def probability_model(model: keras.Model) -> keras.Model:
     if not outputs_logits(model):
         return without_augmentation
     inputs = keras.Input(shape=model.input_shape[1:], name="image")
-    outputs = keras.layers.Softmax(name="probabilities")(without_augmentation(inputs))
+    squash = (
+        keras.layers.Activation("sigmoid", name="probabilities")  # each class on its own
+        if is_multi_label(model)
+        else keras.layers.Softmax(name="probabilities")
+    )
+    outputs = squash(without_augmentation(inputs))
     return keras.Model(inputs, outputs, name=f"{model.name}_probabilities")
 
 
