@@ -121,6 +121,56 @@ def _accuracy(method: str):
     return lambda row: _spread(row[method])
 
 
+def _with_interval(key: str):
+    """A figure with its 95% interval: ``0.912 (0.871-0.948)``; empty when the row has none."""
+
+    def cell(row):
+        if row.get(key) is None:
+            return None
+        low, high = row[f"{key}_interval"] or (None, None)
+        shown = f"{row[key]:.3f}"
+        return shown if low is None else f"{shown} ({low:.3f}-{high:.3f})"
+
+    return cell
+
+
+def _escaped(key: str):
+    """A text cell with its ``|`` escaped (kinds such as ``cat|dog``)."""
+    return lambda row: row[key].replace("|", "\\|")
+
+
+def _exact(row):
+    if "exact_match" not in row:
+        return None
+    low, high = row["interval"]
+    return f"{row['correct']}/{row['total']} = {row['exact_match']:.1%} ({low:.1%}-{high:.1%})"
+
+
+def _multilabel_summary(extras: dict) -> str:
+    """The overall figures of bench_multilabel.py's run (its ``extras``)."""
+
+    def ranged(key, percent=False):
+        low, high = extras[f"{key}_interval"]
+        if percent:
+            return f"{extras[key]:.1%} ({low:.1%}-{high:.1%})"
+        return f"{extras[key]:.3f} ({low:.3f}-{high:.3f})"
+
+    images, per_kind = extras["images"], extras["images_per_kind"]
+    thresholds = ", ".join(
+        f"{n} {t:.3f}" for n, t in zip(extras["class_names"], extras["thresholds"], strict=True)
+    )
+    return (
+        f"Overall, on the {images['test']:,} test images: mAP {ranged('map')}, micro F1 "
+        f"{ranged('micro_f1')}, macro F1 {ranged('macro_f1')}, exact match "
+        f"{ranged('exact_match', percent=True)}. Thresholds (fitted for F1 on the "
+        f"{images['validation']:,} validation images): {thresholds}. Images: "
+        f"{images['train']:,} training, {images['validation']:,} validation, "
+        f"{images['test']:,} test ({per_kind['train']}, {per_kind['validation']} and "
+        f"{per_kind['test']} of each of the seven kinds); {extras['epochs_trained']} epochs; "
+        f"{extras['seconds']:.0f} s in all, composing the images included."
+    )
+
+
 _TRAINING = [
     ("path", "path", "{}"),
     ("wall time (s)", "seconds", "{:.0f}"),
@@ -232,6 +282,15 @@ COLUMNS = {  # results file: (header, row key or function of the row, format)
         ("95% interval", _interval, "{}"),
         ("where the time went (largest phases)", _phases, "{}"),
     ],
+    "multilabel": [
+        ("test images", _escaped("row"), "{}"),
+        ("labels", "labels", "{}"),
+        ("AP", _with_interval("ap"), "{}"),
+        ("precision", _with_interval("precision"), "{}"),
+        ("recall", _with_interval("recall"), "{}"),
+        ("F1", _with_interval("f1"), "{}"),
+        ("exact match", _exact, "{}"),
+    ],
     "real": [
         ("row", "name", "{}"),
         ("time (s)", "seconds", "{:.0f}"),
@@ -299,6 +358,8 @@ def render_table(name: str, results: Path = RESULTS) -> str:
         rows.append(["ratio", f"{first:.2f}x", f"{later:.2f}x"])
     parts = [run_line(name, data), "\n".join(table([c[0] for c in columns], rows))]
     parts += [data["notes"]] if data.get("notes") else []
+    if name == "multilabel":  # the overall figures, from the same run
+        parts.append(_multilabel_summary(data["extras"]))
     if name == "fewshot":  # the goal, from the same run
         parts.append(_fewshot_goal(data["extras"]["goal"]))
     return "\n\n".join([*parts, noise(results)])

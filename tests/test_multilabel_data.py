@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from catdog.data.label_table import read_label_table
-from catdog.data.multilabel import from_label_table, label_set_key, split_label_table
+from catdog.data.multilabel import (
+    from_label_table,
+    label_set_key,
+    split_label_table,
+    splits_from_lists,
+)
 from catdog.data.pipelines import Splits, label_counts, majority_baseline
 from catdog.data.synthetic import make_multilabel_dataset
 from catdog.errors import InvalidArgumentError
@@ -126,6 +131,22 @@ def test_batches_hold_float32_images_and_the_tables_multi_hot(labels_file, tmp_p
     assert majority_baseline(splits) == 0.25  # exact match of one of four equal sets
     again = from_label_table(labels_file, image_size=(16, 16), batch_size=4, seed=1, cache=tmp_path)
     assert again.files == splits.files  # the same split, read from the file
+
+
+def test_splits_from_lists_keeps_a_chosen_split_and_refuses_a_leaky_one(labels_file):
+    table = read_label_table(labels_file)
+    paths = list(table.rows)
+    chosen = {"train": paths[:30], "validation": paths[30:35], "test": paths[35:]}
+    splits = splits_from_lists(table, chosen, image_size=(16, 16), batch_size=4, seed=1)
+    assert splits.multi_label and splits.files == chosen
+    np.testing.assert_array_equal(splits.multi_hot("test"), table.multi_hot(chosen["test"]))
+    leaky = {**chosen, "test": [*chosen["test"], paths[0]]}
+    with pytest.raises(InvalidArgumentError, match="in both 'train' and 'test'"):
+        splits_from_lists(table, leaky, image_size=(16, 16))
+    with pytest.raises(InvalidArgumentError, match="exactly the splits"):
+        splits_from_lists(table, {"train": paths}, image_size=(16, 16))
+    with pytest.raises(InvalidArgumentError, match="not a photo of the table"):
+        splits_from_lists(table, {**chosen, "test": ["elsewhere.jpg"]}, image_size=(16, 16))
 
 
 def test_the_file_cache_answers_the_labels_of_this_call(labels_file, tmp_path):

@@ -179,10 +179,37 @@ def from_label_table(
         ```
     """
     table = _table(table_or_path, class_names)
+    split_paths = split_label_table(table, seed=seed, fractions=fractions, exclude=exclude)
+    return splits_from_lists(
+        table, split_paths, image_size=image_size, batch_size=batch_size, seed=seed, cache=cache
+    )
+
+
+def splits_from_lists(
+    table: LabelTable,
+    split_paths: dict[str, Sequence[str]],
+    *,
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    seed: int = DEFAULT_SEED,
+    cache: str | os.PathLike | None = "memory",
+) -> Splits:
+    """Multi-label datasets of a split you chose: ``split_paths`` gives ``{split: [paths]}``
+    (``"train"``, ``"validation"``, ``"test"``; paths as ``table`` has them), as
+    [`split_label_table`][catdog.data.multilabel.split_label_table] returns it. The datasets
+    are [`from_label_table`][catdog.data.multilabel.from_label_table]'s; no photo may be in
+    two splits, and every class needs a training photo that decodes.
+
+    Examples:
+        ```python
+        table = read_label_table("photos/labels.csv")
+        splits = splits_from_lists(table, {"train": fit, "validation": tune, "test": held_out})
+        ```
+    """
     image_size = check_sides("image_size", image_size, 2)
     check_int("batch_size", batch_size)
     check_printable_class_names(table.class_names)
-    split_paths = split_label_table(table, seed=seed, fractions=fractions, exclude=exclude)
+    _check_split_paths(table, split_paths)
     index = {name: i for i, name in enumerate(table.class_names)}
     datasets, files, labels, skipped = {}, {}, {}, []
     for split in SPLIT_NAMES:
@@ -194,19 +221,7 @@ def from_label_table(
         datasets[split] = batch_pipeline(
             ds, batch_size=batch_size, shuffle=split == "train", seed=seed, size=len(files[split])
         )
-    if skipped:
-        logger.warning(
-            "Skipped %d file(s): %s",
-            len(skipped),
-            "; ".join(f"{path} ({reason})" for path, reason in skipped),
-        )
-    if not files["train"]:
-        raise DatasetError("No training photo could be decoded; check the labels file's photos.")
-    for name in _unlearnable(table, files["train"]):
-        raise DatasetError(
-            f"Class {name!r} has no training photo that decodes: replace the unreadable ones "
-            "named above, or label more photos with it."
-        )
+    _check_decoded(table, files["train"], skipped)
     return Splits(
         **datasets,
         class_names=list(table.class_names),
@@ -217,6 +232,43 @@ def from_label_table(
         skipped=skipped,
         multi_label=True,
     )
+
+
+def _check_split_paths(table: LabelTable, split_paths: dict[str, Sequence[str]]) -> None:
+    """Refuse a split that names no known split, a photo not in the table, or one photo twice."""
+    if sorted(split_paths) != sorted(SPLIT_NAMES):
+        raise InvalidArgumentError(
+            f"split_paths must have exactly the splits {list(SPLIT_NAMES)}, got "
+            f"{sorted(split_paths)}."
+        )
+    seen: dict[str, str] = {}
+    for split in SPLIT_NAMES:
+        for path in split_paths[split]:
+            if path not in table.rows:
+                raise InvalidArgumentError(f"{path!r} ({split}) is not a photo of the table.")
+            if path in seen:
+                raise InvalidArgumentError(
+                    f"{path!r} is in both {seen[path]!r} and {split!r}: a photo belongs to one "
+                    "split (else the scores leak)."
+                )
+            seen[path] = split
+
+
+def _check_decoded(table: LabelTable, train_files: Sequence[str], skipped: list) -> None:
+    """Warn of the skipped files; refuse when a class has no training photo left."""
+    if skipped:
+        logger.warning(
+            "Skipped %d file(s): %s",
+            len(skipped),
+            "; ".join(f"{path} ({reason})" for path, reason in skipped),
+        )
+    if not train_files:
+        raise DatasetError("No training photo could be decoded; check the labels file's photos.")
+    for name in _unlearnable(table, train_files):
+        raise DatasetError(
+            f"Class {name!r} has no training photo that decodes: replace the unreadable ones "
+            "named above, or label more photos with it."
+        )
 
 
 def _cache_name(split: str, pairs: list[tuple[str, tuple[int, ...]]]) -> str:
