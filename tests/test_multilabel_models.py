@@ -101,7 +101,24 @@ def test_what_does_not_support_multi_label_yet_refuses_it_by_name(tmp_path, synt
     several = dataclasses.replace(synthetic_splits, multi_label=True)
     with pytest.raises(InvalidArgumentError, match="build it with multi_label=True"):
         train(single, several, 1)
+    for what, call in {  # single-label tools on multi-label data
+        "evaluate": lambda: evaluate(single, several),
+        "calibrate": lambda: calibrate(single, several),
+        "tune": lambda: _tune(several, tmp_path),
+    }.items():
+        with pytest.raises(InvalidArgumentError, match=f"{what} takes one class per image"):
+            call()
+    pair = (synthetic_splits.train, synthetic_splits.validation)  # class indices (batch,)
+    with pytest.raises(InvalidArgumentError, match=r"multi-hot labels of shape \(batch, 2\)"):
+        train(model, pair, 1)
     probs = Predictor(model)(np.zeros((2, 64, 64, 3)))  # probabilities, one per class
     assert probs.shape == (2, 2) and ((probs >= 0) & (probs <= 1)).all()
     with pytest.raises(InvalidArgumentError, match="pass multi_label=True"):
         build_model("baseline", classifier_activation="sigmoid")
+
+
+def _tune(splits, folder):
+    pytest.importorskip("keras_tuner")
+    from catdog.training.tuning import tune
+
+    return tune(splits, max_trials=1, epochs=1, directory=folder / "tuning")

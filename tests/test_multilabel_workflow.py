@@ -12,6 +12,7 @@ import pytest
 
 from catdog.data.multilabel import from_label_table
 from catdog.data.synthetic import make_multilabel_dataset
+from catdog.errors import InvalidArgumentError
 from catdog.models.registry import build_model
 from catdog.models.saving import load_model
 from catdog.report.multilabel_evaluation import evaluate_multilabel
@@ -51,6 +52,12 @@ def test_a_cnn_learns_several_classes_per_photo_and_is_scored_at_its_thresholds(
     assert again.class_thresholds == thresholds
     rescored = evaluate_multilabel(again, multilabel_splits, draws=100)
     assert rescored["exact_match"] == scores["exact_match"]
+    again.class_names = ["dogs", "cats"]  # the other order: its columns would be swapped
+    with pytest.raises(InvalidArgumentError, match="are not the data's"):
+        evaluate_multilabel(again, multilabel_splits)
+    single = build_model("baseline", input_shape=(32, 32, 3), filters=[4], dense_units=8)
+    with pytest.raises(InvalidArgumentError, match="needs a multi-label model"):
+        set_class_thresholds(single, multilabel_splits)
 
 
 def test_a_transfer_model_trains_its_head_on_cached_features_under_binary_cross_entropy(

@@ -369,6 +369,21 @@ def check_finite_threshold(threshold, source: str) -> None:
         )
 
 
+def check_single_label_data(splits, what: str) -> None:
+    """Refuse multi-label data (``Splits`` read from a labels file) where only one class per
+    image is supported, pointing to the multi-label tools.
+
+    Examples:
+        >>> check_single_label_data(object(), "evaluate")  # not multi-label: nothing to say
+    """
+    if getattr(splits, "multi_label", False) is True:
+        raise InvalidArgumentError(
+            f"{what} takes one class per image, but this data gives each image several (a "
+            "labels file): use catdog.report.multilabel_evaluation.evaluate_multilabel and a "
+            "model built with multi_label=True."
+        )
+
+
 def check_single_label(model, what: str, instead: str = "") -> None:
     """Refuse a multi-label model (one whose ``multi_label`` is true) where only single-label
     ones are supported yet, naming ``what`` and what works instead (``instead``, else the

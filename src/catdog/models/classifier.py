@@ -43,8 +43,8 @@ class ImageClassifier(keras.Sequential):
     ``import catdog.models.classifier``, which registers this class), it still names its classes,
     and
     [`inference_model`][catdog.models.classifier.inference_model] drops its augmentation by name.
-    ``keras.models.clone_model`` returns a plain ``keras.Sequential``: set ``class_names`` on
-    an ``ImageClassifier`` again if you clone one.
+    ``keras.models.clone_model`` returns a plain ``keras.Sequential``: set ``class_names`` (and
+    ``multi_label``, ``class_thresholds``) on an ``ImageClassifier`` again if you clone one.
 
     Like keras-hub's ``ImageClassifier``, it also describes its head: ``num_classes``,
     ``activation`` (``"softmax"``, ``"sigmoid"``, or ``None`` for logits), ``pooling`` and

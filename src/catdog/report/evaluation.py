@@ -10,7 +10,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from catdog._rules import check_choice, check_printable_class_names, check_single_label
+from catdog._rules import (
+    check_choice,
+    check_printable_class_names,
+    check_single_label,
+    check_single_label_data,
+)
 from catdog.data.pipelines import Splits, data_folder
 from catdog.deploy.predict import TTA_MODES, Predictor, as_predictor, predict_scores
 from catdog.errors import InvalidArgumentError
@@ -386,6 +391,7 @@ def _labelled_data(data, class_names, files, split: str):
     names and files relative to its folder, or the arguments as given (folder ``None``)."""
     if not isinstance(data, Splits):
         return data, class_names, files, None
+    check_single_label_data(data, "evaluate")
     folder = data_folder(data)
     files = [os.path.relpath(os.path.abspath(p), folder) for p in data.files[split]]
     return getattr(data, split), class_names or data.class_names, files, folder

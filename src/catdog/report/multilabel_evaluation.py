@@ -43,6 +43,22 @@ def probabilities_and_targets(
     return np.concatenate(probs), np.concatenate(targets)
 
 
+def check_multi_label_model(model: keras.Model, class_names, what: str) -> None:
+    """Refuse a model that is not multi-label, or whose class names (in order) are not the
+    data's: the labels file's form decides the order (its header, else sorted names)."""
+    if getattr(model, "multi_label", False) is not True:
+        raise InvalidArgumentError(
+            f"{what} needs a multi-label model (built with multi_label=True); for one class "
+            "per image, use evaluate."
+        )
+    known = getattr(model, "class_names", None)
+    if known and list(known) != list(class_names):
+        raise InvalidArgumentError(
+            f"The model's classes {known} are not the data's {list(class_names)} (in order): "
+            "read the labels file with class_names=model.class_names."
+        )
+
+
 def model_thresholds(model: keras.Model) -> list[float]:
     """The model's decision threshold per class (0.5 each until fitted).
 
@@ -80,6 +96,7 @@ def evaluate_multilabel(
             "class per image, use evaluate."
         )
     keras_model = model.model if isinstance(model, Predictor) else model
+    check_multi_label_model(keras_model, splits.class_names, "evaluate_multilabel")
     predictor = as_predictor(model, engine)
     probs, targets = probabilities_and_targets(predictor, getattr(splits, split))
     thresholds = model_thresholds(keras_model)

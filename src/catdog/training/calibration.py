@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from catdog._rules import DEFAULT_COVERAGE, check_choice, check_coverage, check_single_label
+from catdog._rules import (
+    DEFAULT_COVERAGE,
+    check_choice,
+    check_coverage,
+    check_single_label,
+    check_single_label_data,
+)
 from catdog.data.pipelines import Splits
 from catdog.errors import InvalidArgumentError
 from catdog.models.classifier import ImageClassifier, inference_model, probabilities
@@ -234,6 +240,7 @@ def _check(model, splits, unknown_coverage, method: str) -> None:
             f"{model.name!r} is not a catdog model (an ImageClassifier); calibrate needs one."
         )
     check_single_label(model, "calibrate")
+    check_single_label_data(splits, "calibrate")
     check_coverage("unknown_coverage", unknown_coverage)
     check_choice("method", method, OOD_METHODS)
     if not splits.files["validation"]:

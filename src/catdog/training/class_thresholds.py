@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from catdog.errors import InvalidArgumentError
-from catdog.models.classifier import is_multi_label
-from catdog.report.multilabel_evaluation import probabilities_and_targets
+from catdog.report.multilabel_evaluation import check_multi_label_model, probabilities_and_targets
 from catdog.report.multilabel_metrics import check_multi_hot
 
 if TYPE_CHECKING:
@@ -165,11 +164,11 @@ def set_class_thresholds(
         evaluate_multilabel(model, splits)
         ```
     """
-    if not is_multi_label(model) or not getattr(splits, "multi_label", False):
+    if not getattr(splits, "multi_label", False):
         raise InvalidArgumentError(
-            "set_class_thresholds needs a multi-label model (multi_label=True) and multi-label "
-            "data (read from a labels file)."
+            "set_class_thresholds needs multi-label data (read from a labels file)."
         )
+    check_multi_label_model(model, splits.class_names, "set_class_thresholds")
     parse_threshold_goal(goal)  # before the pass over the images
     probs, targets = probabilities_and_targets(model, splits.validation, engine=engine)
     found = fit_class_thresholds(targets, probs, goal, class_names=model.class_names)

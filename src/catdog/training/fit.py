@@ -222,6 +222,7 @@ def _checked_arguments(model, splits, class_weight, early_stopping, strategy) ->
         _check_label_kind(model, splits, class_weight)
     else:
         _check_dataset_pair(splits)
+        _check_pair_labels(model, splits)
     weights_per_class = class_weights(splits, class_weight, model.output_shape[-1])
     if early_stopping is not None:
         check_int("early_stopping", early_stopping)
@@ -243,10 +244,31 @@ def _check_label_kind(model, splits: Splits, class_weight) -> None:
             "build it with multi_label=True."
             if multi
             else "The model is multi-label but the data gives each photo one class: build it "
-            "without multi_label, or read the data from a labels file."
+            "without multi_label (drop it from model_kwargs), or read the data from a labels "
+            "file (catdog.data.multilabel.from_label_table)."
         )
     if multi and class_weight is not None:
         raise InvalidArgumentError("class_weight is for single-label data; leave it out.")
+
+
+def _check_pair_labels(model, pair) -> None:
+    """Your own datasets: multi-hot ``(batch, classes)`` labels for a multi-label model, class
+    indices for a single-label one (Keras would broadcast the other shapes silently)."""
+    spec = pair[0].element_spec
+    shape = getattr(spec[1], "shape", None) if isinstance(spec, tuple) and len(spec) > 1 else None
+    if shape is None or shape.rank is None:  # not (images, labels), or not known yet
+        return
+    classes = model.output_shape[-1]
+    if is_multi_label(model):
+        fits = shape.rank == 2 and shape[-1] in (classes, None)
+    else:
+        fits = shape.rank == 1 or (shape.rank == 2 and shape[-1] == 1)
+    if not fits:
+        raise InvalidArgumentError(
+            f"The training labels have shape {tuple(shape)}: a multi-label model needs "
+            f"multi-hot labels of shape (batch, {classes}), a single-label one class indices "
+            "of shape (batch,)."
+        )
 
 
 def _resumable(fit_model, backup_dir, scratch) -> tuple[list, Path | None, int]:

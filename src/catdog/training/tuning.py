@@ -25,6 +25,7 @@ from catdog._rules import (
     check_choice,
     check_int,
     check_positive_number,
+    check_single_label_data,
 )
 from catdog.data.pipelines import Splits
 from catdog.errors import InvalidArgumentError
@@ -116,6 +117,7 @@ def tune(
         ```
     """
     _check_arguments(tuner, max_trials, epochs, cluster_timeout)
+    check_single_label_data(splits, "tune")
     role, overwrite = _role(overwrite)
     if hyperparameters is not None:
         validate_hyperparameters(hyperparameters)
