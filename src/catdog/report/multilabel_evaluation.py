@@ -12,14 +12,12 @@ import numpy as np
 
 from catdog.data.pipelines import Splits, data_folder
 from catdog.deploy.predict import Predictor, as_predictor
+from catdog.deploy.prediction import class_thresholds_of
 from catdog.errors import InvalidArgumentError
 from catdog.report.multilabel_metrics import most_confident_mistakes, multilabel_scores
 
 if TYPE_CHECKING:
     import keras
-
-DEFAULT_THRESHOLD = 0.5
-"""A class is shown at this probability until thresholds are fitted on validation images."""
 
 
 def probabilities_and_targets(
@@ -59,18 +57,6 @@ def check_multi_label_model(model: keras.Model, class_names, what: str) -> None:
         )
 
 
-def model_thresholds(model: keras.Model) -> list[float]:
-    """The model's decision threshold per class (0.5 each until fitted).
-
-    Examples:
-        >>> from catdog.models.cnn import build_baseline_model
-        >>> model_thresholds(build_baseline_model(input_shape=(16, 16, 3), multi_label=True))
-        [0.5, 0.5]
-    """
-    found = getattr(model, "class_thresholds", None)
-    return list(found) if found else [DEFAULT_THRESHOLD] * int(model.output_shape[-1])
-
-
 def evaluate_multilabel(
     model: keras.Model | Predictor,
     splits: Splits,
@@ -99,7 +85,7 @@ def evaluate_multilabel(
     check_multi_label_model(keras_model, splits.class_names, "evaluate_multilabel")
     predictor = as_predictor(model, engine)
     probs, targets = probabilities_and_targets(predictor, getattr(splits, split))
-    thresholds = model_thresholds(keras_model)
+    thresholds = class_thresholds_of(keras_model)  # 0.5 each until fitted
     scores = multilabel_scores(targets, probs, thresholds, draws=draws)
     folder = data_folder(splits)
     files = [os.path.relpath(os.path.abspath(p), folder) for p in splits.files[split]]
